@@ -1,0 +1,1 @@
+"""``ptr`` subcommands that need no torch: inspect, ingest."""

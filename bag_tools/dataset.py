@@ -1,0 +1,490 @@
+"""The dataset on disk: ``manifest.json`` plus one directory of ``.npy`` arrays per episode.
+
+Layout (schema version 1)::
+
+    DATASET/
+      manifest.json                  # Manifest (TypedDict below)
+      episodes/<episode_id>/
+        meta.json                    # EpisodeMeta: robot, task, source bag, hash, tags, sync
+        timestamp.npy                # int64   [T]          grid times, ns
+        state.npy                    # float32 [T, Ds]      robot's own state width
+        action.npy                   # float32 [T, Da]
+        state_valid.npy              # bool    [T]
+        action_valid.npy             # bool    [T]
+        images/<role>.npy            # uint8   [T, H, W, C] (depth: uint16 [T, H, W, 1])
+        images/<role>_valid.npy      # bool    [T]
+
+Every array is a plain ``.npy`` so readers memory-map it (``np.load(mmap_mode='r')``). An episode
+is written into ``episodes/.tmp-<id>-<pid>`` and renamed into place, so a crash never leaves a
+half episode; the manifest is rewritten atomically after each episode. ``Dataset.open`` adopts
+complete episode directories that a crash left out of the manifest.
+
+Several robots share one dataset (or several datasets are read together): each robot keeps its
+own state/action width on disk; ``unified_layout`` pads them to a common width with masks.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypedDict
+
+import numpy as np
+import numpy.typing as npt
+
+from bag_tools.errors import DatasetError
+
+__all__ = [
+    'MANIFEST',
+    'SCHEMA_VERSION',
+    'STAT_FEATURES',
+    'Dataset',
+    'Episode',
+    'EpisodeData',
+    'EpisodeEntry',
+    'FeatureStats',
+    'Manifest',
+    'RobotEntry',
+    'UnifiedLayout',
+    'compute_stats',
+    'unified_layout',
+    'write_episode',
+]
+
+SCHEMA_VERSION = 1
+MANIFEST = 'manifest.json'
+EPISODES = 'episodes'
+STAT_FEATURES = ('state', 'action')
+
+
+class FeatureStats(TypedDict):
+    """Per-dimension statistics of one feature over every valid frame of one robot."""
+
+    count: int
+    min: list[float]
+    max: list[float]
+    mean: list[float]
+    std: list[float]
+    p01: list[float]
+    p99: list[float]
+
+
+class RobotEntry(TypedDict):
+    """What the manifest records of one robot (the embodiment id is the key)."""
+
+    state_names: list[str]
+    action_names: list[str]
+    joint_names: list[str]
+    joint_lower: list[float]
+    joint_upper: list[float]
+    camera_roles: list[str]
+    image_size: list[int]  # [H, W]
+    image_channels: dict[str, int]  # role -> C
+    image_dtypes: dict[str, str]  # role -> 'uint8' | 'uint16'
+    rate_hz: float
+    profile: dict[str, Any]  # the resolved robot profile, as loaded
+
+
+class EpisodeEntry(TypedDict):
+    """One row of the manifest's episode index."""
+
+    id: str
+    robot: str
+    length: int
+    task: str
+    source: str
+    content_hash: str
+    tags: dict[str, Any]
+
+
+class Manifest(TypedDict):
+    schema_version: int
+    rate_hz: float
+    robots: dict[str, RobotEntry]
+    episodes: list[EpisodeEntry]
+    stats: dict[str, dict[str, FeatureStats]]  # robot -> feature -> stats
+    tasks: list[str]
+
+
+@dataclass
+class EpisodeData:
+    """An episode in memory, as ingestion produces it (T grid steps)."""
+
+    id: str
+    robot: str
+    timestamp: npt.NDArray[np.int64]
+    state: npt.NDArray[np.float32]
+    action: npt.NDArray[np.float32]
+    state_valid: npt.NDArray[np.bool_]
+    action_valid: npt.NDArray[np.bool_]
+    images: dict[str, npt.NDArray[Any]] = field(default_factory=dict)
+    image_valid: dict[str, npt.NDArray[np.bool_]] = field(default_factory=dict)
+    task: str = ''
+    source: str = ''
+    content_hash: str = ''
+    tags: dict[str, Any] = field(default_factory=dict)
+    sync_report: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        n = len(self.timestamp)
+        checks: list[tuple[str, Sequence[Any] | npt.NDArray[Any]]] = [
+            ('state', self.state),
+            ('action', self.action),
+            ('state_valid', self.state_valid),
+            ('action_valid', self.action_valid),
+        ]
+        checks += [(f'images/{r}', a) for r, a in self.images.items()]
+        checks += [(f'images/{r}_valid', a) for r, a in self.image_valid.items()]
+        for name, arr in checks:
+            if len(arr) != n:
+                msg = f'episode {self.id}: {name} has {len(arr)} steps, timestamp has {n}'
+                raise DatasetError(msg)
+        if set(self.images) != set(self.image_valid):
+            msg = f'episode {self.id}: images and image_valid name different camera roles'
+            raise DatasetError(msg)
+
+    @property
+    def length(self) -> int:
+        return len(self.timestamp)
+
+
+class Episode:
+    """An episode on disk, its arrays memory-mapped (read-only)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            self.meta: dict[str, Any] = json.loads((path / 'meta.json').read_text())
+        except (OSError, ValueError) as err:
+            msg = f'{path}: unreadable episode meta.json: {err}'
+            raise DatasetError(msg) from err
+        self.id: str = self.meta['id']
+        self.robot: str = self.meta['robot']
+        self.task: str = self.meta.get('task', '')
+        self.tags: dict[str, Any] = self.meta.get('tags', {})
+        self.timestamp = self._load('timestamp')
+        self.state = self._load('state')
+        self.action = self._load('action')
+        self.state_valid = self._load('state_valid')
+        self.action_valid = self._load('action_valid')
+        self.images: dict[str, npt.NDArray[Any]] = {}
+        self.image_valid: dict[str, npt.NDArray[Any]] = {}
+        for role in self.meta.get('camera_roles', []):
+            self.images[role] = self._load(f'images/{role}')
+            self.image_valid[role] = self._load(f'images/{role}_valid')
+
+    def _load(self, name: str) -> npt.NDArray[Any]:
+        file = self.path / f'{name}.npy'
+        try:
+            arr: npt.NDArray[Any] = np.load(file, mmap_mode='r', allow_pickle=False)
+        except (OSError, ValueError) as err:
+            msg = f'{file}: cannot load array: {err}'
+            raise DatasetError(msg) from err
+        return arr
+
+    @property
+    def length(self) -> int:
+        return len(self.timestamp)
+
+    @property
+    def sync_report(self) -> dict[str, Any]:
+        report: dict[str, Any] = self.meta.get('sync_report', {})
+        return report
+
+
+def _save(path: Path, arr: npt.NDArray[Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, np.ascontiguousarray(arr), allow_pickle=False)
+
+
+def _write_json_atomic(path: Path, obj: Any) -> None:
+    tmp = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
+    tmp.write_text(json.dumps(obj, indent=1, sort_keys=False))
+    os.replace(tmp, path)
+
+
+def write_episode(root: Path, episode: EpisodeData) -> Path:
+    """Write ``episode`` under ``root/episodes`` atomically and return its directory.
+
+    The manifest is *not* touched: the caller (one process) adds the entry with
+    ``Dataset.add_episodes`` so that parallel workers never race on it.
+    """
+    episodes = root / EPISODES
+    episodes.mkdir(parents=True, exist_ok=True)
+    final = episodes / episode.id
+    if final.exists():
+        msg = f'{final}: episode already exists'
+        raise DatasetError(msg)
+    tmp = episodes / f'.tmp-{episode.id}-{os.getpid()}'
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    _save(tmp / 'timestamp.npy', episode.timestamp.astype(np.int64))
+    _save(tmp / 'state.npy', episode.state.astype(np.float32))
+    _save(tmp / 'action.npy', episode.action.astype(np.float32))
+    _save(tmp / 'state_valid.npy', episode.state_valid.astype(np.bool_))
+    _save(tmp / 'action_valid.npy', episode.action_valid.astype(np.bool_))
+    for role, frames in episode.images.items():
+        _save(tmp / 'images' / f'{role}.npy', frames)
+        _save(tmp / 'images' / f'{role}_valid.npy', episode.image_valid[role].astype(np.bool_))
+    meta = {
+        'id': episode.id,
+        'robot': episode.robot,
+        'length': episode.length,
+        'task': episode.task,
+        'source': episode.source,
+        'content_hash': episode.content_hash,
+        'tags': episode.tags,
+        'camera_roles': sorted(episode.images),
+        'sync_report': episode.sync_report,
+    }
+    (tmp / 'meta.json').write_text(json.dumps(meta, indent=1))
+    os.replace(tmp, final)
+    return final
+
+
+def compute_stats(
+    arrays: Iterable[tuple[npt.NDArray[Any], npt.NDArray[np.bool_]]],
+) -> FeatureStats | None:
+    """Statistics over the valid rows of several ``[T, D]`` arrays (None when no valid row)."""
+    rows = [np.asarray(a, dtype=np.float64)[np.asarray(v, dtype=bool)] for a, v in arrays]
+    rows = [r for r in rows if len(r)]
+    if not rows:
+        return None
+    data = np.concatenate(rows, axis=0)
+    return FeatureStats(
+        count=int(len(data)),
+        min=data.min(axis=0).tolist(),
+        max=data.max(axis=0).tolist(),
+        mean=data.mean(axis=0).tolist(),
+        std=data.std(axis=0).tolist(),
+        p01=np.percentile(data, 1, axis=0).tolist(),
+        p99=np.percentile(data, 99, axis=0).tolist(),
+    )
+
+
+class Dataset:
+    """A dataset directory: its manifest and memory-mapped episodes."""
+
+    def __init__(self, root: Path, manifest: Manifest) -> None:
+        self.root = root
+        self.manifest = manifest
+        self._episodes: dict[str, Episode] = {}
+
+    # -- creation and opening -------------------------------------------------------------
+    @classmethod
+    def create_or_open(cls, root: str | Path, *, rate_hz: float) -> Dataset:
+        """Open ``root`` if it is a dataset, else create an empty one there."""
+        root = Path(root)
+        if (root / MANIFEST).exists():
+            ds = cls.open(root)
+            if abs(ds.manifest['rate_hz'] - rate_hz) > 1e-9:
+                msg = (
+                    f'{root}: dataset is at {ds.manifest["rate_hz"]} Hz, the profile asks for '
+                    f'{rate_hz} Hz; write to a new --out directory'
+                )
+                raise DatasetError(msg)
+            return ds
+        if root.exists() and any(p.name != EPISODES for p in root.iterdir()):
+            msg = f'{root}: exists and is not a ptr dataset (no {MANIFEST}); choose another --out'
+            raise DatasetError(msg)
+        root.mkdir(parents=True, exist_ok=True)
+        manifest = Manifest(
+            schema_version=SCHEMA_VERSION, rate_hz=float(rate_hz), robots={}, episodes=[],
+            stats={}, tasks=[],
+        )
+        ds = cls(root, manifest)
+        ds.save_manifest()
+        return ds
+
+    @classmethod
+    def open(cls, root: str | Path) -> Dataset:
+        root = Path(root)
+        file = root / MANIFEST
+        if not file.is_file():
+            msg = f'{root}: not a ptr dataset (no {MANIFEST})'
+            raise DatasetError(msg)
+        try:
+            manifest: Manifest = json.loads(file.read_text())
+        except ValueError as err:
+            msg = f'{file}: not valid JSON: {err}'
+            raise DatasetError(msg) from err
+        version = manifest.get('schema_version')
+        if version != SCHEMA_VERSION:
+            msg = f'{file}: schema_version {version!r}, this ptr reads {SCHEMA_VERSION}'
+            raise DatasetError(msg)
+        ds = cls(root, manifest)
+        ds._adopt_orphans()
+        return ds
+
+    def _adopt_orphans(self) -> None:
+        """Index complete episode directories a crash left out of the manifest; drop temps."""
+        episodes = self.root / EPISODES
+        if not episodes.is_dir():
+            return
+        known = {e['id'] for e in self.manifest['episodes']}
+        for path in sorted(episodes.iterdir()):
+            if path.name.startswith('.tmp-'):
+                shutil.rmtree(path, ignore_errors=True)
+        orphans = [
+            p for p in sorted(episodes.iterdir())
+            if p.is_dir() and p.name not in known and (p / 'meta.json').is_file()
+        ]
+        if orphans and all(Episode(p).robot in self.manifest['robots'] for p in orphans):
+            self.add_episodes([Episode(p) for p in orphans], robots={})
+
+    # -- writing ---------------------------------------------------------------------------
+    def save_manifest(self) -> None:
+        _write_json_atomic(self.root / MANIFEST, self.manifest)
+
+    def add_episodes(
+        self, episodes: Sequence[Episode | EpisodeData], *, robots: Mapping[str, RobotEntry]
+    ) -> None:
+        """Index episodes already written with ``write_episode``; refresh stats; save."""
+        for name, entry in robots.items():
+            self.manifest['robots'].setdefault(name, entry)
+        touched = set()
+        for ep in episodes:
+            if ep.robot not in self.manifest['robots']:
+                msg = f'{self.root}: episode {ep.id} has robot {ep.robot!r} without a robot entry'
+                raise DatasetError(msg)
+            meta_source = ep.meta['source'] if isinstance(ep, Episode) else ep.source
+            meta_hash = ep.meta['content_hash'] if isinstance(ep, Episode) else ep.content_hash
+            self.manifest['episodes'].append(
+                EpisodeEntry(
+                    id=ep.id, robot=ep.robot, length=ep.length, task=ep.task,
+                    source=meta_source, content_hash=meta_hash, tags=dict(ep.tags),
+                )
+            )
+            if ep.task and ep.task not in self.manifest['tasks']:
+                self.manifest['tasks'].append(ep.task)
+            touched.add(ep.robot)
+        for robot in sorted(touched):
+            self._refresh_stats(robot)
+        self.save_manifest()
+
+    def _refresh_stats(self, robot: str) -> None:
+        eps = [self.episode(e['id']) for e in self.manifest['episodes'] if e['robot'] == robot]
+        stats: dict[str, FeatureStats] = {}
+        for feature in STAT_FEATURES:
+            got = compute_stats(
+                (getattr(ep, feature), getattr(ep, f'{feature}_valid')) for ep in eps
+            )
+            if got is not None:
+                stats[feature] = got
+        self.manifest['stats'][robot] = stats
+
+    # -- reading ---------------------------------------------------------------------------
+    @property
+    def episode_ids(self) -> list[str]:
+        return [e['id'] for e in self.manifest['episodes']]
+
+    def episode(self, episode_id: str) -> Episode:
+        if episode_id not in self._episodes:
+            path = self.root / EPISODES / episode_id
+            if not path.is_dir():
+                msg = f'{self.root}: episode {episode_id} is in the manifest but not on disk'
+                raise DatasetError(msg)
+            self._episodes[episode_id] = Episode(path)
+        return self._episodes[episode_id]
+
+    def episodes(self) -> list[Episode]:
+        return [self.episode(i) for i in self.episode_ids]
+
+    def ingested_hashes(self) -> set[str]:
+        return {e['content_hash'] for e in self.manifest['episodes'] if e['content_hash']}
+
+    def __len__(self) -> int:
+        return len(self.manifest['episodes'])
+
+
+@dataclass(frozen=True)
+class UnifiedLayout:
+    """Padded widths and per-robot masks for training several robots (or datasets) together."""
+
+    state_dim: int
+    action_dim: int
+    robots: tuple[str, ...]  # index = robot id
+    camera_roles: tuple[str, ...]  # union over robots, sorted
+    image_size: tuple[int, int]
+    state_mask: dict[str, npt.NDArray[np.bool_]]  # robot -> [state_dim]
+    action_mask: dict[str, npt.NDArray[np.bool_]]  # robot -> [action_dim]
+    camera_mask: dict[str, npt.NDArray[np.bool_]]  # robot -> [len(camera_roles)]
+
+    def robot_index(self, robot: str) -> int:
+        return self.robots.index(robot)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            'state_dim': self.state_dim,
+            'action_dim': self.action_dim,
+            'robots': list(self.robots),
+            'camera_roles': list(self.camera_roles),
+            'image_size': list(self.image_size),
+            'state_mask': {k: v.tolist() for k, v in self.state_mask.items()},
+            'action_mask': {k: v.tolist() for k, v in self.action_mask.items()},
+            'camera_mask': {k: v.tolist() for k, v in self.camera_mask.items()},
+        }
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any]) -> UnifiedLayout:
+        return cls(
+            state_dim=int(obj['state_dim']),
+            action_dim=int(obj['action_dim']),
+            robots=tuple(obj['robots']),
+            camera_roles=tuple(obj['camera_roles']),
+            image_size=(int(obj['image_size'][0]), int(obj['image_size'][1])),
+            state_mask={k: np.asarray(v, bool) for k, v in obj['state_mask'].items()},
+            action_mask={k: np.asarray(v, bool) for k, v in obj['action_mask'].items()},
+            camera_mask={k: np.asarray(v, bool) for k, v in obj['camera_mask'].items()},
+        )
+
+
+def unified_layout(manifests: Sequence[Manifest]) -> UnifiedLayout:
+    """Merge the robots of several manifests into one padded layout.
+
+    A robot that appears in several manifests must have the same state/action names in each.
+    All robots with cameras must share one image size (ingest resizes to the profile's size).
+    """
+    robots: dict[str, RobotEntry] = {}
+    for manifest in manifests:
+        for name, entry in manifest['robots'].items():
+            prev = robots.get(name)
+            if prev is not None and (
+                prev['state_names'] != entry['state_names']
+                or prev['action_names'] != entry['action_names']
+            ):
+                msg = f'robot {name!r} has different state/action names in two datasets'
+                raise DatasetError(msg)
+            robots.setdefault(name, entry)
+    if not robots:
+        msg = 'no robots: the dataset(s) hold no episodes yet'
+        raise DatasetError(msg)
+    names = tuple(sorted(robots))
+    state_dim = max(len(r['state_names']) for r in robots.values())
+    action_dim = max(len(r['action_names']) for r in robots.values())
+    roles = tuple(sorted({role for r in robots.values() for role in r['camera_roles']}))
+    sizes = {tuple(r['image_size']) for r in robots.values() if r['camera_roles']}
+    if len(sizes) > 1:
+        msg = f'robots have different image sizes {sorted(sizes)}; ingest them at one size'
+        raise DatasetError(msg)
+    size = next(iter(sizes)) if sizes else (0, 0)
+    state_mask, action_mask, camera_mask = {}, {}, {}
+    for name, entry in robots.items():
+        state_mask[name] = np.arange(state_dim) < len(entry['state_names'])
+        action_mask[name] = np.arange(action_dim) < len(entry['action_names'])
+        camera_mask[name] = np.array([role in entry['camera_roles'] for role in roles], bool)
+    return UnifiedLayout(
+        state_dim=state_dim,
+        action_dim=action_dim,
+        robots=names,
+        camera_roles=roles,
+        image_size=(int(size[0]), int(size[1])),
+        state_mask=state_mask,
+        action_mask=action_mask,
+        camera_mask=camera_mask,
+    )

@@ -1,0 +1,255 @@
+"""One reader for every bag container: ROS 1 ``.bag``, rosbag2 folders, bare ``.db3`` and ``.mcap``.
+
+Wraps ``rosbags.highlevel.AnyReader`` so that every failure to open or decode a bag becomes a
+``BagToolsError`` whose one-line message names the file and the problem.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, NamedTuple
+
+from rosbags.highlevel import AnyReader
+from rosbags.highlevel.anyreader import AnyReaderError
+from rosbags.typesys import Stores, get_typestore
+
+from bag_tools.errors import BagOpenError, MissingTypeError
+
+__all__ = [
+    'BAG_SUFFIXES',
+    'BagReader',
+    'RawMessage',
+    'TopicInfo',
+    'bag_content_hash',
+    'is_bag_path',
+    'open_bag',
+]
+
+log = logging.getLogger(__name__)
+
+BAG_SUFFIXES = ('.bag', '.db3', '.mcap')
+
+#: Type definitions used when a rosbag2 file carries none (old sqlite3 bags, empty bags).
+DEFAULT_STORE = Stores.ROS2_HUMBLE
+
+HEADER_TYPES = ('std_msgs/msg/Header',)
+
+
+class TopicInfo(NamedTuple):
+    """What a bag holds on one topic (connections of the same topic merged)."""
+
+    topic: str
+    msgtype: str
+    count: int
+    has_header: bool
+    defined: bool
+
+
+class RawMessage(NamedTuple):
+    """One serialized message as stored in the bag."""
+
+    topic: str
+    msgtype: str
+    log_time_ns: int
+    data: bytes
+    connection: Any
+
+
+def is_bag_path(path: Path) -> bool:
+    """Whether ``path`` looks like a bag: a bag file or a rosbag2 folder."""
+    if path.is_file():
+        return path.suffix in BAG_SUFFIXES
+    return path.is_dir() and (path / 'metadata.yaml').is_file()
+
+
+def _check_path(path: Path) -> None:
+    if not path.exists():
+        msg = f'{path}: no such file or directory'
+        raise BagOpenError(msg)
+    if path.is_dir():
+        if (path / 'metadata.yaml').is_file():
+            return
+        parts = sorted(p.name for p in path.iterdir() if p.suffix in ('.db3', '.mcap'))
+        if parts:
+            msg = (
+                f'{path}: rosbag2 folder without metadata.yaml ({len(parts)} storage files); '
+                'run `ros2 bag reindex` on it, or pass the storage files one by one'
+            )
+        else:
+            msg = f'{path}: not a bag (a folder without metadata.yaml or .db3/.mcap files)'
+        raise BagOpenError(msg)
+    if path.suffix not in BAG_SUFFIXES:
+        msg = f'{path}: not a bag (expected .bag, .db3, .mcap or a rosbag2 folder)'
+        raise BagOpenError(msg)
+    if path.stat().st_size == 0:
+        msg = f'{path}: empty file, not a bag'
+        raise BagOpenError(msg)
+
+
+def bag_content_hash(path: Path, *, chunk: int = 1 << 20) -> str:
+    """SHA-256 over the bag's bytes (every storage file of a folder, in name order)."""
+    files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
+    digest = hashlib.sha256()
+    for file in files:
+        if path.is_dir() and file.name != 'metadata.yaml' and file.suffix not in BAG_SUFFIXES:
+            continue
+        digest.update(file.name.encode())
+        with file.open('rb') as stream:
+            while block := stream.read(chunk):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def _one_line(err: BaseException) -> str:
+    text = ' '.join(str(err).split())
+    return text or type(err).__name__
+
+
+class BagReader:
+    """An open bag. Use as a context manager; every error is a ``BagToolsError``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._reader = AnyReader([path], default_typestore=get_typestore(DEFAULT_STORE))
+
+    def __enter__(self) -> BagReader:
+        try:
+            self._reader.open()
+        except (AnyReaderError, OSError, ValueError, KeyError, IndexError) as err:
+            msg = f'{self.path}: cannot open bag: {_one_line(err)}'
+            raise BagOpenError(msg) from err
+        except Exception as err:  # rosbags raises several unrelated error types on corrupt input
+            msg = f'{self.path}: corrupt or truncated bag: {_one_line(err)}'
+            raise BagOpenError(msg) from err
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._reader.close()
+
+    @property
+    def start_ns(self) -> int:
+        return int(self._reader.start_time)
+
+    @property
+    def end_ns(self) -> int:
+        return int(self._reader.end_time)
+
+    @property
+    def duration_ns(self) -> int:
+        return int(self._reader.duration) if self._reader.connections else 0
+
+    def is_defined(self, msgtype: str) -> bool:
+        return msgtype in self._reader.typestore.fielddefs
+
+    def has_header(self, msgtype: str) -> bool:
+        """Whether the type's first field is a ``std_msgs/Header`` named ``header``."""
+        if not self.is_defined(msgtype):
+            return False
+        _, fields = self._reader.typestore.fielddefs[msgtype]
+        if not fields:
+            return False
+        name, (_, sub) = fields[0]
+        return name == 'header' and sub in HEADER_TYPES
+
+    def topics(self) -> dict[str, TopicInfo]:
+        """Topics in first-seen order; connections of one topic are merged."""
+        out: dict[str, TopicInfo] = {}
+        for conn in self._reader.connections:
+            prev = out.get(conn.topic)
+            count = conn.msgcount + (prev.count if prev else 0)
+            if prev is not None and prev.msgtype != conn.msgtype:
+                log.warning(
+                    '%s: topic %s has types %s and %s', self.path, conn.topic, prev.msgtype,
+                    conn.msgtype,
+                )
+            out[conn.topic] = TopicInfo(
+                conn.topic, conn.msgtype, count, self.has_header(conn.msgtype),
+                self.is_defined(conn.msgtype),
+            )
+        return out
+
+    def require_defined(self, topics: Sequence[str] | None = None) -> None:
+        """Raise ``MissingTypeError`` if any (selected) topic's type has no definition."""
+        for info in self.topics().values():
+            if topics is not None and info.topic not in topics:
+                continue
+            if not info.defined:
+                msg = (
+                    f'{self.path}: topic {info.topic}: type {info.msgtype} has no definition in '
+                    'the bag and is not a standard ROS 2 type'
+                )
+                raise MissingTypeError(msg)
+
+    def raw_messages(self, topics: Sequence[str] | None = None) -> Iterator[RawMessage]:
+        """Serialized messages in log-time order, optionally only of ``topics``."""
+        conns = [
+            c for c in self._reader.connections if topics is None or c.topic in topics
+        ]
+        if not conns:
+            return
+        try:
+            for conn, stamp, data in self._reader.messages(connections=conns):
+                yield RawMessage(conn.topic, conn.msgtype, int(stamp), data, conn)
+        except Exception as err:  # truncated chunks surface here, deep inside rosbags
+            msg = f'{self.path}: corrupt or truncated bag while reading: {_one_line(err)}'
+            raise BagOpenError(msg) from err
+
+    def deserialize(self, raw: RawMessage) -> Any:
+        """Decode one message; harmless trailing bytes after a CDR message are tolerated."""
+        if not self.is_defined(raw.msgtype):
+            msg = (
+                f'{self.path}: topic {raw.topic}: type {raw.msgtype} has no definition in the '
+                'bag and is not a standard ROS 2 type'
+            )
+            raise MissingTypeError(msg)
+        try:
+            return self._reader.deserialize(raw.data, raw.msgtype)
+        except Exception as err:
+            tolerated = self._deserialize_tolerant(raw)
+            if tolerated is not None:
+                return tolerated
+            msg = (
+                f'{self.path}: topic {raw.topic}: cannot decode {raw.msgtype} message at '
+                f't={raw.log_time_ns} ns: {_one_line(err)}'
+            )
+            raise BagOpenError(msg) from err
+
+    def _deserialize_tolerant(self, raw: RawMessage) -> Any | None:
+        """CDR with trailing padding: decode the prefix and accept it if only padding is left."""
+        if raw.connection.msgtype != raw.msgtype or not raw.data[:4] in (
+            b'\x00\x01\x00\x00',
+            b'\x00\x00\x00\x00',
+        ):
+            return None
+        store = self._reader.typestore
+        try:
+            msg = store.deserialize_cdr(raw.data, raw.msgtype)
+        except Exception:
+            try:
+                # rosbags refuses messages whose byte count does not match; trim trailing bytes
+                # one at a time (padding is at most 7 bytes) and accept the first clean decode.
+                for cut in range(1, 8):
+                    try:
+                        return store.deserialize_cdr(raw.data[:-cut], raw.msgtype)
+                    except Exception:
+                        continue
+            except Exception:
+                return None
+            return None
+        return msg
+
+
+def open_bag(path: str | Path) -> BagReader:
+    """Check ``path`` and return an unopened ``BagReader`` (open it with ``with``)."""
+    path = Path(path)
+    _check_path(path)
+    return BagReader(path)

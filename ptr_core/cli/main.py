@@ -1,0 +1,85 @@
+"""``ptr`` entry point: dispatches to subcommand modules, imported lazily.
+
+Each subcommand module defines ``add_arguments(parser)`` and ``run(args) -> int`` and a module
+docstring whose first line is the command's help. Errors of the ``BagToolsError``/``PtrError``
+families print one line and exit 2; a traceback means a bug.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+from types import ModuleType
+
+COMMANDS: dict[str, str] = {
+    'inspect': 'bag_tools.cli.inspect',
+    'ingest': 'bag_tools.cli.ingest',
+    'train': 'ptr_core.cli.train',
+    'eval': 'ptr_core.cli.evaluate',
+    'weights': 'ptr_core.cli.weights',
+    'record-sim': 'ptr_core.cli.record_sim',
+    'benchmark': 'ptr_core.cli.benchmark',
+    'demo': 'ptr_core.cli.demo',
+}
+
+
+def _load(name: str) -> ModuleType | None:
+    try:
+        return importlib.import_module(COMMANDS[name])
+    except ModuleNotFoundError as err:
+        if err.name == COMMANDS[name]:
+            return None  # not part of this build yet
+        raise
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog='ptr',
+        description='Rosbags to training data, PTR post-training, and a ROS 2 policy node.',
+    )
+    parser.add_argument('-v', '--verbose', action='store_true', help='log debug messages')
+    sub = parser.add_subparsers(dest='command', metavar='COMMAND', required=True)
+    for name in COMMANDS:
+        if only is not None and name != only:
+            sub.add_parser(name, add_help=False)
+            continue
+        module = _load(name)
+        if module is None:
+            continue
+        doc = (module.__doc__ or '').strip().splitlines()
+        cmd = sub.add_parser(name, help=doc[0] if doc else '', description=module.__doc__,
+                             formatter_class=argparse.RawDescriptionHelpFormatter)
+        module.add_arguments(cmd)
+        cmd.set_defaults(_module=module)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # Build only the chosen subcommand's parser so `ptr inspect` never imports torch.
+    chosen = next((a for a in argv if a in COMMANDS), None)
+    parser = build_parser(only=chosen)
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format='%(levelname)s %(name)s: %(message)s',
+    )
+    from bag_tools.errors import BagToolsError
+    from ptr_core.errors import PtrError
+
+    try:
+        code: int = args._module.run(args)
+    except (BagToolsError, PtrError) as err:
+        print(f'ptr {args.command}: error: {err}', file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f'ptr {args.command}: interrupted', file=sys.stderr)
+        return 130
+    return code
+
+
+if __name__ == '__main__':
+    sys.exit(main())

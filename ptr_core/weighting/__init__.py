@@ -1,0 +1,1 @@
+"""Per-sample weighters: ``uniform`` and ``ptr`` (Posterior-Transition Reweighting)."""

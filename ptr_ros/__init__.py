@@ -1,0 +1,1 @@
+"""ROS 2 nodes: the policy node, a simulated arm, and ROS <-> numpy conversions."""
