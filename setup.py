@@ -14,6 +14,8 @@ setup(
         (f'share/{PACKAGE}/config', glob('config/*.yaml')),
         (f'share/{PACKAGE}/config/robots', glob('config/robots/*.yaml')),
         (f'share/{PACKAGE}/config/train', glob('config/train/*.yaml')),
+        (f'share/{PACKAGE}/config/benchmark', glob('config/benchmark/*.yaml')),
     ],
+    python_requires='>=3.10',  # here, not in pyproject: colcon literal_evals setup() args
     zip_safe=True,
 )

@@ -257,7 +257,7 @@ def compute_stats(
         return None
     data = np.concatenate(rows, axis=0)
     return FeatureStats(
-        count=int(len(data)),
+        count=len(data),
         min=data.min(axis=0).tolist(),
         max=data.max(axis=0).tolist(),
         mean=data.mean(axis=0).tolist(),

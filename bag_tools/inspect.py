@@ -58,8 +58,8 @@ def summarize_bag(path: str | Path) -> BagSummary:
             )
         return BagSummary(
             path=str(path),
-            start_ns=bag.start_ns if topics else 0,
-            end_ns=bag.end_ns if topics else 0,
+            start_ns=bag.start_ns if bag.message_count else 0,
+            end_ns=bag.end_ns if bag.message_count else 0,
             duration_s=bag.duration_ns / 1e9,
             messages=sum(counts.values()),
             topics=topics,

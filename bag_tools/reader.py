@@ -1,4 +1,4 @@
-"""One reader for every bag container: ROS 1 ``.bag``, rosbag2 folders, bare ``.db3`` and ``.mcap``.
+"""One reader for every bag container: ROS 1 .bag, rosbag2 folders, bare .db3 and .mcap.
 
 Wraps ``rosbags.highlevel.AnyReader`` so that every failure to open or decode a bag becomes a
 ``BagToolsError`` whose one-line message names the file and the problem.
@@ -44,7 +44,7 @@ class TopicInfo(NamedTuple):
 
     topic: str
     msgtype: str
-    count: int
+    msgcount: int
     has_header: bool
     defined: bool
 
@@ -119,6 +119,8 @@ class BagReader:
     def __enter__(self) -> BagReader:
         try:
             self._reader.open()
+            if self.path.is_dir() and self._metadata_disagrees_with_storage():
+                self._reopen_storage_files()
         except (AnyReaderError, OSError, ValueError, KeyError, IndexError) as err:
             msg = f'{self.path}: cannot open bag: {_one_line(err)}'
             raise BagOpenError(msg) from err
@@ -126,6 +128,32 @@ class BagReader:
             msg = f'{self.path}: corrupt or truncated bag: {_one_line(err)}'
             raise BagOpenError(msg) from err
         return self
+
+    def _metadata_disagrees_with_storage(self) -> bool:
+        """rosbags matches metadata.yaml topics to storage topics by QoS too; old rosbag2
+        writers stored different QoS in each, and then no message is ever yielded."""
+        expected = sum(c.msgcount for c in self._reader.connections)
+        if expected == 0:
+            return False
+        return next(iter(self._reader.messages()), None) is None
+
+    def _reopen_storage_files(self) -> None:
+        import yaml
+
+        info = yaml.safe_load((self.path / 'metadata.yaml').read_text())
+        meta = info.get('rosbag2_bagfile_information', {})
+        if meta.get('compression_format'):
+            return
+        files = [self.path / f for f in meta.get('relative_file_paths', [])]
+        if not files or not all(f.is_file() for f in files):
+            return
+        log.warning(
+            '%s: metadata.yaml does not match its storage files (QoS); reading %d storage '
+            'file(s) directly', self.path, len(files),
+        )
+        self._reader.close()
+        self._reader = AnyReader(files, default_typestore=get_typestore(DEFAULT_STORE))
+        self._reader.open()
 
     def __exit__(
         self,
@@ -144,8 +172,12 @@ class BagReader:
         return int(self._reader.end_time)
 
     @property
+    def message_count(self) -> int:
+        return sum(c.msgcount for c in self._reader.connections)
+
+    @property
     def duration_ns(self) -> int:
-        return int(self._reader.duration) if self._reader.connections else 0
+        return int(self._reader.duration) if self.message_count else 0
 
     def is_defined(self, msgtype: str) -> bool:
         return msgtype in self._reader.typestore.fielddefs
@@ -165,7 +197,7 @@ class BagReader:
         out: dict[str, TopicInfo] = {}
         for conn in self._reader.connections:
             prev = out.get(conn.topic)
-            count = conn.msgcount + (prev.count if prev else 0)
+            count = conn.msgcount + (prev.msgcount if prev else 0)
             if prev is not None and prev.msgtype != conn.msgtype:
                 log.warning(
                     '%s: topic %s has types %s and %s', self.path, conn.topic, prev.msgtype,
@@ -224,28 +256,17 @@ class BagReader:
             raise BagOpenError(msg) from err
 
     def _deserialize_tolerant(self, raw: RawMessage) -> Any | None:
-        """CDR with trailing padding: decode the prefix and accept it if only padding is left."""
-        if raw.connection.msgtype != raw.msgtype or not raw.data[:4] in (
-            b'\x00\x01\x00\x00',
-            b'\x00\x00\x00\x00',
-        ):
-            return None
+        """Real recorders sometimes append padding bytes after a CDR message; rosbags refuses
+        any byte count mismatch. Retry without up to 7 trailing bytes (CDR aligns to 8)."""
         store = self._reader.typestore
-        try:
-            msg = store.deserialize_cdr(raw.data, raw.msgtype)
-        except Exception:
+        for cut in range(1, 8):
+            if len(raw.data) - cut < 4:
+                break
             try:
-                # rosbags refuses messages whose byte count does not match; trim trailing bytes
-                # one at a time (padding is at most 7 bytes) and accept the first clean decode.
-                for cut in range(1, 8):
-                    try:
-                        return store.deserialize_cdr(raw.data[:-cut], raw.msgtype)
-                    except Exception:
-                        continue
+                return store.deserialize_cdr(raw.data[:-cut], raw.msgtype)
             except Exception:
-                return None
-            return None
-        return msg
+                continue
+        return None
 
 
 def open_bag(path: str | Path) -> BagReader:
