@@ -1,10 +1,31 @@
-"""ament_python build for colcon; pip metadata lives in pyproject.toml."""
+"""ament_python build for colcon; pip metadata lives in pyproject.toml.
+
+setuptools >= 61 reads name, version, packages and console scripts from pyproject.toml. Older
+setuptools (ROS 2 Humble ships 59) ignores pyproject's [project] table, so for it the same
+essentials are given here; keep the two in step.
+"""
 
 from glob import glob
 
-from setuptools import setup
+import setuptools
+from setuptools import find_packages, setup
 
 PACKAGE = 'ptr'
+
+legacy: dict[str, object] = {}
+if int(setuptools.__version__.split('.')[0]) < 61:
+    legacy = {
+        'name': PACKAGE,
+        'version': '0.1.0',
+        'packages': find_packages(include=['bag_tools*', 'ptr_core*', 'ptr_ros*']),
+        'entry_points': {
+            'console_scripts': [
+                'ptr = ptr_core.cli.main:main',
+                'policy_node = ptr_ros.policy_node:main',
+                'sim_arm_node = ptr_ros.sim_arm_node:main',
+            ],
+        },
+    }
 
 setup(
     data_files=[
@@ -18,4 +39,5 @@ setup(
     ],
     python_requires='>=3.10',  # here, not in pyproject: colcon literal_evals setup() args
     zip_safe=True,
+    **legacy,  # type: ignore[arg-type]
 )

@@ -59,11 +59,14 @@ _ptr_setup() {
   want="$(cat "$PTR_ROOT/pyproject.toml" "$PTR_ROOT/setup.py" | sha256sum | cut -c1-16)-$extras"
   if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     echo "ptr setup: installing ptr[$extras] into $PTR_VENV (first run takes a few minutes)" >&2
-    "$PTR_VENV/bin/python" -m pip install -q --upgrade pip || return 1
-    # torch first, pinned: an unpinned `torch` would pull a multi-GB CUDA build.
-    "$PTR_VENV/bin/python" -c 'import torch' 2>/dev/null ||
-      "$PTR_VENV/bin/python" -m pip install -q "${PTR_TORCH:-torch==2.13.0}" || return 1
-    "$PTR_VENV/bin/python" -m pip install -q -e "$PTR_ROOT[$extras]" || return 1
+    local log="$PTR_VENV/pip-install.log"
+    {
+      "$PTR_VENV/bin/python" -m pip install --upgrade pip &&
+      # torch first, pinned: an unpinned `torch` would pull a multi-GB CUDA build.
+      { "$PTR_VENV/bin/python" -c 'import torch' 2>/dev/null ||
+        "$PTR_VENV/bin/python" -m pip install "${PTR_TORCH:-torch==2.13.0}"; } &&
+      "$PTR_VENV/bin/python" -m pip install -e "$PTR_ROOT[$extras]"
+    } > "$log" 2>&1 || { tail -n 30 "$log" >&2; _ptr_die "pip install failed (log: $log)"; return 1; }
     echo "$want" > "$stamp"
   fi
 }
