@@ -1,0 +1,503 @@
+"""``PTRWeighter``: Posterior-Transition Reweighting as a ``SampleWeighter`` named ``ptr``.
+
+Per step (PTR_SPEC.md; shapes: ``B`` local batch, ``G`` global batch over DDP ranks)::
+
+    y   = normalize(g(o_{t+Δ}))                 # EMA target encoder, no grad        [B, D]
+    a   = W_h LN(h),  b = MLP_a(e)               # transition scorer halves            [B, D]
+    future mode:  d_ij = cos(a_i + b_i, y_j)/τ   # own future among in-batch (all ranks)
+                                                 # and queue futures (random + hard)
+    action mode:  d_ij = cos(a_i + b_j, y_i)/τ   # own action among the batch's actions,
+                                                 # context and observed future held fixed
+    T   = log softmax(d_i)[own] + log |Y_i|      # 0: uniform; > 0: identifiable
+    T'  = T smoothed per episode (EMA), minus the batch mean (centre)      (knobs)
+    w   = 1 + α (clip(exp(T'/β), w_min, w_max) − 1);  w = 1 without a future or in warm-up
+    aux = λ_id · (−mean log p) + λ_rank · mean softplus(d(a_i+b_π(i)) − d(a_i+b_i))
+
+``after_step`` updates the EMA target encoder, pushes this step's targets into the queue,
+commits the per-episode score EMAs and runs the adaptive controller. All state that must survive
+a resume is in registered buffers; under DDP every rank computes it from the same gathered data,
+so it is identical on every rank.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ptr_core import batch as K
+from ptr_core.errors import ConfigError, PtrError
+from ptr_core.weighting.base import PolicyOutput, SampleWeighter, WeightOutput
+from ptr_core.weighting.ptr_config import PTRConfig
+from ptr_core.weighting.ptr_controller import AdaptiveController
+from ptr_core.weighting.ptr_diagnostics import BoundWarning, StepStats, step_metrics
+from ptr_core.weighting.ptr_queue import TargetQueue
+from ptr_core.weighting.ptr_scorer import (
+    Posterior,
+    TransitionScorer,
+    action_logits,
+    future_logits,
+    normalize,
+    ptr_score,
+    ptr_weight,
+    rank_loss,
+)
+
+__all__ = ['FUTURE_PREFIX', 'PTRWeighter', 'ScoredBatch']
+
+log = logging.getLogger(__name__)
+
+FUTURE_PREFIX = 'future.'
+
+
+@dataclass
+class ScoredBatch:
+    """The scorer's view of one batch (local rows), before weights are formed."""
+
+    score: Tensor  # T [B], detached
+    log_p: Tensor  # [B], with graph (for L_id)
+    rank: Tensor  # per-sample rank loss [B], with graph
+    post: Posterior
+    target: Tensor  # unit targets y [B, D]
+    valid: Tensor  # bool [B]
+
+
+@dataclass
+class _Pending:
+    """What ``forward`` computed for ``after_step`` to commit."""
+
+    step: int
+    target: Tensor
+    state: Tensor
+    robot: Tensor
+    task: Tensor
+    episode: Tensor
+    frame: Tensor
+    episode_slots: Tensor | None
+    episode_values: Tensor | None
+    metrics: dict[str, float]
+
+
+class PTRWeighter(SampleWeighter):
+    """Posterior-Transition Reweighting; see the module docstring and docs/ptr.md."""
+
+    name = 'ptr'
+    episode_score: Tensor
+    episode_seen: Tensor
+
+    def __init__(self, config: PTRConfig | None = None) -> None:
+        super().__init__()
+        self.config = config or PTRConfig()
+        self.controller = AdaptiveController(self.config)
+        n = self.config.max_episodes if self.config.smoothing == 'episode' else 1
+        self.register_buffer('episode_score', torch.zeros(n))
+        self.register_buffer('episode_seen', torch.zeros(n, dtype=torch.bool))
+        self.scorer: TransitionScorer | None = None
+        self.target_encoder: nn.Module | None = None
+        self.queue: TargetQueue | None = None
+        self.robot_names: tuple[str, ...] = ()
+        self.source_names: tuple[str, ...] = ()
+        self._online: list[nn.Module] = []  # the policy's encoder, deliberately not a submodule
+        self._pending: _Pending | None = None
+        self._warn = BoundWarning(self.config.bound_warn_share)
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any] | None) -> PTRWeighter:
+        return cls(PTRConfig.from_options(options))
+
+    # -- binding -------------------------------------------------------------------------
+    def bind(self, policy: nn.Module) -> None:
+        """Copy the policy's encoder as the target encoder and size the scorer and queue.
+
+        Reads ``policy.encoder`` (with ``target_feature(batch, 'future.')``) and the widths
+        ``policy.context_dim`` (h), ``policy.action_summary_dim`` (e),
+        ``policy.encoder.target_dim`` (y) and ``policy.state_dim`` (stored states).
+        """
+        encoder = getattr(policy, 'encoder', None)
+        if not isinstance(encoder, nn.Module) or not hasattr(encoder, 'target_feature'):
+            msg = 'weighter ptr: the policy has no encoder with target_feature(batch, prefix)'
+            raise ConfigError(msg)
+        dims = {
+            'h_dim': _dim(policy, ('context_dim', 'h_dim')),
+            'e_dim': _dim(policy, ('action_summary_dim', 'e_dim')),
+            'target_dim': _dim(encoder, ('target_dim', 'feature_dim')),
+            'state_dim': _dim(policy, ('state_dim',), default=1),
+        }
+        self.bind_modules(encoder, **dims)
+        layout = getattr(policy, 'layout', None)
+        robots = getattr(layout, 'robots', None)
+        if robots:
+            self.robot_names = tuple(str(r) for r in robots)
+
+    def bind_modules(
+        self, encoder: nn.Module, *, h_dim: int, e_dim: int, target_dim: int, state_dim: int
+    ) -> None:
+        """``bind`` with explicit widths (used by ``bind`` and by tests with small modules)."""
+        c = self.config
+        try:
+            device = next(encoder.parameters()).device
+        except StopIteration:
+            device = torch.device('cpu')
+        self.scorer = TransitionScorer(h_dim, e_dim, target_dim, hidden=c.scorer_hidden)
+        self.queue = TargetQueue(c.queue_size, target_dim, state_dim)
+        target = copy.deepcopy(encoder)
+        target.requires_grad_(False)
+        target.eval()
+        self.target_encoder = target
+        self._online = [encoder]
+        self.to(device)
+
+    def set_group_names(
+        self, *, robots: Sequence[str] = (), sources: Sequence[str] = ()
+    ) -> None:
+        """Names for the ``w_mean/robot/<name>`` and ``w_mean/source/<tag>`` diagnostics."""
+        self.robot_names = tuple(robots)
+        self.source_names = tuple(sources)
+
+    def train(self, mode: bool = True) -> PTRWeighter:
+        super().train(mode)
+        if self.target_encoder is not None:
+            self.target_encoder.eval()  # g is a fixed function between EMA updates
+        return self
+
+    # -- the step ------------------------------------------------------------------------
+    def forward(  # type: ignore[override]
+        self, batch: dict[str, Tensor], out: PolicyOutput, step: int
+    ) -> WeightOutput:
+        c = self.config
+        tau, beta, r_hard = (float(x) for x in torch.stack(
+            [self.controller.tau, self.controller.beta, self.controller.r_hard]).tolist())
+        scored = self.score(batch, out, step=step, tau=tau, r_hard=r_hard)
+        world, rank = _world()
+        n_local = scored.score.shape[0]
+        ids = _ids(batch, n_local, scored.score.device)
+        # Everything below is over the global batch so the weights equal a one-process run.
+        flt = torch.stack([
+            scored.score, scored.log_p.detach(), scored.rank.detach(), scored.valid.float(),
+            scored.post.correct.float(), scored.post.margin.detach(),
+            scored.post.n_candidates.float(),
+        ], dim=1).float()
+        g_flt, g_ids = _gather(flt), _gather(ids)
+        score, log_p, rank_l, valid_f, correct, margin, n_cand = g_flt.unbind(1)
+        valid = valid_f > 0.5
+        robot, task, dataset, source, episode, frame = g_ids.unbind(1)
+
+        effective, slots, values = self._smooth(score, valid, episode)
+        if c.center:
+            n_valid = valid.sum().clamp_min(1)
+            effective = effective - torch.where(valid, effective, 0.0).sum() / n_valid
+        clip_arg = effective / beta
+        weights = ptr_weight(effective, beta, c.w_min, c.w_max, c.alpha)
+        weights = torch.where(valid, weights, torch.ones_like(weights))
+        warmup = step < c.warmup_steps
+        if warmup:
+            weights = torch.ones_like(weights)
+
+        # Scorer losses: local sums over the global valid count (× world: DDP averages grads).
+        n_valid_global = valid.sum().clamp_min(1).to(scored.log_p.dtype)
+        vf = scored.valid.to(scored.log_p.dtype)
+        loss_id = -(scored.log_p * vf).sum() / n_valid_global * world
+        loss_rank = (scored.rank * vf).sum() / n_valid_global * world
+        aux = c.lambda_id * loss_id + c.lambda_rank * loss_rank
+
+        stats = StepStats(
+            score=score, weights=weights,
+            at_min=clip_arg <= (math.log(c.w_min) if c.w_min > 0 else -math.inf),
+            at_max=clip_arg >= math.log(c.w_max),
+            valid=valid, correct=correct > 0.5, margin=margin, n_candidates=n_cand,
+            robot=robot, dataset=dataset, source=source,
+        )
+        vsum = valid_f.sum().clamp_min(1)
+        metrics = step_metrics(
+            stats, tau=tau, beta=beta, r_hard=r_hard,
+            loss_id=-(log_p * valid_f).sum() / vsum, loss_rank=(rank_l * valid_f).sum() / vsum,
+            warmup=warmup, robot_names=self.robot_names, source_names=self.source_names,
+        )
+        if not warmup:
+            self._warn(metrics, step)
+        state = _current_state(batch, n_local, scored.score.device)
+        keep = valid
+        self._pending = _Pending(
+            step=step, target=_gather(scored.target)[keep], state=_gather(state)[keep],
+            robot=robot[keep], task=task[keep], episode=episode[keep], frame=frame[keep],
+            episode_slots=slots, episode_values=values, metrics=metrics,
+        )
+        local = weights[rank * n_local:(rank + 1) * n_local]
+        return WeightOutput(weights=local.detach().to(out.loss.dtype), aux_loss=aux,
+                            metrics=metrics)
+
+    def score(
+        self, batch: dict[str, Tensor], out: PolicyOutput, *, step: int, tau: float | None = None,
+        r_hard: float | None = None,
+    ) -> ScoredBatch:
+        """T, log p and the rank loss of each local sample (no weights, no state change)."""
+        c = self.config
+        if self.scorer is None or self.target_encoder is None or self.queue is None:
+            msg = 'weighter ptr: call bind(policy) before the first step'
+            raise PtrError(msg)
+        tau = float(self.controller.tau) if tau is None else tau
+        r_hard = float(self.controller.r_hard) if r_hard is None else r_hard
+        h, e = out.h, out.e
+        if c.detach:
+            h, e = h.detach(), e.detach()
+        n = h.shape[0]
+        device = h.device
+        valid = _future_valid(batch, n, device)
+        with torch.no_grad():
+            y = normalize(self._target(batch).float())
+        with torch.autocast(device.type, enabled=False):
+            a = self.scorer.context(h.float())
+            b = self.scorer.action(e.float())
+        world, rank = _world()
+        ids = _ids(batch, n, device)
+        g_ids = _gather(ids)
+        episode, frame = ids[:, 4], ids[:, 5]
+        g_episode, g_frame = g_ids[:, 4], g_ids[:, 5]
+        n_global = n * world
+        own = rank * n + torch.arange(n, device=device)
+        gen = _generator(c.seed, step, device)
+        b_all = _gather_with_grad(b)  # action candidates and the rank-loss partners
+        window = self._window(batch) if c.mask_same_episode else None
+
+        if c.score_mode == 'action':
+            logits = action_logits(a, b_all, y, tau, c.logit_clamp)  # [B, G]
+            pos = logits.gather(1, own[:, None])[:, 0]
+            masked = _self_and_episode_mask(own, n_global, episode, frame, g_episode, g_frame,
+                                            window)
+            negs = logits.masked_fill(masked, -math.inf)
+        else:
+            u = a + b
+            y_all = _gather(y)
+            logits = future_logits(u, y_all, tau, c.logit_clamp)  # [B, G]
+            pos = logits.gather(1, own[:, None])[:, 0]
+            masked = _self_and_episode_mask(own, n_global, episode, frame, g_episode, g_frame,
+                                            window)
+            g_valid = _gather(valid[:, None].long())[:, 0] > 0
+            negs = logits.masked_fill(masked | ~g_valid[None, :], -math.inf)
+            queue_negs = self._queue_negatives(u, batch, ids, r_hard, window, gen, rank, n, tau)
+            if queue_negs is not None:
+                negs = torch.cat([negs, queue_negs], dim=1)
+        post = Posterior(pos, negs)
+        score = ptr_score(post.log_p, post.n_candidates).detach()
+
+        # L_rank: the matched target scored with a batch-permuted (derangement) action summary.
+        if n_global > 1:
+            shift = int(torch.randint(1, n_global, (1,), generator=_cpu_generator(c.seed, step)))
+            partner = b_all[(own + shift) % n_global]
+            d_neg = action_logits_rowwise(a, partner, y, tau, c.logit_clamp)
+            rank_l = rank_loss(pos, d_neg)
+        else:
+            rank_l = pos * 0.0
+        return ScoredBatch(score=score, log_p=post.log_p, rank=rank_l, post=post, target=y,
+                           valid=valid)
+
+    def _target(self, batch: dict[str, Tensor]) -> Tensor:
+        assert self.target_encoder is not None
+        feature: Tensor = self.target_encoder.target_feature(batch, FUTURE_PREFIX)  # type: ignore[operator]
+        return feature
+
+    def _window(self, batch: dict[str, Tensor]) -> int:
+        if self.config.mask_window > 0:
+            return self.config.mask_window
+        action = batch.get(K.ACTION)
+        return int(action.shape[1]) if action is not None and action.dim() >= 2 else 1
+
+    def _queue_negatives(
+        self, u: Tensor, batch: dict[str, Tensor], ids: Tensor, r_hard: float,
+        window: int | None, gen: torch.Generator, rank: int, n: int, tau: float,
+    ) -> Tensor | None:
+        c = self.config
+        queue = self.queue
+        assert queue is not None
+        filled = queue.filled()
+        if c.queue_draws == 0 or filled == 0:
+            return None
+        world, _ = _world()
+        rand = torch.rand(n * world, filled, generator=gen, device=u.device)
+        rand = rand[rank * n:(rank + 1) * n]
+        state = _current_state(batch, n, u.device)
+        drawn = queue.draw(
+            n_draws=c.queue_draws, r_hard=r_hard, hard=c.hard_negatives, state=state,
+            robot=ids[:, 0], task=ids[:, 1], episode=ids[:, 4], frame=ids[:, 5], window=window,
+            rand=rand,
+        )
+        if drawn is None:
+            return None
+        logits = future_logits(u, queue.target[:filled], tau, c.logit_clamp)  # [B, filled]
+        picked = logits.gather(1, drawn.index)
+        return picked.masked_fill(~drawn.usable, -math.inf)
+
+    def _smooth(
+        self, score: Tensor, valid: Tensor, episode: Tensor
+    ) -> tuple[Tensor, Tensor | None, Tensor | None]:
+        """Per-episode EMA of T: the value each sample uses and the table update to commit."""
+        c = self.config
+        if c.smoothing != 'episode':
+            return score, None, None
+        size = self.episode_score.shape[0]
+        slot = episode.long() % size
+        keep = valid & (episode >= 0)
+        if not bool(keep.any()):
+            return score, None, None
+        uniq, inverse = torch.unique(slot[keep], return_inverse=True)
+        sums = torch.zeros(len(uniq), device=score.device).index_add_(0, inverse, score[keep])
+        counts = torch.zeros(len(uniq), device=score.device).index_add_(
+            0, inverse, torch.ones_like(score[keep]))
+        batch_mean = sums / counts
+        old = self.episode_score[uniq]
+        seen = self.episode_seen[uniq]
+        decay = c.smoothing_decay
+        new = torch.where(seen, decay * old + (1.0 - decay) * batch_mean, batch_mean)
+        table = torch.zeros(size, device=score.device)
+        table[uniq] = new
+        effective = torch.where(keep, table[slot], score)
+        return effective, uniq, new
+
+    @torch.no_grad()
+    def after_step(self, batch: dict[str, Tensor], out: PolicyOutput, step: int) -> None:
+        c = self.config
+        if not c.frozen_target and self.target_encoder is not None and self._online:
+            _ema_update(self.target_encoder, self._online[0], c.ema_decay)
+        pending, self._pending = self._pending, None
+        if pending is None or pending.step != step:
+            return
+        if self.queue is not None and c.score_mode == 'future' and c.queue_draws > 0:
+            self.queue.push(pending.target, pending.state, pending.robot, pending.task,
+                            pending.episode, pending.frame)
+        if pending.episode_slots is not None and pending.episode_values is not None:
+            self.episode_score[pending.episode_slots] = pending.episode_values
+            self.episode_seen[pending.episode_slots] = True
+        if c.controller:
+            m = pending.metrics
+            self.controller.observe(m['nce_acc'], m['nce_margin'], m['T_mean'],
+                                    m['valid_ratio'])
+            if (step + 1) % c.controller_every == 0:
+                self.controller.adapt()
+
+
+def action_logits_rowwise(
+    a: Tensor, b: Tensor, y: Tensor, tau: Tensor | float, clamp: float
+) -> Tensor:
+    """``cos(a_i + b_i, y_i) / τ`` for matched rows (``[B]``)."""
+    cos = (normalize(a + b) * y).sum(-1)
+    return (cos / tau).clamp(-clamp, clamp)
+
+
+# -- helpers ------------------------------------------------------------------------------
+
+def _dim(obj: object, names: Sequence[str], default: int | None = None) -> int:
+    for name in names:
+        value = getattr(obj, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    if default is not None:
+        return default
+    msg = f'weighter ptr: {type(obj).__name__} has none of the width attributes {list(names)}'
+    raise ConfigError(msg)
+
+
+def _world() -> tuple[int, int]:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_world_size(), dist.get_rank()
+    return 1, 0
+
+
+def _gather(x: Tensor) -> Tensor:
+    """Concatenate ``x`` from every rank along dim 0 (no gradient); ``x`` itself on one rank."""
+    world, _ = _world()
+    if world == 1:
+        return x
+    import torch.distributed as dist
+
+    parts = [torch.empty_like(x) for _ in range(world)]
+    dist.all_gather(parts, x.detach().contiguous())
+    return torch.cat(parts, dim=0)
+
+
+def _gather_with_grad(x: Tensor) -> Tensor:
+    """Like ``_gather`` but gradients flow back to every rank's rows (summed over ranks)."""
+    world, _ = _world()
+    if world == 1:
+        return x
+    from torch.distributed.nn.functional import all_gather
+
+    parts: Sequence[Tensor] = all_gather(x.contiguous())  # type: ignore[no-untyped-call]
+    return torch.cat(list(parts), dim=0)
+
+
+def _ids(batch: dict[str, Tensor], n: int, device: torch.device) -> Tensor:
+    """``[n, 6]`` long: robot, task, dataset, source, episode, frame (−1 where absent)."""
+    cols = []
+    for key in (K.ROBOT_ID, K.TASK_ID, K.DATASET_ID, K.SOURCE_ID, K.EPISODE_ID, K.FRAME_INDEX):
+        value = batch.get(key)
+        if value is None:
+            cols.append(torch.full((n,), -1, dtype=torch.long, device=device))
+        else:
+            cols.append(value.reshape(n).to(device=device, dtype=torch.long))
+    return torch.stack(cols, dim=1)
+
+
+def _future_valid(batch: dict[str, Tensor], n: int, device: torch.device) -> Tensor:
+    value = batch.get(K.FUTURE_VALID)
+    if value is None:
+        return torch.ones(n, dtype=torch.bool, device=device)
+    return value.reshape(n).to(device=device, dtype=torch.bool)
+
+
+def _current_state(batch: dict[str, Tensor], n: int, device: torch.device) -> Tensor:
+    """The latest normalized observed state ``[n, Ds]`` (zeros ``[n, 1]`` for image-only)."""
+    state = batch.get(K.OBS_STATE)
+    if state is None:
+        return torch.zeros(n, 1, device=device)
+    if state.dim() == 3:
+        state = state[:, -1]
+    return state.reshape(n, -1).to(device=device, dtype=torch.float32)
+
+
+def _self_and_episode_mask(
+    own: Tensor, n_global: int, episode: Tensor, frame: Tensor, g_episode: Tensor,
+    g_frame: Tensor, window: int | None,
+) -> Tensor:
+    """``[B, G]`` True where a candidate is the query itself or (optionally) its near frames."""
+    cols = torch.arange(n_global, device=own.device)
+    masked = cols[None, :] == own[:, None]
+    if window is not None:
+        same = (episode[:, None] == g_episode[None, :]) & (episode[:, None] >= 0)
+        near = (frame[:, None] - g_frame[None, :]).abs() <= window
+        masked = masked | (same & near)
+    return masked
+
+
+def _generator(seed: int, step: int, device: torch.device) -> torch.Generator:
+    gen = torch.Generator(device=device)
+    gen.manual_seed((seed * 1_000_003 + step) % (2**63))
+    return gen
+
+
+def _cpu_generator(seed: int, step: int) -> torch.Generator:
+    gen = torch.Generator()
+    gen.manual_seed((seed * 1_000_003 + step + 7919) % (2**63))
+    return gen
+
+
+@torch.no_grad()
+def _ema_update(target: nn.Module, online: nn.Module, decay: float) -> None:
+    """``θ_g ← μ θ_g + (1 − μ) θ`` for parameters; buffers are copied."""
+    t_params: list[Tensor] = list(target.parameters())
+    o_params = [p.detach() for p in online.parameters()]
+    if len(t_params) != len(o_params):
+        msg = 'weighter ptr: the target encoder no longer matches the policy encoder'
+        raise PtrError(msg)
+    if t_params:
+        torch._foreach_lerp_(t_params, [p.to(t.dtype) for p, t in zip(o_params, t_params)],
+                             1.0 - decay)
+    for t_buf, o_buf in zip(target.buffers(), online.buffers()):
+        t_buf.copy_(o_buf)
