@@ -128,6 +128,7 @@ class EpisodeData:
     content_hash: str = ''
     tags: dict[str, Any] = field(default_factory=dict)
     sync_report: dict[str, Any] = field(default_factory=dict)
+    part: tuple[int, int] = (0, 1)  # (index, count) of this episode among its bag's episodes
 
     def __post_init__(self) -> None:
         n = len(self.timestamp)
@@ -166,6 +167,8 @@ class Episode:
         self.robot: str = self.meta['robot']
         self.task: str = self.meta.get('task', '')
         self.tags: dict[str, Any] = self.meta.get('tags', {})
+        index, count = self.meta.get('part', [0, 1])
+        self.part: tuple[int, int] = (int(index), int(count))
         self.timestamp = self._load('timestamp')
         self.state = self._load('state')
         self.action = self._load('action')
@@ -241,6 +244,7 @@ def write_episode(root: Path, episode: EpisodeData) -> Path:
         'tags': episode.tags,
         'camera_roles': sorted(episode.images),
         'sync_report': episode.sync_report,
+        'part': list(episode.part),
     }
     (tmp / 'meta.json').write_text(json.dumps(meta, indent=1))
     os.replace(tmp, final)
@@ -342,9 +346,18 @@ class Dataset:
         _write_json_atomic(self.root / MANIFEST, self.manifest)
 
     def add_episodes(
-        self, episodes: Sequence[Episode | EpisodeData], *, robots: Mapping[str, RobotEntry]
+        self,
+        episodes: Sequence[Episode | EpisodeData],
+        *,
+        robots: Mapping[str, RobotEntry],
+        refresh_stats: bool = True,
     ) -> None:
-        """Index episodes already written with ``write_episode``; refresh stats; save."""
+        """Index episodes already written with ``write_episode``; refresh stats; save.
+
+        The index stays sorted by episode id and the task list sorted, so the manifest does not
+        depend on the order parallel workers finish in. ``refresh_stats=False`` defers the
+        statistics to one ``refresh_stats()`` call after a batch of additions.
+        """
         for name, entry in robots.items():
             self.manifest['robots'].setdefault(name, entry)
         touched = set()
@@ -363,9 +376,30 @@ class Dataset:
             if ep.task and ep.task not in self.manifest['tasks']:
                 self.manifest['tasks'].append(ep.task)
             touched.add(ep.robot)
-        for robot in sorted(touched):
+        self.manifest['episodes'].sort(key=lambda e: e['id'])
+        self.manifest['tasks'].sort()
+        if refresh_stats:
+            for robot in sorted(touched):
+                self._refresh_stats(robot)
+        self.save_manifest()
+
+    def refresh_stats(self) -> None:
+        """Recompute every robot's statistics from its episodes on disk; save."""
+        for robot in sorted(self.manifest['robots']):
             self._refresh_stats(robot)
         self.save_manifest()
+
+    def remove_episodes(self, episode_ids: Iterable[str]) -> None:
+        """Drop episodes from the index (saved first), then delete their directories."""
+        drop = set(episode_ids)
+        robots = {e['robot'] for e in self.manifest['episodes'] if e['id'] in drop}
+        self.manifest['episodes'] = [e for e in self.manifest['episodes'] if e['id'] not in drop]
+        for robot in sorted(robots):
+            self._refresh_stats(robot)
+        self.save_manifest()
+        for episode_id in sorted(drop):
+            self._episodes.pop(episode_id, None)
+            shutil.rmtree(self.root / EPISODES / episode_id, ignore_errors=True)
 
     def _refresh_stats(self, robot: str) -> None:
         eps = [self.episode(e['id']) for e in self.manifest['episodes'] if e['robot'] == robot]

@@ -179,6 +179,15 @@ class BagReader:
     def duration_ns(self) -> int:
         return int(self._reader.duration) if self.message_count else 0
 
+    def custom_data(self) -> dict[str, str]:
+        """The rosbag2 ``metadata.yaml`` ``custom_data`` mapping ({} for ROS 1 and bare files)."""
+        out: dict[str, str] = {}
+        for reader in getattr(self._reader, 'readers', []):
+            custom = getattr(getattr(reader, 'metadata', None), 'custom', None)
+            if isinstance(custom, dict):
+                out.update({str(k): str(v) for k, v in custom.items()})
+        return out
+
     def is_defined(self, msgtype: str) -> bool:
         return msgtype in self._reader.typestore.fielddefs
 

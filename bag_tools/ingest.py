@@ -1,0 +1,262 @@
+"""Ingest bags into a dataset: one bag per worker process, the manifest kept by the caller.
+
+``ingest(bags, profile, out, workers=N)`` is the library entry point (``ptr ingest`` and the
+benchmarks call it). Each bag is read, aligned and written as episode directories by a worker
+(``write_episode`` renames a finished temp directory into place); only this process touches the
+manifest. Re-running resumes: a bag whose every episode is indexed (same robot, same content
+hash) is skipped; episodes of a bag cut short by a crash are dropped and the bag redone.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import shutil
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import NamedTuple
+
+from bag_tools.dataset import EPISODES, Dataset, Episode, RobotEntry, write_episode
+from bag_tools.episodes import bag_to_episodes
+from bag_tools.errors import BagToolsError, DatasetError, IngestError
+from bag_tools.profile import RobotProfile
+from bag_tools.reader import bag_content_hash, is_bag_path
+
+__all__ = [
+    'BagResult',
+    'BagStatus',
+    'IngestResult',
+    'find_bags',
+    'ingest',
+    'robot_entry',
+]
+
+log = logging.getLogger(__name__)
+
+
+class BagStatus(str, Enum):
+    OK = 'ok'
+    SKIPPED = 'skipped'
+    FAILED = 'failed'
+
+
+class BagResult(NamedTuple):
+    """What became of one bag; ``reason`` is the one-line error or skip reason."""
+
+    path: str
+    status: BagStatus
+    reason: str = ''
+    content_hash: str = ''
+    episodes: tuple[str, ...] = ()
+    frames: int = 0
+    bytes_read: int = 0
+
+
+@dataclass
+class IngestResult:
+    out: Path
+    bags: list[BagResult] = field(default_factory=list)
+
+    def count(self, status: BagStatus) -> int:
+        return sum(1 for b in self.bags if b.status is status)
+
+    @property
+    def ok(self) -> bool:
+        return self.count(BagStatus.FAILED) == 0
+
+    @property
+    def frames(self) -> int:
+        return sum(b.frames for b in self.bags)
+
+
+ProgressCallback = Callable[[BagResult], None]
+
+
+def robot_entry(profile: RobotProfile) -> RobotEntry:
+    """The manifest's record of the profile's robot."""
+    return RobotEntry(
+        state_names=profile.state_names,
+        action_names=profile.action_names,
+        joint_names=list(profile.joints),
+        joint_lower=list(profile.joint_lower),
+        joint_upper=list(profile.joint_upper),
+        camera_roles=profile.camera_roles,
+        image_size=list(profile.image_size),
+        image_channels={c.role: 1 if c.depth else 3 for c in profile.cameras},
+        image_dtypes={c.role: 'uint16' if c.depth else 'uint8' for c in profile.cameras},
+        rate_hz=profile.rate_hz,
+        profile=profile.to_dict(),
+    )
+
+
+def find_bags(paths: Iterable[str | Path]) -> list[Path]:
+    """Bags named directly, and bags found under folders that are not bags themselves."""
+    out: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if is_bag_path(path) or not path.is_dir():
+            out.append(path)  # a missing or non-bag file fails later with a clear error
+            continue
+        found = sorted(
+            p for p in path.rglob('*')
+            if (p.is_file() and p.suffix in ('.bag', '.mcap', '.db3')
+                and not (p.parent / 'metadata.yaml').is_file())
+            or (p.is_dir() and (p / 'metadata.yaml').is_file())
+        )
+        if not found:
+            out.append(path)
+        out += found
+    unique: dict[Path, Path] = {}
+    for p in out:
+        unique.setdefault(p.resolve() if p.exists() else p, p)
+    return list(unique.values())
+
+
+def _bag_size(path: Path) -> int:
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.iterdir() if p.is_file())
+    return path.stat().st_size if path.exists() else 0
+
+
+def ingest_one(
+    path: Path, profile: RobotProfile, out: Path, done: frozenset[str]
+) -> BagResult:
+    """Worker: hash, skip if done, read and align, write the episode directories."""
+    try:
+        digest = bag_content_hash(path) if path.exists() else ''
+        if digest and digest in done:
+            return BagResult(str(path), BagStatus.SKIPPED, 'already ingested (same content hash)',
+                             digest)
+        episodes = bag_to_episodes(path, profile, content_hash=digest)
+        written = []
+        for ep in episodes:
+            stale = out / EPISODES / ep.id
+            if stale.exists():  # left by a crash and not indexed: redo it
+                shutil.rmtree(stale)
+            write_episode(out, ep)
+            written.append(ep.id)
+        return BagResult(str(path), BagStatus.OK, '', digest, tuple(written),
+                         sum(ep.length for ep in episodes), _bag_size(path))
+    except BagToolsError as err:
+        return BagResult(str(path), BagStatus.FAILED, str(err), '')
+    except OSError as err:
+        return BagResult(str(path), BagStatus.FAILED, f'{path}: {err}', '')
+
+
+def _init_worker() -> None:
+    import cv2
+
+    cv2.setNumThreads(1)  # one process per bag; threads inside would only contend
+
+
+def _prepare(ds: Dataset, profile: RobotProfile) -> frozenset[str]:
+    """Register the robot; drop episodes of half-ingested bags; return this robot's done hashes."""
+    entry = robot_entry(profile)
+    prev = ds.manifest['robots'].get(profile.robot)
+    if prev is not None:
+        keys = ('state_names', 'action_names', 'camera_roles', 'image_size', 'image_dtypes')
+        diff = [k for k in keys if prev[k] != entry[k]]  # type: ignore[literal-required]
+        if diff:
+            msg = (f'{ds.root}: robot {profile.robot!r} is already in the dataset with a '
+                   f'different {diff[0]}; rename the robot in the profile or use another --out')
+            raise DatasetError(msg)
+    else:
+        ds.manifest['robots'][profile.robot] = entry
+        ds.save_manifest()
+    by_bag: dict[str, list[Episode]] = {}
+    for e in ds.manifest['episodes']:
+        if e['robot'] == profile.robot and e['content_hash']:
+            by_bag.setdefault(e['content_hash'], []).append(ds.episode(e['id']))
+    done, partial = set(), []
+    for digest, eps in by_bag.items():
+        if len(eps) == eps[0].part[1]:
+            done.add(digest)
+        else:
+            partial += [ep.id for ep in eps]
+    if partial:
+        log.warning('%s: dropping %d episode(s) of bags a crash cut short; redoing those bags',
+                    ds.root, len(partial))
+        ds.remove_episodes(partial)
+    return frozenset(done)
+
+
+def ingest(
+    bags: Sequence[str | Path],
+    profile: RobotProfile,
+    out: str | Path,
+    *,
+    workers: int = 1,
+    progress: ProgressCallback | None = None,
+) -> IngestResult:
+    """Ingest ``bags`` with ``profile`` into the dataset at ``out`` (created if needed).
+
+    Bad bags fail one by one (``BagResult.reason``); the others carry on and the dataset stays
+    valid. Raises ``DatasetError`` only when ``out`` itself cannot be used.
+    """
+    out = Path(out)
+    paths = find_bags(bags)
+    if not paths:
+        msg = 'no bags given'
+        raise IngestError(msg)
+    ds = Dataset.create_or_open(out, rate_hz=profile.rate_hz)
+    done = _prepare(ds, profile)
+    result = IngestResult(out)
+    seen: set[str] = set(done)
+
+    def collect(res: BagResult) -> None:
+        if res.status is BagStatus.OK:
+            if res.content_hash in seen:  # the same bag twice in one run
+                for ep_id in res.episodes:
+                    shutil.rmtree(out / EPISODES / ep_id, ignore_errors=True)
+                res = res._replace(status=BagStatus.SKIPPED, episodes=(), frames=0,
+                                   reason='same content as another bag in this run')
+            else:
+                seen.add(res.content_hash)
+                ds.add_episodes([ds.episode(i) for i in res.episodes], robots={},
+                                refresh_stats=False)
+        elif res.status is BagStatus.FAILED:
+            log.warning('%s', res.reason)
+        result.bags.append(res)
+        if progress is not None:
+            progress(res)
+
+    if workers <= 1 or len(paths) == 1:
+        for path in paths:
+            collect(ingest_one(path, profile, out, done))
+    else:
+        _run_pool(paths, profile, out, done, workers, collect)
+    ds.refresh_stats()
+    order = {str(p): i for i, p in enumerate(paths)}
+    result.bags.sort(key=lambda b: order.get(b.path, 0))
+    return result
+
+
+def _run_pool(
+    paths: list[Path],
+    profile: RobotProfile,
+    out: Path,
+    done: frozenset[str],
+    workers: int,
+    collect: Callable[[BagResult], None],
+) -> None:
+    ctx = multiprocessing.get_context('spawn')
+    pool = ProcessPoolExecutor(max_workers=min(workers, len(paths)), mp_context=ctx,
+                               initializer=_init_worker)
+    try:
+        futures: dict[Future[BagResult], Path] = {
+            pool.submit(ingest_one, p, profile, out, done): p for p in paths
+        }
+        for fut in as_completed(futures):
+            try:
+                res = fut.result()
+            except Exception as err:  # a worker died (killed, out of memory)
+                res = BagResult(str(futures[fut]), BagStatus.FAILED,
+                                f'{futures[fut]}: worker process failed: {err}')
+            collect(res)
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)

@@ -1,0 +1,288 @@
+"""Message → numpy: the ONE code path for ingestion (rosbags messages) and serving (rclpy).
+
+Everything here is duck-typed on field names, so it takes messages deserialized by rosbags
+(``data`` is a numpy array) and live rclpy messages (``data`` is ``array.array``, ``bytes`` or a
+list) alike.
+
+Images come out as ``uint8 [H, W, 3]`` RGB, depth as ``uint16 [H, W, 1]`` millimetres. Color is
+resized with ``cv2.INTER_AREA`` and depth with ``cv2.INTER_NEAREST`` (never blend depth across an
+edge) — always, so training and serving see the same pixels.
+"""
+
+from __future__ import annotations
+
+import struct
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from bag_tools.errors import ImageDecodeError, IngestError
+from bag_tools.profile import EXTRA_STATE_TYPES, normalize_msgtype
+
+__all__ = [
+    'COLOR_ENCODINGS',
+    'DEPTH_ENCODINGS',
+    'command_values',
+    'decode_image',
+    'extra_state_values',
+    'joint_positions',
+    'stamp_ns',
+]
+
+COLOR_ENCODINGS = ('rgb8', 'bgr8', 'rgba8', 'bgra8', 'mono8', 'mono16', '16UC1')
+DEPTH_ENCODINGS = ('mono16', '16UC1', '32FC1')
+
+_CHANNELS = {'rgb8': 3, 'bgr8': 3, 'rgba8': 4, 'bgra8': 4, 'mono8': 1, 'mono16': 1, '16UC1': 1,
+             '32FC1': 1, '8UC3': 3, '8UC1': 1}
+_DTYPES: dict[str, npt.DTypeLike] = {'mono16': np.uint16, '16UC1': np.uint16,
+                                     '32FC1': np.float32}
+_COMPRESSED_DEPTH_HEADER = 12  # int32 format + float32 depthQuantA, depthQuantB
+
+
+def _buffer(data: Any) -> npt.NDArray[np.uint8]:
+    """A message's ``data`` field (numpy, bytes, array.array or list) as a flat uint8 array."""
+    if isinstance(data, np.ndarray):
+        return data.reshape(-1).view(np.uint8) if data.dtype != np.uint8 else data.reshape(-1)
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return np.frombuffer(data, np.uint8)
+    try:
+        return np.frombuffer(memoryview(data).cast('B'), np.uint8)
+    except TypeError:
+        return np.asarray(data, dtype=np.uint8).reshape(-1)
+
+
+def stamp_ns(msg: Any) -> int | None:
+    """``header.stamp`` in ns, or None when the message has no header."""
+    header = getattr(msg, 'header', None)
+    if header is None:
+        return None
+    stamp = header.stamp
+    return int(stamp.sec) * 1_000_000_000 + int(getattr(stamp, 'nanosec', 0) or getattr(
+        stamp, 'nsec', 0))
+
+
+# -- images ---------------------------------------------------------------------------------
+
+def decode_image(
+    msg: Any, *, size: tuple[int, int], depth: bool = False
+) -> npt.NDArray[Any]:
+    """Decode ``sensor_msgs/Image`` or ``CompressedImage`` and resize to ``size`` (H, W).
+
+    Returns ``uint8 [H, W, 3]`` RGB, or ``uint16 [H, W, 1]`` (mm) when ``depth``.
+    """
+    if hasattr(msg, 'encoding') and hasattr(msg, 'step'):
+        img = _decode_raw(msg, depth=depth)
+    else:
+        img = _decode_compressed(msg, depth=depth)
+    return _resize(img, size, depth=depth)
+
+
+def _decode_raw(msg: Any, *, depth: bool) -> npt.NDArray[Any]:
+    encoding = str(msg.encoding)
+    if encoding not in _CHANNELS:
+        msg_ = (f'unknown image encoding {encoding!r} (supported: '
+                f'{", ".join(sorted(set(COLOR_ENCODINGS) | set(DEPTH_ENCODINGS)))})')
+        raise ImageDecodeError(msg_)
+    height, width, step = int(msg.height), int(msg.width), int(msg.step)
+    channels = _CHANNELS[encoding]
+    dtype = np.dtype(_DTYPES.get(encoding, np.uint8))
+    row = width * channels * dtype.itemsize
+    buf = _buffer(msg.data)
+    if height == 0 or width == 0 or step < row or len(buf) < step * (height - 1) + row:
+        msg_ = (f'image {encoding} {width}x{height} step {step}: data has {len(buf)} bytes, '
+                f'expected {step * height}')
+        raise ImageDecodeError(msg_)
+    if len(buf) < step * height:  # last row without its padding
+        buf = np.concatenate([buf, np.zeros(step * height - len(buf), np.uint8)])
+    rows = buf[: step * height].reshape(height, step)[:, :row]
+    img = np.ascontiguousarray(rows).view(dtype).reshape(height, width, channels)
+    big = bool(msg.is_bigendian)
+    if dtype.itemsize > 1 and big != (sys.byteorder == 'big'):
+        img = img.byteswap()
+    if depth:
+        return _to_depth(img, encoding)
+    if encoding == '32FC1':
+        msg_ = 'image encoding 32FC1 is depth; set depth: true for this camera in the profile'
+        raise ImageDecodeError(msg_)
+    if dtype.itemsize == 2:  # 16-bit mono as color: keep the high byte
+        img = (img >> 8).astype(np.uint8)
+    if encoding in ('rgb8', '8UC3'):
+        return img
+    if encoding == 'bgr8':
+        return np.ascontiguousarray(img[..., ::-1])
+    if encoding == 'rgba8':
+        return np.ascontiguousarray(img[..., :3])
+    if encoding == 'bgra8':
+        return np.ascontiguousarray(img[..., 2::-1])
+    return np.repeat(img, 3, axis=2)
+
+
+def _to_depth(img: npt.NDArray[Any], encoding: str) -> npt.NDArray[np.uint16]:
+    if encoding in ('mono16', '16UC1'):
+        return img.astype(np.uint16, copy=False)
+    if encoding == '32FC1':
+        metres = np.nan_to_num(img.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+        mm = np.clip(np.rint(metres * 1000.0), 0, 65535)
+        return mm.astype(np.uint16)
+    msg = f'image encoding {encoding!r} is not depth (expected 16UC1, mono16 or 32FC1)'
+    raise ImageDecodeError(msg)
+
+
+def _decode_compressed(msg: Any, *, depth: bool) -> npt.NDArray[Any]:
+    fmt = str(getattr(msg, 'format', '') or '')
+    buf = _buffer(msg.data)
+    if 'compresseddepth' in fmt.lower().replace(' ', ''):
+        return _decode_compressed_depth(buf, fmt, depth=depth)
+    kind = _sniff(buf)
+    if kind is None:
+        msg_ = (f'CompressedImage format {fmt or "(none)"!r}: payload of {len(buf)} bytes is '
+                'neither JPEG nor PNG')
+        raise ImageDecodeError(msg_)
+    flag = cv2.IMREAD_UNCHANGED if depth else cv2.IMREAD_COLOR
+    img = cv2.imdecode(buf, flag)
+    if img is None:
+        msg_ = f'CompressedImage format {fmt or kind!r}: corrupt {kind} payload ({len(buf)} bytes)'
+        raise ImageDecodeError(msg_)
+    if depth:
+        if img.ndim != 2 or img.dtype != np.uint16:
+            msg_ = (f'CompressedImage format {fmt or kind!r}: depth camera needs a 16-bit '
+                    f'single-channel image, got {img.dtype} with shape {img.shape}')
+            raise ImageDecodeError(msg_)
+        return img[..., None]
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def _sniff(buf: npt.NDArray[np.uint8]) -> str | None:
+    head = bytes(buf[:8])
+    if head[:3] == b'\xff\xd8\xff':
+        return 'jpeg'
+    if head == b'\x89PNG\r\n\x1a\n':
+        return 'png'
+    return None
+
+
+def _decode_compressed_depth(
+    buf: npt.NDArray[np.uint8], fmt: str, *, depth: bool
+) -> npt.NDArray[np.uint16]:
+    """``compressed_depth_image_transport``: 12-byte ConfigHeader, then a 16-bit PNG."""
+    if not depth:
+        msg = f'CompressedImage format {fmt!r} is depth; set depth: true for this camera'
+        raise ImageDecodeError(msg)
+    if 'rvl' in fmt.lower():
+        msg = f'CompressedImage format {fmt!r}: RVL compressedDepth is not supported (use png)'
+        raise ImageDecodeError(msg)
+    payload = buf[_COMPRESSED_DEPTH_HEADER:]
+    if len(buf) <= _COMPRESSED_DEPTH_HEADER or _sniff(payload) != 'png':
+        msg = (f'CompressedImage format {fmt!r}: expected a 12-byte header and a PNG, got '
+               f'{len(buf)} bytes')
+        raise ImageDecodeError(msg)
+    img = cv2.imdecode(payload, cv2.IMREAD_UNCHANGED)
+    if img is None or img.dtype != np.uint16 or img.ndim != 2:
+        msg = f'CompressedImage format {fmt!r}: PNG payload is not 16-bit single channel'
+        raise ImageDecodeError(msg)
+    source = fmt.split(';')[0].strip()
+    if source == '32FC1':  # quantized inverse depth: d = A / (v - B), 0 = invalid
+        quant_a, quant_b = struct.unpack('<ff', bytes(buf[4:12]))
+        v = img.astype(np.float64)
+        with np.errstate(divide='ignore', invalid='ignore'):
+            metres = np.where(v > 0, quant_a / (v - quant_b), 0.0)
+        mm = np.clip(np.rint(np.nan_to_num(metres, nan=0.0, posinf=0.0) * 1000.0), 0, 65535)
+        out: npt.NDArray[np.uint16] = mm.astype(np.uint16)[..., None]
+        return out
+    depth16: npt.NDArray[np.uint16] = img.astype(np.uint16, copy=False)[..., None]
+    return depth16
+
+
+def _resize(img: npt.NDArray[Any], size: tuple[int, int], *, depth: bool) -> npt.NDArray[Any]:
+    h, w = size
+    if img.shape[:2] != (h, w):
+        interp = cv2.INTER_NEAREST if depth else cv2.INTER_AREA
+        img = cv2.resize(img, (w, h), interpolation=interp)
+    if img.ndim == 2:
+        img = img[..., None]
+    return np.ascontiguousarray(img)
+
+
+# -- joints, commands, extra observations ---------------------------------------------------
+
+def _reorder(
+    names: Sequence[str], values: Any, wanted: Sequence[str], what: str
+) -> npt.NDArray[np.float64]:
+    names = list(names)
+    vals = np.asarray(values, dtype=np.float64).reshape(-1)
+    if not names:
+        msg = f'{what} has no joint names; cannot order its values by name'
+        raise IngestError(msg)
+    if len(vals) < len(names):
+        msg = f'{what} has {len(names)} names but {len(vals)} positions'
+        raise IngestError(msg)
+    index = {n: i for i, n in enumerate(names)}
+    missing = [n for n in wanted if n not in index]
+    if missing:
+        msg = f'{what} lacks joints {missing} (it has {names})'
+        raise IngestError(msg)
+    return vals[[index[n] for n in wanted]]
+
+
+def joint_positions(msg: Any, joints: Sequence[str]) -> npt.NDArray[np.float64]:
+    """``sensor_msgs/JointState`` positions in ``joints`` order, matched by ``msg.name``."""
+    return _reorder(msg.name, msg.position, joints, 'JointState')
+
+
+def command_values(msg: Any, msgtype: str, names: Sequence[str]) -> npt.NDArray[np.float64]:
+    """A command message as a vector in ``names`` order.
+
+    ``JointTrajectory``: the first point's positions, reordered by ``joint_names``;
+    ``Float64MultiArray``: ``data`` as is (its length must match ``names``);
+    ``JointState`` (leader arm): positions reordered by ``name``.
+    """
+    msgtype = normalize_msgtype(msgtype)
+    if msgtype == 'trajectory_msgs/msg/JointTrajectory':
+        if not len(msg.points):
+            msg_ = 'JointTrajectory has no points'
+            raise IngestError(msg_)
+        return _reorder(msg.joint_names, msg.points[0].positions, names, 'JointTrajectory')
+    if msgtype == 'std_msgs/msg/Float64MultiArray':
+        data = np.asarray(msg.data, dtype=np.float64).reshape(-1)
+        if len(data) != len(names):
+            msg_ = f'Float64MultiArray has {len(data)} values, the profile names {len(names)}'
+            raise IngestError(msg_)
+        return data
+    if msgtype == 'sensor_msgs/msg/JointState':
+        return _reorder(msg.name, msg.position, names, 'JointState')
+    msg_ = (f'command type {msgtype} is not supported (JointTrajectory, Float64MultiArray, '
+            'JointState)')
+    raise IngestError(msg_)
+
+
+def _xyz(v: Any) -> list[float]:
+    return [float(v.x), float(v.y), float(v.z)]
+
+
+def extra_state_values(msg: Any, msgtype: str) -> npt.NDArray[np.float64]:
+    """Flatten a geometry message (see ``profile.EXTRA_STATE_TYPES`` for the dimensions)."""
+    msgtype = normalize_msgtype(msgtype)
+    if msgtype not in EXTRA_STATE_TYPES:
+        msg_ = f'extra_state type {msgtype} is not supported'
+        raise IngestError(msg_)
+    base = msgtype.removesuffix('Stamped')
+    body = msg
+    if msgtype.endswith('Stamped'):
+        field = {'geometry_msgs/msg/Pose': 'pose', 'geometry_msgs/msg/Wrench': 'wrench',
+                 'geometry_msgs/msg/Twist': 'twist', 'geometry_msgs/msg/Point': 'point',
+                 'geometry_msgs/msg/Vector3': 'vector'}[base]
+        body = getattr(msg, field)
+    if base == 'geometry_msgs/msg/Pose':
+        q = body.orientation
+        vals = [*_xyz(body.position), float(q.x), float(q.y), float(q.z), float(q.w)]
+    elif base == 'geometry_msgs/msg/Wrench':
+        vals = _xyz(body.force) + _xyz(body.torque)
+    elif base == 'geometry_msgs/msg/Twist':
+        vals = _xyz(body.linear) + _xyz(body.angular)
+    else:
+        vals = _xyz(body)
+    return np.asarray(vals, dtype=np.float64)
