@@ -1,0 +1,160 @@
+"""record-sim: real MCAP bags from Meta-World, sources that behave as their tags say."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from bag_tools.profile import load_profile
+from bag_tools.reader import open_bag
+from ptr_core.errors import PtrError
+from ptr_core.sim.env import EVAL_SEED_OFFSET, MetaWorldEnv
+from ptr_core.sim.recorder import plan_episodes, record, write_bag
+from ptr_core.sim.setups import SETUPS, flat_state, get_setup
+from ptr_core.sim.sources import Rollout, Source, SourceKind, parse_mix, rollout
+
+TASK = 'pick-place-v3'
+
+
+@pytest.fixture(scope='module')
+def env() -> MetaWorldEnv:
+    return MetaWorldEnv(TASK, image_size=32)
+
+
+def _commands(bag: Path, topic: str) -> np.ndarray:
+    with open_bag(bag) as reader:
+        return np.stack([np.asarray(reader.deserialize(raw).data)
+                         for raw in reader.raw_messages([topic])])
+
+
+def _replay_expert(env: MetaWorldEnv, ro: Rollout) -> np.ndarray:
+    """The expert's action at each recorded observation (the expert is a function of obs)."""
+    out = []
+    for obs in ro.obs[:-1]:
+        env.obs = obs
+        out.append(env.expert_action())
+    return np.asarray(out)
+
+
+def test_source_tags_parse_and_reject() -> None:
+    assert Source.parse('noisy_0.30').tag == 'noisy_0.3'
+    assert Source.parse('delayed_4') == Source(SourceKind.DELAYED, delay=4)
+    assert Source.parse('shuffled_labels').low_attribution
+    assert not Source.parse('recovery').low_attribution
+    with pytest.raises(PtrError, match='unknown source'):
+        Source.parse('noisy')
+    with pytest.raises(PtrError, match='delay must be at least 1'):
+        Source.parse('delayed_0')
+    assert parse_mix('expert:3, noisy_0.5:2,expert:1') == {'expert': 4, 'noisy_0.5': 2}
+    with pytest.raises(PtrError, match='expected <source>:<episodes>'):
+        parse_mix('expert=3')
+
+
+def test_profiles_match_setups() -> None:
+    for setup in SETUPS.values():
+        profile = load_profile(setup.profile)
+        assert profile.robot == setup.robot
+        assert profile.joints == setup.joints
+        assert profile.state_topic == setup.state_topic
+        assert profile.action.topic == setup.command_topic
+        assert {c.role: c.topic for c in profile.cameras} == {
+            c.role: c.topic for c in setup.cameras}
+        assert [(e.name, e.topic) for e in profile.extra_state] == list(setup.poses)
+        assert profile.rate_hz == 80.0
+    # The two setups differ in cameras and in state layout, like two rigs of one lab.
+    a, b = (load_profile(s.profile) for s in SETUPS.values())
+    assert a.camera_roles != b.camera_roles
+    assert a.state_names != b.state_names
+
+
+def test_plan_seeds_are_distinct_and_never_evaluation_goals() -> None:
+    reqs = plan_episodes(['pick-place-v3', 'push-v3'], ['a', 'b'], {'expert': 5, 'delayed_2': 3})
+    seeds = [r.seed for r in reqs]
+    assert len(set(seeds)) == len(seeds) == 16
+    assert max(seeds) < EVAL_SEED_OFFSET
+    assert {r.setup for r in reqs} == {'a', 'b'}
+
+
+def test_delayed_labels_are_executed_actions_shifted(env: MetaWorldEnv) -> None:
+    ro = rollout(env, get_setup('a'), Source.parse('delayed_3'), 11, render=False)
+    assert ro.success
+    assert np.array_equal(ro.recorded[3:], ro.executed[:-3])
+    assert np.array_equal(ro.recorded[:3], np.repeat(ro.executed[:1], 3, axis=0))
+    assert np.allclose(ro.executed, _replay_expert(env, ro))
+
+
+def test_noisy_executes_noise_and_records_it(env: MetaWorldEnv) -> None:
+    ro = rollout(env, get_setup('a'), Source.parse('noisy_0.3'), 12, render=False)
+    assert np.array_equal(ro.recorded, ro.executed)
+    noise = ro.executed - _replay_expert(env, ro)
+    assert 0.15 < noise.std() < 0.35  # sigma 0.3, a little less after clipping to [-1, 1]
+
+
+def test_low_attribution_labels_are_not_what_ran(env: MetaWorldEnv) -> None:
+    rnd = rollout(env, get_setup('a'), Source.parse('random_labels'), 13, render=False)
+    assert np.allclose(rnd.executed, _replay_expert(env, rnd))
+    assert np.abs(rnd.recorded).max() <= 1.0
+    assert abs(np.corrcoef(rnd.recorded[:, 0], rnd.executed[:, 0])[0, 1]) < 0.5
+    shuf = rollout(env, get_setup('a'), Source.parse('shuffled_labels'), 13, render=False)
+    assert np.allclose(shuf.executed, rnd.executed)  # same goal, same expert
+    assert not np.allclose(shuf.recorded, shuf.executed)
+    assert np.abs(shuf.recorded).max() <= 1.0
+
+
+def test_recovery_pushes_then_recovers(env: MetaWorldEnv) -> None:
+    ro = rollout(env, get_setup('a'), Source.parse('recovery'), 14, render=False)
+    assert np.array_equal(ro.recorded, ro.executed)
+    expert = _replay_expert(env, ro)
+    pushed = ~np.isclose(ro.executed, expert).all(axis=1)
+    assert 8 <= pushed.sum() <= 28
+    assert np.allclose(np.linalg.norm(ro.executed[pushed, :3], axis=1), 1.0)
+    assert not pushed[-5:].any()  # the expert is in charge at the end
+
+
+def test_bag_holds_topics_tags_and_labels(env: MetaWorldEnv, tmp_path: Path) -> None:
+    setup = get_setup('b')
+    ro = rollout(env, setup, Source.parse('delayed_2'), 21, max_steps=30, camera_stride=4)
+    bag = write_bag(ro, setup, tmp_path / 'ep')
+    assert list(bag.glob('*.mcap'))
+    with open_bag(bag) as reader:
+        tags = reader.custom_data()
+        topics = reader.topics()
+        joint = [reader.deserialize(r) for r in reader.raw_messages([setup.state_topic])]
+        image = next(reader.deserialize(r)
+                     for r in reader.raw_messages([setup.cameras[0].topic]))
+        poses = [reader.deserialize(r) for r in reader.raw_messages(['/mocap/object_pose'])]
+        task = [reader.deserialize(r).data for r in reader.raw_messages(['/task'])]
+    assert tags['ptr.source'] == 'delayed_2'
+    assert tags['ptr.success'] == 'false'  # 30 steps are too few to place the puck
+    assert tags['ptr.task'] == TASK
+    assert tags['ptr.setup'] == 'b'
+    assert tags['ptr.low_attribution'] == 'true'
+    assert topics[setup.state_topic].msgcount == 31
+    assert topics[setup.command_topic].msgcount == 30
+    assert topics[setup.cameras[0].topic].msgcount == 8  # steps 0, 4, ..., 28
+    assert task == [TASK]
+    assert list(joint[0].name) == list(setup.joints)
+    stamps = [m.header.stamp.sec * 10**9 + m.header.stamp.nanosec for m in joint]
+    assert set(np.diff(stamps)) == {12_500_000}
+    assert np.allclose(poses[5].pose.position.x, ro.obs[5][4])
+    rgb = cv2.imdecode(np.asarray(image.data), cv2.IMREAD_COLOR)
+    assert rgb.shape == (32, 32, 3)
+    assert np.allclose(_commands(bag, setup.command_topic), ro.recorded)
+    # the flattened state in the profile's order, as ingestion will build it
+    state = flat_state(setup, ro.obs[0], ro.fingers[0])
+    assert state.shape == (len(load_profile(setup.profile).state_names),)
+    assert np.allclose(state[2:5], ro.obs[0][:3])
+
+
+def test_record_writes_one_bag_per_episode(tmp_path: Path) -> None:
+    reqs = plan_episodes([TASK], ['a', 'b'], {'expert': 1, 'random_labels': 1})
+    eps = record(reqs, tmp_path, render=False, max_steps=80)
+    assert [e.setup for e in eps] == ['a', 'b']
+    assert all(e.success for e in eps)
+    assert eps[0].path.parent.name == 'setup_a'
+    with open_bag(eps[1].path) as reader:
+        assert reader.custom_data()['ptr.source'] == 'random_labels'
+        assert '/side_cam/image/compressed' not in reader.topics()
