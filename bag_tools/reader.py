@@ -186,6 +186,17 @@ class BagReader:
             custom = getattr(getattr(reader, 'metadata', None), 'custom', None)
             if isinstance(custom, dict):
                 out.update({str(k): str(v) for k, v in custom.items()})
+        if not out and (self.path / 'metadata.yaml').is_file():
+            # rosbags 0.11's rosbag2 Reader does not keep custom_data; read it from the file.
+            import yaml
+
+            try:
+                meta = yaml.safe_load((self.path / 'metadata.yaml').read_text())
+                custom = meta['rosbag2_bagfile_information'].get('custom_data') or {}
+            except (OSError, yaml.YAMLError, KeyError, TypeError, AttributeError):
+                custom = {}
+            if isinstance(custom, dict):
+                out.update({str(k): str(v) for k, v in custom.items()})
         return out
 
     def is_defined(self, msgtype: str) -> bool:
