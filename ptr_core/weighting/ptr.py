@@ -115,19 +115,21 @@ class PTRWeighter(SampleWeighter):
     def bind(self, policy: nn.Module) -> None:
         """Copy the policy's encoder as the target encoder and size the scorer and queue.
 
-        Reads ``policy.encoder`` (with ``target_feature(batch, 'future.')``) and the widths
-        ``policy.context_dim`` (h), ``policy.action_summary_dim`` (e),
-        ``policy.encoder.target_dim`` (y) and ``policy.state_dim`` (stored states).
+        Reads ``policy.encoder`` (with ``target_feature(batch, 'future.')``) and the widths of
+        h (``context_dim`` of the policy or its encoder), e (``action_summary_dim`` of the
+        policy or ``summary_dim`` of ``policy.net``), y (``encoder.target_dim``) and the state.
         """
         encoder = getattr(policy, 'encoder', None)
         if not isinstance(encoder, nn.Module) or not hasattr(encoder, 'target_feature'):
             msg = 'weighter ptr: the policy has no encoder with target_feature(batch, prefix)'
             raise ConfigError(msg)
+        net = getattr(policy, 'net', None)
+        first = getattr(getattr(encoder, 'state_mlp', None), '0', None)
         dims = {
-            'h_dim': _dim(policy, ('context_dim', 'h_dim')),
-            'e_dim': _dim(policy, ('action_summary_dim', 'e_dim')),
-            'target_dim': _dim(encoder, ('target_dim', 'feature_dim')),
-            'state_dim': _dim(policy, ('state_dim',), default=1),
+            'h_dim': _dim((policy, encoder), ('context_dim', 'h_dim')),
+            'e_dim': _dim((policy, net), ('action_summary_dim', 'summary_dim', 'e_dim')),
+            'target_dim': _dim((encoder,), ('target_dim', 'feature_dim')),
+            'state_dim': _dim((policy, encoder, first), ('state_dim', 'in_features'), default=1),
         }
         self.bind_modules(encoder, **dims)
         layout = getattr(policy, 'layout', None)
@@ -391,14 +393,16 @@ def action_logits_rowwise(
 
 # -- helpers ------------------------------------------------------------------------------
 
-def _dim(obj: object, names: Sequence[str], default: int | None = None) -> int:
-    for name in names:
-        value = getattr(obj, name, None)
-        if isinstance(value, int) and value > 0:
-            return value
+def _dim(objs: Sequence[object], names: Sequence[str], default: int | None = None) -> int:
+    for obj in objs:
+        for name in names:
+            value = getattr(obj, name, None)
+            if isinstance(value, int) and value > 0:
+                return value
     if default is not None:
         return default
-    msg = f'weighter ptr: {type(obj).__name__} has none of the width attributes {list(names)}'
+    owner = type(objs[0]).__name__
+    msg = f'weighter ptr: {owner} has none of the width attributes {list(names)}'
     raise ConfigError(msg)
 
 
