@@ -30,3 +30,10 @@ def obs_image_key(role: str) -> str:
 
 def future_image_key(role: str) -> str:
     return f'{FUTURE_IMAGE_PREFIX}{role}'
+
+# Per-sample randomness drawn by the loader from (seed, sample number), so that training noise
+# does not depend on the batch composition: DDP shards, resume and worker count leave it unchanged.
+# Policies fall back to the torch RNG when these keys are absent (e.g. hand-built batches).
+NOISE = 'noise'  # float [B, L, Da]: standard normal (diffusion ε / flow source sample)
+NOISE_LEVEL = 'noise_level'  # float [B] in [0, 1): diffusion timestep / flow σ quantile
+SAMPLE_INDEX = 'sample_index'  # long [B]: position in the global sample stream

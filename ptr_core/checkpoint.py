@@ -1,0 +1,371 @@
+"""Checkpoints: safetensors + JSON directories, written atomically, never pickles.
+
+Layout::
+
+    CHECKPOINT/
+      config.json            format, schema version, git revision, step, resolved train config
+      preprocess.json        layout, normalizer, camera channels, To (ptr_core.preprocess)
+      robots.json            robot entries (profile, joint names/limits, cameras, image size, rate)
+      vocab.json             task and source-tag vocabularies
+      model.safetensors      policy weights
+      ema.safetensors        EMA policy weights (what inference uses by default)
+      weighter.safetensors   the weighter's state (PTR: scorer, EMA target encoder, queue, ...)
+      training_state/        exact resume: optimizer.safetensors + optimizer.json,
+                             rng.safetensors, state.json (step, python/numpy RNG)
+
+A run directory holds ``checkpoints/step_<N>/`` (periodic, last ``keep_last`` kept) and ``final/``.
+Loading checks that every weight file really is safetensors and refuses anything that looks like
+a pickle (``.pt``/``.pth``/``.pkl``/``.ckpt``/``.bin`` or pickle/zip magic bytes) with a
+``CheckpointError``: loading a checkpoint never executes code.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import shutil
+import struct
+import subprocess
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+
+from bag_tools.dataset import RobotEntry
+from ptr_core.configuration import SCHEMA_VERSION, TrainConfig, from_dict, to_dict
+from ptr_core.errors import CheckpointError, ConfigError
+from ptr_core.preprocess import Preprocessor
+
+__all__ = [
+    'FORMAT',
+    'Checkpoint',
+    'checkpoint_dirs',
+    'latest_checkpoint',
+    'load_checkpoint',
+    'load_matching',
+    'load_training_state',
+    'prune_checkpoints',
+    'refuse_pickles',
+    'save_checkpoint',
+]
+
+log = logging.getLogger(__name__)
+
+FORMAT = 'ptr-checkpoint'
+PICKLE_SUFFIXES = ('.pt', '.pth', '.pkl', '.pickle', '.ckpt', '.bin', '.joblib')
+STEP_PREFIX = 'step_'
+
+
+def _git_revision() -> str:
+    try:
+        out = subprocess.run(
+            ['git', 'rev-parse', 'HEAD'], cwd=Path(__file__).resolve().parent,
+            capture_output=True, text=True, timeout=5, check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return 'unknown'
+    return out.stdout.strip() if out.returncode == 0 else 'unknown'
+
+
+def _tensors(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    return {k: v.detach().cpu().contiguous().clone() for k, v in state.items()
+            if isinstance(v, Tensor)}
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    path.write_text(json.dumps(obj, indent=1))
+
+
+# -- safety ---------------------------------------------------------------------------------
+
+def _check_safetensors(file: Path) -> None:
+    """Refuse a file that is not a safetensors container (pickles start with 0x80, zips PK)."""
+    try:
+        with file.open('rb') as f:
+            head = f.read(9)
+    except OSError as err:
+        msg = f'{file}: cannot read: {err.strerror}'
+        raise CheckpointError(msg) from err
+    if len(head) < 9 or head[8:9] != b'{' or struct.unpack('<Q', head[:8])[0] > 100_000_000:
+        kind = ('a pickle' if head[:1] == b'\x80' else 'a zip/torch.save archive'
+                if head[:2] == b'PK' else 'not safetensors')
+        msg = (f'{file}: refusing to load: the file is {kind}; ptr loads only safetensors + '
+               f'JSON and never unpickles')
+        raise CheckpointError(msg)
+
+
+def refuse_pickles(path: Path) -> None:
+    """Raise ``CheckpointError`` if ``path`` is, or contains, anything pickle-like."""
+    if path.is_file():
+        msg = (f'{path}: a checkpoint is a directory of safetensors + JSON; refusing to load '
+               f'a single file (pickled checkpoints are never loaded)')
+        raise CheckpointError(msg)
+    for file in sorted(path.rglob('*')):
+        if file.suffix.lower() in PICKLE_SUFFIXES:
+            msg = (f'{file}: refusing to load a checkpoint containing a pickle-format file; '
+                   f'ptr loads only safetensors + JSON and never unpickles')
+            raise CheckpointError(msg)
+        if file.suffix == '.safetensors':
+            _check_safetensors(file)
+
+
+def _load_tensors(file: Path) -> dict[str, Tensor]:
+    _check_safetensors(file)
+    try:
+        return load_file(str(file))
+    except Exception as err:  # safetensors raises its own error types
+        msg = f'{file}: corrupt safetensors file: {err}'
+        raise CheckpointError(msg) from err
+
+
+def _read_json(file: Path) -> Any:
+    try:
+        return json.loads(file.read_text())
+    except FileNotFoundError as err:
+        msg = f'{file.parent}: not a ptr checkpoint (no {file.name})'
+        raise CheckpointError(msg) from err
+    except (OSError, ValueError) as err:
+        msg = f'{file}: unreadable JSON: {err}'
+        raise CheckpointError(msg) from err
+
+
+# -- saving ---------------------------------------------------------------------------------
+
+def _optimizer_files(opt: torch.optim.Optimizer) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    sd = opt.state_dict()
+    tensors: dict[str, Tensor] = {}
+    meta: dict[str, Any] = {'param_groups': sd['param_groups'], 'state': {}}
+    for pid, st in sd['state'].items():
+        meta['state'][str(pid)] = {}
+        for name, value in st.items():
+            if isinstance(value, Tensor):
+                tensors[f'{pid}.{name}'] = value.detach().cpu().contiguous().clone()
+            else:
+                meta['state'][str(pid)][name] = value
+    return tensors, meta
+
+
+def _rng_state() -> tuple[dict[str, Tensor], dict[str, Any]]:
+    tensors = {'torch': torch.get_rng_state()}
+    if torch.cuda.is_available():
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f'cuda.{i}'] = s
+    np_state: Any = np.random.get_state()
+    py_state = random.getstate()
+    meta = {
+        'numpy': [np_state[0], np_state[1].tolist(), *(float(x) if isinstance(x, float)
+                                                       else int(x) for x in np_state[2:])],
+        'python': [py_state[0], list(py_state[1]), py_state[2]],
+    }
+    return tensors, meta
+
+
+def save_checkpoint(
+    path: str | Path,
+    *,
+    policy: nn.Module,
+    ema: nn.Module | None,
+    weighter: nn.Module | None,
+    preprocessor: Preprocessor,
+    robots: Mapping[str, RobotEntry],
+    vocab: Mapping[str, Any],
+    config: TrainConfig,
+    step: int,
+    optimizer: torch.optim.Optimizer | None = None,
+    extra_state: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write a checkpoint directory atomically (temp dir, then rename) and return its path."""
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.parent / f'.tmp-{final.name}-{os.getpid()}'
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    weighter_cfg = config.weighter
+    _write_json(tmp / 'config.json', {
+        'format': FORMAT,
+        'schema_version': SCHEMA_VERSION,
+        'git_revision': _git_revision(),
+        'step': step,
+        'head': config.policy.head,
+        'weighter': {'name': weighter_cfg.name, 'options': weighter_cfg.options},
+        'train_config': to_dict(config),
+    })
+    _write_json(tmp / 'preprocess.json', preprocessor.to_json())
+    _write_json(tmp / 'robots.json', dict(robots))
+    _write_json(tmp / 'vocab.json', dict(vocab))
+    save_file(_tensors(policy.state_dict()), str(tmp / 'model.safetensors'))
+    if ema is not None:
+        save_file(_tensors(ema.state_dict()), str(tmp / 'ema.safetensors'))
+    if weighter is not None:
+        save_file(_tensors(weighter.state_dict()), str(tmp / 'weighter.safetensors'))
+    if optimizer is not None:
+        state_dir = tmp / 'training_state'
+        state_dir.mkdir()
+        tensors, meta = _optimizer_files(optimizer)
+        save_file(tensors, str(state_dir / 'optimizer.safetensors'))
+        _write_json(state_dir / 'optimizer.json', meta)
+        rng_tensors, rng_meta = _rng_state()
+        save_file(rng_tensors, str(state_dir / 'rng.safetensors'))
+        _write_json(state_dir / 'state.json',
+                    {'step': step, 'rng': rng_meta, **(extra_state or {})})
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    return final
+
+
+# -- loading --------------------------------------------------------------------------------
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint (weights as tensors, metadata as objects)."""
+
+    path: Path
+    config: TrainConfig
+    meta: dict[str, Any]
+    preprocessor: Preprocessor
+    robots: dict[str, RobotEntry]
+    vocab: dict[str, Any]
+    model: dict[str, Tensor]
+    ema: dict[str, Tensor] | None
+    weighter: dict[str, Tensor] | None
+
+    @property
+    def step(self) -> int:
+        return int(self.meta.get('step', 0))
+
+
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    """Read a checkpoint directory; refuses pickles and anything that is not ptr's format."""
+    root = Path(path)
+    if not root.exists():
+        msg = f'{root}: checkpoint not found'
+        raise CheckpointError(msg)
+    refuse_pickles(root)
+    meta = _read_json(root / 'config.json')
+    if meta.get('format') != FORMAT:
+        msg = f'{root / "config.json"}: not a ptr checkpoint (format {meta.get("format")!r})'
+        raise CheckpointError(msg)
+    if meta.get('schema_version') != SCHEMA_VERSION:
+        msg = (f'{root}: checkpoint schema_version {meta.get("schema_version")!r}, this ptr '
+               f'reads {SCHEMA_VERSION}')
+        raise CheckpointError(msg)
+    try:
+        config = from_dict(TrainConfig, meta['train_config'])
+    except ConfigError as err:
+        msg = f'{root / "config.json"}: invalid train_config: {err}'
+        raise CheckpointError(msg) from err
+    try:
+        pre = Preprocessor.from_json(_read_json(root / 'preprocess.json'))
+    except (KeyError, TypeError, ValueError) as err:
+        msg = f'{root / "preprocess.json"}: invalid: {err!r}'
+        raise CheckpointError(msg) from err
+    if not (root / 'model.safetensors').is_file():
+        msg = f'{root}: not a ptr checkpoint (no model.safetensors)'
+        raise CheckpointError(msg)
+    opt = {n: root / f'{n}.safetensors' for n in ('ema', 'weighter')}
+    return Checkpoint(
+        path=root,
+        config=config,
+        meta=meta,
+        preprocessor=pre,
+        robots=_read_json(root / 'robots.json'),
+        vocab=_read_json(root / 'vocab.json'),
+        model=_load_tensors(root / 'model.safetensors'),
+        ema=_load_tensors(opt['ema']) if opt['ema'].is_file() else None,
+        weighter=_load_tensors(opt['weighter']) if opt['weighter'].is_file() else None,
+    )
+
+
+def load_training_state(path: str | Path, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """Restore the optimizer and the global RNGs; return ``state.json`` (step, data position)."""
+    state_dir = Path(path) / 'training_state'
+    if not state_dir.is_dir():
+        msg = f'{path}: no training_state/ to resume from'
+        raise CheckpointError(msg)
+    tensors = _load_tensors(state_dir / 'optimizer.safetensors')
+    meta = _read_json(state_dir / 'optimizer.json')
+    state: dict[int, dict[str, Any]] = {int(pid): dict(v) for pid, v in meta['state'].items()}
+    for key, value in tensors.items():
+        pid, name = key.split('.', 1)
+        state.setdefault(int(pid), {})[name] = value
+    try:
+        optimizer.load_state_dict({'state': state, 'param_groups': meta['param_groups']})
+    except (ValueError, KeyError) as err:
+        msg = f'{state_dir}: optimizer state does not fit this model: {err}'
+        raise CheckpointError(msg) from err
+    info: dict[str, Any] = _read_json(state_dir / 'state.json')
+    rng = _load_tensors(state_dir / 'rng.safetensors')
+    torch.set_rng_state(rng['torch'])
+    if torch.cuda.is_available():
+        cuda = [rng[f'cuda.{i}'] for i in range(torch.cuda.device_count()) if f'cuda.{i}' in rng]
+        if cuda:
+            torch.cuda.set_rng_state_all(cuda)
+    np_state = info['rng']['numpy']
+    np.random.set_state((np_state[0], np.asarray(np_state[1], np.uint32), *np_state[2:]))
+    py_state = info['rng']['python']
+    random.setstate((py_state[0], tuple(py_state[1]), py_state[2]))
+    return info
+
+
+def load_matching(
+    module: nn.Module, state: Mapping[str, Tensor], *, reinit_mismatched: bool, source: str
+) -> list[str]:
+    """Load ``state`` into ``module``; shape/name mismatches are an error naming the tensors,
+    or (``reinit_mismatched``) are skipped so those tensors keep their fresh initialization.
+    Returns the names that were re-initialized."""
+    own = module.state_dict()
+    mismatched = [k for k in own if k in state and state[k].shape != own[k].shape]
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    bad = mismatched + missing
+    if (bad or unexpected) and not reinit_mismatched:
+        detail = '; '.join(
+            [f'{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}'
+             for k in mismatched[:3]]
+            + [f'{k}: missing in checkpoint' for k in missing[:3]]
+            + [f'{k}: not in model' for k in unexpected[:3]]
+        )
+        msg = (f'{source}: {len(bad) + len(unexpected)} tensor(s) do not fit this model ({detail}'
+               f'); pass --set reinit_mismatched=true to re-initialize only those')
+        raise CheckpointError(msg)
+    keep = {k: v for k, v in state.items() if k in own and k not in mismatched}
+    module.load_state_dict(keep, strict=False)
+    if bad:
+        log.warning('%s: re-initialized %d mismatching tensor(s): %s', source, len(bad),
+                    ', '.join(bad[:8]))
+    return bad
+
+
+# -- run directories ------------------------------------------------------------------------
+
+def checkpoint_dirs(run_dir: str | Path) -> list[Path]:
+    """Complete periodic checkpoints of a run, oldest first."""
+    root = Path(run_dir) / 'checkpoints'
+    if not root.is_dir():
+        return []
+    dirs = [p for p in root.iterdir() if p.is_dir() and p.name.startswith(STEP_PREFIX)
+            and (p / 'config.json').is_file()]
+    return sorted(dirs, key=lambda p: int(p.name[len(STEP_PREFIX):]))
+
+
+def latest_checkpoint(run_dir: str | Path) -> Path | None:
+    dirs = checkpoint_dirs(run_dir)
+    return dirs[-1] if dirs else None
+
+
+def step_dir(run_dir: str | Path, step: int) -> Path:
+    return Path(run_dir) / 'checkpoints' / f'{STEP_PREFIX}{step:08d}'
+
+
+def prune_checkpoints(run_dir: str | Path, keep: int) -> None:
+    for old in checkpoint_dirs(run_dir)[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)

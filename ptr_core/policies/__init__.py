@@ -1,0 +1,6 @@
+"""Observation encoder, 1-D U-Net and the ``diffusion`` / ``flow`` action policies."""
+
+from ptr_core.policies.encoder import ObservationEncoder
+from ptr_core.policies.policy import ActionPolicy, DiffusionPolicy, FlowPolicy, build_policy
+
+__all__ = ['ActionPolicy', 'DiffusionPolicy', 'FlowPolicy', 'ObservationEncoder', 'build_policy']

@@ -1,0 +1,471 @@
+"""The training loop: weighted per-sample loss, AdamW + warm-up/cosine, EMA, AMP, DDP, checkpoints.
+
+Per step (the ``SampleWeighter`` contract of ``ptr_core.weighting.base``)::
+
+    out, wout = model(batch, step)         # policy.forward_train + weighter, one DDP container
+    loss = weighted_mean(out.loss, wout.weights, distributed) + wout.aux_loss
+    loss.backward(); clip; optimizer.step(); ema.update(); weighter.after_step(batch, out, step)
+
+Exactness: the data order is a function of ``(seed, step)`` (``MixtureSampler``), per-sample noise
+comes from the loader, and checkpoints carry the optimizer, EMA, weighter, RNGs and the step, so a
+run killed at any point and resumed from its last checkpoint ends bit-identical on CPU. Under
+``torchrun`` every rank takes its own residue class of the global sample stream and the weighted
+loss is normalized by the global Σw, so the update equals the one-process update on the global
+batch. Everything here is device-agnostic: CUDA, bf16 autocast and ``torch.compile`` are switched
+by the config, not by code paths.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import os
+import random
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+
+from ptr_core import batch as K
+from ptr_core.checkpoint import (
+    checkpoint_dirs,
+    latest_checkpoint,
+    load_checkpoint,
+    load_matching,
+    load_training_state,
+    prune_checkpoints,
+    save_checkpoint,
+    step_dir,
+)
+from ptr_core.configuration import TrainConfig, to_dict
+from ptr_core.data import DataBundle, MixtureSampler, Vocabulary, build_data, make_loader
+from ptr_core.errors import ConfigError, PtrError
+from ptr_core.policies.policy import ActionPolicy, build_policy
+from ptr_core.weighting import build_weighter
+from ptr_core.weighting.base import PolicyOutput, SampleWeighter, WeightOutput, weighted_mean
+
+__all__ = ['EMA', 'TrainModule', 'TrainResult', 'lr_factor', 'resolve_device', 'train']
+
+log = logging.getLogger(__name__)
+
+ProgressFn = Callable[[int, Mapping[str, float] | None], None]
+
+
+class EMA(nn.Module):
+    """Exponential moving average of a module's parameters (buffers are copied).
+
+    ``decay_t = min(decay, (1 + t) / (10 + t))`` so the average follows quickly early on.
+    """
+
+    def __init__(self, module: nn.Module, decay: float) -> None:
+        super().__init__()
+        self.module = copy.deepcopy(module)
+        self.module.requires_grad_(False)
+        self.module.eval()
+        self.decay = decay
+
+    @torch.no_grad()
+    def update(self, module: nn.Module, step: int) -> None:
+        d = min(self.decay, (1.0 + step) / (10.0 + step))
+        for ema_p, p in zip(self.module.parameters(), module.parameters()):
+            ema_p.lerp_(p.detach(), 1.0 - d)
+        for ema_b, b in zip(self.module.buffers(), module.buffers()):
+            ema_b.copy_(b)
+
+    def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, Any]:  # type: ignore[override]
+        return self.module.state_dict(*args, **kwargs)
+
+    def load_state_dict(  # type: ignore[override]
+        self, state: Mapping[str, Any], strict: bool = True
+    ) -> Any:
+        return self.module.load_state_dict(state, strict=strict)
+
+
+class TrainModule(nn.Module):
+    """Policy and weighter in one module, so DDP syncs the scorer's gradients too."""
+
+    def __init__(self, policy: ActionPolicy, weighter: SampleWeighter) -> None:
+        super().__init__()
+        self.policy = policy
+        self.weighter = weighter
+
+    def forward(  # type: ignore[override]
+        self, batch: dict[str, Tensor], step: int
+    ) -> tuple[PolicyOutput, WeightOutput]:
+        out = self.policy.forward_train(batch)
+        wout = self.weighter(batch, out, step)
+        return out, wout
+
+
+@dataclass
+class TrainResult:
+    out_dir: Path
+    final: Path | None  # the final checkpoint (rank 0), None on other ranks
+    step: int
+    metrics: dict[str, float] = field(default_factory=dict)  # last logged metrics
+
+
+def lr_factor(step: int, *, warmup: int, total: int, min_ratio: float) -> float:
+    """Linear warm-up to 1, then cosine decay to ``min_ratio`` at ``total``."""
+    if warmup > 0 and step < warmup:
+        return (step + 1) / warmup
+    span = max(1, total - warmup)
+    progress = min(1.0, (step - warmup) / span)
+    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    if name == 'auto':
+        return torch.device(f'cuda:{local_rank}' if torch.cuda.is_available() else 'cpu')
+    device = torch.device(name)
+    if device.type == 'cuda' and not torch.cuda.is_available():
+        msg = f'device: {name!r} requested but CUDA is not available'
+        raise ConfigError(msg)
+    if device.type == 'cuda' and device.index is None:
+        device = torch.device('cuda', local_rank)
+    return device
+
+
+@dataclass
+class _Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    owns_group: bool = False
+
+    @property
+    def enabled(self) -> bool:
+        return self.world > 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def _setup_distributed(device_name: str) -> _Dist:
+    """Join the ``torchrun`` process group when ``WORLD_SIZE > 1`` (gloo on CPU, nccl on CUDA)."""
+    world = int(os.environ.get('WORLD_SIZE', '1'))
+    if world <= 1:
+        return _Dist()
+    int(os.environ.get('RANK', '0'))
+    local = int(os.environ.get('LOCAL_RANK', '0'))
+    owns = False
+    if not dist.is_initialized():
+        cuda = torch.cuda.is_available() and device_name != 'cpu'
+        if cuda:
+            torch.cuda.set_device(local)
+        dist.init_process_group('nccl' if cuda else 'gloo')
+        owns = True
+    return _Dist(dist.get_rank(), dist.get_world_size(), local, owns)
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _make_optimizer(module: nn.Module, config: TrainConfig) -> torch.optim.AdamW:
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
+    for _, p in module.named_parameters():
+        if not p.requires_grad:
+            continue
+        (decay if p.dim() >= 2 else no_decay).append(p)
+    groups = [
+        {'params': decay, 'weight_decay': config.optim.weight_decay, 'base_lr': config.optim.lr},
+        {'params': no_decay, 'weight_decay': 0.0, 'base_lr': config.optim.lr},
+    ]
+    return torch.optim.AdamW(
+        [g for g in groups if g['params']], lr=config.optim.lr, betas=config.optim.betas
+    )
+
+
+def _to_device(batch: Mapping[str, Tensor], device: torch.device) -> dict[str, Tensor]:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+def _autocast(config: TrainConfig, device: torch.device) -> Any:
+    use = config.amp == 'bf16' or (config.amp == 'auto' and device.type == 'cuda')
+    if not use:
+        return nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+class _MetricsWriter:
+    """JSONL metrics (always) and TensorBoard (when installed), rank 0 only."""
+
+    def __init__(self, out_dir: Path, enabled: bool) -> None:
+        self.enabled = enabled
+        self.file = out_dir / 'metrics.jsonl'
+        self.tb: Any = None
+        if not enabled:
+            return
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb = SummaryWriter(str(out_dir / 'tensorboard'))
+        except ImportError:
+            log.debug('tensorboard not installed; metrics go to %s only', self.file)
+
+    def write(self, step: int, metrics: Mapping[str, float]) -> None:
+        if not self.enabled:
+            return
+        with self.file.open('a') as f:
+            f.write(json.dumps({'step': step, **metrics}) + '\n')
+        if self.tb is not None:
+            for k, v in metrics.items():
+                self.tb.add_scalar(k, v, step)
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+
+
+@torch.no_grad()
+def validate(
+    policy: ActionPolicy,
+    bundle: DataBundle,
+    *,
+    batch_size: int,
+    batches: int,
+    device: torch.device,
+    seed: int = 0,
+    steps: int | None = None,
+) -> dict[str, float]:
+    """Action MSE (normalized units, valid entries) of sampled chunks on held-out windows."""
+    val = bundle.val
+    if val is None or len(val) == 0:
+        return {}
+    n = min(len(val), batch_size * batches)
+    picks = np.linspace(0, len(val) - 1, n).astype(np.int64)
+    gen = torch.Generator(device='cpu').manual_seed(seed)
+    was_training = policy.training
+    policy.eval()
+    sq, count, loss_sum = 0.0, 0.0, 0.0
+    for start in range(0, n, batch_size):
+        samples = [val[val.flat_index(int(i))] for i in picks[start: start + batch_size]]
+        batch = _to_device({k: torch.stack([s[k] for s in samples]) for k in samples[0]}, device)
+        pred = policy.sample_actions(batch, steps, generator=gen)
+        mask = batch[K.ACTION_MASK].float()
+        sq += float(((pred.float() - batch[K.ACTION]) ** 2 * mask).sum())
+        count += float(mask.sum())
+        loss_sum += float(policy.per_sample_loss(batch).sum())
+    policy.train(was_training)
+    return {'val/action_mse': sq / max(count, 1.0), 'val/loss': loss_sum / n}
+
+
+def _infinite(loader: Any) -> Iterator[dict[str, Tensor]]:
+    while True:
+        yield from loader
+
+
+def train(
+    config: TrainConfig,
+    *,
+    init: str | Path | None = None,
+    resume: bool = False,
+    progress: ProgressFn | None = None,
+) -> TrainResult:
+    """Train a policy as ``config`` says; returns where the final checkpoint is.
+
+    ``init``: a pretrained checkpoint to post-train from (weights only; tensors whose shapes do
+    not fit are an error unless ``config.reinit_mismatched``). ``resume``: continue the run in
+    ``config.out_dir`` from its latest checkpoint, exactly. ``progress(step, metrics)`` is called
+    after every step (``metrics`` at logging steps, else None) — the CLI draws its bar with it.
+    """
+    dinfo = _setup_distributed(config.device)
+    try:
+        return _train(config, dinfo, init=init, resume=resume, progress=progress)
+    finally:
+        if dinfo.owns_group and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _train(
+    config: TrainConfig,
+    dinfo: _Dist,
+    *,
+    init: str | Path | None,
+    resume: bool,
+    progress: ProgressFn | None,
+) -> TrainResult:
+    device = resolve_device(config.device, dinfo.local_rank)
+    if config.batch_size % dinfo.world:
+        msg = f'batch_size: {config.batch_size} is not divisible by the {dinfo.world} ranks'
+        raise ConfigError(msg)
+    per_rank = config.batch_size // dinfo.world
+    out_dir = Path(config.out_dir)
+    _seed_everything(config.seed)
+
+    start_ckpt = None
+    if resume:
+        start_ckpt = latest_checkpoint(out_dir)
+        if start_ckpt is None:
+            log.warning('%s: no checkpoint to resume from; starting from step 0', out_dir)
+    elif checkpoint_dirs(out_dir):
+        msg = (f'out_dir: {out_dir} already holds checkpoints; pass --resume to continue it or '
+               f'choose another out_dir')
+        raise ConfigError(msg)
+    resumed = load_checkpoint(start_ckpt) if start_ckpt is not None else None
+    if resumed is not None and resumed.config.policy != config.policy:
+        msg = f'{start_ckpt}: the policy config differs from the checkpoint; cannot resume'
+        raise ConfigError(msg)
+
+    bundle = build_data(
+        config.data, seed=config.seed,
+        preprocessor=resumed.preprocessor if resumed else None,
+        vocab=Vocabulary.from_json(resumed.vocab) if resumed else None,
+        robots=resumed.robots if resumed else None,
+    )
+    policy = build_policy(config.policy, bundle.preprocessor,
+                          chunk_length=config.data.chunk_length).to(device)
+    if init is not None and resumed is None:
+        pre = load_checkpoint(init)
+        load_matching(policy, pre.ema if pre.ema is not None else pre.model,
+                      reinit_mismatched=config.reinit_mismatched, source=str(init))
+    weighter = build_weighter(config.weighter.name, config.weighter.options)
+    weighter.bind(policy)
+    weighter.to(device)
+    ema = EMA(policy, config.ema_decay)
+    module = TrainModule(policy, weighter)
+    optimizer = _make_optimizer(module, config)
+
+    step = 0
+    if resumed is not None:
+        policy.load_state_dict(resumed.model)
+        if resumed.ema is not None:
+            ema.load_state_dict(resumed.ema)
+        if resumed.weighter is not None:
+            weighter.load_state_dict(resumed.weighter)
+        info = load_training_state(resumed.path, optimizer)
+        step = int(info['step'])
+        log.info('resumed %s at step %d', resumed.path, step)
+
+    model: nn.Module = module
+    if dinfo.enabled:
+        from torch.nn.parallel import DistributedDataParallel
+
+        scorer_trainable = any(p.requires_grad for p in weighter.parameters())
+        model = DistributedDataParallel(
+            module, device_ids=[device.index] if device.type == 'cuda' else None,
+            broadcast_buffers=False, find_unused_parameters=scorer_trainable,
+        )
+    if config.compile:
+        model = torch.compile(model)  # type: ignore[assignment]
+
+    sampler = MixtureSampler(
+        bundle.train.sizes, bundle.weights, batch_size=config.batch_size, seed=config.seed,
+        rank=dinfo.rank, world=dinfo.world, start_step=step,
+    )
+    loader = make_loader(bundle.train, sampler, batch_size=per_rank, config=config.data,
+                         device=device)
+    if dinfo.main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / 'config.json').write_text(json.dumps(to_dict(config), indent=1))
+    writer = _MetricsWriter(out_dir, dinfo.main)
+    vocab = bundle.vocab.to_json()
+
+    def save(path: Path, at: int) -> Path:
+        return save_checkpoint(
+            path, policy=policy, ema=ema, weighter=weighter, preprocessor=bundle.preprocessor,
+            robots=bundle.robots, vocab=vocab, config=config, step=at, optimizer=optimizer,
+        )
+
+    params = [p for p in module.parameters() if p.requires_grad]
+    window = {'loss': torch.zeros((), device=device), 'aux': torch.zeros((), device=device)}
+    window_steps, window_start = 0, time.perf_counter()
+    metrics: dict[str, float] = {}
+    model.train()
+    batches = _infinite(loader)
+    try:
+        while step < config.steps:
+            batch = _to_device(next(batches), device)
+            factor = lr_factor(step, warmup=config.optim.warmup_steps, total=config.steps,
+                               min_ratio=config.optim.min_lr_ratio)
+            for group in optimizer.param_groups:
+                group['lr'] = group['base_lr'] * factor
+            with _autocast(config, device):
+                out, wout = model(batch, step)
+                loss_act = weighted_mean(out.loss.float(), wout.weights,
+                                         distributed=dinfo.enabled)
+                loss = loss_act + wout.aux_loss.float()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()  # type: ignore[no-untyped-call]
+            grad_norm = (torch.nn.utils.clip_grad_norm_(params, config.optim.grad_clip)
+                         if config.optim.grad_clip > 0 else torch.zeros(()))
+            optimizer.step()
+            ema.update(policy, step)
+            weighter.after_step(batch, out, step)
+            step += 1
+            window['loss'] += loss_act.detach()
+            window['aux'] += wout.aux_loss.detach().float()
+            window_steps += 1
+
+            logged = None
+            if step % config.log_every == 0 or step == config.steps:
+                elapsed = time.perf_counter() - window_start
+                stats = torch.stack([window['loss'], window['aux']]) / window_steps
+                if dinfo.enabled:
+                    dist.all_reduce(stats)
+                    stats /= dinfo.world
+                metrics = {
+                    'loss': float(stats[0]),
+                    'aux_loss': float(stats[1]),
+                    'lr': optimizer.param_groups[0]['lr'],
+                    'grad_norm': float(grad_norm),
+                    'samples_per_s': window_steps * config.batch_size / max(elapsed, 1e-9),
+                    **{f'weighter/{k}': float(v) for k, v in wout.metrics.items()},
+                }
+                window = {k: torch.zeros_like(v) for k, v in window.items()}
+                window_steps, window_start = 0, time.perf_counter()
+                if config.val_every and dinfo.main and (
+                    step % config.val_every == 0 or step == config.steps
+                ):
+                    metrics.update(validate(
+                        cast(ActionPolicy, ema.module), bundle, batch_size=per_rank,
+                        batches=config.val_batches, device=device, seed=config.seed,
+                    ))
+                    window_start = time.perf_counter()
+                writer.write(step, metrics)
+                logged = metrics
+            if dinfo.main and step % config.save_every == 0 and step < config.steps:
+                save(step_dir(out_dir, step), step)
+                prune_checkpoints(out_dir, config.keep_last)
+            if progress is not None:
+                progress(step, logged)
+    finally:
+        writer.close()
+
+    final = None
+    if dinfo.main:
+        save(step_dir(out_dir, step), step)
+        prune_checkpoints(out_dir, config.keep_last)
+        final = save(out_dir / 'final', step)
+        log.info('final checkpoint: %s', final)
+    if dinfo.enabled:
+        dist.barrier()
+    return TrainResult(out_dir=out_dir, final=final, step=step, metrics=metrics)
+
+
+def policy_from_checkpoint(path: str | Path, *, use_ema: bool = True) -> ActionPolicy:
+    """Rebuild the policy stored in a checkpoint (EMA weights by default), on the CPU."""
+    ckpt = load_checkpoint(path)
+    policy = build_policy(ckpt.config.policy, ckpt.preprocessor,
+                          chunk_length=ckpt.config.data.chunk_length)
+    state = ckpt.ema if use_ema and ckpt.ema is not None else ckpt.model
+    try:
+        policy.load_state_dict(state)
+    except RuntimeError as err:
+        msg = f'{path}: weights do not fit the stored config: {str(err).splitlines()[0]}'
+        raise PtrError(msg) from err
+    return policy
