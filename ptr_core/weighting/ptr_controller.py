@@ -5,7 +5,8 @@ step; every ``controller_every`` steps the rules run:
 
 - ``acc < acc_low``: τ ×tau_up, β ×beta_up (identification too hard: soften);
 - ``acc > acc_high and margin > margin_high``: τ ×tau_down, β ×beta_down (sharpen);
-- τ, β clipped to their ranges; ``r_hard = r_hard_max · clip((acc − 0.10) / 0.40, 0, 1)``.
+- τ, β clipped to their ranges; ``r_hard = r_hard_max · clip((acc − 0.10) / 0.40, 0, 1)``
+  (0 when ``hard_negatives: none``).
 
 All state is in buffers (saved in checkpoints, restored on resume).
 """
@@ -64,7 +65,7 @@ class AdaptiveController(nn.Module):
         self.tau.fill_(min(max(tau, c.tau_min), c.tau_max))
         self.beta.fill_(min(max(beta, c.beta_min), c.beta_max))
         share = min(max((acc - 0.10) / 0.40, 0.0), 1.0)
-        self.r_hard.fill_(c.r_hard_max * share)
+        self.r_hard.fill_(0.0 if c.hard_negatives == 'none' else c.r_hard_max * share)
 
     def state(self) -> dict[str, float]:
         return {
