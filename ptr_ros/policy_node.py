@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -100,6 +101,7 @@ class PolicyNode(Node):
         self._declare_control()
         self._declare_observations()
         self._setup_state()
+        self._warm_up()
         self._setup_io()
         self.get_logger().info(
             f'serving robot {robot!r} from {checkpoint or "(runner)"}: '
@@ -113,6 +115,7 @@ class PolicyNode(Node):
             msg = 'parameter checkpoint is empty; pass --ros-args -p checkpoint:=DIR'
             raise PtrError(msg)
         import torch
+
         from ptr_core.inference import PolicyRunner
 
         if threads > 0:
@@ -130,9 +133,15 @@ class PolicyNode(Node):
             self.get_logger().warning(
                 f'control_rate_hz {self.rate_hz:g} differs from the training rate '
                 f'{p.rate_hz:g} Hz: the observation history and chunk timing are rescaled')
+        length = int(self.runner.chunk_length)
         self.execute_steps = declare(
-            self, 'execute_steps', min(8, int(self.runner.chunk_length)),
-            'K: chunk actions executed before the next chunk is requested.', lo=1, hi=1000)
+            self, 'execute_steps', max(1, length // 2), 'K: chunk actions executed before the '
+            'next chunk is requested; keep K + inference latency (in steps) below the chunk '
+            'length L so chunks overlap. Default L / 2.', lo=1, hi=1000)
+        if self.execute_steps >= length:
+            self.get_logger().warning(
+                f'execute_steps {self.execute_steps} >= chunk length {length}: chunks cannot '
+                'overlap, so motion pauses while the next chunk is computed')
         self.sampling_steps = declare(self, 'sampling_steps', 0, 'Denoising/integration steps '
                                       "per chunk; 0: the checkpoint's default.", lo=0, hi=1000)
         self.ensemble = declare(self, 'temporal_ensembling', True, 'Blend overlapping chunks '
@@ -207,6 +216,7 @@ class PolicyNode(Node):
         timeouts.update({f'extra/{n}': float(e['timeout']) for n, e in self.extras.items()})
         self.gate = SafetyGate(timeouts)
         self.rejections = RejectionCounter()
+        self.received: Counter[str] = Counter()  # accepted messages by source
         self.ensembler = ChunkEnsembler(execute_steps=self.execute_steps,
                                         ensemble=self.ensemble, decay=self.decay)
         self.history = ObservationHistory(int(self.runner.obs_horizon))
@@ -270,6 +280,7 @@ class PolicyNode(Node):
         with self._lock:
             self._joints = joints
             self._received = max(self._received, now)
+            self.received[JOINT_STATES] += 1
         self.gate.mark(JOINT_STATES, now)
 
     def _on_extra_state(self, name: str, msg: Any) -> None:
@@ -284,6 +295,7 @@ class PolicyNode(Node):
         now = time.monotonic()
         with self._lock:
             self._extra[name] = values
+            self.received[f'extra/{name}'] += 1
         self.gate.mark(f'extra/{name}', now)
 
     def _on_image(self, role: str, msg: Any) -> None:
@@ -310,16 +322,33 @@ class PolicyNode(Node):
         with self._lock:
             self._images[role] = frame
             self._received = max(self._received, now)
+            self.received[source] += 1
         self.gate.mark(source, now)
 
-    def _state_vector(self) -> npt.NDArray[np.float64]:
-        assert self._joints is not None
-        parts = [self._joints] + [self._extra[e.name] for e in self.profile.extra_state]
-        return np.concatenate(parts)
+    def state_vector(self) -> npt.NDArray[np.float64]:
+        """Joint positions in profile order, then the extra-state values (the dataset's
+        ``state`` row)."""
+        with self._lock:
+            if self._joints is None or len(self._extra) < len(self.profile.extra_state):
+                msg = 'no joint state (or extra state) received yet'
+                raise PtrError(msg)
+            parts = [self._joints] + [self._extra[e.name] for e in self.profile.extra_state]
+            return np.concatenate(parts)
+
+    def latest_images(self) -> dict[str, npt.NDArray[Any]]:
+        with self._lock:
+            return dict(self._images)
+
+    def sample_observation(self) -> None:
+        """Append the newest observation to the history (once per control tick)."""
+        with self._lock:
+            self.history.push(self.state_vector(), self._images, self._received)
 
     # -- services -------------------------------------------------------------------------
     def _on_enable(self, request: SetBool.Request, response: SetBool.Response) -> Any:
         if request.data:
+            if not self.gate.enabled and hasattr(self.runner, 'reset') and not self.worker.busy:
+                self.runner.reset()  # a new episode: the sampling noise restarts from its seed
             self.gate.enable()
             status = self.gate.evaluate(time.monotonic())
             response.message = f'enabled; {status.state.value}' + (
@@ -375,7 +404,7 @@ class PolicyNode(Node):
         with self._lock:
             self._tick += 1
             tick = self._tick
-            self.history.push(self._state_vector(), self._images, self._received)
+            self.sample_observation()
             if self.ensembler.should_request(tick) and not self.worker.busy:
                 state, images, received = self.history.arrays()
                 job = _Job(self._epoch, tick, state, images, received, time.monotonic())
@@ -414,6 +443,21 @@ class PolicyNode(Node):
         self.commands_published += 1
 
     # -- inference (worker thread) --------------------------------------------------------
+    def _warm_up(self) -> None:
+        """One inference on blank inputs, so the first real chunk is not slowed by lazy init."""
+        to, (h, w) = int(self.runner.obs_horizon), self.profile.image_size
+        state = np.zeros((to, len(self.profile.state_names)), np.float32)
+        images = {
+            role: np.zeros((to, h, w, self._channels.get(role, 1 if cam['depth'] else 3)),
+                           np.uint16 if cam['depth'] else np.uint8)
+            for role, cam in self.cameras.items()
+        }
+        started = time.monotonic()
+        self.runner.infer(state, images, self.robot, steps=self.sampling_steps or None)
+        if hasattr(self.runner, 'reset'):
+            self.runner.reset()
+        self.get_logger().info(f'warm-up inference took {time.monotonic() - started:.3f} s')
+
     def _infer(self, job: _Job) -> Any:
         steps = self.sampling_steps or None
         return self.runner.infer(job.state, job.images, self.robot, steps=steps)
@@ -461,6 +505,8 @@ class PolicyNode(Node):
             for q in (50, 99):
                 got = window.percentile_ms(q)
                 values[f'{label}.p{q}'] = 'n/a' if got is None else f'{got:.3f}'
+        for source, count in sorted(self.received.items()):
+            values[f'received.{source}'] = str(count)
         for source, count in self.rejections.by_source().items():
             values[f'rejected.{source}'] = str(count)
         for source, reason, count in self.rejections.items():

@@ -1,0 +1,72 @@
+"""Serve a checkpoint on an arm: ``ros2 launch ptr policy.launch.py checkpoint:=DIR``.
+
+  ros2 launch ptr policy.launch.py checkpoint:=runs/pick/final
+  ros2 launch ptr policy.launch.py checkpoint:=runs/pick/final sim:=true       # + simulated arm
+  ros2 service call /policy_node/enable std_srvs/srv/SetBool "{data: true}"    # then it moves
+
+The policy node starts disabled. With ``sim:=true`` a ``sim_arm_node`` built from the
+checkpoint's robot profile publishes joint states and camera images and follows the commands.
+"""
+
+from __future__ import annotations
+
+from launch.actions import DeclareLaunchArgument
+from launch.conditions import IfCondition
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch_ros.actions import Node
+from launch_ros.substitutions import FindPackageShare
+
+from launch import LaunchDescription
+
+
+def generate_launch_description() -> LaunchDescription:
+    share = FindPackageShare('ptr')
+    checkpoint = LaunchConfiguration('checkpoint')
+    log_level = ['--ros-args', '--log-level', LaunchConfiguration('log_level')]
+    policy = Node(
+        package='ptr', executable='policy_node', name='policy_node',
+        namespace=LaunchConfiguration('namespace'), output='screen', emulate_tty=True,
+        parameters=[
+            LaunchConfiguration('params_file'),
+            {
+                'checkpoint': checkpoint,
+                'device': LaunchConfiguration('device'),
+                'command_interface': LaunchConfiguration('command_interface'),
+            },
+        ],
+        arguments=log_level,
+    )
+    sim = Node(
+        package='ptr', executable='sim_arm_node', name='sim_arm',
+        namespace=LaunchConfiguration('namespace'), output='screen', emulate_tty=True,
+        parameters=[LaunchConfiguration('sim_params_file'), {'profile': checkpoint}],
+        arguments=log_level,
+        condition=IfCondition(LaunchConfiguration('sim')),
+    )
+    return LaunchDescription([
+        DeclareLaunchArgument(
+            'checkpoint', description='Checkpoint directory to serve (safetensors + JSON).'),
+        DeclareLaunchArgument(
+            'params_file', default_value=PathJoinSubstitution([share, 'config', 'policy.yaml']),
+            description='policy_node parameters YAML.'),
+        DeclareLaunchArgument(
+            'device', default_value='cpu', description='Inference device: cpu, cuda, cuda:N.'),
+        DeclareLaunchArgument(
+            'command_interface', default_value='trajectory', choices=['trajectory', 'forward'],
+            description='trajectory: JointTrajectory to joint_trajectory_controller; forward: '
+                        'Float64MultiArray to forward_position_controller.'),
+        DeclareLaunchArgument(
+            'sim', default_value='false', choices=['true', 'false'],
+            description="Also start sim_arm_node (a kinematic arm with the checkpoint's "
+                        'joints and cameras) for the policy to drive.'),
+        DeclareLaunchArgument(
+            'sim_params_file',
+            default_value=PathJoinSubstitution([share, 'config', 'sim_arm.yaml']),
+            description='sim_arm_node parameters YAML.'),
+        DeclareLaunchArgument(
+            'namespace', default_value='', description='Namespace for both nodes.'),
+        DeclareLaunchArgument(
+            'log_level', default_value='info', description='Node log level.'),
+        policy,
+        sim,
+    ])

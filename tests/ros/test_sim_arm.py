@@ -1,0 +1,102 @@
+"""The kinematic arm, its renderer, and the ROS message helpers."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from ptr_core.errors import PtrError
+from ptr_ros.sim_arm import SimArm, render_arm
+
+
+def arm(**kw: object) -> SimArm:
+    return SimArm(['a', 'b', 'c'], lower=[-1, -1, -1], upper=[1, 1, 1], **kw)  # type: ignore[arg-type]
+
+
+def test_forward_command_is_followed_under_the_velocity_limit() -> None:
+    sim = arm(max_velocity=1.0)
+    sim.set_target([0.5, -0.2, 2.0])  # 2.0 is past the limit
+    sim.step(0.0, 0.1)
+    np.testing.assert_allclose(sim.position, [0.1, -0.1, 0.1])
+    for i in range(20):
+        sim.step(0.1 * i, 0.1)
+    np.testing.assert_allclose(sim.position, [0.5, -0.2, 1.0])
+    assert sim.commands_received == 1
+
+
+def test_trajectory_is_interpolated_from_the_current_position() -> None:
+    sim = arm(max_velocity=100.0)
+    sim.set_trajectory(10.0, [1.0, 2.0], [[0.4, 0.0, 0.0], [0.8, -0.4, 0.0]])
+    np.testing.assert_allclose(sim.setpoint(10.5), [0.2, 0.0, 0.0])
+    np.testing.assert_allclose(sim.setpoint(11.5), [0.6, -0.2, 0.0])
+    np.testing.assert_allclose(sim.setpoint(20.0), [0.8, -0.4, 0.0])  # holds the last point
+    sim.step(11.0, 0.01)
+    np.testing.assert_allclose(sim.position, [0.4, 0.0, 0.0])
+
+
+def test_bad_commands_are_refused() -> None:
+    sim = arm()
+    with pytest.raises(PtrError, match='2 values for 3 joints'):
+        sim.set_target([0.0, 0.0])
+    with pytest.raises(PtrError, match='increasing'):
+        sim.set_trajectory(0.0, [1.0, 1.0], np.zeros((2, 3)))
+    with pytest.raises(PtrError, match='does not fit'):
+        sim.set_trajectory(0.0, [1.0], np.zeros((1, 2)))
+    with pytest.raises(PtrError, match='limits'):
+        SimArm(['a', 'b'], lower=[0.0], upper=[1.0, 1.0])
+
+
+def test_render_is_deterministic_and_shows_the_configuration() -> None:
+    a = render_arm([0.0, 0.0, 0.0], (48, 64))
+    b = render_arm([0.0, 0.0, 0.0], (48, 64))
+    c = render_arm([0.8, -0.5, 0.3], (48, 64))
+    assert a.shape == (48, 64, 3) and a.dtype == np.uint8
+    np.testing.assert_array_equal(a, b)
+    assert np.abs(a.astype(int) - c.astype(int)).sum() > 1000
+    # Straight up: the arm's pixels are in the middle columns.
+    bright = np.argwhere(a.max(axis=2) > 100)
+    assert abs(bright[:, 1].mean() - 32) < 4
+
+
+def test_rendered_images_survive_jpeg_roughly() -> None:
+    img = render_arm([0.3, 0.3, 0.3], (96, 128))
+    ok, buf = cv2.imencode('.jpg', img, [cv2.IMWRITE_JPEG_QUALITY, 90])
+    assert ok
+    back = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    assert np.abs(back.astype(int) - img.astype(int)).mean() < 4
+
+
+@pytest.mark.ros
+def test_image_dims_reads_headers_without_decoding() -> None:
+    pytest.importorskip('rclpy', reason='rclpy not installed (pip install .[ros], or source ROS 2)')
+    from sensor_msgs.msg import CompressedImage, Image
+
+    from ptr_ros.conversions import image_dims
+
+    img = render_arm([0.0, 0.0, 0.0], (30, 40))
+    raw = Image(height=30, width=40, encoding='rgb8', step=120, data=img.tobytes())
+    assert image_dims(raw) == (30, 40)
+    for ext in ('.jpg', '.png'):
+        ok, buf = cv2.imencode(ext, img)
+        assert ok
+        msg = CompressedImage(format='rgb8; jpeg compressed bgr8', data=buf.tobytes())
+        assert image_dims(msg) == (30, 40)
+    assert image_dims(CompressedImage(format='jpeg', data=b'not an image')) is None
+
+
+@pytest.mark.ros
+def test_command_messages() -> None:
+    pytest.importorskip('rclpy', reason='rclpy not installed (pip install .[ros], or source ROS 2)')
+    from ptr_ros.conversions import forward_command, message_class, trajectory_command
+
+    traj = trajectory_command(['a', 'b'], np.array([[0.1, 0.2], [0.3, 0.4]]), 1 / 30)
+    assert list(traj.joint_names) == ['a', 'b']
+    assert [list(p.positions) for p in traj.points] == [[0.1, 0.2], [0.3, 0.4]]
+    times = [p.time_from_start.sec + p.time_from_start.nanosec * 1e-9 for p in traj.points]
+    np.testing.assert_allclose(times, [1 / 30, 2 / 30], atol=1e-9)
+    fwd = forward_command(['a', 'b'], np.array([0.5, -0.5]))
+    assert list(fwd.data) == [0.5, -0.5] and fwd.layout.dim[0].size == 2
+    assert message_class('geometry_msgs/PoseStamped').__name__ == 'PoseStamped'
+    with pytest.raises(PtrError, match='not installed'):
+        message_class('no_such_msgs/msg/Thing')
