@@ -92,16 +92,18 @@ def _check_topics(bag: BagReader, profile: RobotProfile) -> dict[str, TopicInfo]
     wanted += [
         (e.topic, f'extra_state[{i}].topic', (e.type,)) for i, e in enumerate(profile.extra_state)
     ]
-    for topic, key, types in wanted:
+    for topic, key, _ in wanted:
         info = infos.get(topic)
         if info is None or info.msgcount == 0:
             have = ', '.join(sorted(infos)) or 'no topics'
             problem = 'not in the bag' if info is None else 'has no messages'
             raise _fail(bag.path, topic, f'{problem} (profile key {key}; the bag has {have})')
+    bag.require_defined([t for t, _, _ in wanted])
+    for topic, key, types in wanted:
+        info = infos[topic]
         if normalize_msgtype(info.msgtype) not in types:
             raise _fail(bag.path, topic, f'type {info.msgtype}, profile key {key} expects '
                         f'{" or ".join(types)}')
-    bag.require_defined([t for t, _, _ in wanted])
     for optional in (profile.task_topic, profile.episodes.marker_topic):
         if optional and optional not in infos:
             log.warning('%s: topic %s (from the profile) is not in the bag', bag.path, optional)

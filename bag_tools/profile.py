@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -140,7 +140,7 @@ class RobotProfile:
     episodes: EpisodeSpec = EpisodeSpec()
     image_tolerance_s: float = 0.2
     chunk_length: int = 16
-    source: str = '<dict>'  # where the profile was loaded from (for messages only)
+    source: str = field(default='<dict>', compare=False)  # where it was loaded from (messages)
 
     # -- derived ---------------------------------------------------------------------------
     @property
@@ -185,10 +185,10 @@ class RobotProfile:
     # -- (de)serialization -----------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         """The resolved profile, in the YAML schema, every default filled in."""
-        action: dict[str, Any] = {'source': self.action.source.value, 'names': list(
-            self.action.names)}
+        action: dict[str, Any] = {'source': self.action.source.value}
         if self.action.topic:
             action['topic'] = self.action.topic
+            action['names'] = list(self.action.names)
         out: dict[str, Any] = {
             'robot': self.robot,
             'joints': list(self.joints),

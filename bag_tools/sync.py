@@ -106,10 +106,10 @@ def interp_weights(
     hi = np.searchsorted(times, grid, side='right')  # first sample after g
     lo = np.clip(hi - 1, 0, len(times) - 1)
     hi = np.clip(hi, 0, len(times) - 1)
-    t0 = times[lo].astype(np.float64)
-    span = times[hi].astype(np.float64) - t0
+    # differences in int64 first: ns since the epoch do not fit a float64 mantissa
+    span = (times[hi] - times[lo]).astype(np.float64)
     safe = np.where(span > 0, span, 1.0)
-    w = np.where(span > 0, (grid.astype(np.float64) - t0) / safe, 0.0)
+    w = np.where(span > 0, (grid - times[lo]).astype(np.float64) / safe, 0.0)
     return lo, hi, np.clip(w, 0.0, 1.0)
 
 

@@ -1,0 +1,237 @@
+"""``ingest``: round trips through all containers, bad input, resume, parallel workers, robots."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from bagfactory import write_all, write_bag
+from conftest import JOINTS, T0, arm_content, arm_profile, frame_pixels, joint_value
+
+from bag_tools.dataset import Dataset, unified_layout
+from bag_tools.episodes import bag_to_episodes
+from bag_tools.errors import DatasetError
+from bag_tools.ingest import BagStatus, ingest
+from bag_tools.profile import RobotProfile
+
+ARRAYS = ('timestamp', 'state', 'action', 'state_valid', 'action_valid')
+
+
+def prof(**overrides: Any) -> RobotProfile:
+    return RobotProfile.from_dict(arm_profile(**overrides), source='test-profile')
+
+
+def same_episode(a: Any, b: Any) -> None:
+    for name in ARRAYS:
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+    assert sorted(a.images) == sorted(b.images)
+    for role in a.images:
+        np.testing.assert_array_equal(a.images[role], b.images[role])
+        np.testing.assert_array_equal(a.image_valid[role], b.image_valid[role])
+
+
+def snapshot(root: Path) -> dict[str, Any]:
+    """Everything in a dataset directory: JSON parsed, arrays as bytes."""
+    out: dict[str, Any] = {}
+    for p in sorted(root.rglob('*')):
+        if p.is_file():
+            rel = str(p.relative_to(root))
+            out[rel] = json.loads(p.read_text()) if p.suffix == '.json' else p.read_bytes()
+    return out
+
+
+def test_three_containers_give_identical_episodes(tmp_path: Path) -> None:
+    tags = {'ptr.source': 'noisy_0.1', 'ptr.success': 'false', 'ptr.task': 'reach the cube'}
+    paths = write_all(arm_content(tags=tags), tmp_path / 'bags')
+    bare_mcap = next(paths['mcap'].glob('*.mcap'))  # the storage file alone, no metadata.yaml
+    bags = [paths['ros1'], paths['sqlite3'], paths['mcap'], bare_mcap]
+    seen = []
+    result = ingest(bags, prof(), tmp_path / 'ds', workers=1, progress=seen.append)
+    assert [b.status for b in result.bags] == [BagStatus.OK] * 4, result.bags
+    assert len(seen) == 4
+    ds = Dataset.open(tmp_path / 'ds')
+    by_source = {e['source']: ds.episode(e['id']) for e in ds.manifest['episodes']}
+    eps = [by_source[str(p)] for p in bags]
+    for other in eps[1:]:
+        same_episode(eps[0], other)
+    ep = eps[0]
+    # 3 s at 10 Hz from the first message: 31 steps of the known motion
+    assert ep.length == 31
+    t = (ep.timestamp - T0) / 1e9
+    np.testing.assert_allclose(ep.state, [joint_value(x) for x in t], atol=1e-6)
+    i = np.floor(t * 20 + 1e-9)  # commands at 20 Hz, held; names were [j2, j1, j3]
+    np.testing.assert_array_equal(ep.action, np.stack([i, 10 + i, -i], axis=1))
+    k = np.floor(t * 15 + 1e-9).astype(int)  # 15 Hz camera, latest frame at or before
+    got = ep.images['wrist'][:, 5, 7].astype(int)
+    want = np.array([frame_pixels(j)[0, 0] for j in k], int)
+    assert np.abs(got - want).max() <= 4  # JPEG
+    assert ep.images['wrist'].shape == (31, 12, 16, 3)
+    assert ep.image_valid['wrist'].all() and ep.state_valid.all() and ep.action_valid.all()
+    # custom_data tags: rosbag2 folders carry them; ROS 1 and a bare storage file do not
+    assert [e.tags for e in eps] == [{}, tags, tags, {}]
+    assert ep.task == 'reach'
+    assert eps[1].task == 'reach the cube'  # the ptr.task tag wins over the profile's text
+    robot = ds.manifest['robots']['arm3']
+    assert robot['state_names'] == JOINTS and robot['action_names'] == JOINTS
+    assert RobotProfile.from_dict(robot['profile'], source='manifest') == prof()
+    stats = ds.manifest['stats']['arm3']['state']
+    assert stats['count'] == 4 * 31
+    assert set(stats) == {'count', 'min', 'max', 'mean', 'std', 'p01', 'p99'}
+
+
+def test_bad_bags_fail_with_one_line_and_others_carry_on(tmp_path: Path) -> None:
+    bags = tmp_path / 'bags'
+    good = write_bag(arm_content(), bags / 'good', 'mcap')
+    no_cam = write_bag(arm_content(camera=False), bags / 'no_cam', 'sqlite3')
+    trunc1 = write_bag(arm_content(), bags / 'trunc', 'ros1')
+    trunc1.write_bytes(trunc1.read_bytes()[: trunc1.stat().st_size // 2])
+    trunc_mcap_dir = write_bag(arm_content(), bags / 'trunc_mcap', 'mcap')
+    trunc_mcap = next(trunc_mcap_dir.glob('*.mcap'))
+    trunc_mcap.write_bytes(trunc_mcap.read_bytes()[:-3000])
+    custom = arm_content()
+    custom.messages = [m for m in custom.messages if m.topic != '/joint_states']
+    for i in range(40):
+        custom.raw('/joint_states', 'acme_msgs/msg/ArmState', T0 + i * 50_000_000, bytes(16))
+    custom_bag = write_bag(custom, bags / 'custom', 'sqlite3')
+    yuv = arm_content(camera=False)
+    for i in range(40):
+        yuv.image('/cam/image_raw/compressed', T0 + i * 66_000_000, np.zeros((4, 4, 2), np.uint8),
+                  'yuv422')
+    yuv_bag = write_bag(yuv, bags / 'yuv', 'ros1')
+    nameless = arm_content()
+    for m in list(nameless.messages):
+        if m.topic == '/joint_states':
+            nameless.messages.remove(m)
+            nameless.joint_state('/joint_states', m.log_ns, [], [0.0, 0.0, 0.0])
+    nameless_bag = write_bag(nameless, bags / 'nameless', 'mcap')
+    short = write_bag(arm_content(duration_s=0.5), bags / 'short', 'sqlite3')
+    placeholder = arm_content(camera=False)
+    for i in range(40):
+        placeholder.compressed_image('/cam/image_raw/compressed', T0 + i * 66_000_000,
+                                     bytes([0, 1, 2]))
+    placeholder_bag = write_bag(placeholder, bags / 'placeholder', 'mcap')
+    not_a_bag = bags / 'notes.txt'
+    not_a_bag.write_text('hello')
+
+    order = [good, no_cam, trunc1, trunc_mcap, custom_bag, yuv_bag, nameless_bag, short,
+             placeholder_bag, not_a_bag]
+    result = ingest(order, prof(), tmp_path / 'ds', workers=1)
+    status = {Path(b.path).name: (b.status, b.reason) for b in result.bags}
+    assert status[good.name][0] is BagStatus.OK
+    expected = {
+        no_cam: r'topic /cam/image_raw/compressed: not in the bag \(profile key cameras.wrist',
+        trunc1: r'(cannot open bag|corrupt or truncated)',
+        trunc_mcap: r'(cannot open bag|corrupt or truncated)',
+        custom_bag: r'topic /joint_states: type acme_msgs/msg/ArmState has no definition',
+        yuv_bag: r"topic /cam/image_raw/compressed: unknown image encoding 'yuv422'",
+        nameless_bag: r'topic /joint_states: JointState without joint names',
+        short: r'topic /joint_states: shorter than one action chunk: 6 grid steps at 10 Hz '
+               r'< chunk_length 8',
+        placeholder_bag: r"topic /cam/image_raw/compressed: CompressedImage format 'jpeg': "
+                         r'payload of 3 bytes is neither JPEG nor PNG',
+        not_a_bag: r'not a bag',
+    }
+    for path, pattern in expected.items():
+        st, reason = status[path.name]
+        assert st is BagStatus.FAILED, path
+        assert str(path) in reason
+        assert '\n' not in reason
+        assert re.search(pattern, reason), reason
+    ds = Dataset.open(tmp_path / 'ds')  # still a valid dataset holding only the good bag
+    assert len(ds) == 1
+    assert ds.episodes()[0].meta['source'] == str(good)
+    assert not [p for p in (tmp_path / 'ds/episodes').iterdir() if p.name.startswith('.tmp')]
+    assert ds.manifest['stats']['arm3']['state']['count'] == 31
+
+
+def test_cdr_trailing_padding_is_tolerated(tmp_path: Path) -> None:
+    plain = write_bag(arm_content(), tmp_path / 'plain', 'sqlite3')
+    padded_content = arm_content()
+    padded_content.trailing = {'/joint_states': bytes(4), '/cam/image_raw/compressed': bytes(8),
+                               '/arm/joint_trajectory': bytes(5)}
+    padded = write_bag(padded_content, tmp_path / 'padded', 'mcap')
+    (a,) = bag_to_episodes(plain, prof())
+    (b,) = bag_to_episodes(padded, prof())
+    same_episode(a, b)
+
+
+def test_resume_skips_done_bags_and_refreshes_stats(tmp_path: Path) -> None:
+    a = write_bag(arm_content(duration_s=2.0), tmp_path / 'a', 'mcap')
+    b = write_bag(arm_content(duration_s=3.0, cmd_hz=10.0), tmp_path / 'b', 'mcap')
+    out = tmp_path / 'ds'
+    ingest([a], prof(), out)
+    first = Dataset.open(out).manifest['stats']['arm3']
+    again = ingest([a, b], prof(), out)
+    assert [x.status for x in again.bags] == [BagStatus.SKIPPED, BagStatus.OK]
+    assert 'already ingested' in again.bags[0].reason
+    m = Dataset.open(out).manifest
+    assert m['stats']['arm3']['state']['count'] == 21 + 31
+    assert first['state']['max'][0] == pytest.approx(0.2)  # j1 = 0.1 rad/s * 2 s
+    assert m['stats']['arm3']['state']['max'][0] == pytest.approx(0.3)
+    assert [e['id'] for e in m['episodes']] == sorted(e['id'] for e in m['episodes'])
+
+
+def test_half_ingested_bag_is_redone(tmp_path: Path) -> None:
+    """A crash between two episodes of one bag: the survivor is dropped and the bag redone."""
+    c = arm_content(duration_s=4.0, camera=False)
+    c.empty('/episode', T0 + 2_000_000_000)
+    bag = write_bag(c, tmp_path / 'split', 'sqlite3')
+    p = prof(cameras={}, image_size=None, episodes={'marker_topic': '/episode'})
+    out = tmp_path / 'ds'
+    ingest([bag], p, out)
+    full = snapshot(out)
+    assert len(Dataset.open(out)) == 2
+    ds = Dataset.open(out)
+    _, second = ds.episode_ids
+    ds.manifest['episodes'] = ds.manifest['episodes'][:1]  # as if killed before the 2nd landed
+    ds.save_manifest()
+    shutil.rmtree(out / 'episodes' / second)
+    res = ingest([bag], p, out)
+    assert res.bags[0].status is BagStatus.OK
+    assert snapshot(out) == full
+
+
+def test_parallel_workers_match_serial(tmp_path: Path) -> None:
+    bags = [write_bag(arm_content(duration_s=d), tmp_path / f'b{i}', fmt)
+            for i, (d, fmt) in enumerate([(2.0, 'mcap'), (2.5, 'ros1'), (3.0, 'sqlite3')])]
+    ingest(bags, prof(), tmp_path / 'serial', workers=1)
+    res = ingest(bags, prof(), tmp_path / 'parallel', workers=2)
+    assert [b.status for b in res.bags] == [BagStatus.OK] * 3
+    assert [b.path for b in res.bags] == [str(b) for b in bags]  # reported in input order
+    assert snapshot(tmp_path / 'serial') == snapshot(tmp_path / 'parallel')
+
+
+def test_two_robots_in_one_dataset(tmp_path: Path) -> None:
+    arm_bag = write_bag(arm_content(), tmp_path / 'arm', 'mcap')
+    c = arm_content(camera=False)
+    other = write_bag(c, tmp_path / 'other', 'ros1')
+    base = RobotProfile.from_dict({
+        'robot': 'base2', 'joints': ['j1', 'j2'], 'state_topic': '/joint_states',
+        'action': {'source': 'next_state'}, 'rate_hz': 10.0,
+        'joint_limits': {'lower': [-1, -1], 'upper': [1, 1]},
+        'extra_state': [], 'chunk_length': 8,
+    }, source='base2')
+    out = tmp_path / 'ds'
+    assert ingest([arm_bag], prof(), out).ok
+    assert ingest([other], base, out).ok
+    ds = Dataset.open(out)
+    assert sorted(e['robot'] for e in ds.manifest['episodes']) == ['arm3', 'base2']
+    layout = unified_layout([ds.manifest])
+    assert layout.robots == ('arm3', 'base2')
+    assert layout.state_dim == 3 and layout.action_dim == 3
+    assert layout.state_mask['base2'].tolist() == [True, True, False]
+    assert layout.camera_roles == ('wrist',)
+    assert layout.camera_mask['base2'].tolist() == [False]
+    assert layout.camera_mask['arm3'].tolist() == [True]
+    assert set(ds.manifest['stats']) == {'arm3', 'base2'}
+    # the same robot name with another shape is refused before any bag is read
+    with pytest.raises(DatasetError, match=r"robot 'base2' is already in the dataset with a "
+                                        r'different state_names'):
+        ingest([other], RobotProfile.from_dict({**base.to_dict(), 'joints': ['j1'],
+                                                'joint_limits': {'lower': [0], 'upper': [1]}},
+                                               source='x'), out)
