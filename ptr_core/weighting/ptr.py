@@ -231,7 +231,7 @@ class PTRWeighter(SampleWeighter):
             episode_slots=slots, episode_values=values, metrics=metrics,
         )
         local = weights[rank * n_local:(rank + 1) * n_local]
-        return WeightOutput(weights=local.detach().to(out.loss.dtype), aux_loss=aux,
+        return WeightOutput(weights=local.detach().float(), aux_loss=aux,
                             metrics=metrics)
 
     def score(

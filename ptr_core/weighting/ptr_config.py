@@ -58,7 +58,7 @@ class PTRConfig:
     lambda_rank: float = 0.25
     # -- adaptive controller (step 9) --------------------------------------------------------
     controller: bool = True
-    controller_every: int = 10  # steps between controller updates (the logging cadence)
+    controller_every: int = 50  # steps between controller updates (= the trainer's log_every)
     controller_ema: float = 0.98
     acc_low: float = 0.05
     acc_high: float = 0.35
