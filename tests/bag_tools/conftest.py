@@ -11,7 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from bagfactory import BagContent, encode_jpeg  # noqa: E402
+from bagfactory import BagContent, encode_jpeg
 
 T0 = 1_700_000_000_000_000_000  # bag start, ns
 JOINTS = ['j1', 'j2', 'j3']

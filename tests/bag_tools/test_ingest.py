@@ -71,13 +71,16 @@ def test_three_containers_give_identical_episodes(tmp_path: Path) -> None:
     want = np.array([frame_pixels(j)[0, 0] for j in k], int)
     assert np.abs(got - want).max() <= 4  # JPEG
     assert ep.images['wrist'].shape == (31, 12, 16, 3)
-    assert ep.image_valid['wrist'].all() and ep.state_valid.all() and ep.action_valid.all()
+    assert ep.image_valid['wrist'].all()
+    assert ep.state_valid.all()
+    assert ep.action_valid.all()
     # custom_data tags: rosbag2 folders carry them; ROS 1 and a bare storage file do not
     assert [e.tags for e in eps] == [{}, tags, tags, {}]
     assert ep.task == 'reach'
     assert eps[1].task == 'reach the cube'  # the ptr.task tag wins over the profile's text
     robot = ds.manifest['robots']['arm3']
-    assert robot['state_names'] == JOINTS and robot['action_names'] == JOINTS
+    assert robot['state_names'] == JOINTS
+    assert robot['action_names'] == JOINTS
     assert RobotProfile.from_dict(robot['profile'], source='manifest') == prof()
     stats = ds.manifest['stats']['arm3']['state']
     assert stats['count'] == 4 * 31
@@ -223,7 +226,8 @@ def test_two_robots_in_one_dataset(tmp_path: Path) -> None:
     assert sorted(e['robot'] for e in ds.manifest['episodes']) == ['arm3', 'base2']
     layout = unified_layout([ds.manifest])
     assert layout.robots == ('arm3', 'base2')
-    assert layout.state_dim == 3 and layout.action_dim == 3
+    assert layout.state_dim == 3
+    assert layout.action_dim == 3
     assert layout.state_mask['base2'].tolist() == [True, True, False]
     assert layout.camera_roles == ('wrist',)
     assert layout.camera_mask['base2'].tolist() == [False]
