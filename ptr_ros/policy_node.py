@@ -395,9 +395,12 @@ class PolicyNode(Node):
         if changed:
             if was_running:
                 self._reset(status.reason)
-            log = self.get_logger().info if status.state in (
-                NodeState.RUNNING, NodeState.DISABLED) else self.get_logger().warning
-            log(f'state {status.state.value}' + (f': {status.reason}' if status.reason else ''))
+            text = f'state {status.state.value}' + (f': {status.reason}' if status.reason else '')
+            # One call site per severity: rclpy refuses to change a call site's severity.
+            if status.state in (NodeState.RUNNING, NodeState.DISABLED):
+                self.get_logger().info(text)
+            else:
+                self.get_logger().warning(text)
             self._publish_diagnostics()
         if status.state is not NodeState.RUNNING:
             return
@@ -523,7 +526,9 @@ class PolicyNode(Node):
         self._diag_pub.publish(array)
 
     def destroy_node(self) -> None:
-        self.worker.close()
+        worker = getattr(self, 'worker', None)  # absent when __init__ failed
+        if worker is not None:
+            worker.close()
         super().destroy_node()
 
 

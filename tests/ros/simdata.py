@@ -15,9 +15,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'bag_tools'))
 
-from bagfactory import BagContent, encode_jpeg, write_bag  # noqa: E402
+from bagfactory import BagContent, encode_jpeg, write_bag
 
-from ptr_ros.sim_arm import render_arm  # noqa: E402
+from ptr_ros.sim_arm import render_arm
 
 T0 = 1_750_000_000_000_000_000
 JOINTS = ['joint_1', 'joint_2', 'joint_3']

@@ -22,7 +22,8 @@ def test_requests_every_k_ticks() -> None:
     ens = ChunkEnsembler(execute_steps=3)
     assert ens.should_request(1)
     ens.requested(1)
-    assert not ens.should_request(2) and not ens.should_request(3)
+    assert not ens.should_request(2)
+    assert not ens.should_request(3)
     assert ens.should_request(4)
     ens.reset()
     assert ens.should_request(5)
@@ -82,7 +83,8 @@ def test_plan_stops_where_no_chunk_covers_and_drops_expired_chunks() -> None:
     assert ens.plan(0, 3) is None
     ens.add(ramp(0.0, n=4), start=0)
     plan = ens.plan(2, 5)
-    assert plan is not None and len(plan) == 2
+    assert plan is not None
+    assert len(plan) == 2
     assert ens.covered_until() == 4
     assert ens.plan(4, 1) is None
     assert len(ens) == 0
@@ -105,7 +107,8 @@ def test_history_repeats_the_first_snapshot_until_full() -> None:
     hist.push([1.0, 2.0], {'front': img}, received=1.0)
     state, images, received = hist.arrays()
     np.testing.assert_array_equal(state, [[1, 2], [1, 2], [1, 2]])
-    assert images['front'].shape == (3, 4, 5, 3) and received == 1.0
+    assert images['front'].shape == (3, 4, 5, 3)
+    assert received == 1.0
     for i in range(2, 6):
         hist.push([float(i), 0.0], {'front': img + i}, received=float(i))
     state, images, received = hist.arrays()
@@ -125,7 +128,8 @@ def test_history_copies_what_it_is_given() -> None:
     img[:] = 9
     state[:] = 9
     s, images, _ = hist.arrays()
-    assert s[0, 0] == 1.0 and images['front'].max() == 0
+    assert s[0, 0] == 1.0
+    assert images['front'].max() == 0
 
 
 def test_worker_runs_off_the_calling_thread_and_drops_jobs_while_busy() -> None:

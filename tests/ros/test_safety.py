@@ -25,7 +25,8 @@ def test_gate_waits_for_first_message_of_every_observation() -> None:
     gate.mark('joint_states', 1.0)
     status = gate.evaluate(1.0)
     assert status.state is NodeState.WAITING
-    assert 'camera/front' in status.reason and 'joint_states' not in status.reason
+    assert 'camera/front' in status.reason
+    assert 'joint_states' not in status.reason
     assert status.ages == {'joint_states': 0.0, 'camera/front': None}
     gate.mark('camera/front', 1.05)
     assert gate.evaluate(1.1).state is NodeState.RUNNING
@@ -39,7 +40,8 @@ def test_gate_goes_stale_per_observation_timeout_and_recovers() -> None:
     assert gate.evaluate(0.19).state is NodeState.RUNNING
     status = gate.evaluate(0.3)  # joint states 0.3 s old > 0.2 s; camera 0.3 s < 0.5 s
     assert status.state is NodeState.STALE
-    assert 'joint_states' in status.reason and 'camera/front' not in status.reason
+    assert 'joint_states' in status.reason
+    assert 'camera/front' not in status.reason
     gate.mark('joint_states', 0.3)
     assert gate.evaluate(0.31).state is NodeState.RUNNING
     assert gate.evaluate(0.6).state is NodeState.STALE  # now both are old
@@ -60,7 +62,7 @@ def test_stop_disables_at_once_and_enable_rearms() -> None:
 
 
 def test_gate_refuses_bad_timeouts_and_unknown_observations() -> None:
-    with pytest.raises(PtrError, match="'camera/front'.*> 0"):
+    with pytest.raises(PtrError, match=r"'camera/front'.*> 0"):
         SafetyGate({'camera/front': 0.0})
     gate = SafetyGate({'joint_states': 1.0})
     with pytest.raises(PtrError, match='not watched'):
@@ -77,7 +79,8 @@ def test_clamp_keeps_points_inside_joint_limits() -> None:
     points = np.array([[0.55, 0.0], [0.7, -0.9]])
     out = clamp_trajectory(points, [0.5, -0.4], lower=[-1, -0.5], upper=[0.6, 1], max_step=0.3)
     np.testing.assert_allclose(out, [[0.55, -0.1], [0.6, -0.4]])
-    assert np.all(out <= [0.6, 1]) and np.all(out >= [-1, -0.5])
+    assert np.all(out <= [0.6, 1])
+    assert np.all(out >= [-1, -0.5])
 
 
 def test_clamp_never_jumps_when_starting_outside_the_limits() -> None:
@@ -89,7 +92,7 @@ def test_clamp_never_jumps_when_starting_outside_the_limits() -> None:
 def test_clamp_holds_nan_targets_and_checks_shapes() -> None:
     out = clamp_trajectory([[np.nan, 0.5]], [0.2, 0.0], lower=-1, upper=1, max_step=1.0)
     np.testing.assert_allclose(out, [[0.2, 0.5]])
-    with pytest.raises(PtrError, match='3 values.*2'):
+    with pytest.raises(PtrError, match=r'3 values.*2'):
         clamp_trajectory([[0.0, 0.0, 0.0]], [0.0, 0.0], lower=-1, upper=1, max_step=1.0)
 
 
@@ -102,7 +105,8 @@ def test_random_plans_always_respect_limits_and_step_bound() -> None:
         out = clamp_trajectory(plan, prev, lower=lower, upper=upper, max_step=step)
         steps = np.abs(np.diff(np.vstack([prev, out]), axis=0))
         assert np.all(steps <= step + 1e-12)
-        assert np.all(out >= lower - 1e-12) and np.all(out <= upper + 1e-12)
+        assert np.all(out >= lower - 1e-12)
+        assert np.all(out <= upper + 1e-12)
         prev = out[0]
 
 

@@ -9,6 +9,8 @@ import pytest
 from ptr_core.errors import PtrError
 from ptr_ros.sim_arm import SimArm, render_arm
 
+NO_RCLPY = 'rclpy not installed (pip install .[ros], or source ROS 2)'
+
 
 def arm(**kw: object) -> SimArm:
     return SimArm(['a', 'b', 'c'], lower=[-1, -1, -1], upper=[1, 1, 1], **kw)  # type: ignore[arg-type]
@@ -51,7 +53,8 @@ def test_render_is_deterministic_and_shows_the_configuration() -> None:
     a = render_arm([0.0, 0.0, 0.0], (48, 64))
     b = render_arm([0.0, 0.0, 0.0], (48, 64))
     c = render_arm([0.8, -0.5, 0.3], (48, 64))
-    assert a.shape == (48, 64, 3) and a.dtype == np.uint8
+    assert a.shape == (48, 64, 3)
+    assert a.dtype == np.uint8
     np.testing.assert_array_equal(a, b)
     assert np.abs(a.astype(int) - c.astype(int)).sum() > 1000
     # Straight up: the arm's pixels are in the middle columns.
@@ -69,7 +72,7 @@ def test_rendered_images_survive_jpeg_roughly() -> None:
 
 @pytest.mark.ros
 def test_image_dims_reads_headers_without_decoding() -> None:
-    pytest.importorskip('rclpy', reason='rclpy not installed (pip install .[ros], or source ROS 2)')
+    pytest.importorskip('rclpy', reason=NO_RCLPY)
     from sensor_msgs.msg import CompressedImage, Image
 
     from ptr_ros.conversions import image_dims
@@ -87,7 +90,7 @@ def test_image_dims_reads_headers_without_decoding() -> None:
 
 @pytest.mark.ros
 def test_command_messages() -> None:
-    pytest.importorskip('rclpy', reason='rclpy not installed (pip install .[ros], or source ROS 2)')
+    pytest.importorskip('rclpy', reason=NO_RCLPY)
     from ptr_ros.conversions import forward_command, message_class, trajectory_command
 
     traj = trajectory_command(['a', 'b'], np.array([[0.1, 0.2], [0.3, 0.4]]), 1 / 30)
@@ -96,7 +99,8 @@ def test_command_messages() -> None:
     times = [p.time_from_start.sec + p.time_from_start.nanosec * 1e-9 for p in traj.points]
     np.testing.assert_allclose(times, [1 / 30, 2 / 30], atol=1e-9)
     fwd = forward_command(['a', 'b'], np.array([0.5, -0.5]))
-    assert list(fwd.data) == [0.5, -0.5] and fwd.layout.dim[0].size == 2
+    assert list(fwd.data) == [0.5, -0.5]
+    assert fwd.layout.dim[0].size == 2
     assert message_class('geometry_msgs/PoseStamped').__name__ == 'PoseStamped'
     with pytest.raises(PtrError, match='not installed'):
         message_class('no_such_msgs/msg/Thing')
