@@ -11,6 +11,7 @@ Shape glossary: ``To`` = ``data.obs_horizon``, ``L`` = ``data.chunk_length``,
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import types
 import typing
@@ -252,6 +253,9 @@ def _convert(tp: Any, value: Any, key: str) -> Any:
             raise ConfigError(msg)
         return value
     if tp is float:
+        if isinstance(value, str):  # YAML 1.1 reads '3e-4' (no dot) as a string
+            with contextlib.suppress(ValueError):
+                value = float(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             msg = f'{key}: expected a number, got {value!r}'
             raise ConfigError(msg)
@@ -274,7 +278,7 @@ def from_dict(cls: type[T], data: Mapping[str, Any], *, prefix: str = '') -> T:
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = [k for k in data if k not in names]
     if unknown:
-        msg = f'unknown config key {prefix}{unknown[0]!r} (known: {", ".join(sorted(names))})'
+        msg = f'unknown config key {prefix + unknown[0]!r} (known: {", ".join(sorted(names))})'
         raise ConfigError(msg)
     kwargs = {k: _convert(hints[k], v, f'{prefix}{k}') for k, v in data.items()}
     try:

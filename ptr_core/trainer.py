@@ -24,6 +24,7 @@ import math
 import os
 import random
 import time
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -335,6 +336,9 @@ def _train(
                       reinit_mismatched=config.reinit_mismatched, source=str(init))
     weighter = build_weighter(config.weighter.name, config.weighter.options)
     weighter.bind(policy)
+    set_names = getattr(weighter, 'set_group_names', None)
+    if callable(set_names):
+        set_names(robots=bundle.preprocessor.layout.robots, sources=bundle.vocab.sources)
     weighter.to(device)
     ema = EMA(policy, config.ema_decay)
     module = TrainModule(policy, weighter)
@@ -356,10 +360,12 @@ def _train(
         from torch.nn.parallel import DistributedDataParallel
 
         scorer_trainable = any(p.requires_grad for p in weighter.parameters())
-        model = DistributedDataParallel(
-            module, device_ids=[device.index] if device.type == 'cuda' else None,
-            broadcast_buffers=False, find_unused_parameters=scorer_trainable,
-        )
+        with warnings.catch_warnings():  # broadcast_buffers: renamed in new torch, kept for 2.1
+            warnings.simplefilter('ignore', FutureWarning)
+            model = DistributedDataParallel(
+                module, device_ids=[device.index] if device.type == 'cuda' else None,
+                broadcast_buffers=False, find_unused_parameters=scorer_trainable,
+            )
     if config.compile:
         model = torch.compile(model)  # type: ignore[assignment]
 

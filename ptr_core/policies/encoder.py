@@ -35,10 +35,10 @@ class ConvTrunk(nn.Module):
         cin = in_channels
         for c in channels:
             layers += [
-                nn.Conv2d(cin, c, 3, stride=2, padding=1),
+                nn.Conv2d(cin, c, 3, stride=2, padding=1, bias=False),
                 nn.GroupNorm(groups, c),
                 nn.SiLU(),
-                nn.Conv2d(c, c, 3, padding=1),
+                nn.Conv2d(c, c, 3, padding=1, bias=False),
                 nn.GroupNorm(groups, c),
                 nn.SiLU(),
             ]

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from bag_tools.dataset import UnifiedLayout
 from ptr_core import batch as K
 from ptr_core.configuration import PolicyConfig
 from ptr_core.policies.encoder import ObservationEncoder
@@ -82,6 +83,10 @@ class ActionPolicy(nn.Module):
             kernel=config.kernel_size, groups=config.groups, time_dim=config.time_embed_dim,
         )
         self.register_buffer('robot_action_mask', robot_action_mask.clone(), persistent=False)
+        self.state_dim = state_dim
+        self.context_dim = self.encoder.context_dim  # width of h
+        self.action_summary_dim = self.net.summary_dim  # width of e
+        self.layout: UnifiedLayout | None = None  # set by build_policy
 
     # -- the contract -----------------------------------------------------------------------
     def forward(self, batch: Mapping[str, Tensor]) -> PolicyOutput:
@@ -89,7 +94,8 @@ class ActionPolicy(nn.Module):
 
     def forward_train(self, batch: Mapping[str, Tensor]) -> PolicyOutput:
         """Per-sample loss ``[B]``, context ``h [B, Dh]`` and action summary ``e [B, De]``."""
-        action = batch[K.ACTION]
+        mask = batch[K.ACTION_MASK]
+        action = batch[K.ACTION] * mask.to(batch[K.ACTION].dtype)  # padding never leaks in
         h = self.encoder(batch)
         noise = batch.get(K.NOISE)
         if noise is None:
@@ -98,7 +104,7 @@ class ActionPolicy(nn.Module):
         if level is None:
             level = torch.rand(action.shape[0], device=action.device)
         pred, target, e = self._train_pair(action, noise.to(action.dtype), level, h)
-        loss = masked_mse(pred, target, batch[K.ACTION_MASK])
+        loss = masked_mse(pred, target, mask)
         return PolicyOutput(loss=loss, h=h, e=e)
 
     def per_sample_loss(self, batch: Mapping[str, Tensor]) -> Tensor:
@@ -206,7 +212,7 @@ def build_policy(
     """The policy for ``preprocessor``'s layout (robots, widths, camera roles)."""
     layout = preprocessor.layout
     mask = torch.from_numpy(np.stack([layout.action_mask[r] for r in layout.robots]))
-    return POLICIES[config.head](
+    policy = POLICIES[config.head](
         config,
         roles=layout.camera_roles,
         channels=preprocessor.channels,
@@ -216,3 +222,5 @@ def build_policy(
         obs_horizon=preprocessor.obs_horizon,
         chunk_length=chunk_length,
     )
+    policy.layout = layout
+    return policy

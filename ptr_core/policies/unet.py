@@ -37,7 +37,8 @@ class Conv1dBlock(nn.Module):
     def __init__(self, cin: int, cout: int, kernel: int, groups: int) -> None:
         super().__init__()
         self.block = nn.Sequential(
-            nn.Conv1d(cin, cout, kernel, padding=kernel // 2), nn.GroupNorm(groups, cout),
+            nn.Conv1d(cin, cout, kernel, padding=kernel // 2, bias=False),
+            nn.GroupNorm(groups, cout),
             nn.Mish(),
         )
 

@@ -1,0 +1,93 @@
+"""Checkpoints: save → load gives identical actions; pickles are refused, never executed."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ptr_core.checkpoint import load_checkpoint
+from ptr_core.errors import CheckpointError
+from ptr_core.inference import PolicyRunner
+from ptr_core.trainer import policy_from_checkpoint, train
+
+MARKER = Path('/tmp') / f'ptr-unpickled-{__import__("os").getpid()}'
+
+
+class _Exploit:
+    """Unpickling this would create MARKER: proof that a loader executed code."""
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (Path.touch, (MARKER,))
+
+
+def _train(dataset: Path, out: Path, tiny_config) -> Path:  # type: ignore[no-untyped-def]
+    result = train(tiny_config(dataset, out, 'steps=3'))
+    assert result.final is not None
+    return result.final
+
+
+def test_save_load_gives_identical_actions(image_dataset: Path, tmp_path: Path,
+                                           tiny_config) -> None:  # type: ignore[no-untyped-def]
+    final = _train(image_dataset, tmp_path / 'run', tiny_config)
+    ckpt = load_checkpoint(final)
+    assert ckpt.step == 3
+    assert ckpt.config.data.chunk_length == 4
+    assert ckpt.robots['gripper']['camera_roles'] == ['front']
+    a = PolicyRunner.from_checkpoint(final)
+    b = PolicyRunner.from_checkpoint(final)
+    state = np.random.default_rng(0).normal(size=(2, 3)).astype(np.float32)
+    images = {r: np.random.default_rng(1).integers(0, 255, (2, 16, 16, 3), np.uint8)
+              for r in ('front', 'wrist')}
+    out_a, out_b = a.infer(state, images, 'arm'), b.infer(state, images, 'arm')
+    assert out_a.shape == (4, 3)
+    np.testing.assert_array_equal(out_a, out_b)
+    # the loaded EMA policy equals the in-memory one: same parameters, element for element
+    policy = policy_from_checkpoint(final)
+    for (k, v), (k2, v2) in zip(policy.state_dict().items(), a.policy.state_dict().items()):
+        assert k == k2
+        assert torch.equal(v, v2)
+    raw = PolicyRunner.from_checkpoint(final, use_ema=False)
+    raw_w, ema_w = raw.policy.state_dict(), a.policy.state_dict()
+    assert any(not torch.equal(raw_w[k], ema_w[k]) for k in raw_w)
+
+
+def test_planted_pickles_are_refused_not_executed(state_dataset: Path, tmp_path: Path,
+                                                  tiny_config) -> None:  # type: ignore[no-untyped-def]
+    final = _train(state_dataset, tmp_path / 'run', tiny_config)
+    MARKER.unlink(missing_ok=True)
+    payload = pickle.dumps(_Exploit())
+
+    # 1) a pickle dropped beside the weights
+    (final / 'extra.pt').write_bytes(payload)
+    with pytest.raises(CheckpointError, match=r'extra\.pt: refusing .* never unpickles'):
+        PolicyRunner.from_checkpoint(final)
+    (final / 'extra.pt').unlink()
+
+    # 2) model.safetensors replaced by a pickle (and by a torch.save zip)
+    good = (final / 'model.safetensors').read_bytes()
+    (final / 'model.safetensors').write_bytes(payload)
+    with pytest.raises(CheckpointError, match=r'model\.safetensors: refusing .* is a pickle'):
+        load_checkpoint(final)
+    torch.save({'w': torch.zeros(1)}, final / 'model.safetensors')
+    with pytest.raises(CheckpointError, match=r'zip/torch\.save archive'):
+        load_checkpoint(final)
+    (final / 'model.safetensors').write_bytes(good)
+
+    # 3) a single pickled file passed as the checkpoint
+    (tmp_path / 'policy.pth').write_bytes(payload)
+    with pytest.raises(CheckpointError, match='refusing to load a single file'):
+        load_checkpoint(tmp_path / 'policy.pth')
+    assert not MARKER.exists()
+    assert load_checkpoint(final).step == 3  # restored: loads again
+
+
+def test_broken_checkpoints_have_clear_errors(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match='checkpoint not found'):
+        load_checkpoint(tmp_path / 'none')
+    (tmp_path / 'empty').mkdir()
+    with pytest.raises(CheckpointError, match=r'not a ptr checkpoint \(no config.json\)'):
+        load_checkpoint(tmp_path / 'empty')

@@ -1,0 +1,165 @@
+"""The trainer end to end: a run, exact resume after SIGKILL, DDP == one process, --init."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+from safetensors.torch import load_file
+
+from ptr_core.checkpoint import checkpoint_dirs
+from ptr_core.configuration import TrainConfig, to_dict
+from ptr_core.errors import CheckpointError, ConfigError
+from ptr_core.trainer import lr_factor, train
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _weights(path: Path, name: str = 'model') -> dict[str, torch.Tensor]:
+    return load_file(str(path / f'{name}.safetensors'))
+
+
+def _assert_equal(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_debug_run_learns_logs_and_checkpoints(image_dataset: Path, tmp_path: Path,
+                                               tiny_config) -> None:  # type: ignore[no-untyped-def]
+    cfg = tiny_config(image_dataset, tmp_path / 'run', 'steps=30', 'log_every=10',
+                      'val_every=30', 'data.val_fraction=0.3', 'save_every=10', 'keep_last=2',
+                      'data.image_shift=2')
+    seen: list[int] = []
+    result = train(cfg, progress=lambda step, metrics: seen.append(step))
+    assert seen == list(range(1, 31))
+    assert result.step == 30
+    lines = [json.loads(x) for x in (tmp_path / 'run/metrics.jsonl').read_text().splitlines()]
+    assert [x['step'] for x in lines] == [10, 20, 30]
+    assert lines[-1]['loss'] < lines[0]['loss']
+    assert 'val/action_mse' in lines[-1]
+    assert lines[-1]['samples_per_s'] > 0
+    assert [p.name for p in checkpoint_dirs(tmp_path / 'run')] == ['step_00000020',
+                                                                  'step_00000030']
+    final = tmp_path / 'run/final'
+    assert {p.name for p in final.iterdir()} >= {
+        'config.json', 'model.safetensors', 'ema.safetensors', 'weighter.safetensors',
+        'preprocess.json', 'robots.json', 'vocab.json', 'training_state'}
+    meta = json.loads((final / 'config.json').read_text())
+    assert meta['step'] == 30
+    assert meta['train_config'] == to_dict(cfg)
+    assert meta['weighter'] == {'name': 'uniform', 'options': {}}
+    assert not (_weights(final)['net.final.1.weight'] == _weights(final, 'ema')[
+        'net.final.1.weight']).all()
+    with pytest.raises(ConfigError, match='already holds checkpoints; pass --resume'):
+        train(cfg)
+
+
+def test_lr_schedule() -> None:
+    f = [lr_factor(s, warmup=10, total=110, min_ratio=0.1) for s in range(110)]
+    assert f[0] == pytest.approx(0.1)
+    assert f[9] == pytest.approx(1.0)
+    assert f[10] == pytest.approx(1.0)
+    assert f[60] == pytest.approx(0.55)
+    assert all(a >= b for a, b in itertools.pairwise(f[10:]))
+
+
+KILL_SCRIPT = """
+import json, os, signal, sys, torch
+torch.set_num_threads(1)
+from ptr_core.configuration import TrainConfig, from_dict
+from ptr_core.trainer import train
+cfg = from_dict(TrainConfig, json.loads(open(sys.argv[2]).read()))
+kill_at = int(sys.argv[1])
+def progress(step, metrics):
+    if step == kill_at:
+        os.kill(os.getpid(), signal.SIGKILL)
+train(cfg, progress=progress)
+"""
+
+
+def test_resume_after_sigkill_is_bit_exact(state_dataset: Path, tmp_path: Path,
+                                           tiny_config) -> None:  # type: ignore[no-untyped-def]
+    extra = ['steps=12', 'save_every=5', 'log_every=3', 'val_every=6', 'data.val_fraction=0.2',
+             'policy.head=diffusion']
+    ref = train(tiny_config(state_dataset, tmp_path / 'ref', *extra))
+    assert ref.final is not None
+
+    cfg = tiny_config(state_dataset, tmp_path / 'killed', *extra)
+    (tmp_path / 'cfg.json').write_text(json.dumps(to_dict(cfg)))
+    env = {**os.environ, 'OMP_NUM_THREADS': '1', 'PYTHONPATH': str(REPO)}
+    proc = subprocess.run([sys.executable, '-c', KILL_SCRIPT, '7', str(tmp_path / 'cfg.json')],
+                          env=env,
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    assert [p.name for p in checkpoint_dirs(tmp_path / 'killed')] == ['step_00000005']
+    assert not (tmp_path / 'killed/final').exists()
+
+    resumed = train(cfg, resume=True)
+    assert resumed.step == 12
+    assert resumed.final is not None
+    for name in ('model', 'ema'):
+        _assert_equal(_weights(ref.final, name), _weights(resumed.final, name))
+    _assert_equal(_weights(ref.final / 'training_state', 'optimizer'),
+                  _weights(resumed.final / 'training_state', 'optimizer'))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return int(s.getsockname()[1])
+
+
+def _ddp_worker(rank: int, world: int, port: int, cfg_dict: dict, out: str) -> None:
+    os.environ.update({'MASTER_ADDR': '127.0.0.1', 'MASTER_PORT': str(port),
+                       'WORLD_SIZE': str(world), 'RANK': str(rank), 'LOCAL_RANK': str(rank)})
+    torch.set_num_threads(1)
+    from ptr_core.configuration import from_dict
+
+    cfg = from_dict(TrainConfig, {**cfg_dict, 'out_dir': out})
+    train(cfg)
+
+
+def test_two_process_ddp_matches_one_process(image_dataset: Path, tmp_path: Path,
+                                             tiny_config) -> None:  # type: ignore[no-untyped-def]
+    cfg: TrainConfig = tiny_config(image_dataset, tmp_path / 'single', 'steps=4',
+                                   'batch_size=8', 'policy.head=flow')
+    single = train(cfg)
+    assert single.final is not None
+    port = _free_port()
+    mp.start_processes(_ddp_worker, args=(2, port, to_dict(cfg), str(tmp_path / 'ddp')),
+                       nprocs=2, join=True, start_method='spawn')
+    a, b = _weights(single.final), _weights(tmp_path / 'ddp/final')
+    assert a.keys() == b.keys()
+    worst = max((float((a[k] - b[k]).abs().max()), k) for k in a)
+    assert worst[0] < 1e-5, worst
+    moved = sum(not torch.equal(a[k], _weights(tmp_path / 'single/final', 'ema')[k]) for k in a)
+    assert moved > 0
+
+
+def test_init_from_checkpoint_checks_shapes(state_dataset: Path, image_dataset: Path,
+                                            tmp_path: Path, tiny_config) -> None:  # type: ignore[no-untyped-def]
+    pre = train(tiny_config(state_dataset, tmp_path / 'pre', 'steps=2'))
+    assert pre.final is not None
+    # same layout: post-training starts from the pretrained (EMA) weights
+    post = train(tiny_config(state_dataset, tmp_path / 'post', 'steps=1', 'optim.lr=1e-12'),
+                 init=pre.final)
+    assert post.final is not None
+    before, after = _weights(pre.final, 'ema'), _weights(post.final)
+    torch.testing.assert_close(after['net.final.1.weight'], before['net.final.1.weight'],
+                               rtol=0, atol=1e-6)
+    # another robot set (two robots, cameras): shapes differ → a clear error, or reinit
+    with pytest.raises(CheckpointError, match=r'do not fit this model .*reinit_mismatched'):
+        train(tiny_config(image_dataset, tmp_path / 'bad', 'steps=1'), init=pre.final)
+    ok = train(tiny_config(image_dataset, tmp_path / 'reinit', 'steps=1',
+                           'reinit_mismatched=true'), init=pre.final)
+    assert ok.final is not None
