@@ -39,7 +39,7 @@ from std_srvs.srv import SetBool, Trigger
 from trajectory_msgs.msg import JointTrajectory
 
 from bag_tools.errors import BagToolsError
-from bag_tools.observation import decode_image, extra_state_values, joint_positions
+from bag_tools.observation import decode_image, extra_state_values, joint_positions, stamp_ns
 from bag_tools.profile import RobotProfile
 from ptr_core.errors import PtrError
 from ptr_ros.chunking import ChunkEnsembler
@@ -217,6 +217,7 @@ class PolicyNode(Node):
         self.gate = SafetyGate(timeouts)
         self.rejections = RejectionCounter()
         self.received: Counter[str] = Counter()  # accepted messages by source
+        self.last_stamps: dict[str, int | None] = {}  # header stamp (ns) of the newest accepted
         self.ensembler = ChunkEnsembler(execute_steps=self.execute_steps,
                                         ensemble=self.ensemble, decay=self.decay)
         self.history = ObservationHistory(int(self.runner.obs_horizon))
@@ -281,6 +282,7 @@ class PolicyNode(Node):
             self._joints = joints
             self._received = max(self._received, now)
             self.received[JOINT_STATES] += 1
+            self.last_stamps[JOINT_STATES] = stamp_ns(msg)
         self.gate.mark(JOINT_STATES, now)
 
     def _on_extra_state(self, name: str, msg: Any) -> None:
@@ -296,6 +298,7 @@ class PolicyNode(Node):
         with self._lock:
             self._extra[name] = values
             self.received[f'extra/{name}'] += 1
+            self.last_stamps[f'extra/{name}'] = stamp_ns(msg)
         self.gate.mark(f'extra/{name}', now)
 
     def _on_image(self, role: str, msg: Any) -> None:
@@ -323,6 +326,7 @@ class PolicyNode(Node):
             self._images[role] = frame
             self._received = max(self._received, now)
             self.received[source] += 1
+            self.last_stamps[source] = stamp_ns(msg)
         self.gate.mark(source, now)
 
     def state_vector(self) -> npt.NDArray[np.float64]:
