@@ -234,6 +234,16 @@ def ingest(
     return result
 
 
+def _context() -> multiprocessing.context.BaseContext:
+    """A fork server that imported bag_tools once (cheap workers, no fork of this process's
+    threads); plain spawn where there is none."""
+    if 'forkserver' in multiprocessing.get_all_start_methods():
+        ctx = multiprocessing.get_context('forkserver')
+        ctx.set_forkserver_preload(['bag_tools.ingest', 'cv2', 'rosbags.highlevel'])
+        return ctx
+    return multiprocessing.get_context('spawn')
+
+
 def _run_pool(
     paths: list[Path],
     profile: RobotProfile,
@@ -242,8 +252,7 @@ def _run_pool(
     workers: int,
     collect: Callable[[BagResult], None],
 ) -> None:
-    ctx = multiprocessing.get_context('spawn')
-    pool = ProcessPoolExecutor(max_workers=min(workers, len(paths)), mp_context=ctx,
+    pool = ProcessPoolExecutor(max_workers=min(workers, len(paths)), mp_context=_context(),
                                initializer=_init_worker)
     try:
         futures: dict[Future[BagResult], Path] = {

@@ -6,7 +6,9 @@ list) alike.
 
 Images come out as ``uint8 [H, W, 3]`` RGB, depth as ``uint16 [H, W, 1]`` millimetres. Color is
 resized with ``cv2.INTER_AREA`` and depth with ``cv2.INTER_NEAREST`` (never blend depth across an
-edge) — always, so training and serving see the same pixels.
+edge) — always, so training and serving see the same pixels. Two fixed shortcuts keep a large
+frame cheap: a JPEG is decoded at 1/2, 1/4 or 1/8 scale (libjpeg's DCT scaling) when the target
+still fits, and a raw frame is first area-averaged by the largest whole factor that divides it.
 """
 
 from __future__ import annotations
@@ -77,7 +79,7 @@ def decode_image(
     if hasattr(msg, 'encoding') and hasattr(msg, 'step'):
         img = _decode_raw(msg, depth=depth)
     else:
-        img = _decode_compressed(msg, depth=depth)
+        img = _decode_compressed(msg, depth=depth, size=size)
     return _resize(img, size, depth=depth)
 
 
@@ -132,7 +134,45 @@ def _to_depth(img: npt.NDArray[Any], encoding: str) -> npt.NDArray[np.uint16]:
     raise ImageDecodeError(msg)
 
 
-def _decode_compressed(msg: Any, *, depth: bool) -> npt.NDArray[Any]:
+def _jpeg_size(buf: npt.NDArray[np.uint8]) -> tuple[int, int] | None:
+    """(height, width) from a JPEG's start-of-frame marker, or None if not found."""
+    data = buf.tobytes() if len(buf) < 65536 else bytes(buf[:65536])
+    i = 2
+    while i + 9 < len(data):
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        length = int.from_bytes(data[i + 2:i + 4], 'big')
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            h, w = struct.unpack('>HH', data[i + 5:i + 9])
+            return h, w
+        i += 2 + length
+    return None
+
+
+_REDUCED = ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLOR_4),
+            (2, cv2.IMREAD_REDUCED_COLOR_2))
+
+
+def _color_flag(kind: str, buf: npt.NDArray[np.uint8], size: tuple[int, int]) -> int:
+    """Decode a JPEG at the smallest DCT scale that is still at least ``size``."""
+    if kind != 'jpeg':
+        return cv2.IMREAD_COLOR
+    src = _jpeg_size(buf)
+    if src is None:
+        return cv2.IMREAD_COLOR
+    for factor, flag in _REDUCED:
+        if src[0] // factor >= size[0] and src[1] // factor >= size[1]:
+            return flag
+    return cv2.IMREAD_COLOR
+
+
+def _decode_compressed(
+    msg: Any, *, depth: bool, size: tuple[int, int]
+) -> npt.NDArray[Any]:
     fmt = str(getattr(msg, 'format', '') or '')
     buf = _buffer(msg.data)
     if 'compresseddepth' in fmt.lower().replace(' ', ''):
@@ -142,7 +182,7 @@ def _decode_compressed(msg: Any, *, depth: bool) -> npt.NDArray[Any]:
         msg_ = (f'CompressedImage format {fmt or "(none)"!r}: payload of {len(buf)} bytes is '
                 'neither JPEG nor PNG')
         raise ImageDecodeError(msg_)
-    flag = cv2.IMREAD_UNCHANGED if depth else cv2.IMREAD_COLOR
+    flag = cv2.IMREAD_UNCHANGED if depth else _color_flag(kind, buf, size)
     img = cv2.imdecode(buf, flag)
     if img is None:
         msg_ = f'CompressedImage format {fmt or kind!r}: corrupt {kind} payload ({len(buf)} bytes)'
@@ -200,8 +240,16 @@ def _decode_compressed_depth(
 def _resize(img: npt.NDArray[Any], size: tuple[int, int], *, depth: bool) -> npt.NDArray[Any]:
     h, w = size
     if img.shape[:2] != (h, w):
-        interp = cv2.INTER_NEAREST if depth else cv2.INTER_AREA
-        img = cv2.resize(img, (w, h), interpolation=interp)
+        if depth:
+            img = cv2.resize(img, (w, h), interpolation=cv2.INTER_NEAREST)
+        else:
+            src_h, src_w = img.shape[:2]
+            for f in (8, 4, 2):  # whole-factor area averaging first: exact and fast
+                if src_h % f == 0 and src_w % f == 0 and src_h // f >= h and src_w // f >= w:
+                    img = cv2.resize(img, (src_w // f, src_h // f), interpolation=cv2.INTER_AREA)
+                    break
+            if img.shape[:2] != (h, w):
+                img = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
     if img.ndim == 2:
         img = img[..., None]
     return np.ascontiguousarray(img)

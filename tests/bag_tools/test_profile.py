@@ -85,7 +85,7 @@ def test_missing_required_key_and_bad_yaml(tmp_path: Path) -> None:
         RobotProfile.from_dict(d, source='p.yaml')
     bad = tmp_path / 'broken.yaml'
     bad.write_text('robot: [unclosed\n')
-    with pytest.raises(ProfileError, match='broken.yaml: not valid YAML'):
+    with pytest.raises(ProfileError, match=r'broken\.yaml: not valid YAML'):
         load_profile(bad)
     with pytest.raises(ProfileError, match='cannot read robot profile'):
         load_profile(tmp_path / 'absent.yaml')

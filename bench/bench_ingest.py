@@ -1,0 +1,163 @@
+"""Ingest throughput against the bare cost of reading the same bag (prints one table).
+
+Generates an MCAP bag with two 640x480 JPEG cameras at 30 Hz and a 100 Hz joint state, then
+measures, on this machine:
+
+* bare:   iterate + deserialize every message with rosbags and ``cv2.imdecode`` every JPEG, in
+          one process (the floor any ingester pays);
+* ingest: ``bag_tools.ingest.ingest`` with one worker at the camera rate (every frame used) and
+          at 10 Hz (the ingester decodes only the frames a grid step uses);
+* scaling: ``ingest`` of K copies of the bag with 1, 2, 4, ... worker processes.
+
+frames/s counts camera frames (both cameras) in the bag; MB/s is bag bytes per second.
+Goal: ingest >= 0.7x the bare rate per process, near-linear speed-up with workers.
+
+    .venv/bin/python bench/bench_ingest.py [--seconds 20] [--copies 4] [--workers 1,2,4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / 'tests' / 'bag_tools'))
+
+from bagfactory import BagContent, encode_jpeg, write_bag  # noqa: E402
+
+from bag_tools.ingest import ingest  # noqa: E402
+from bag_tools.profile import RobotProfile  # noqa: E402
+from bag_tools.reader import open_bag  # noqa: E402
+
+T0 = 1_700_000_000_000_000_000
+JOINTS = [f'joint_{i}' for i in range(7)]
+
+
+def scene(k: int, cam: int) -> np.ndarray:
+    """A 640x480 frame with gradients, texture and a moving block (JPEG ~40-70 kB)."""
+    y, x = np.mgrid[0:480, 0:640]
+    img = np.empty((480, 640, 3), np.uint8)
+    img[..., 0] = (x // 2 + 3 * k) % 256
+    img[..., 1] = (y // 2 + 40 * cam) % 256
+    img[..., 2] = ((x ^ y) + k) % 256
+    cx, cy = 100 + (7 * k) % 400, 120 + (5 * k) % 200
+    img[cy:cy + 80, cx:cx + 80] = (250, 30, 30)
+    return img
+
+
+def make_bag(path: Path, seconds: float) -> Path:
+    c = BagContent(custom_data={'ptr.source': 'bench'})
+    for i in range(int(seconds * 100)):
+        t = T0 + i * 10_000_000
+        c.joint_state('/joint_states', t, JOINTS, np.sin(np.arange(7) + i / 100.0))
+    for i in range(int(seconds * 50)):
+        c.trajectory('/arm/joint_trajectory', T0 + i * 20_000_000, JOINTS,
+                     np.cos(np.arange(7) + i / 50.0))
+    for k in range(int(seconds * 30)):
+        t = T0 + round(k * 1e9 / 30)
+        for cam, topic in enumerate(('/cam_left/image_raw/compressed',
+                                     '/cam_right/image_raw/compressed')):
+            c.compressed_image(topic, t + 1000 * cam, encode_jpeg(scene(k, cam), quality=90))
+    return write_bag(c, path, 'mcap')
+
+
+def profile(rate_hz: float) -> RobotProfile:
+    return RobotProfile.from_dict({
+        'robot': 'bench_arm', 'joints': JOINTS, 'state_topic': '/joint_states',
+        'action': {'source': 'command', 'topic': '/arm/joint_trajectory'},
+        'cameras': {'left': {'topic': '/cam_left/image_raw/compressed'},
+                    'right': {'topic': '/cam_right/image_raw/compressed'}},
+        'image_size': [96, 96], 'rate_hz': rate_hz,
+        'joint_limits': {'lower': [-3.0] * 7, 'upper': [3.0] * 7},
+    }, source='bench')
+
+
+def bag_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob('*') if p.is_file())
+
+
+def bare(path: Path) -> tuple[float, int]:
+    """Seconds to read + deserialize everything and decode every JPEG; camera frames seen."""
+    frames = 0
+    start = time.perf_counter()
+    with open_bag(path) as bag:
+        for raw in bag.raw_messages():
+            msg = bag.deserialize(raw)
+            if raw.msgtype == 'sensor_msgs/msg/CompressedImage':
+                img = cv2.imdecode(msg.data, cv2.IMREAD_COLOR)
+                assert img is not None
+                frames += 1
+    return time.perf_counter() - start, frames
+
+
+def timed_ingest(bags: list[Path], rate_hz: float, workers: int, work: Path) -> float:
+    out = work / f'ds_{rate_hz:g}_{workers}_{len(bags)}'
+    shutil.rmtree(out, ignore_errors=True)
+    start = time.perf_counter()
+    result = ingest(bags, profile(rate_hz), out, workers=workers)
+    elapsed = time.perf_counter() - start
+    assert result.ok, [b.reason for b in result.bags]
+    shutil.rmtree(out, ignore_errors=True)
+    return elapsed
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument('--seconds', type=float, default=20.0, help='bag length')
+    ap.add_argument('--copies', type=int, default=4, help='bags for the scaling rows')
+    ap.add_argument('--workers', default='1,2,4', help='worker counts for the scaling rows')
+    ap.add_argument('--work', type=Path, default=None, help='scratch directory')
+    args = ap.parse_args()
+    work = Path(args.work or tempfile.mkdtemp(prefix='bench_ingest_'))
+    work.mkdir(parents=True, exist_ok=True)
+    bag = make_bag(work / 'bench_bag', args.seconds)
+    size_mb = bag_bytes(bag) / 1e6
+    bare(bag)  # warm the page cache
+    t_bare, frames = bare(bag)
+    rows = [('bare read+deserialize+imdecode', 1, 1, t_bare, frames, size_mb)]
+    for rate in (30.0, 10.0):
+        t = timed_ingest([bag], rate, 1, work)
+        rows.append((f'ingest @ {rate:g} Hz', 1, 1, t, frames, size_mb))
+    copies = []
+    for i in range(args.copies):
+        dst = work / f'copy_{i}'
+        if not dst.exists():
+            shutil.copytree(bag, dst)
+        copies.append(dst)
+    for workers in (int(w) for w in args.workers.split(',')):
+        t = timed_ingest(copies, 30.0, workers, work)
+        rows.append((f'ingest @ 30 Hz, {len(copies)} bags', workers, len(copies), t,
+                     frames * len(copies), size_mb * len(copies)))
+
+    print(f'bag: {args.seconds:g} s, 2 x 640x480 JPEG @ 30 Hz + JointState @ 100 Hz, '
+          f'{size_mb:.1f} MB, {frames} camera frames; cpus: {os.cpu_count()}')
+    print(f'{"run":<32} {"workers":>7} {"bags":>4} {"seconds":>8} {"frames/s":>9} '
+          f'{"MB/s":>7} {"x bare":>7}')
+    base_fps = frames / t_bare
+    one_worker = None
+    for name, workers, nbags, t, nframes, mb in rows:
+        fps = nframes / t
+        print(f'{name:<32} {workers:>7} {nbags:>4} {t:>8.2f} {fps:>9.1f} {mb / t:>7.1f} '
+              f'{fps / base_fps:>7.2f}')
+        if nbags > 1 and workers == 1:
+            one_worker = t
+    if one_worker is not None:
+        speedups = ', '.join(f'{w} workers {one_worker / t:.2f}x' for _, w, n, t, _, _ in rows
+                             if n > 1)
+        print(f'speed-up over 1 worker: {speedups}')
+    if args.work is None:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == '__main__':
+    main()
