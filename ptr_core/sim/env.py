@@ -9,9 +9,11 @@ with MuJoCo's offscreen renderer (``MUJOCO_GL=egl`` headless; shadows off for sp
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import warnings
+import weakref
 from typing import Any
 
 import numpy as np
@@ -50,6 +52,14 @@ def import_metaworld() -> Any:
 
 
 _MT1: dict[str, Any] = {}
+_OPEN: weakref.WeakSet[MetaWorldEnv] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_renderers() -> None:
+    # Free GL contexts while EGL is still loaded; at interpreter teardown it is not.
+    for env in list(_OPEN):
+        env.close()
 
 
 def _benchmark(task: str) -> Any:
@@ -133,6 +143,7 @@ class MetaWorldEnv:
 
         if self._renderer is None:
             self._renderer = mujoco.Renderer(self.env.model, self.image_size, self.image_size)
+            _OPEN.add(self)
         try:
             self._renderer.update_scene(self.env.data, camera=camera)
         except ValueError as err:

@@ -3,32 +3,39 @@
 ``evaluate`` runs ``episodes`` goals (seeds at and above ``EVAL_SEED_OFFSET``, never recorded) in
 lockstep batches of simulators. A ``ChunkPolicy`` sees, for every running simulator, the state in
 the recording setup's ingest layout (``flat_state``: joints, then poses — exactly what
-``ptr ingest`` builds from that setup's bags) and optionally the camera images, and returns the
-next actions to execute open-loop (``[N, K, 4]``; the harness runs them, then asks again). An
-episode succeeds when Meta-World's ``success`` flag is raised within ``max_steps``.
+``ptr ingest`` builds from that setup's bags) and optionally the camera images at every control
+step, and returns the actions to apply. ``CheckpointPolicy`` serves a trained checkpoint through
+``PolicyRunner``'s preprocessing, batched over simulators, executing the first ``execute``
+actions of each predicted chunk before planning again. An episode succeeds when Meta-World's
+``success`` flag is raised within ``max_steps``.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
 
+from ptr_core.errors import PtrError
 from ptr_core.sim.env import EVAL_SEED_OFFSET, MetaWorldEnv
 from ptr_core.sim.setups import SimSetup, flat_state, get_setup
 
-__all__ = ['ChunkPolicy', 'EvalResult', 'ExpertPolicy', 'eval_seeds', 'evaluate']
+__all__ = [
+    'CheckpointPolicy', 'EvalResult', 'ExpertPolicy', 'StepPolicy', 'eval_seeds', 'evaluate',
+]
 
 log = logging.getLogger(__name__)
 
 
-class ChunkPolicy(Protocol):
+class StepPolicy(Protocol):
     def reset(self, n: int) -> None:
-        """A new batch of ``n`` episodes starts (clear any observation history)."""
+        """A new batch of ``n`` episodes starts (clear any observation history and plan)."""
 
     def __call__(
         self,
@@ -36,7 +43,10 @@ class ChunkPolicy(Protocol):
         images: dict[str, npt.NDArray[np.uint8]],
         active: npt.NDArray[np.bool_],
     ) -> npt.NDArray[np.float64]:
-        """``state [N, Ds]``, ``images role → [N, H, W, 3]`` → actions ``[N, K, 4]``."""
+        """``state [N, Ds]``, ``images role → [N, H, W, 3]`` at this step → actions ``[N, 4]``.
+
+        Called at every control step, so a chunked policy keeps its own history and plan.
+        """
         ...
 
 
@@ -78,12 +88,12 @@ class ExpertPolicy:
         images: dict[str, npt.NDArray[np.uint8]],
         active: npt.NDArray[np.bool_],
     ) -> npt.NDArray[np.float64]:
-        return np.stack([env.expert_action() for env in self.envs])[:, None, :]
+        return np.stack([env.expert_action() for env in self.envs])
 
 
 def evaluate(
     task: str,
-    policy: ChunkPolicy,
+    policy: StepPolicy,
     *,
     setup: str | SimSetup = 'a',
     episodes: int = 50,
@@ -117,7 +127,7 @@ def evaluate(
 def _run_batch(
     envs: list[MetaWorldEnv],
     seeds: Sequence[int],
-    policy: ChunkPolicy,
+    policy: StepPolicy,
     setup: SimSetup,
     max_steps: int,
     images: bool,
@@ -128,8 +138,9 @@ def _run_batch(
     policy.reset(n)
     done = np.zeros(n, dtype=bool)
     steps = np.full(n, max_steps, dtype=int)
-    t = 0
-    while t < max_steps and not done.all():
+    for t in range(max_steps):
+        if done.all():
+            break
         state = np.stack([flat_state(setup, env.obs, env.fingers()) for env in envs])
         frames: dict[str, npt.NDArray[np.uint8]] = {}
         if images:
@@ -137,15 +148,91 @@ def _run_batch(
                 frames[cam.role] = np.stack(
                     [env.render(cam.camera, rotate180=cam.rotate180) for env in envs])
         actions = np.asarray(policy(state, frames, ~done), dtype=np.float64)
-        for k in range(actions.shape[1]):
-            if t >= max_steps:
-                break
-            for i, env in enumerate(envs):
-                if done[i]:
-                    continue
-                _, ok = env.step(actions[i, k])
-                if ok:
-                    done[i] = True
-                    steps[i] = t + 1
-            t += 1
+        for i, env in enumerate(envs):
+            if done[i]:
+                continue
+            _, ok = env.step(actions[i])
+            if ok:
+                done[i] = True
+                steps[i] = t + 1
     return done.tolist(), steps.tolist()
+
+
+class CheckpointPolicy:
+    """A trained checkpoint as a ``StepPolicy`` for one robot (recording setup).
+
+    Observations go through the checkpoint's own ``Preprocessor`` (``observation_batch``, the
+    code the training loader and the ROS node run); the chunk is sampled for all running
+    simulators in one batch; the first ``execute`` actions are applied, then it plans again.
+    """
+
+    def __init__(
+        self,
+        checkpoint: str | Path,
+        robot: str,
+        *,
+        execute: int = 4,
+        steps: int | None = None,
+        device: str = 'cpu',
+        seed: int = 0,
+    ) -> None:
+        from ptr_core.inference import PolicyRunner
+
+        self.runner = PolicyRunner.from_checkpoint(checkpoint, device=device, seed=seed)
+        if robot not in self.runner.robots:
+            msg = f'{checkpoint}: the policy does not know robot {robot!r} ({self.runner.robots})'
+            raise PtrError(msg)
+        self.robot = robot
+        self.execute = max(1, min(execute, self.runner.chunk_length))
+        self.steps = steps
+        self._history: list[deque[npt.NDArray[np.float32]]] = []
+        self._images: list[dict[str, deque[npt.NDArray[np.uint8]]]] = []
+        self._plan: npt.NDArray[np.float64] = np.zeros((0, 0, 4))
+        self._cursor = 0
+
+    def reset(self, n: int) -> None:
+        horizon = self.runner.obs_horizon
+        self._history = [deque(maxlen=horizon) for _ in range(n)]
+        self._images = [{} for _ in range(n)]
+        self._cursor = self.execute  # plan at the first call
+        self.runner.reset()
+
+    def __call__(
+        self,
+        state: npt.NDArray[np.float32],
+        images: dict[str, npt.NDArray[np.uint8]],
+        active: npt.NDArray[np.bool_],
+    ) -> npt.NDArray[np.float64]:
+        import torch
+
+        from ptr_core.preprocess import observation_batch
+
+        horizon = self.runner.obs_horizon
+        for i in range(len(state)):
+            self._history[i].append(np.asarray(state[i], dtype=np.float32))
+            for role, frames in images.items():
+                self._images[i].setdefault(role, deque(maxlen=horizon)).append(frames[i])
+        if self._cursor >= self.execute:
+            pre = self.runner.preprocessor
+            rows = [i for i in range(len(state)) if active[i]]
+            parts = [
+                observation_batch(
+                    np.stack(self._history[i]),
+                    {r: np.stack(q) for r, q in self._images[i].items()}, self.robot, pre,
+                )
+                for i in rows
+            ]
+            batch = {k: torch.cat([p[k] for p in parts]).to(self.runner.device)
+                     for k in parts[0]}
+            with torch.no_grad():
+                chunk = self.runner.policy.sample_actions(
+                    batch, self.steps, generator=self.runner._generator)
+            chunk_np = chunk.float().cpu().numpy()
+            plan = np.zeros((len(state), chunk_np.shape[1], 4))
+            for j, i in enumerate(rows):
+                plan[i] = pre.normalizer.unnormalize_action(chunk_np[j], self.robot)[:, :4]
+            self._plan = plan
+            self._cursor = 0
+        out = self._plan[:, self._cursor]
+        self._cursor += 1
+        return np.asarray(out, dtype=np.float64)

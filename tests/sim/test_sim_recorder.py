@@ -158,3 +158,29 @@ def test_record_writes_one_bag_per_episode(tmp_path: Path) -> None:
     with open_bag(eps[1].path) as reader:
         assert reader.custom_data()['ptr.source'] == 'random_labels'
         assert '/side_cam/image/compressed' not in reader.topics()
+
+
+def test_ingested_episode_is_the_rollout(env: MetaWorldEnv, tmp_path: Path) -> None:
+    """Through ``ptr ingest``: state in the profile's layout is ``flat_state`` (what the
+    evaluation harness feeds a policy), actions are the recorded labels, tags are copied."""
+    from bag_tools.dataset import Dataset
+    from bag_tools.ingest import ingest
+
+    reqs = plan_episodes([TASK], ['a', 'b'], {'delayed_3': 2})
+    record(reqs, tmp_path / 'bags', max_steps=40, image_size=32)
+    for s in 'ab':
+        res = ingest([tmp_path / 'bags' / f'setup_{s}'], load_profile(get_setup(s).profile),
+                     tmp_path / 'ds')
+        assert res.ok
+    ds = Dataset.open(tmp_path / 'ds')
+    assert sorted(ds.manifest['robots']) == ['sawyer_mw_a', 'sawyer_mw_b']
+    for ep in ds.episodes():
+        req = next(r for r in reqs if str(r.seed) == ep.tags['ptr.seed'])
+        assert ep.tags['ptr.source'] == 'delayed_3'
+        assert ep.task == TASK
+        setup = get_setup(req.setup)
+        ro = rollout(env, setup, Source.parse(req.source), req.seed, max_steps=40, render=False)
+        state = np.stack([flat_state(setup, o, f) for o, f in zip(ro.obs, ro.fingers)])
+        assert np.allclose(ep.state[: len(state)], state, atol=1e-6)
+        assert np.allclose(ep.action[: ro.length], ro.recorded, atol=1e-6)
+        assert set(ep.images) == {c.role for c in setup.cameras}

@@ -1,0 +1,480 @@
+"""``ptr benchmark``: does PTR beat uniform post-training on mixed-quality data? Measured end to
+end through the real pipeline, on Meta-World.
+
+Stages (each resumable: a finished stage or cell is skipped when the output folder is reused):
+
+1. **record** — per target task, the configured source mix (``mix``) and, optionally, an
+   expert-only control set (``control_mix``); expert demonstrations of the other
+   ``pretrain_tasks``. Real MCAP bags, both recording setups (``record-sim``'s code).
+2. **ingest** — ``bag_tools.ingest`` with the setups' robot profiles (state-only copies of them
+   unless ``images``): ``data/pretrain``, ``data/<task>/mix``, ``data/<task>/control``.
+3. **pretrain** — one base policy per head, uniform weights, on the pretraining tasks.
+4. **post-train + evaluate** — for every task x head x method x seed: ``train(init=base)`` on the
+   task's mixed data (same base, model, steps and seed for every method), then closed-loop
+   success in the simulator on held-out goals (``eval_episodes`` per cell, split over the
+   setups; the same goals for every method of a seed). The control set runs
+   ``control_methods`` on ``control_heads``.
+5. **report** — ``results.json``, ``results.md`` (success mean ± std over seeds, per-source mean
+   weights, identification accuracy, step cost) and plots: ``success.png``,
+   ``weights_by_source.png``, ``diagnostics.png``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ptr_core.sim.benchmark_config import BenchmarkConfig, MethodSpec
+from ptr_core.sim.recorder import plan_episodes, record, write_profile
+from ptr_core.sim.setups import get_setup
+
+__all__ = ['Cell', 'run_benchmark', 'summarize', 'write_report']
+
+log = logging.getLogger(__name__)
+
+REPO = Path(__file__).resolve().parents[2]
+Say = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Cell:
+    task: str
+    head: str
+    method: MethodSpec
+    seed: int
+    data: str  # 'mix' | 'control'
+
+    @property
+    def key(self) -> str:
+        return f'{self.task}/{self.data}/{self.head}/{self.method.name}/seed{self.seed}'
+
+
+def _json(path: Path, obj: Any) -> None:
+    tmp = path.with_name(f'.{path.name}.tmp')
+    tmp.write_text(json.dumps(obj, indent=1))
+    os.replace(tmp, path)
+
+
+# -- stages 1-2: record and ingest ------------------------------------------------------------
+def _record_and_ingest(
+    cfg: BenchmarkConfig, name: str, tasks: Sequence[str], mix: dict[str, int], seed: int,
+    out: Path, say: Say,
+) -> Path:
+    """Record ``mix`` of ``tasks`` into ``out/bags/<name>``, ingest it into ``out/data/<name>``."""
+    from bag_tools.ingest import ingest
+    from bag_tools.profile import load_profile
+
+    data = out / 'data' / name
+    marker = data / '.complete'
+    if marker.exists():
+        return data
+    bags = out / 'bags' / name
+    shutil.rmtree(bags, ignore_errors=True)
+    shutil.rmtree(data, ignore_errors=True)
+    reqs = plan_episodes(tasks, cfg.setups, {k: v for k, v in mix.items() if v > 0}, seed=seed)
+    t0 = time.monotonic()
+    eps = record(reqs, bags, image_size=cfg.image_size, max_steps=cfg.record_max_steps,
+                 render=cfg.images)
+    ok = sum(e.success for e in eps)
+    say(f'  recorded {name}: {len(eps)} episodes ({ok} successful) in '
+        f'{time.monotonic() - t0:.0f} s')
+    for setup in cfg.setups:
+        folder = bags / f'setup_{setup}'
+        if not folder.is_dir():
+            continue
+        profile = write_profile(setup, out / 'profiles' / f'metaworld_{setup}.yaml',
+                                cameras=cfg.images)
+        res = ingest([folder], load_profile(profile), data)
+        if not res.ok:
+            failed = [b.reason for b in res.bags if b.reason]
+            msg = f'ingest of {folder} failed: {failed[:1]}'
+            raise RuntimeError(msg)
+    marker.write_text('ok\n')
+    return data
+
+
+# -- stages 3-4: training and evaluation (run in worker processes) ---------------------------
+def _train_config(cfg: BenchmarkConfig, out_dir: Path, *, datasets: Sequence[Path], head: str,
+                  steps: int, seed: int, method: MethodSpec) -> Any:
+    import yaml
+
+    from ptr_core.configuration import TrainConfig, apply_overrides, from_dict
+
+    path = Path(cfg.train_config)
+    if not path.is_absolute():
+        path = REPO / path
+    data = yaml.safe_load(path.read_text()) or {}
+    apply_overrides(data, [
+        *cfg.train_overrides, f'out_dir={out_dir}', f'steps={steps}', f'policy.head={head}',
+        f'seed={seed}', f'save_every={steps}',
+    ])
+    data.setdefault('data', {})['datasets'] = [str(d) for d in datasets]
+    data['weighter'] = {'name': method.weighter, 'options': dict(method.options)}
+    return from_dict(TrainConfig, data)
+
+
+def _train(cfg: BenchmarkConfig, out_dir: Path, datasets: Sequence[Path], head: str,
+           steps: int, seed: int, method: MethodSpec, init: Path | None) -> tuple[Path, float]:
+    import torch
+
+    from ptr_core.trainer import train
+
+    torch.set_num_threads(cfg.threads)
+    final = out_dir / 'final'
+    if (final / 'config.json').exists():
+        return final, float('nan')
+    shutil.rmtree(out_dir, ignore_errors=True)
+    tc = _train_config(cfg, out_dir, datasets=datasets, head=head, steps=steps, seed=seed,
+                       method=method)
+    t0 = time.monotonic()
+    res = train(tc, init=init)
+    assert res.final is not None
+    return res.final, time.monotonic() - t0
+
+
+def _pretrain(args: tuple[BenchmarkConfig, str, str, str]) -> str:
+    cfg, out, data, head = args
+    final, _ = _train(cfg, Path(out) / 'runs' / 'base' / head, [Path(data)], head,
+                      cfg.pretrain_steps, 0, MethodSpec('uniform', 'uniform'), None)
+    return str(final)
+
+
+def _metrics(run: Path) -> list[dict[str, float]]:
+    file = run / 'metrics.jsonl'
+    if not file.exists():
+        return []
+    return [json.loads(line) for line in file.read_text().splitlines() if line.strip()]
+
+
+def _late_mean(rows: list[dict[str, float]], prefix: str) -> dict[str, float]:
+    """Mean of each ``prefix*`` metric over the second half of training."""
+    if not rows:
+        return {}
+    last = rows[-1]['step']
+    late = [r for r in rows if r['step'] > last / 2] or rows[-1:]
+    keys = sorted({k for r in late for k in r if k.startswith(prefix)})
+    return {k[len(prefix):]: float(np.nanmean([r[k] for r in late if k in r])) for k in keys}
+
+
+def _run_cell(args: tuple[BenchmarkConfig, str, Cell, str | None]) -> dict[str, Any]:
+    cfg, out_s, cell, base = args
+    from ptr_core.sim.evaluate import CheckpointPolicy, evaluate
+
+    out = Path(out_s)
+    run = out / 'runs' / cell.key
+    result_file = run / 'result.json'
+    if result_file.exists():
+        loaded: dict[str, Any] = json.loads(result_file.read_text())
+        return loaded
+    data = out / 'data' / cell.task / cell.data
+    final, train_s = _train(cfg, run, [data], cell.head, cfg.posttrain_steps, cell.seed,
+                            cell.method, Path(base) if base else None)
+    t0 = time.monotonic()
+    per_setup: dict[str, float] = {}
+    successes: list[bool] = []
+    n = max(1, cfg.eval_episodes // len(cfg.setups))
+    for k, setup in enumerate(cfg.setups):
+        policy = CheckpointPolicy(final, get_setup(setup).robot, execute=cfg.execute,
+                                  seed=cell.seed)
+        res = evaluate(cell.task, policy, setup=setup, episodes=n, seed=cell.seed * 10 + k,
+                       max_steps=cfg.eval_max_steps, images=cfg.images)
+        per_setup[setup] = res.success_rate
+        successes += res.success
+    rows = _metrics(run)
+    weights = _late_mean(rows, 'weighter/w_mean/source/')
+    diag = _late_mean(rows, 'weighter/')
+    result = {
+        'task': cell.task, 'head': cell.head, 'method': cell.method.name, 'seed': cell.seed,
+        'data': cell.data, 'success_rate': float(np.mean(successes)),
+        'episodes': len(successes), 'per_setup': per_setup, 'weights_by_source': weights,
+        'nce_acc': diag.get('nce_acc'), 'w_at_min_share': diag.get('w_at_min_share'),
+        'w_at_max_share': diag.get('w_at_max_share'), 'ess_ratio': diag.get('ess_ratio'),
+        'train_s': train_s, 'eval_s': time.monotonic() - t0,
+        'samples_per_s': float(np.nanmean([r.get('samples_per_s', np.nan) for r in rows]))
+        if rows else None,
+        'checkpoint': str(final),
+    }
+    _json(result_file, result)
+    return result
+
+
+def _pool_map(fn: Callable[[Any], Any], items: Sequence[Any], workers: int,
+              on_done: Callable[[Any], None]) -> list[Any]:
+    if workers <= 1 or len(items) <= 1:
+        outs = []
+        for item in items:
+            o = fn(item)
+            on_done(o)
+            outs.append(o)
+        return outs
+    import multiprocessing as mp
+
+    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context('spawn')) as pool:
+        futures = [pool.submit(fn, item) for item in items]
+        outs = []
+        for fut in futures:
+            o = fut.result()
+            on_done(o)
+            outs.append(o)
+        return outs
+
+
+def cells(cfg: BenchmarkConfig) -> list[Cell]:
+    out = [Cell(task, head, method, seed, 'mix')
+           for task in cfg.tasks for head in cfg.heads for seed in cfg.seeds
+           for method in cfg.methods]
+    if cfg.control_mix:
+        control = [m for m in cfg.methods if m.name in cfg.control_methods]
+        out += [Cell(task, head, method, seed, 'control')
+                for task in cfg.tasks for head in cfg.control_heads for seed in cfg.seeds
+                for method in control]
+    return out
+
+
+def run_benchmark(cfg: BenchmarkConfig, out: str | Path, *, say: Say = log.info) -> dict[str, Any]:
+    """Run every stage into ``out``; return the summary (also written to ``out``)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    _json(out / 'benchmark_config.json', cfg.to_dict())
+    timings: dict[str, float] = {}
+    t0 = time.monotonic()
+    say(f'[1/4] record + ingest ({len(cfg.tasks)} target tasks, mix {cfg.mix})')
+    for i, task in enumerate(cfg.tasks):
+        _record_and_ingest(cfg, f'{task}/mix', [task], cfg.mix, 100 + i, out, say)
+        if cfg.control_mix:
+            _record_and_ingest(cfg, f'{task}/control', [task], cfg.control_mix, 200 + i, out,
+                               say)
+    pre = None
+    if cfg.pretrain_tasks and cfg.pretrain_episodes:
+        pre = _record_and_ingest(cfg, 'pretrain', list(cfg.pretrain_tasks),
+                                 {'expert': cfg.pretrain_episodes}, 1, out, say)
+    timings['record_ingest_s'] = time.monotonic() - t0
+
+    t0 = time.monotonic()
+    bases: dict[str, str | None] = dict.fromkeys(cfg.heads)
+    if pre is not None:
+        heads = sorted(set(cfg.heads) | (set(cfg.control_heads) if cfg.control_mix else set()))
+        say(f'[2/4] pretrain base policies ({", ".join(heads)}) on '
+            f'{", ".join(cfg.pretrain_tasks)}: {cfg.pretrain_steps} steps')
+        finals = _pool_map(_pretrain, [(cfg, str(out), str(pre), h) for h in heads],
+                           cfg.workers, lambda f: say(f'  base: {f}'))
+        bases = dict(zip(heads, finals))
+    else:
+        say('[2/4] no pretraining tasks: post-training starts from scratch')
+    timings['pretrain_s'] = time.monotonic() - t0
+
+    t0 = time.monotonic()
+    todo = cells(cfg)
+    say(f'[3/4] post-train + evaluate {len(todo)} cells ({cfg.posttrain_steps} steps, '
+        f'{cfg.eval_episodes} held-out goals each)')
+    done = [0]
+
+    def on_cell(r: dict[str, Any]) -> None:
+        done[0] += 1
+        say(f'  [{done[0]}/{len(todo)}] {r["task"]} {r["data"]} {r["head"]} {r["method"]} '
+            f'seed {r["seed"]}: success {r["success_rate"]:.2f}')
+
+    results = _pool_map(_run_cell, [(cfg, str(out), c, bases.get(c.head)) for c in todo],
+                        cfg.workers, on_cell)
+    timings['posttrain_eval_s'] = time.monotonic() - t0
+    say('[4/4] report')
+    summary = summarize(cfg, results)
+    summary['timings'] = timings
+    write_report(summary, out)
+    return summary
+
+
+# -- stage 5: report --------------------------------------------------------------------------
+def _mean_std(xs: Sequence[float | None]) -> tuple[float, float]:
+    arr = np.asarray([x for x in xs if x is not None], dtype=float)
+    if not len(arr):
+        return float('nan'), float('nan')
+    return float(arr.mean()), float(arr.std(ddof=1)) if len(arr) > 1 else 0.0
+
+
+def summarize(cfg: BenchmarkConfig, results: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Mean ± std over seeds per (task, data, head, method); weights per source per method."""
+    groups: dict[tuple[str, str, str, str], list[dict[str, Any]]] = {}
+    for r in results:
+        groups.setdefault((r['task'], r['data'], r['head'], r['method']), []).append(r)
+    table = []
+    for (task, data, head, method), rs in groups.items():
+        mean, std = _mean_std([r['success_rate'] for r in rs])
+        acc, _ = _mean_std([r['nce_acc'] for r in rs if r.get('nce_acc') is not None])
+        table.append({'task': task, 'data': data, 'head': head, 'method': method,
+                      'success_mean': mean, 'success_std': std, 'seeds': len(rs),
+                      'episodes': sum(r['episodes'] for r in rs), 'nce_acc': acc,
+                      'samples_per_s': _mean_std([r.get('samples_per_s') for r in rs])[0]})
+    weights: dict[str, dict[str, list[float]]] = {}
+    for r in results:
+        if r['data'] != 'mix':
+            continue
+        for src, w in (r.get('weights_by_source') or {}).items():
+            weights.setdefault(r['method'], {}).setdefault(src, []).append(w)
+    weight_table = {m: {s: _mean_std(v) for s, v in by.items()} for m, by in weights.items()}
+    verdicts = []
+    for task in cfg.tasks:
+        for head in cfg.heads:
+            base = next((t for t in table if (t['task'], t['data'], t['head'], t['method']) ==
+                         (task, 'mix', head, 'uniform')), None)
+            if base is None:
+                continue
+            for t in table:
+                if (t['task'], t['data'], t['head']) != (task, 'mix', head) or \
+                        t['method'] == 'uniform':
+                    continue
+                margin = t['success_mean'] - base['success_mean']
+                noise = max(t['success_std'], base['success_std'])
+                verdicts.append({'task': task, 'head': head, 'method': t['method'],
+                                 'margin': margin, 'std': noise,
+                                 'beats_uniform': bool(margin > noise and len(cfg.seeds) > 1)})
+    return {'config': cfg.to_dict(), 'degraded_share': cfg.degraded_share, 'table': table,
+            'weights_by_source': weight_table, 'verdicts': verdicts, 'cells': list(results)}
+
+
+def _fmt(mean: float, std: float) -> str:
+    return 'n/a' if np.isnan(mean) else f'{mean:.2f} ± {std:.2f}'
+
+
+def markdown(summary: dict[str, Any]) -> str:
+    cfg = summary['config']
+    methods = [m['name'] for m in cfg['methods']]
+    lines = [
+        f'# ptr benchmark `{cfg["name"]}`', '',
+        f'Target tasks {", ".join(cfg["tasks"])}; mix {cfg["mix"]} per task '
+        f'({summary["degraded_share"]:.0%} degraded or low-attribution); base pretrained on '
+        f'{", ".join(cfg["pretrain_tasks"]) or "nothing"}; {cfg["posttrain_steps"]} post-training '
+        f'steps; {len(cfg["seeds"])} seeds; {cfg["eval_episodes"]} held-out goals per cell; '
+        f'{"image" if cfg["images"] else "state"} observations.', '',
+        '## Success rate (mean ± std over seeds)', '',
+        '| task | data | head | ' + ' | '.join(methods) + ' |',
+        '|---|---|---|' + '---|' * len(methods),
+    ]
+    rows: dict[tuple[str, str, str], dict[str, str]] = {}
+    for t in summary['table']:
+        rows.setdefault((t['task'], t['data'], t['head']), {})[t['method']] = _fmt(
+            t['success_mean'], t['success_std'])
+    for (task, data, head), by in rows.items():
+        lines.append(f'| {task} | {data} | {head} | '
+                     + ' | '.join(by.get(m, '—') for m in methods) + ' |')
+    wt = summary['weights_by_source']
+    if wt:
+        sources = sorted({s for by in wt.values() for s in by})
+        lines += ['', '## Mean weight per source (mixed data, second half of training)', '',
+                  '| method | ' + ' | '.join(sources) + ' |', '|---|' + '---|' * len(sources)]
+        for m, by in wt.items():
+            lines.append(f'| {m} | ' + ' | '.join(
+                _fmt(*by[s]) if s in by else '—' for s in sources) + ' |')
+    acc = [t for t in summary['table'] if not np.isnan(t['nce_acc'])]
+    if acc:
+        lines += ['', '## PTR diagnostics', '',
+                  '| task | data | head | method | identification acc | samples/s |',
+                  '|---|---|---|---|---|---|']
+        for t in acc:
+            lines.append(f'| {t["task"]} | {t["data"]} | {t["head"]} | {t["method"]} | '
+                         f'{t["nce_acc"]:.2f} | {t["samples_per_s"]:.0f} |')
+    if summary['verdicts']:
+        lines += ['', '## PTR vs uniform (margin > 1 std over seeds?)', '']
+        for v in summary['verdicts']:
+            lines.append(f'- {v["task"]} {v["head"]} {v["method"]}: {v["margin"]:+.2f} '
+                         f'(std {v["std"]:.2f}) → '
+                         f'{"beats uniform" if v["beats_uniform"] else "no clear win"}')
+    timings = summary.get('timings') or {}
+    if timings:
+        lines += ['', 'Wall time: ' + ', '.join(f'{k[:-2]} {v / 60:.1f} min'
+                                                 for k, v in timings.items())]
+    return '\n'.join(lines) + '\n'
+
+
+def write_report(summary: dict[str, Any], out: Path) -> None:
+    _json(out / 'results.json', summary)
+    (out / 'results.md').write_text(markdown(summary))
+    try:
+        _plots(summary, out)
+    except Exception as err:  # plots are a convenience; the table is the result
+        log.warning('plots failed: %s', err)
+
+
+def _plots(summary: dict[str, Any], out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    cfg = summary['config']
+    methods = [m['name'] for m in cfg['methods']]
+    groups = sorted({(t['task'], t['data'], t['head']) for t in summary['table']})
+    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(groups) * len(methods) / 2), 4))
+    width = 0.8 / len(methods)
+    for j, m in enumerate(methods):
+        vals = []
+        for g in groups:
+            t = next((t for t in summary['table'] if (t['task'], t['data'], t['head']) == g
+                      and t['method'] == m), None)
+            vals.append((t['success_mean'], t['success_std']) if t else (np.nan, 0.0))
+        ax.bar(np.arange(len(groups)) + j * width, [v[0] for v in vals], width,
+               yerr=[v[1] for v in vals], capsize=3, label=m)
+    ax.set_xticks(np.arange(len(groups)) + width * (len(methods) - 1) / 2)
+    ax.set_xticklabels([f'{t}\n{d}/{h}' for t, d, h in groups], fontsize=8)
+    ax.set_ylabel('success rate (held-out goals)')
+    ax.set_ylim(0, 1.05)
+    ax.legend(fontsize=8)
+    ax.set_title(f'ptr benchmark {cfg["name"]}: success per method (mean ± std over seeds)')
+    fig.tight_layout()
+    fig.savefig(out / 'success.png', dpi=120)
+    plt.close(fig)
+
+    wt = summary['weights_by_source']
+    if wt:
+        sources = sorted({s for by in wt.values() for s in by})
+        fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(sources)), 4))
+        width = 0.8 / len(wt)
+        for j, (m, by) in enumerate(wt.items()):
+            ax.bar(np.arange(len(sources)) + j * width,
+                   [by.get(s, (np.nan, 0))[0] for s in sources], width,
+                   yerr=[by.get(s, (np.nan, 0))[1] for s in sources], capsize=3, label=m)
+        ax.axhline(1.0, color='grey', lw=0.8, ls='--')
+        ax.set_xticks(np.arange(len(sources)) + width * (len(wt) - 1) / 2)
+        ax.set_xticklabels(sources, rotation=20, fontsize=8)
+        ax.set_ylabel('mean sample weight')
+        ax.legend(fontsize=8)
+        ax.set_title('where PTR put its weight (per source tag)')
+        fig.tight_layout()
+        fig.savefig(out / 'weights_by_source.png', dpi=120)
+        plt.close(fig)
+
+    ptr_cells = [c for c in summary['cells'] if c['data'] == 'mix' and c.get('weights_by_source')]
+    if ptr_cells:
+        first = ptr_cells[0]
+        chosen = [c for c in ptr_cells if (c['task'], c['head'], c['seed']) ==
+                  (first['task'], first['head'], first['seed'])]
+        fig, axes = plt.subplots(2, len(chosen), figsize=(5 * len(chosen), 6), squeeze=False)
+        for j, c in enumerate(chosen):
+            rows = _metrics(Path(c['checkpoint']).parent)
+            steps = [r['step'] for r in rows]
+            for key in sorted({k for r in rows for k in r
+                               if k.startswith('weighter/w_mean/source/')}):
+                axes[0, j].plot(steps, [r.get(key, np.nan) for r in rows],
+                                label=key.rsplit('/', 1)[-1])
+            axes[0, j].set_title(f'{c["method"]}: mean w per source')
+            axes[0, j].legend(fontsize=7)
+            for key in ('nce_acc', 'w_at_max_share', 'w_at_min_share', 'ess_ratio'):
+                axes[1, j].plot(steps, [r.get(f'weighter/{key}', np.nan) for r in rows],
+                                label=key)
+            axes[1, j].set_xlabel('step')
+            axes[1, j].legend(fontsize=7)
+        fig.suptitle(f'PTR diagnostics over training ({first["task"]}, {first["head"]}, '
+                     f'seed {first["seed"]})')
+        fig.tight_layout()
+        fig.savefig(out / 'diagnostics.png', dpi=110)
+        plt.close(fig)

@@ -1,0 +1,149 @@
+"""``BenchmarkConfig``: what ``ptr benchmark`` records, trains and evaluates (YAML presets in
+``config/benchmark/``: ``quick``, ``full``, ``gpu``, ``tiny`` for the demo's test setting)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ptr_core.configuration import apply_overrides
+from ptr_core.errors import ConfigError
+from ptr_core.sim.setups import SETUPS
+from ptr_core.sim.sources import Source
+
+__all__ = ['PRESET_DIR', 'BenchmarkConfig', 'MethodSpec', 'load_benchmark_config']
+
+PRESET_DIR = Path(__file__).resolve().parents[2] / 'config' / 'benchmark'
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """One post-training method: a weighter name and its options."""
+
+    name: str  # the label in tables and plots
+    weighter: str  # uniform | ptr
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class BenchmarkConfig:
+    name: str = 'custom'
+    tasks: tuple[str, ...] = ('pick-place-v3', 'push-v3')  # target tasks (post-training)
+    pretrain_tasks: tuple[str, ...] = ('reach-v3', 'push-wall-v3', 'pick-place-wall-v3')
+    pretrain_episodes: int = 20  # expert episodes per pretraining task
+    mix: dict[str, int] = field(default_factory=lambda: {'expert': 20})  # per target task
+    control_mix: dict[str, int] = field(default_factory=dict)  # expert-only control ({} = off)
+    control_methods: tuple[str, ...] = ('uniform', 'ptr_action')
+    control_heads: tuple[str, ...] = ('flow',)
+    setups: tuple[str, ...] = ('a', 'b')
+    heads: tuple[str, ...] = ('flow', 'diffusion')
+    methods: tuple[MethodSpec, ...] = (MethodSpec('uniform', 'uniform'),)
+    seeds: tuple[int, ...] = (0,)
+    train_config: str = 'config/train/debug.yaml'  # base training preset (resolved from repo)
+    train_overrides: tuple[str, ...] = ()  # --set style overrides for every run
+    pretrain_steps: int = 1000
+    posttrain_steps: int = 1000
+    images: bool = False  # image policies (slow on a CPU) instead of state-only
+    image_size: int = 96
+    record_max_steps: int = 150
+    eval_episodes: int = 50  # per cell (task x head x method x seed), split over the setups
+    eval_max_steps: int = 150
+    execute: int = 4  # actions executed per predicted chunk
+    workers: int = 1  # parallel training/evaluation processes
+    threads: int = 1  # torch threads per process
+
+    def __post_init__(self) -> None:
+        def need(cond: bool, key: str, want: str) -> None:
+            if not cond:
+                msg = f'benchmark {key}: {getattr(self, key)!r} is not {want}'
+                raise ConfigError(msg)
+
+        need(bool(self.tasks), 'tasks', 'a non-empty list of Meta-World tasks')
+        need(all(s in SETUPS for s in self.setups) and bool(self.setups), 'setups',
+             f'a non-empty list of {sorted(SETUPS)}')
+        need(all(h in ('flow', 'diffusion') for h in self.heads) and bool(self.heads), 'heads',
+             'a list of flow | diffusion')
+        need(bool(self.methods), 'methods', 'a non-empty list')
+        need(len({m.name for m in self.methods}) == len(self.methods), 'methods',
+             'a list with distinct names')
+        need(all(m.weighter in ('uniform', 'ptr') for m in self.methods), 'methods',
+             'weighters uniform | ptr')
+        need(bool(self.mix) and all(n >= 0 for n in self.mix.values()), 'mix',
+             'a mapping source -> episodes')
+        for tag in [*self.mix, *self.control_mix]:
+            Source.parse(tag)
+        known = {m.name for m in self.methods}
+        need(all(m in known for m in self.control_methods), 'control_methods',
+             f'a subset of the methods {sorted(known)}')
+        need(bool(self.seeds), 'seeds', 'a non-empty list')
+        for key in ('pretrain_steps', 'posttrain_steps', 'eval_episodes', 'eval_max_steps',
+                    'execute', 'workers', 'threads', 'record_max_steps'):
+            need(getattr(self, key) >= 1, key, 'an integer >= 1')
+        need(self.pretrain_episodes >= 0, 'pretrain_episodes', 'an integer >= 0')
+
+    @property
+    def degraded_share(self) -> float:
+        """Share of non-expert episodes in the target mix."""
+        total = sum(self.mix.values())
+        return 1.0 - self.mix.get('expert', 0) / total if total else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _parse(data: Mapping[str, Any], source: str) -> BenchmarkConfig:
+    allowed = {f.name for f in dataclasses.fields(BenchmarkConfig)}
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        msg = f'{source}: unknown key {unknown[0]!r} (allowed: {", ".join(sorted(allowed))})'
+        raise ConfigError(msg)
+    kw: dict[str, Any] = {}
+    for key, value in data.items():
+        if key == 'methods':
+            if not isinstance(value, Mapping):
+                msg = f'{source}: methods: expected a mapping name -> {{weighter, options}}'
+                raise ConfigError(msg)
+            kw[key] = tuple(
+                MethodSpec(str(name), str(spec.get('weighter', 'uniform')),
+                           dict(spec.get('options') or {}))
+                for name, spec in value.items()
+            )
+        elif key in ('mix', 'control_mix'):
+            kw[key] = {str(k): int(v) for k, v in (value or {}).items()}
+        elif isinstance(value, list):
+            kw[key] = tuple(value)
+        else:
+            kw[key] = value
+    try:
+        return BenchmarkConfig(**kw)
+    except (TypeError, ValueError) as err:
+        msg = f'{source}: {err}'
+        raise ConfigError(msg) from err
+
+
+def load_benchmark_config(
+    preset_or_path: str | Path, overrides: Sequence[str] = ()
+) -> BenchmarkConfig:
+    """A preset name (``quick``, ``full``, ``gpu``, ``tiny``) or a YAML path, plus overrides."""
+    path = Path(preset_or_path)
+    if not path.suffix:
+        path = PRESET_DIR / f'{preset_or_path}.yaml'
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except OSError as err:
+        presets = sorted(p.stem for p in PRESET_DIR.glob('*.yaml'))
+        msg = f'{path}: cannot read benchmark config ({err.strerror}); presets: {presets}'
+        raise ConfigError(msg) from err
+    except yaml.YAMLError as err:
+        msg = f'{path}: not valid YAML: {str(err).splitlines()[0]}'
+        raise ConfigError(msg) from err
+    if not isinstance(data, dict):
+        msg = f'{path}: expected a mapping at the top level'
+        raise ConfigError(msg)
+    apply_overrides(data, overrides)
+    return _parse(data, str(path))
