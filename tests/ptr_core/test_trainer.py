@@ -87,10 +87,20 @@ train(cfg, progress=progress)
 """
 
 
-def test_resume_after_sigkill_is_bit_exact(state_dataset: Path, tmp_path: Path,
+WEIGHTERS = {
+    'uniform': ['weighter.name=uniform'],
+    # a stateful weighter with parameters: scorer, EMA target encoder, queue, controller
+    'ptr': ['weighter.name=ptr', 'weighter.options={warmup_steps: 2, controller_every: 3}'],
+}
+
+
+@pytest.mark.parametrize('weighter', sorted(WEIGHTERS))
+def test_resume_after_sigkill_is_bit_exact(weighter: str, state_dataset: Path, tmp_path: Path,
                                            tiny_config) -> None:  # type: ignore[no-untyped-def]
+    if weighter == 'ptr':
+        pytest.importorskip('ptr_core.weighting.ptr')
     extra = ['steps=12', 'save_every=5', 'log_every=3', 'val_every=6', 'data.val_fraction=0.2',
-             'policy.head=diffusion']
+             'policy.head=diffusion', *WEIGHTERS[weighter]]
     ref = train(tiny_config(state_dataset, tmp_path / 'ref', *extra))
     assert ref.final is not None
 
@@ -107,7 +117,7 @@ def test_resume_after_sigkill_is_bit_exact(state_dataset: Path, tmp_path: Path,
     resumed = train(cfg, resume=True)
     assert resumed.step == 12
     assert resumed.final is not None
-    for name in ('model', 'ema'):
+    for name in ('model', 'ema', 'weighter'):
         _assert_equal(_weights(ref.final, name), _weights(resumed.final, name))
     _assert_equal(_weights(ref.final / 'training_state', 'optimizer'),
                   _weights(resumed.final / 'training_state', 'optimizer'))
