@@ -1,9 +1,10 @@
 """One bag + a robot profile → episodes on the control-rate grid (in memory).
 
-Reading: every profile topic is read once in log-time order; joint states, commands and extra
-observations are decoded to vectors on the way, raw ``Image`` frames are decoded and resized at
-once (they are large), ``CompressedImage`` payloads are kept and only the frames a grid step uses
-are decoded. Every bad input stops the bag with one line naming bag, topic and problem.
+Reading: every profile topic is read in log-time order; joint states, commands and extra
+observations are decoded to vectors on the way and raw ``Image`` frames are decoded and resized
+at once. Of a ``CompressedImage`` only the stamps are kept; once the grid is known, a second pass
+over the camera topics decodes just the frames a grid step uses, so memory stays bounded by the
+output, not by the bag. Every bad input stops the bag with one line naming bag, topic and problem.
 """
 
 from __future__ import annotations
@@ -172,6 +173,8 @@ def read_streams(bag: BagReader, profile: RobotProfile) -> BagStreams:
             if s is streams.state and value is None:
                 streams.ignored_state_messages += 1
                 continue
+            if value is _PENDING:
+                value = len(s.values)  # arrival index: found again in the second pass
             s.log_ns.append(raw.log_time_ns)
             s.stamp_ns.append(stamp_ns(msg))
             s.values.append(value)
@@ -185,11 +188,14 @@ def _extra_value(msg: Any, *, msgtype: str) -> Any:
     return extra_state_values(msg, msgtype)
 
 
+_PENDING = object()
+
+
 def _image_handler(cam: CameraSpec, size: tuple[int, int]) -> Callable[[Any], Any]:
     def handle(msg: Any) -> Any:
         if hasattr(msg, 'encoding'):  # raw Image: decode now, it is large
             return decode_image(msg, size=size, depth=cam.depth)
-        return msg  # CompressedImage: decoded later, only if a grid step uses it
+        return _PENDING  # CompressedImage: decoded in a second pass if a grid step uses it
 
     return handle
 
@@ -217,7 +223,10 @@ def _interp_quaternion(
 class _Aligner:
     """Builds the episodes of one bag from its streams."""
 
-    def __init__(self, streams: BagStreams, profile: RobotProfile, content_hash: str) -> None:
+    def __init__(
+        self, bag: BagReader, streams: BagStreams, profile: RobotProfile, content_hash: str
+    ) -> None:
+        self.bag = bag
         self.s = streams
         self.p = profile
         self.hash = content_hash
@@ -256,9 +265,59 @@ class _Aligner:
                    f'{longest} grid steps at {self.p.rate_hz:g} Hz < chunk_length '
                    f'{self.p.chunk_length}')
             raise IngestError(msg)
-        return [self.episode(grid, k, len(grids)) for k, grid in enumerate(grids)]
+        tol = round(self.p.image_tolerance_s * 1e9)
+        holds = [
+            {c.role: hold(grid, self.s.cameras[c.role].times, tol) for c in self.p.cameras}
+            for grid in grids
+        ]
+        self.fetch_frames(holds)
+        return [self.episode(grid, k, len(grids), holds[k]) for k, grid in enumerate(grids)]
 
-    def episode(self, grid: npt.NDArray[np.int64], index: int, count: int) -> EpisodeData:
+    def fetch_frames(
+        self, holds: list[dict[str, tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]]]
+    ) -> None:
+        """Second pass: decode the compressed frames some grid step uses, each once."""
+        needed: dict[str, set[int]] = {}
+        for per_role in holds:
+            for role, (idx, valid) in per_role.items():
+                values = self.s.cameras[role].values
+                for i in np.unique(idx[valid]):
+                    if isinstance(values[i], int):
+                        needed.setdefault(role, set()).add(values[i])
+        roles_of: dict[str, list[CameraSpec]] = {}
+        for cam in self.p.cameras:
+            if needed.get(cam.role):
+                roles_of.setdefault(cam.topic, []).append(cam)
+        if not roles_of:
+            return
+        left = sum(len(v) for v in needed.values())
+        counts = dict.fromkeys(roles_of, 0)
+        for raw in self.bag.raw_messages(sorted(roles_of)):
+            arrival = counts[raw.topic]
+            counts[raw.topic] += 1
+            cams = [c for c in roles_of[raw.topic] if arrival in needed[c.role]]
+            if not cams:
+                continue
+            msg = self.bag.deserialize(raw)
+            for cam in cams:
+                try:
+                    frame = decode_image(msg, size=self.p.image_size, depth=cam.depth)
+                except ImageDecodeError as err:
+                    text = (f'{self.s.path}: topic {raw.topic}: {err} (message at '
+                            f'{raw.log_time_ns} ns)')
+                    raise ImageDecodeError(text) from err
+                self._decoded[(cam.role, arrival)] = frame
+                left -= 1
+            if left == 0:
+                break
+
+    def episode(
+        self,
+        grid: npt.NDArray[np.int64],
+        index: int,
+        count: int,
+        holds: dict[str, tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]],
+    ) -> EpisodeData:
         reports = []
         joints, state_valid = interpolate(grid, self.s.state.times, self.state_values)
         reports.append(report_interpolated(self.s.state, 'state', grid, state_valid))
@@ -275,7 +334,8 @@ class _Aligner:
         action, action_valid = self.actions(grid, state, state_valid, reports)
         images, image_valid = {}, {}
         for cam in self.p.cameras:
-            images[cam.role], image_valid[cam.role] = self.frames(cam, grid, reports)
+            images[cam.role], image_valid[cam.role] = self.frames(
+                cam, grid, holds[cam.role], reports)
         tags: dict[str, Any] = dict(self.s.custom_data)
         report: dict[str, Any] = {
             'grid': {'start_ns': int(grid[0]), 'period_ns': self.p.period_ns,
@@ -327,31 +387,22 @@ class _Aligner:
         return action, valid
 
     def frames(
-        self, cam: CameraSpec, grid: npt.NDArray[np.int64], reports: list[Any]
+        self,
+        cam: CameraSpec,
+        grid: npt.NDArray[np.int64],
+        held: tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]],
+        reports: list[Any],
     ) -> tuple[npt.NDArray[Any], npt.NDArray[np.bool_]]:
         s = self.s.cameras[cam.role]
-        tol = round(self.p.image_tolerance_s * 1e9)
-        idx, valid = hold(grid, s.times, tol)
+        idx, valid = held
         h, w = self.p.image_size
         shape = (len(grid), h, w, 1 if cam.depth else 3)
         out = np.zeros(shape, np.uint16 if cam.depth else np.uint8)
         for t in np.flatnonzero(valid):
-            out[t] = self.decoded(cam, s, int(idx[t]))
+            value = s.values[int(idx[t])]
+            out[t] = self._decoded[(cam.role, value)] if isinstance(value, int) else value
         reports.append(report_held(s, f'camera:{cam.role}', grid, idx, valid))
         return out, valid
-
-    def decoded(self, cam: CameraSpec, s: Stream, i: int) -> npt.NDArray[Any]:
-        key = (cam.role, i)
-        if key not in self._decoded:
-            value = s.values[i]
-            if not isinstance(value, np.ndarray):
-                try:
-                    value = decode_image(value, size=self.p.image_size, depth=cam.depth)
-                except ImageDecodeError as err:
-                    msg = f'{self.s.path}: topic {s.topic}: {err} (message {i})'
-                    raise ImageDecodeError(msg) from err
-            self._decoded[key] = value
-        return self._decoded[key]
 
     def task(self, grid: npt.NDArray[np.int64], tags: dict[str, Any]) -> str:
         t = self.s.task
@@ -368,6 +419,6 @@ def bag_to_episodes(
     path = Path(path)
     with open_bag(path) as bag:
         streams = read_streams(bag, profile)
-    choose_clocks(streams.all())
-    digest = content_hash if content_hash is not None else bag_content_hash(path)
-    return _Aligner(streams, profile, digest).episodes()
+        choose_clocks(streams.all())
+        digest = content_hash if content_hash is not None else bag_content_hash(path)
+        return _Aligner(bag, streams, profile, digest).episodes()

@@ -9,7 +9,9 @@ measures, on this machine:
           at 10 Hz (the ingester decodes only the frames a grid step uses);
 * scaling: ``ingest`` of K copies of the bag with 1, 2, 4, ... worker processes.
 
-frames/s counts camera frames (both cameras) in the bag; MB/s is bag bytes per second.
+frames/s counts camera frames (both cameras) in the bag; MB/s is bag bytes per second. Each
+row is the best of --repeat runs; "cpu s" is this process's CPU time (one-process rows only), a
+ratio that holds up on a busy machine where wall time does not.
 Goal: ingest >= 0.7x the bare rate per process, near-linear speed-up with workers.
 
     .venv/bin/python bench/bench_ingest.py [--seconds 20] [--copies 4] [--workers 1,2,4]
@@ -85,9 +87,10 @@ def bag_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob('*') if p.is_file())
 
 
-def bare(path: Path) -> tuple[float, int]:
-    """Seconds to read + deserialize everything and decode every JPEG; camera frames seen."""
+def bare(path: Path) -> tuple[float, float, int]:
+    """Wall and CPU seconds to read + deserialize everything and decode every JPEG; frames."""
     frames = 0
+    cpu = time.process_time()
     start = time.perf_counter()
     with open_bag(path) as bag:
         for raw in bag.raw_messages():
@@ -96,18 +99,27 @@ def bare(path: Path) -> tuple[float, int]:
                 img = cv2.imdecode(msg.data, cv2.IMREAD_COLOR)
                 assert img is not None
                 frames += 1
-    return time.perf_counter() - start, frames
+    return time.perf_counter() - start, time.process_time() - cpu, frames
 
 
-def timed_ingest(bags: list[Path], rate_hz: float, workers: int, work: Path) -> float:
+def timed_ingest(
+    bags: list[Path], rate_hz: float, workers: int, work: Path
+) -> tuple[float, float]:
+    """Wall and CPU seconds (CPU of this process: meaningful for workers=1 only)."""
     out = work / f'ds_{rate_hz:g}_{workers}_{len(bags)}'
     shutil.rmtree(out, ignore_errors=True)
+    cpu = time.process_time()
     start = time.perf_counter()
     result = ingest(bags, profile(rate_hz), out, workers=workers)
     elapsed = time.perf_counter() - start
+    cpu = time.process_time() - cpu
     assert result.ok, [b.reason for b in result.bags]
     shutil.rmtree(out, ignore_errors=True)
-    return elapsed
+    return elapsed, cpu
+
+
+def best(runs: list[tuple[float, float]]) -> tuple[float, float]:
+    return min(r[0] for r in runs), min(r[1] for r in runs)
 
 
 def main() -> None:
@@ -116,6 +128,7 @@ def main() -> None:
     ap.add_argument('--seconds', type=float, default=20.0, help='bag length')
     ap.add_argument('--copies', type=int, default=4, help='bags for the scaling rows')
     ap.add_argument('--workers', default='1,2,4', help='worker counts for the scaling rows')
+    ap.add_argument('--repeat', type=int, default=2, help='runs per row (best is shown)')
     ap.add_argument('--work', type=Path, default=None, help='scratch directory')
     args = ap.parse_args()
     work = Path(args.work or tempfile.mkdtemp(prefix='bench_ingest_'))
@@ -123,11 +136,14 @@ def main() -> None:
     bag = make_bag(work / 'bench_bag', args.seconds)
     size_mb = bag_bytes(bag) / 1e6
     bare(bag)  # warm the page cache
-    t_bare, frames = bare(bag)
-    rows = [('bare read+deserialize+imdecode', 1, 1, t_bare, frames, size_mb)]
+    runs = [bare(bag) for _ in range(args.repeat)]
+    t_bare, c_bare = best([(r[0], r[1]) for r in runs])
+    frames = runs[0][2]
+    rows: list[tuple[str, int, int, float, float | None, int, float]] = [
+        ('bare read+deserialize+imdecode', 1, 1, t_bare, c_bare, frames, size_mb)]
     for rate in (30.0, 10.0):
-        t = timed_ingest([bag], rate, 1, work)
-        rows.append((f'ingest @ {rate:g} Hz', 1, 1, t, frames, size_mb))
+        t, c = best([timed_ingest([bag], rate, 1, work) for _ in range(args.repeat)])
+        rows.append((f'ingest @ {rate:g} Hz', 1, 1, t, c, frames, size_mb))
     copies = []
     for i in range(args.copies):
         dst = work / f'copy_{i}'
@@ -135,25 +151,27 @@ def main() -> None:
             shutil.copytree(bag, dst)
         copies.append(dst)
     for workers in (int(w) for w in args.workers.split(',')):
-        t = timed_ingest(copies, 30.0, workers, work)
+        t, c = best([timed_ingest(copies, 30.0, workers, work) for _ in range(args.repeat)])
         rows.append((f'ingest @ 30 Hz, {len(copies)} bags', workers, len(copies), t,
-                     frames * len(copies), size_mb * len(copies)))
+                     c if workers == 1 else None, frames * len(copies), size_mb * len(copies)))
 
     print(f'bag: {args.seconds:g} s, 2 x 640x480 JPEG @ 30 Hz + JointState @ 100 Hz, '
           f'{size_mb:.1f} MB, {frames} camera frames; cpus: {os.cpu_count()}')
-    print(f'{"run":<32} {"workers":>7} {"bags":>4} {"seconds":>8} {"frames/s":>9} '
-          f'{"MB/s":>7} {"x bare":>7}')
+    print(f'{"run":<32} {"workers":>7} {"bags":>4} {"seconds":>8} {"cpu s":>6} '
+          f'{"frames/s":>9} {"MB/s":>7} {"x bare":>7} {"x bare cpu":>10}')
     base_fps = frames / t_bare
     one_worker = None
-    for name, workers, nbags, t, nframes, mb in rows:
+    for name, workers, nbags, t, c, nframes, mb in rows:
         fps = nframes / t
-        print(f'{name:<32} {workers:>7} {nbags:>4} {t:>8.2f} {fps:>9.1f} {mb / t:>7.1f} '
-              f'{fps / base_fps:>7.2f}')
+        cpu = f'{c:>6.2f}' if c is not None else f'{"-":>6}'
+        cpu_ratio = f'{c_bare * nframes / frames / c:>10.2f}' if c else f'{"-":>10}'
+        print(f'{name:<32} {workers:>7} {nbags:>4} {t:>8.2f} {cpu} {fps:>9.1f} '
+              f'{mb / t:>7.1f} {fps / base_fps:>7.2f} {cpu_ratio}')
         if nbags > 1 and workers == 1:
             one_worker = t
     if one_worker is not None:
-        speedups = ', '.join(f'{w} workers {one_worker / t:.2f}x' for _, w, n, t, _, _ in rows
-                             if n > 1)
+        speedups = ', '.join(f'{w} workers {one_worker / t:.2f}x'
+                             for _, w, n, t, _, _, _ in rows if n > 1)
         print(f'speed-up over 1 worker: {speedups}')
     if args.work is None:
         shutil.rmtree(work, ignore_errors=True)
