@@ -31,6 +31,7 @@ import numpy.typing as npt
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.executors import ExternalShutdownException
+from rclpy.logging import get_logger
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image, JointState
@@ -168,8 +169,13 @@ class PolicyNode(Node):
         limits = dict(zip(p.joints, zip(p.joint_lower, p.joint_upper)))
         self.lower = np.array([limits.get(n, (-np.inf, np.inf))[0] for n in self.action_names])
         self.upper = np.array([limits.get(n, (-np.inf, np.inf))[1] for n in self.action_names])
-        self.lower = np.minimum(self.lower + margin, (self.lower + self.upper) / 2)
-        self.upper = np.maximum(self.upper - margin, (self.lower + self.upper) / 2)
+        # Actions that are not joints (e.g. end-effector deltas) are unlimited: ±inf, whose
+        # midpoint would be NaN and turn every clamped command into NaN.
+        finite = np.isfinite(self.lower) & np.isfinite(self.upper)
+        mid = np.where(finite, (np.where(finite, self.lower, 0) + np.where(finite, self.upper,
+                                                                           0)) / 2, 0.0)
+        self.lower = np.where(finite, np.minimum(self.lower + margin, mid), self.lower)
+        self.upper = np.where(finite, np.maximum(self.upper - margin, mid), self.upper)
 
     def _declare_observations(self) -> None:
         p = self.profile
@@ -546,7 +552,7 @@ def main(args: list[str] | None = None) -> None:
         pass
     except (PtrError, BagToolsError) as err:
         # A configuration error: one line, not a traceback.
-        rclpy.logging.get_logger('policy_node').fatal(str(err))
+        get_logger('policy_node').fatal(str(err))
         raise SystemExit(2) from None
     finally:
         if node is not None:
