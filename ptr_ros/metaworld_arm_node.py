@@ -1,0 +1,175 @@
+"""``metaworld_arm_node``: the Meta-World Sawyer as a ROS 2 arm, for the demo and closed loops.
+
+Publishes what the recording setup's bags hold (``ptr_core.sim.setups``: the same topics, joint
+names and pose layout as ``ptr record-sim`` writes), stepping the simulator at the control rate
+with the latest ``std_msgs/Float64MultiArray`` end-effector command (a command older than one
+control period is not repeated: the arm holds). Episodes reset on success or after
+``max_steps``, each with a new held-out goal.
+
+With ``enable_service`` set it arms that ``std_srvs/SetBool`` service once the state is flowing
+(a policy node starts disabled), and with ``duration_s`` > 0 it stops that many seconds after
+the policy is armed and writes a JSON summary (commands received, simulator steps, episodes,
+successes) to ``summary``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rclpy
+from geometry_msgs.msg import PoseStamped
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Float64MultiArray, String
+from std_srvs.srv import SetBool
+
+from ptr_core.errors import PtrError
+from ptr_core.sim.env import MetaWorldEnv
+from ptr_core.sim.evaluate import eval_seeds
+from ptr_core.sim.setups import CONTROL_RATE_HZ, get_setup, pose_values, state_values
+from ptr_ros.params import declare
+
+__all__ = ['MetaWorldArmNode', 'main']
+
+
+class MetaWorldArmNode(Node):
+    def __init__(self) -> None:
+        super().__init__('metaworld_arm')
+        self.task = declare(self, 'task', 'pick-place-v3', 'Meta-World task (e.g. push-v3).')
+        setup = declare(self, 'setup', 'a', 'Recording setup whose topics to publish.',
+                        choices=('a', 'b'))
+        self.rate_hz = declare(self, 'rate_hz', CONTROL_RATE_HZ, 'Control and publish rate.',
+                               lo=1.0, hi=1000.0)
+        self.max_steps = declare(self, 'max_steps', 150, 'Steps before an episode is reset.',
+                                 lo=1, hi=100000)
+        self.duration_s = declare(self, 'duration_s', 0.0, 'Stop after this long (0 = never).',
+                                  lo=0.0, hi=1e6)
+        self.summary = declare(self, 'summary', '', 'JSON summary file written at the end.')
+        service = declare(self, 'enable_service', '', 'SetBool service to arm once running.')
+        self.setup = get_setup(setup)
+        self.env = MetaWorldEnv(self.task)
+        self._seeds = iter(eval_seeds(100_000, seed=7))
+        self.env.reset(next(self._seeds))
+        reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        self._state_pub = self.create_publisher(JointState, self.setup.state_topic,
+                                                qos_profile_sensor_data)
+        self._pose_pubs = {name: self.create_publisher(PoseStamped, topic,
+                                                       qos_profile_sensor_data)
+                           for name, topic in self.setup.poses}
+        self._task_pub = self.create_publisher(String, self.setup.task_topic, reliable)
+        self.create_subscription(Float64MultiArray, self.setup.command_topic,
+                                 self._on_command, reliable)
+        self._command: np.ndarray | None = None
+        self._command_time = 0.0
+        self.commands = 0
+        self.sim_steps = 0
+        self.episodes = 0
+        self.successes = 0
+        self._episode_steps = 0
+        self._t0 = time.monotonic()
+        self._enable = self.create_client(SetBool, service) if service else None
+        self._enabled = self._enable is None
+        self._enable_future: Any = None
+        self.done = False
+        self.create_timer(1.0 / self.rate_hz, self._on_tick)
+        self.get_logger().info(f'{self.task}, setup {setup}: {self.setup.state_topic} + poses '
+                               f'at {self.rate_hz:g} Hz; commands on {self.setup.command_topic}')
+
+    def _on_command(self, msg: Float64MultiArray) -> None:
+        data = np.asarray(msg.data, dtype=np.float64)
+        if data.shape != (4,) or not np.all(np.isfinite(data)):
+            self.get_logger().warning(f'ignoring a non-finite or non-4-D command {data.tolist()}',
+                                      throttle_duration_sec=2.0)
+            return
+        self._command = data
+        self._command_time = time.monotonic()
+        self.commands += 1
+
+    def _publish(self) -> None:
+        now = self.get_clock().now().to_msg()
+        js = JointState()
+        js.header.stamp = now
+        js.name = list(self.setup.joints)
+        js.position = state_values(self.setup, self.env.obs, self.env.fingers()).tolist()
+        self._state_pub.publish(js)
+        poses = pose_values(self.env.obs)
+        for name, pub in self._pose_pubs.items():
+            p = poses[name]
+            msg = PoseStamped()
+            msg.header.stamp = now
+            msg.header.frame_id = self.setup.frame_id
+            msg.pose.position.x, msg.pose.position.y, msg.pose.position.z = map(float, p[:3])
+            (msg.pose.orientation.x, msg.pose.orientation.y, msg.pose.orientation.z,
+             msg.pose.orientation.w) = map(float, p[3:])
+            pub.publish(msg)
+        self._task_pub.publish(String(data=self.task))
+
+    def _arm(self) -> None:
+        if self._enabled or self._enable is None:
+            return
+        if self._enable_future is None and self._enable.service_is_ready():
+            self._enable_future = self._enable.call_async(SetBool.Request(data=True))
+        elif self._enable_future is not None and self._enable_future.done():
+            res = self._enable_future.result()
+            self._enabled = bool(res is not None and res.success)
+            self._enable_future = None
+            self._t0 = time.monotonic()  # the run is timed from the moment the policy is armed
+            self.get_logger().info(f'enable: {res.message if res else "no response"}')
+
+    def _on_tick(self) -> None:
+        if self.done:
+            return
+        fresh = self._command is not None and (
+            time.monotonic() - self._command_time < 2.0 / self.rate_hz)
+        if fresh and self._command is not None:
+            _, ok = self.env.step(self._command)
+            self.sim_steps += 1
+            self._episode_steps += 1
+            if ok or self._episode_steps >= self.max_steps:
+                self.episodes += 1
+                self.successes += int(ok)
+                self._episode_steps = 0
+                self.env.reset(next(self._seeds))
+        self._publish()
+        self._arm()
+        if self._enabled and self.duration_s and time.monotonic() - self._t0 >= self.duration_s:
+            self.done = True
+
+    def write_summary(self) -> None:
+        if not self.summary:
+            return
+        Path(self.summary).write_text(json.dumps({
+            'task': self.task, 'setup': self.setup.name, 'commands': self.commands,
+            'sim_steps': self.sim_steps, 'episodes': self.episodes,
+            'successes': self.successes, 'enabled': self._enabled,
+            'seconds': time.monotonic() - self._t0,
+        }))
+
+
+def main(args: list[str] | None = None) -> None:
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = MetaWorldArmNode()
+        while rclpy.ok() and not node.done:
+            rclpy.spin_once(node, timeout_sec=0.1)
+        node.write_summary()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except PtrError as err:
+        rclpy.logging.get_logger('metaworld_arm').fatal(str(err))
+        raise SystemExit(2) from None
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == '__main__':
+    main()
