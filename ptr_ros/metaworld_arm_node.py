@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 import rclpy
-from geometry_msgs.msg import PoseStamped
+from geometry_msgs.msg import PointStamped, PoseStamped
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
@@ -59,8 +59,9 @@ class MetaWorldArmNode(Node):
         reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         self._state_pub = self.create_publisher(JointState, self.setup.state_topic,
                                                 qos_profile_sensor_data)
-        self._pose_pubs = {name: self.create_publisher(PoseStamped, topic,
-                                                       qos_profile_sensor_data)
+        self._points = self.setup.pose_type.endswith('PointStamped')
+        pose_cls: Any = PointStamped if self._points else PoseStamped
+        self._pose_pubs = {name: self.create_publisher(pose_cls, topic, qos_profile_sensor_data)
                            for name, topic in self.setup.poses}
         self._task_pub = self.create_publisher(String, self.setup.task_topic, reliable)
         self.create_subscription(Float64MultiArray, self.setup.command_topic,
@@ -101,12 +102,15 @@ class MetaWorldArmNode(Node):
         poses = pose_values(self.env.obs)
         for name, pub in self._pose_pubs.items():
             p = poses[name]
-            msg = PoseStamped()
+            msg: Any = PointStamped() if self._points else PoseStamped()
             msg.header.stamp = now
             msg.header.frame_id = self.setup.frame_id
-            msg.pose.position.x, msg.pose.position.y, msg.pose.position.z = map(float, p[:3])
-            (msg.pose.orientation.x, msg.pose.orientation.y, msg.pose.orientation.z,
-             msg.pose.orientation.w) = map(float, p[3:])
+            if self._points:
+                msg.point.x, msg.point.y, msg.point.z = map(float, p[:3])
+            else:
+                msg.pose.position.x, msg.pose.position.y, msg.pose.position.z = map(float, p[:3])
+                (msg.pose.orientation.x, msg.pose.orientation.y, msg.pose.orientation.z,
+                 msg.pose.orientation.w) = map(float, p[3:])
             pub.publish(msg)
         self._task_pub.publish(String(data=self.task))
 

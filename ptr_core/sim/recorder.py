@@ -3,7 +3,8 @@
 Each bag holds, stamped on the simulator clock (80 Hz control steps, starting at ``start_ns``):
 
 * the setup's ``sensor_msgs/JointState`` at every step (before the action),
-* ``geometry_msgs/PoseStamped`` object and goal poses at every step (the lab's tracker),
+* object and goal positions (setup a: ``PointStamped``) or poses (setup b: ``PoseStamped``) at
+  every step, as the lab's tracker would publish them,
 * ``sensor_msgs/CompressedImage`` JPEG for each camera every ``camera_stride`` steps,
 * the recorded action label as ``std_msgs/Float64MultiArray`` on the command topic (no header:
   its log time is the control tick),
@@ -81,6 +82,7 @@ class _Messages:
         self.JointState = t['sensor_msgs/msg/JointState']
         self.CompressedImage = t['sensor_msgs/msg/CompressedImage']
         self.PoseStamped = t['geometry_msgs/msg/PoseStamped']
+        self.PointStamped = t['geometry_msgs/msg/PointStamped']
         self.Pose = t['geometry_msgs/msg/Pose']
         self.Point = t['geometry_msgs/msg/Point']
         self.Quaternion = t['geometry_msgs/msg/Quaternion']
@@ -100,6 +102,9 @@ class _Messages:
                                effort=empty)
 
     def pose(self, ns: int, p: npt.NDArray[np.float64]) -> Any:
+        if self.setup.pose_type.endswith('PointStamped'):
+            return self.PointStamped(header=self.header(ns, self.setup.frame_id),
+                                     point=self.Point(x=p[0], y=p[1], z=p[2]))
         return self.PoseStamped(
             header=self.header(ns, self.setup.frame_id),
             pose=self.Pose(position=self.Point(x=p[0], y=p[1], z=p[2]),
@@ -148,7 +153,7 @@ def write_bag(
         add(setup.command_topic, 'std_msgs/msg/Float64MultiArray')
         add(setup.task_topic, 'std_msgs/msg/String')
         for _, topic in setup.poses:
-            add(topic, 'geometry_msgs/msg/PoseStamped')
+            add(topic, setup.pose_type)
         cameras = [c for c in setup.cameras if ro.images.get(c.role)]
         for cam in cameras:
             add(cam.topic, 'sensor_msgs/msg/CompressedImage')

@@ -8,16 +8,18 @@ they publish different things, the way two rigs with different drivers and track
   ``JointState`` with the end-effector position as three prismatic axes ``ee_x, ee_y, ee_z``
   (metres, world frame) and the normalized gripper opening ``gripper_opening`` (0 closed, 1
   open); cameras ``corner`` (Meta-World's ``corner`` view) and ``wrist`` (``gripperPOV``); a
-  tracker publishing the object pose, then the goal pose.
+  position-only tracker publishing the object position, then the goal position
+  (``geometry_msgs/PointStamped``).
 * setup ``b`` (robot ``sawyer_mw_b``, profile ``config/robots/metaworld_b.yaml``): a
   ``JointState`` with the two finger joints first (``r_close``, ``l_close``: the MuJoCo finger
   slide joints, metres) and then ``ee_x, ee_y, ee_z``; one camera ``side`` (``corner3``); a
-  motion-capture system publishing the goal pose, then the object pose.
+  motion-capture system publishing the goal pose, then the object pose
+  (``geometry_msgs/PoseStamped``, orientation included).
 
 Both command the arm with ``std_msgs/Float64MultiArray``: Meta-World's 4-D action (end-effector
-displacement ``dx, dy, dz`` scaled to [-1, 1], and the gripper effort in [-1, 1]). Object and
-goal poses are ``geometry_msgs/PoseStamped`` in the world frame (the goal has no orientation:
-identity). The task name (e.g. ``pick-place-v3``) is published once on ``/task``.
+displacement ``dx, dy, dz`` scaled to [-1, 1], and the gripper effort in [-1, 1]). Positions
+and poses are in the world frame (the goal has no orientation: identity). The task name (e.g.
+``pick-place-v3``) is published once on ``/task``.
 
 ``state_values`` is the one place that maps simulator state onto these names; the recorder
 publishes from it and the evaluation harness builds policy inputs from it, so the two agree.
@@ -69,6 +71,7 @@ class SimSetup:
     command_topic: str
     cameras: tuple[SimCamera, ...]
     poses: tuple[tuple[str, str], ...]  # (name, topic) in the order the profile lists them
+    pose_type: str = 'geometry_msgs/msg/PoseStamped'  # or PointStamped (position only)
     task_topic: str = '/task'
     frame_id: str = 'world'
 
@@ -90,7 +93,8 @@ SETUPS: dict[str, SimSetup] = {
                 'wrist', 'gripperPOV', '/cameras/wrist/image_raw/compressed', rotate180=True
             ),
         ),
-        poses=(('object', '/tracker/object_pose'), ('goal', '/tracker/goal_pose')),
+        poses=(('object', '/tracker/object_position'), ('goal', '/tracker/goal_position')),
+        pose_type='geometry_msgs/msg/PointStamped',
     ),
     'b': SimSetup(
         name='b',
@@ -150,5 +154,6 @@ def flat_state(
 ) -> npt.NDArray[np.float32]:
     """The state vector ingestion builds from this setup's bag: joints, then each pose."""
     poses = pose_values(obs)
-    parts = [state_values(setup, obs, fingers)] + [poses[name] for name, _ in setup.poses]
+    width = 3 if setup.pose_type.endswith('PointStamped') else 7
+    parts = [state_values(setup, obs, fingers)] + [poses[name][:width] for name, _ in setup.poses]
     return np.concatenate(parts).astype(np.float32)

@@ -147,6 +147,9 @@ def test_bag_holds_topics_tags_and_labels(env: MetaWorldEnv, tmp_path: Path) -> 
     state = flat_state(setup, ro.obs[0], ro.fingers[0])
     assert state.shape == (len(load_profile(setup.profile).state_names),)
     assert np.allclose(state[2:5], ro.obs[0][:3])
+    a = get_setup('a')
+    state_a = flat_state(a, ro.obs[0], ro.fingers[0])
+    assert state_a.shape == (len(load_profile(a.profile).state_names),) == (10,)
 
 
 def test_record_writes_one_bag_per_episode(tmp_path: Path) -> None:
