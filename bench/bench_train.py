@@ -39,6 +39,7 @@ def _measure(args: argparse.Namespace, dataset: str, head: str, out: Any) -> Non
     from ptr_core.configuration import load_config
     from ptr_core.data import MixtureSampler, build_data, make_loader
     from ptr_core.policies import build_policy
+    from ptr_core.preprocess import finish_images
     from ptr_core.trainer import EMA, TrainModule, _autocast, resolve_device
     from ptr_core.weighting import build_weighter, weighted_mean
 
@@ -50,6 +51,7 @@ def _measure(args: argparse.Namespace, dataset: str, head: str, out: Any) -> Non
         f'amp={"auto" if args.amp else "none"}', f'compile={str(args.compile).lower()}',
     ])
     bundle = build_data(cfg.data, seed=0)
+    bundle.train.defer_uint8 = True  # as the trainer does: uint8 across the worker boundary
     sampler = MixtureSampler(bundle.train.sizes, bundle.weights, batch_size=cfg.batch_size,
                              seed=0)
     loader = make_loader(bundle.train, sampler, batch_size=cfg.batch_size, config=cfg.data,
@@ -62,7 +64,7 @@ def _measure(args: argparse.Namespace, dataset: str, head: str, out: Any) -> Non
     for _ in range(args.loader_batches):
         next(it)
     loader_rate = args.loader_batches * cfg.batch_size / (time.perf_counter() - start)
-    batches = [{k: v.to(device, non_blocking=True) for k, v in next(it).items()}
+    batches = [finish_images({k: v.to(device, non_blocking=True) for k, v in next(it).items()})
                for _ in range(2)]
     del it
 

@@ -95,6 +95,11 @@ class PolicyRunner:
     def camera_roles(self) -> tuple[str, ...]:
         return self.preprocessor.layout.camera_roles
 
+    @property
+    def generator(self) -> torch.Generator:
+        """The sampling noise generator (batched callers pass it to ``sample_actions``)."""
+        return self._generator
+
     def reset(self) -> None:
         """Start a new episode: the sampling noise sequence restarts from the runner's seed."""
         self._generator.manual_seed(self.seed)

@@ -34,6 +34,7 @@ from ptr_core.errors import PtrError
 __all__ = [
     'Normalizer',
     'Preprocessor',
+    'finish_images',
     'image_to_tensor',
     'merge_stats',
     'observation_batch',
@@ -171,7 +172,12 @@ class Normalizer:
 
 
 def image_to_tensor(
-    frames: npt.NDArray[Any], size: tuple[int, int], *, depth_max: float, role: str = ''
+    frames: npt.NDArray[Any],
+    size: tuple[int, int],
+    *,
+    depth_max: float,
+    role: str = '',
+    defer_uint8: bool = False,
 ) -> Tensor:
     """``[T, H, W, C]`` uint8 (or uint16 depth, or float in [0, 1]) → float ``[T, C, H', W']``.
 
@@ -187,7 +193,9 @@ def image_to_tensor(
     if arr.shape[1:3] != (h, w):
         resized = [cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA) for f in arr]
         arr = np.stack([r[..., None] if r.ndim == 2 else r for r in resized])
-    if arr.dtype == np.uint8:
+    if arr.dtype == np.uint8 and defer_uint8:  # scaled later by finish_images (on the device)
+        out = torch.from_numpy(np.array(arr))
+    elif arr.dtype == np.uint8:
         out = torch.from_numpy(arr.astype(np.float32)).div_(255.0)
     elif arr.dtype == np.uint16:
         out = torch.from_numpy(arr.astype(np.float32)).div_(depth_max).clamp_(0.0, 1.0)
@@ -256,7 +264,11 @@ class Preprocessor:
         return torch.from_numpy(out)
 
     def _images(
-        self, images: Mapping[str, npt.NDArray[Any]], robot: str, steps: int | None
+        self,
+        images: Mapping[str, npt.NDArray[Any]],
+        robot: str,
+        steps: int | None,
+        defer_uint8: bool = False,
     ) -> dict[str, Tensor]:
         """Per layout role: ``[T, C, H, W]`` (or ``[C, H, W]`` when ``steps`` is None)."""
         out: dict[str, Tensor] = {}
@@ -265,7 +277,8 @@ class Preprocessor:
         for i, role in enumerate(self.layout.camera_roles):
             t = 1 if steps is None else steps
             if not mask[i]:
-                frames = torch.zeros(t, self.channels.get(role, 3), h, w)
+                frames = torch.zeros(t, self.channels.get(role, 3), h, w,
+                                     dtype=torch.uint8 if defer_uint8 else torch.float32)
             elif role not in images:
                 msg = f'robot {robot!r}: no frames for camera role {role!r}'
                 raise PtrError(msg)
@@ -273,7 +286,8 @@ class Preprocessor:
                 raw = np.asarray(images[role])
                 if steps is None:
                     raw = raw[None]
-                frames = image_to_tensor(raw, (h, w), depth_max=self.depth_max, role=role)
+                frames = image_to_tensor(raw, (h, w), depth_max=self.depth_max, role=role,
+                                         defer_uint8=defer_uint8)
                 if len(frames) < t:  # history shorter than To: repeat the first frame
                     frames = torch.cat([frames[:1].expand(t - len(frames), -1, -1, -1), frames])
                 frames = frames[len(frames) - t:]
@@ -285,10 +299,15 @@ class Preprocessor:
         state_history: npt.ArrayLike,
         images: Mapping[str, npt.NDArray[Any]],
         robot: str,
+        *,
+        defer_uint8: bool = False,
     ) -> dict[str, Tensor]:
         """One sample (no batch axis): ``obs.state [To, Ds]``, ``obs.images.<role> [To, C, H, W]``,
         camera/state masks and the robot id. A history shorter than ``To`` is padded by
-        repeating its first frame (as the loader does at an episode's start)."""
+        repeating its first frame (as the loader does at an episode's start).
+
+        ``defer_uint8`` (the training loader): uint8 frames stay uint8 so workers ship 4x fewer
+        bytes; ``finish_images`` then applies the identical ``/ 255`` on the device."""
         idx = self._robot(robot)
         state = np.asarray(state_history, np.float32)
         if state.ndim != 2 or len(state) == 0:
@@ -304,17 +323,22 @@ class Preprocessor:
             K.STATE_MASK: torch.from_numpy(self.layout.state_mask[robot].copy()),
             K.ROBOT_ID: torch.tensor(idx, dtype=torch.long),
         }
-        for role, frames in self._images(images, robot, to).items():
+        for role, frames in self._images(images, robot, to, defer_uint8).items():
             sample[K.obs_image_key(role)] = frames
         return sample
 
     def future(
-        self, state: npt.ArrayLike, images: Mapping[str, npt.NDArray[Any]], robot: str
+        self,
+        state: npt.ArrayLike,
+        images: Mapping[str, npt.NDArray[Any]],
+        robot: str,
+        *,
+        defer_uint8: bool = False,
     ) -> dict[str, Tensor]:
         """The post-action observation at ``t + Δ`` (no batch axis, no time axis)."""
         self._robot(robot)
         sample = {K.FUTURE_STATE: self._pad_state(self.normalizer.normalize_state(state, robot))}
-        for role, frame in self._images(images, robot, None).items():
+        for role, frame in self._images(images, robot, None, defer_uint8).items():
             sample[K.future_image_key(role)] = frame
         return sample
 
@@ -324,6 +348,17 @@ class Preprocessor:
         out = np.zeros((*x.shape[:-1], self.layout.action_dim), np.float32)
         out[..., : x.shape[-1]] = x
         return torch.from_numpy(out)
+
+
+def finish_images(batch: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """Scale image tensors a loader left as uint8 to float [0, 1] (``defer_uint8``); other
+    tensors pass through. Same arithmetic as ``image_to_tensor``, run where the batch lives."""
+    out = dict(batch)
+    for key, value in batch.items():
+        if value.dtype == torch.uint8 and key.startswith((K.OBS_IMAGE_PREFIX,
+                                                          K.FUTURE_IMAGE_PREFIX)):
+            out[key] = value.to(torch.float32).div_(255.0)
+    return out
 
 
 def observation_batch(

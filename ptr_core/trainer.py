@@ -51,6 +51,7 @@ from ptr_core.configuration import TrainConfig, to_dict
 from ptr_core.data import DataBundle, MixtureSampler, Vocabulary, build_data, make_loader
 from ptr_core.errors import ConfigError, PtrError
 from ptr_core.policies.policy import ActionPolicy, build_policy
+from ptr_core.preprocess import finish_images
 from ptr_core.weighting import build_weighter
 from ptr_core.weighting.base import PolicyOutput, SampleWeighter, WeightOutput, weighted_mean
 
@@ -328,6 +329,7 @@ def _train(
         vocab=Vocabulary.from_json(resumed.vocab) if resumed else None,
         robots=resumed.robots if resumed else None,
     )
+    bundle.train.defer_uint8 = True  # images cross the worker boundary as uint8
     policy = build_policy(config.policy, bundle.preprocessor,
                           chunk_length=config.data.chunk_length).to(device)
     if init is not None and resumed is None:
@@ -395,7 +397,7 @@ def _train(
     batches = _infinite(loader)
     try:
         while step < config.steps:
-            batch = _to_device(next(batches), device)
+            batch = finish_images(_to_device(next(batches), device))
             factor = lr_factor(step, warmup=config.optim.warmup_steps, total=config.steps,
                                min_ratio=config.optim.min_lr_ratio)
             for group in optimizer.param_groups:

@@ -12,7 +12,13 @@ from bag_tools.dataset import Dataset, FeatureStats
 from ptr_core import batch as K
 from ptr_core.data import build_data
 from ptr_core.errors import PtrError
-from ptr_core.preprocess import Normalizer, Preprocessor, merge_stats, observation_batch
+from ptr_core.preprocess import (
+    Normalizer,
+    Preprocessor,
+    finish_images,
+    merge_stats,
+    observation_batch,
+)
 
 
 def _stats(lo: float, hi: float, dim: int = 2) -> FeatureStats:
@@ -112,3 +118,19 @@ def test_other_image_sizes_are_resized_and_json_roundtrip(
     obs2 = observation_batch(np.zeros((2, 3)), {'front': big, 'wrist': big}, 'arm', again)
     for k in obs:
         assert torch.equal(obs[k], obs2[k])
+
+
+def test_deferred_uint8_images_finish_to_the_same_tensors(image_dataset: Path,
+                                                          tiny_config) -> None:  # type: ignore[no-untyped-def]
+    """The trainer's loader ships uint8 frames; finish_images makes them what the node gets."""
+    bundle = build_data(tiny_config(image_dataset, Path('/u'), 'data.image_shift=2').data, seed=0)
+    plain = bundle.train[(0, 7, 5)]
+    bundle.train.defer_uint8 = True
+    deferred = bundle.train[(0, 7, 5)]
+    key = K.obs_image_key('wrist')
+    assert deferred[key].dtype == torch.uint8
+    assert plain[key].dtype == torch.float32
+    done = finish_images(deferred)
+    assert done.keys() == plain.keys()
+    for k in plain:
+        assert torch.equal(done[k], plain[k]), k

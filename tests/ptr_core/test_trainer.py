@@ -173,3 +173,23 @@ def test_init_from_checkpoint_checks_shapes(state_dataset: Path, image_dataset: 
     ok = train(tiny_config(image_dataset, tmp_path / 'reinit', 'steps=1',
                            'reinit_mismatched=true'), init=pre.final)
     assert ok.final is not None
+
+
+def test_bf16_autocast_path_runs_on_cpu(image_dataset: Path, tmp_path: Path,
+                                        tiny_config) -> None:  # type: ignore[no-untyped-def]
+    """The CUDA mixed-precision code path, exercised on the CPU (bf16 autocast)."""
+    result = train(tiny_config(image_dataset, tmp_path / 'bf16', 'steps=2', 'amp=bf16'))
+    assert result.final is not None
+    weights = _weights(result.final)
+    assert all(v.dtype == torch.float32 for v in weights.values())  # master weights stay fp32
+    assert all(bool(torch.isfinite(v).all()) for v in weights.values())
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA device')
+def test_cuda_bf16_compile(image_dataset: Path, tmp_path: Path,
+                           tiny_config) -> None:  # type: ignore[no-untyped-def]
+    result = train(tiny_config(image_dataset, tmp_path / 'cuda', 'steps=3', 'device=cuda',
+                               'amp=auto', 'compile=true', 'data.num_workers=2'))
+    assert result.final is not None
+    assert result.metrics['loss'] > 0
