@@ -143,12 +143,13 @@ def read_streams(bag: BagReader, profile: RobotProfile) -> BagStreams:
 
     def state_value(msg: Any) -> Any:
         names = list(msg.name)
-        if names and not joints.intersection(names):
-            return None  # another publisher on the same topic (e.g. a gripper driver)
         if not names:
             msg_ = 'JointState without joint names; cannot order its positions by name'
             raise IngestError(msg_)
-        return joint_positions(msg, profile.joints)
+        if not joints.intersection(names):
+            return None  # only other joints (another robot part on the same topic)
+        # arm and gripper drivers may publish separate messages on one topic: NaN = not named
+        return joint_positions(msg, profile.joints, allow_missing=True)
 
     on(streams.state, state_value)
     if streams.action is not None:
@@ -156,9 +157,9 @@ def read_streams(bag: BagReader, profile: RobotProfile) -> BagStreams:
         on(streams.action, lambda m: command_values(m, mtype, profile.action.names))
     for cam in profile.cameras:
         on(streams.cameras[cam.role], _image_handler(cam, profile.image_size))
-    for s in streams.extra:
-        on(s, functools.partial(_extra_value, msgtype=s.msgtype))
-    on(streams.markers, lambda m: None)
+    for s, spec in zip(streams.extra, profile.extra_state):
+        on(s, functools.partial(_extra_value, msgtype=s.msgtype, joints=spec.joints))
+    on(streams.markers, lambda m: True)
     on(streams.task, lambda m: str(getattr(m, 'data', '')))
 
     for raw in bag.raw_messages(list(handlers)):
@@ -170,22 +171,31 @@ def read_streams(bag: BagReader, profile: RobotProfile) -> BagStreams:
                 cls = type(err) if isinstance(err, ImageDecodeError) else IngestError
                 text = f'{bag.path}: topic {raw.topic}: {err} (message at {raw.log_time_ns} ns)'
                 raise cls(text) from err
-            if s is streams.state and value is None:
-                streams.ignored_state_messages += 1
+            if value is None:  # a JointState naming none of the wanted joints
+                if s is streams.state:
+                    streams.ignored_state_messages += 1
                 continue
             if value is _PENDING:
                 value = len(s.values)  # arrival index: found again in the second pass
             s.log_ns.append(raw.log_time_ns)
             s.stamp_ns.append(stamp_ns(msg))
             s.values.append(value)
-    if not len(streams.state):
-        raise _fail(bag.path, profile.state_topic,
-                    f'no JointState message names the profile joints {list(profile.joints)}')
+    positions = np.asarray(streams.state.values, np.float64).reshape(-1, len(profile.joints))
+    named = ~np.isnan(positions)
+    never = [j for i, j in enumerate(profile.joints) if not named[:, i].any()]
+    if never:
+        raise _fail(bag.path, profile.state_topic, f'no JointState message names joints {never}')
+    for s, spec in zip(streams.extra, profile.extra_state):
+        if not len(s):
+            raise _fail(bag.path, s.topic, f'no JointState message names joints '
+                        f'{list(spec.joints)}')
     return streams
 
 
-def _extra_value(msg: Any, *, msgtype: str) -> Any:
-    return extra_state_values(msg, msgtype)
+def _extra_value(msg: Any, *, msgtype: str, joints: tuple[str, ...]) -> Any:
+    if joints and not set(joints).intersection(msg.name):
+        return None
+    return extra_state_values(msg, msgtype, joints=joints)
 
 
 _PENDING = object()
@@ -235,11 +245,31 @@ class _Aligner:
         self._decoded: dict[tuple[str, int], npt.NDArray[Any]] = {}
 
     def start_ns(self) -> int:
-        """Every stream has started: state, commands, each camera, each extra observation."""
-        needed = [self.s.state, *self.s.cameras.values(), *self.s.extra]
+        """Every stream has started: each joint, commands, each camera, each extra topic."""
+        needed = [*self.s.cameras.values(), *self.s.extra]
         if self.p.action.source is ActionSource.COMMAND and self.s.action is not None:
             needed.append(self.s.action)
-        return max(int(s.times[0]) for s in needed)
+        named = ~np.isnan(self.state_values)
+        first_joint = max(int(self.s.state.times[np.argmax(named[:, j])])
+                          for j in range(named.shape[1]))
+        return max([first_joint, *(int(s.times[0]) for s in needed)])
+
+    def joint_states(
+        self, grid: npt.NDArray[np.int64]
+    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
+        """Each joint interpolated from the messages that name it."""
+        times, values = self.s.state.times, self.state_values
+        named = ~np.isnan(values)
+        if named.all():
+            return interpolate(grid, times, values)
+        out = np.zeros((len(grid), values.shape[1]), np.float64)
+        valid = np.ones(len(grid), bool)
+        for j in range(values.shape[1]):
+            rows = named[:, j]
+            got, ok = interpolate(grid, times[rows], values[rows, j:j + 1])
+            out[:, j] = got[:, 0]
+            valid &= ok
+        return out, valid
 
     def episodes(self) -> list[EpisodeData]:
         markers = self.s.markers.times if self.s.markers is not None else np.zeros(0, np.int64)
@@ -319,7 +349,7 @@ class _Aligner:
         holds: dict[str, tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]],
     ) -> EpisodeData:
         reports = []
-        joints, state_valid = interpolate(grid, self.s.state.times, self.state_values)
+        joints, state_valid = self.joint_states(grid)
         reports.append(report_interpolated(self.s.state, 'state', grid, state_valid))
         parts = [joints]
         for spec, s in zip(self.p.extra_state, self.s.extra):

@@ -164,6 +164,13 @@ def _prepare(ds: Dataset, profile: RobotProfile) -> frozenset[str]:
                    f'different {diff[0]}; rename the robot in the profile or use another --out')
             raise DatasetError(msg)
     else:
+        sizes = {tuple(r['image_size']) for r in ds.manifest['robots'].values()
+                 if r['camera_roles']}
+        if profile.cameras and sizes and sizes != {profile.image_size}:
+            msg = (f'{ds.root}: its robots use image_size {list(sizes.pop())}, the profile '
+                   f'{profile.source} asks for {list(profile.image_size)}; robots trained '
+                   'together share one image size')
+            raise DatasetError(msg)
         ds.manifest['robots'][profile.robot] = entry
         ds.save_manifest()
     by_bag: dict[str, list[Episode]] = {}

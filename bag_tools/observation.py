@@ -258,7 +258,8 @@ def _resize(img: npt.NDArray[Any], size: tuple[int, int], *, depth: bool) -> npt
 # -- joints, commands, extra observations ---------------------------------------------------
 
 def _reorder(
-    names: Sequence[str], values: Any, wanted: Sequence[str], what: str
+    names: Sequence[str], values: Any, wanted: Sequence[str], what: str, *,
+    allow_missing: bool = False,
 ) -> npt.NDArray[np.float64]:
     names = list(names)
     vals = np.asarray(values, dtype=np.float64).reshape(-1)
@@ -270,15 +271,24 @@ def _reorder(
         raise IngestError(msg)
     index = {n: i for i, n in enumerate(names)}
     missing = [n for n in wanted if n not in index]
+    if missing and allow_missing:
+        padded = np.append(vals, np.nan)
+        return padded[[index.get(n, len(vals)) for n in wanted]]
     if missing:
         msg = f'{what} lacks joints {missing} (it has {names})'
         raise IngestError(msg)
     return vals[[index[n] for n in wanted]]
 
 
-def joint_positions(msg: Any, joints: Sequence[str]) -> npt.NDArray[np.float64]:
-    """``sensor_msgs/JointState`` positions in ``joints`` order, matched by ``msg.name``."""
-    return _reorder(msg.name, msg.position, joints, 'JointState')
+def joint_positions(
+    msg: Any, joints: Sequence[str], *, allow_missing: bool = False
+) -> npt.NDArray[np.float64]:
+    """``sensor_msgs/JointState`` positions in ``joints`` order, matched by ``msg.name``.
+
+    ``allow_missing``: joints the message does not name are NaN (arm and gripper drivers that
+    publish separate messages on one topic); otherwise they are an error.
+    """
+    return _reorder(msg.name, msg.position, joints, 'JointState', allow_missing=allow_missing)
 
 
 def command_values(msg: Any, msgtype: str, names: Sequence[str]) -> npt.NDArray[np.float64]:
@@ -311,9 +321,14 @@ def _xyz(v: Any) -> list[float]:
     return [float(v.x), float(v.y), float(v.z)]
 
 
-def extra_state_values(msg: Any, msgtype: str) -> npt.NDArray[np.float64]:
-    """Flatten a geometry message (see ``profile.EXTRA_STATE_TYPES`` for the dimensions)."""
+def extra_state_values(
+    msg: Any, msgtype: str, *, joints: Sequence[str] = ()
+) -> npt.NDArray[np.float64]:
+    """Flatten a geometry message (see ``profile.EXTRA_STATE_TYPES`` for the dimensions), or
+    a ``JointState`` (another topic's joints, e.g. a gripper) in ``joints`` order."""
     msgtype = normalize_msgtype(msgtype)
+    if msgtype == 'sensor_msgs/msg/JointState':
+        return joint_positions(msg, joints)
     if msgtype not in EXTRA_STATE_TYPES:
         msg_ = f'extra_state type {msgtype} is not supported'
         raise IngestError(msg_)

@@ -65,6 +65,7 @@ EXTRA_STATE_TYPES: dict[str, tuple[str, ...]] = {
     'geometry_msgs/msg/Point': ('x', 'y', 'z'),
     'geometry_msgs/msg/Vector3Stamped': ('x', 'y', 'z'),
     'geometry_msgs/msg/Vector3': ('x', 'y', 'z'),
+    'sensor_msgs/msg/JointState': (),  # dims: the entry's `joints`
 }
 
 _TOP_KEYS = {
@@ -109,9 +110,12 @@ class ExtraStateSpec:
     topic: str
     type: str
     name: str  # prefix of the dimension names
+    joints: tuple[str, ...] = ()  # JointState only: its joints, in order (the dimension names)
 
     @property
     def dim_names(self) -> tuple[str, ...]:
+        if self.joints:
+            return self.joints
         return tuple(f'{self.name}.{d}' for d in EXTRA_STATE_TYPES[self.type])
 
 
@@ -203,7 +207,9 @@ class RobotProfile:
             'task': self.task,
             'task_topic': self.task_topic,
             'extra_state': [
-                {'topic': e.topic, 'type': e.type, 'name': e.name} for e in self.extra_state
+                {'topic': e.topic, 'type': e.type, 'name': e.name,
+                 **({'joints': list(e.joints)} if e.joints else {})}
+                for e in self.extra_state
             ],
             'episodes': {
                 'marker_topic': self.episodes.marker_topic,
@@ -320,7 +326,7 @@ class _Parser:
             joint_upper=upper,
             task='' if task is None else self.text(task, 'task', empty=True),
             task_topic=None if task_topic is None else self.topic(task_topic, 'task_topic'),
-            extra_state=self.extra_state(d.get('extra_state') or []),
+            extra_state=self.extra_state(d.get('extra_state') or [], joints),
             episodes=self.episodes(d.get('episodes') or {}),
             image_tolerance_s=self.number(d.get('image_tolerance_s', 0.2), 'image_tolerance_s'),
             chunk_length=self.integer(d.get('chunk_length', 16), 'chunk_length'),
@@ -398,14 +404,14 @@ class _Parser:
         w = self.integer(value[1], 'image_size[1]')
         return (h, w)
 
-    def extra_state(self, value: Any) -> tuple[ExtraStateSpec, ...]:
+    def extra_state(self, value: Any, joints: tuple[str, ...]) -> tuple[ExtraStateSpec, ...]:
         if not isinstance(value, Sequence) or isinstance(value, str):
             raise self.fail('extra_state', f'expected a list, got {value!r}')
         out: list[ExtraStateSpec] = []
         for i, item in enumerate(value):
             key = f'extra_state[{i}]'
             item = self.mapping(item, key)
-            self.unknown(item, {'topic', 'type', 'name'}, key)
+            self.unknown(item, {'topic', 'type', 'name', 'joints'}, key)
             topic = self.topic(item.get('topic'), f'{key}.topic')
             msgtype = normalize_msgtype(self.text(item.get('type'), f'{key}.type'))
             if msgtype not in EXTRA_STATE_TYPES:
@@ -415,7 +421,16 @@ class _Parser:
             name = self.text(item.get('name', default), f'{key}.name')
             if any(e.name == name for e in out):
                 raise self.fail(f'{key}.name', f'duplicate name {name!r}; set distinct names')
-            out.append(ExtraStateSpec(topic, msgtype, name))
+            extra_joints: tuple[str, ...] = ()
+            if msgtype == 'sensor_msgs/msg/JointState':
+                extra_joints = self.names(item.get('joints'), f'{key}.joints')
+                taken = sorted(set(extra_joints) & set(joints).union(
+                    *(e.joints for e in out)))
+                if taken:
+                    raise self.fail(f'{key}.joints', f'{taken} already in the state')
+            elif 'joints' in item:
+                raise self.fail(f'{key}.joints', 'only for sensor_msgs/msg/JointState')
+            out.append(ExtraStateSpec(topic, msgtype, name, extra_joints))
         return tuple(out)
 
     def episodes(self, value: Any) -> EpisodeSpec:

@@ -150,3 +150,47 @@ def test_gap_and_marker_split_episodes(tmp_path: Path) -> None:
     with pytest.raises(IngestError, match=r'/js: shorter than one action chunk: 20 grid steps'):
         bag_to_episodes(paths['mcap'], profile(
             action={'source': 'next_state'}, cameras={}, image_size=None, chunk_length=21))
+
+
+def test_arm_and_gripper_published_separately_on_one_topic(tmp_path: Path) -> None:
+    """Two drivers on /js: arm joints at 50 Hz, the gripper alone at 20 Hz (with jitter)."""
+    c = BagContent()
+    for i in range(51):
+        c.joint_state('/js', T0 + 20 * i * MS, ['a'], [0.01 * i])  # a = t / 2 (t in s)
+    for t_ms in [5, 48, 101, 152, 199, 251, 300, 352, 401, 449, 500, 551, 603, 650, 702, 748,
+                 801, 850, 899, 951, 1001]:
+        c.joint_state('/js', T0 + t_ms * MS, ['b'], [t_ms / 1000.0])  # b = t
+    c.joint_state('/js', T0 + 30 * MS, ['head_pan'], [9.0])  # names neither: ignored
+    path = write_bag(c, tmp_path / 'split', 'ros1')
+    (ep,) = bag_to_episodes(path, profile(action={'source': 'next_state'}, cameras={},
+                                          image_size=None))
+    t = (ep.timestamp - T0) / 1e9
+    assert t[0] == pytest.approx(0.005)  # both joints named from 5 ms on
+    np.testing.assert_allclose(ep.state[:, 0], t / 2, atol=1e-6)
+    np.testing.assert_allclose(ep.state[:, 1], t, atol=1e-6)
+    assert ep.state_valid.all()
+    assert ep.sync_report['ignored_state_messages'] == 1
+    with pytest.raises(IngestError, match=r"/js: no JointState message names joints \['c'\]"):
+        bag_to_episodes(path, profile(joints=['a', 'c'], action={'source': 'next_state'},
+                                      cameras={}, image_size=None))
+
+
+def test_extra_joint_state_topic(tmp_path: Path) -> None:
+    c = BagContent()
+    for i in range(30):
+        c.joint_state('/js', T0 + 50 * i * MS, ['a', 'b'], [i, -i])
+        c.joint_state('/gripper/js', T0 + 50 * i * MS + MS, ['finger'], [0.001 * i])
+    c.wrench('/ft', T0, [1, 2, 3], [4, 5, 6])
+    c.wrench('/ft', T0 + 2 * 10**9, [3, 2, 1], [6, 5, 4])
+    prof = profile(action={'source': 'next_state'}, cameras={}, image_size=None, extra_state=[
+        {'topic': '/gripper/js', 'type': 'sensor_msgs/msg/JointState', 'joints': ['finger']},
+        {'topic': '/ft', 'type': 'geometry_msgs/WrenchStamped', 'name': 'ft'},
+    ])
+    assert prof.state_names == ['a', 'b', 'finger', 'ft.force.x', 'ft.force.y', 'ft.force.z',
+                                'ft.torque.x', 'ft.torque.y', 'ft.torque.z']
+    (ep,) = bag_to_episodes(write_bag(c, tmp_path / 'g', 'mcap'), prof)
+    assert ep.state.shape == (15, 9)  # from 1 ms (first gripper message) to 1.45 s at 10 Hz
+    t = (ep.timestamp - T0) / 1e9
+    np.testing.assert_allclose(ep.state[:, 2], (t - 0.001) / 50, atol=1e-6)
+    np.testing.assert_allclose(ep.state[:, 3], 1 + t, atol=1e-6)  # force.x 1 -> 3 over 2 s
+    assert ep.state_valid.all()

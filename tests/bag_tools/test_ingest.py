@@ -239,3 +239,6 @@ def test_two_robots_in_one_dataset(tmp_path: Path) -> None:
         ingest([other], RobotProfile.from_dict({**base.to_dict(), 'joints': ['j1'],
                                                 'joint_limits': {'lower': [0], 'upper': [1]}},
                                                source='x'), out)
+    other_cam = RobotProfile.from_dict(arm_profile(robot='arm3b', image_size=[24, 24]), source='b')
+    with pytest.raises(DatasetError, match=r'image_size \[12, 16\].*asks for \[24, 24\]'):
+        ingest([arm_bag], other_cam, out)

@@ -65,6 +65,12 @@ def test_defaults_are_filled_in() -> None:
      'unsupported type'),
     ({'episodes': {'max_gap': 1}}, 'episodes.max_gap', 'unknown key'),
     ({'chunk_length': 0}, 'chunk_length', 'positive integer'),
+    ({'extra_state': [{'topic': '/g', 'type': 'sensor_msgs/JointState'}]},
+     r'extra_state\[0\].joints', 'non-empty list'),
+    ({'extra_state': [{'topic': '/g', 'type': 'sensor_msgs/JointState', 'joints': ['j2']}]},
+     r'extra_state\[0\].joints', "'j2'.* already in the state"),
+    ({'extra_state': [{'topic': '/p', 'type': 'geometry_msgs/Pose', 'joints': ['x']}]},
+     r'extra_state\[0\].joints', 'only for sensor_msgs/msg/JointState'),
 ])
 def test_errors_name_file_and_key(
     tmp_path: Path, change: dict[str, Any], key: str, problem: str

@@ -45,7 +45,7 @@ def test_third_party_trio_gives_the_same_arrays(shared_bags: Path, repo_root: Pa
     eps = [bag_to_episodes(shared_bags / TRIO / n, profile) for n in names]
     assert [len(e) for e in eps] == [1, 1, 1]
     first = eps[0][0]
-    assert first.state.shape == (100, 3)
+    assert first.state.shape == (100, 4)  # 3 joints + the gripper's own JointState topic
     assert first.action.shape == (100, 3)
     for (other,) in eps[1:]:
         np.testing.assert_array_equal(other.timestamp, first.timestamp)
@@ -53,7 +53,8 @@ def test_third_party_trio_gives_the_same_arrays(shared_bags: Path, repo_root: Pa
         np.testing.assert_array_equal(other.action, first.action)
     # header stamps are all zero in the .bag and .db3 and absent in the .mcap: log time
     assert {r['clock'] for (e,) in eps for r in e.sync_report['topics']} == {'log'}
-    np.testing.assert_allclose(first.state[0], [0.0, -1.0, 0.5])
+    np.testing.assert_allclose(first.state[0], [0.0, -1.0, 0.5, 0.0])
+    np.testing.assert_allclose(first.state[1, 3], 0.05128205, atol=1e-6)  # 2nd gripper sample
     np.testing.assert_allclose(first.action[0], [0.0012573, -1.00132105, 0.50640423], atol=1e-6)
 
 
