@@ -88,11 +88,12 @@ def format_sync(sync: Mapping[str, Mapping[str, Any]], indent: str = '  ') -> li
     if not sync:
         return []
     width = max(len(t) for t in sync)
-    lines = [f'{indent}{"topic":<{width}}  {"role":<14} {"clock":<10} {"rate Hz":>8} '
+    rw = max(4, *(len(w['role']) for w in sync.values()))
+    lines = [f'{indent}{"topic":<{width}}  {"role":<{rw}} {"clock":<10} {"rate Hz":>8} '
              f'{"max gap s":>9} {"max |dt| s":>10} {"held":>6} {"dropped":>7} {"invalid":>7}']
     for topic, w in sync.items():
         lines.append(
-            f'{indent}{topic:<{width}}  {w["role"]:<14} {w["clock"]:<10} '
+            f'{indent}{topic:<{width}}  {w["role"]:<{rw}} {w["clock"]:<10} '
             f'{w["min_rate_hz"]:>8.2f} {w["max_gap_s"]:>9.3f} {w["max_offset_s"]:>10.3f} '
             f'{w["held"]:>6} {w["dropped"]:>7} {w["invalid"]:>7}'
         )

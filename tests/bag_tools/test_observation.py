@@ -198,3 +198,22 @@ def test_extra_state_values() -> None:
         1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
     assert extra_state_values(v3(x=1.0, y=0.0, z=-1.0), 'geometry_msgs/msg/Vector3').tolist() == [
         1.0, 0.0, -1.0]
+
+
+@pytest.mark.ros
+def test_real_rclpy_messages_decode_like_bag_messages() -> None:
+    """The policy node hands rclpy messages (array.array fields) to the same functions."""
+    sensor_msgs = pytest.importorskip('sensor_msgs.msg')
+    traj_msgs = pytest.importorskip('trajectory_msgs.msg')
+    img = sensor_msgs.Image(height=6, width=8, encoding='bgr8', is_bigendian=0, step=24)
+    img.data = RGB[..., ::-1].tobytes()
+    np.testing.assert_array_equal(decode_image(img, size=SAME), RGB)
+    comp = sensor_msgs.CompressedImage(format='16UC1; compressedDepth png')
+    comp.data = compressed_depth_png(DEPTH)
+    np.testing.assert_array_equal(decode_image(comp, size=SAME, depth=True)[..., 0], DEPTH)
+    js = sensor_msgs.JointState(name=['b', 'a'], position=[2.0, 1.0])
+    assert joint_positions(js, ['a', 'b']).tolist() == [1.0, 2.0]
+    traj = traj_msgs.JointTrajectory(joint_names=['b', 'a'],
+                                      points=[traj_msgs.JointTrajectoryPoint(positions=[4.0, 3.0])])
+    assert command_values(traj, 'trajectory_msgs/msg/JointTrajectory', ['a', 'b']).tolist() == [
+        3.0, 4.0]
