@@ -228,3 +228,14 @@ def test_stop_halts_at_once_and_malformed_messages_are_counted(
     assert after['commands_published'] == at_stop['commands_published']
     late = [t for t, _ in probe.recorded.get('command') if t > stopped + 0.3]
     assert late == []
+
+
+def test_bad_checkpoint_fails_with_one_line(launch_node: Any, names: dict[str, str],
+                                            tmp_path: Any) -> None:
+    missing = tmp_path / 'no_such_checkpoint'
+    policy = launch_node('ptr_ros.policy_node', {'checkpoint': str(missing)}, names['policy'])
+    code = policy.proc.wait(STARTUP_S)
+    assert code == 2
+    out = policy.output()
+    assert str(missing) in out
+    assert 'Traceback' not in out
