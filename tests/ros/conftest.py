@@ -37,6 +37,19 @@ def sim_run(tmp_path_factory: pytest.TempPathFactory) -> SimRun:
     return SimRun(bags, dataset, checkpoint)
 
 
+@pytest.fixture(scope='session')
+def pose_run(tmp_path_factory: pytest.TempPathFactory) -> SimRun:
+    """Like ``sim_run`` with JPEG CompressedImage frames and a PoseStamped extra state."""
+    pytest.importorskip('torch')
+    import simdata
+
+    root = tmp_path_factory.mktemp('pose_run')
+    bags = simdata.write_bags(root / 'bags', compressed=True, pose=True)
+    dataset = simdata.build_dataset(root, bags, compressed=True, pose=True)
+    checkpoint = simdata.train_checkpoint(REPO, dataset, root / 'run')
+    return SimRun(bags, dataset, checkpoint)
+
+
 @pytest.fixture
 def launch_node(
     tmp_path: Path, request: pytest.FixtureRequest

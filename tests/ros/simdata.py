@@ -27,7 +27,13 @@ IMAGE_SIZE = (24, 32)
 LIMIT = 1.5
 
 
-def profile_dict(*, camera_topic: str = '/camera/front/image_raw') -> dict[str, Any]:
+POSE_TOPIC = '/tool_pose'
+
+
+def profile_dict(*, compressed: bool = False, pose: bool = False) -> dict[str, Any]:
+    """The sim arm's robot profile; ``pose`` adds a PoseStamped extra observation."""
+    camera_topic = '/camera/front/image_raw' + ('/compressed' if compressed else '')
+    extra = [{'topic': POSE_TOPIC, 'type': 'geometry_msgs/msg/PoseStamped', 'name': 'tool'}]
     return {
         'robot': 'sim_arm',
         'joints': list(JOINTS),
@@ -39,6 +45,7 @@ def profile_dict(*, camera_topic: str = '/camera/front/image_raw') -> dict[str, 
         'joint_limits': {'lower': [-LIMIT] * 3, 'upper': [LIMIT] * 3},
         'task': 'reach',
         'chunk_length': 8,
+        'extra_state': extra if pose else [],
     }
 
 
@@ -53,7 +60,16 @@ def trajectory(episode: int, n: int) -> np.ndarray:
     ], axis=1)
 
 
-def bag_content(episode: int, *, frames: int = 60, compressed: bool = False) -> BagContent:
+def tool_pose(q: np.ndarray) -> tuple[list[float], list[float]]:
+    """A made-up end-effector pose of joint positions ``q``: xyz and a unit quaternion."""
+    xyz = [float(np.cos(q[0])), float(np.sin(q[1])), float(q[2])]
+    half = q[0] / 2
+    return xyz, [0.0, 0.0, float(np.sin(half)), float(np.cos(half))]
+
+
+def bag_content(
+    episode: int, *, frames: int = 60, compressed: bool = False, pose: bool = False
+) -> BagContent:
     content = BagContent()
     q = trajectory(episode, frames)
     topic = '/camera/front/image_raw' + ('/compressed' if compressed else '')
@@ -62,6 +78,8 @@ def bag_content(episode: int, *, frames: int = 60, compressed: bool = False) -> 
         # Joint names in another order than the profile, plus a gripper: reordered by name.
         content.joint_state('/joint_states', ns, ['gripper', 'joint_3', 'joint_1', 'joint_2'],
                             [0.01, q[k, 2], q[k, 0], q[k, 1]])
+        if pose:
+            content.pose(POSE_TOPIC, ns, *tool_pose(q[k]))
         img = render_arm(q[k], SOURCE_SIZE)
         if compressed:
             content.compressed_image(topic, ns, encode_jpeg(img), fmt='rgb8; jpeg compressed bgr8')
@@ -70,18 +88,25 @@ def bag_content(episode: int, *, frames: int = 60, compressed: bool = False) -> 
     return content
 
 
-def write_bags(directory: Path, *, episodes: int = 3, frames: int = 60) -> list[Path]:
+def write_bags(
+    directory: Path, *, episodes: int = 3, frames: int = 60, compressed: bool = False,
+    pose: bool = False,
+) -> list[Path]:
     directory.mkdir(parents=True, exist_ok=True)
-    return [write_bag(bag_content(e, frames=frames), directory / f'sim_{e}', 'mcap')
+    return [write_bag(bag_content(e, frames=frames, compressed=compressed, pose=pose),
+                      directory / f'sim_{e}', 'mcap')
             for e in range(episodes)]
 
 
-def build_dataset(directory: Path, bags: list[Path]) -> Path:
+def build_dataset(
+    directory: Path, bags: list[Path], *, compressed: bool = False, pose: bool = False
+) -> Path:
     from bag_tools.ingest import ingest
     from bag_tools.profile import RobotProfile
 
     out = directory / 'dataset'
-    result = ingest(bags, RobotProfile.from_dict(profile_dict()), out, workers=1)
+    profile = RobotProfile.from_dict(profile_dict(compressed=compressed, pose=pose))
+    result = ingest(bags, profile, out, workers=1)
     assert result.ok, [b.reason for b in result.bags]
     return out
 

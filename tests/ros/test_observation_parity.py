@@ -19,10 +19,12 @@ pytest.importorskip('rclpy', reason='rclpy not installed (pip install .[ros], or
 torch = pytest.importorskip('torch')
 
 import rclpy  # noqa: E402
+import simdata  # noqa: E402
+from geometry_msgs.msg import PoseStamped  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import qos_profile_sensor_data  # noqa: E402
-from sensor_msgs.msg import Image, JointState  # noqa: E402
+from sensor_msgs.msg import CompressedImage, Image, JointState  # noqa: E402
 
 from bag_tools.dataset import Dataset  # noqa: E402
 from bag_tools.observation import stamp_ns  # noqa: E402
@@ -40,6 +42,14 @@ def to_rclpy(msgtype: str, msg: Any) -> Any:
     """A rosbags message as the rclpy message a driver would publish (same field values)."""
     if msgtype == 'sensor_msgs/msg/JointState':
         out = JointState(name=list(msg.name), position=[float(v) for v in msg.position])
+    elif msgtype == 'sensor_msgs/msg/CompressedImage':
+        out = CompressedImage(format=str(msg.format), data=bytes(msg.data))
+    elif msgtype == 'geometry_msgs/msg/PoseStamped':
+        out = PoseStamped()
+        p, q = msg.pose.position, msg.pose.orientation
+        out.pose.position.x, out.pose.position.y, out.pose.position.z = p.x, p.y, p.z
+        out.pose.orientation.x, out.pose.orientation.y = q.x, q.y
+        out.pose.orientation.z, out.pose.orientation.w = q.z, q.w
     else:
         out = Image(height=int(msg.height), width=int(msg.width), encoding=str(msg.encoding),
                     is_bigendian=int(msg.is_bigendian), step=int(msg.step),
@@ -61,7 +71,13 @@ def bag_messages(path: Path) -> dict[int, dict[str, Any]]:
     return out
 
 
-def test_node_tensors_equal_the_training_loader_tensors(sim_run: SimRun) -> None:
+@pytest.mark.parametrize('run_name', ['sim_run', 'pose_run'])
+def test_node_tensors_equal_the_training_loader_tensors(
+    run_name: str, request: pytest.FixtureRequest
+) -> None:
+    """``sim_run``: raw Image frames; ``pose_run``: JPEG CompressedImage frames and a
+    PoseStamped extra state after the joints."""
+    sim_run: SimRun = request.getfixturevalue(run_name)
     dataset = Dataset.open(sim_run.dataset)
     episode = next(ep for ep in dataset.episodes() if ep.meta['source'].endswith('sim_1'))
     messages = bag_messages(Path(episode.meta['source']))
@@ -71,16 +87,25 @@ def test_node_tensors_equal_the_training_loader_tensors(sim_run: SimRun) -> None
     node = feeder = executor = None
     try:
         suffix = f'{id(context)}'
-        js_topic, cam_topic = f'/parity{suffix}/joint_states', f'/parity{suffix}/image'
+        js_topic = f'/parity{suffix}/joint_states'
+        pose_topic = f'/parity{suffix}/tool_pose'
+        bag_cam = next(t for t in messages[int(episode.timestamp[0])] if 'camera' in t)
+        compressed = bag_cam.endswith('/compressed')
+        cam_topic = f'/parity{suffix}/image' + ('/compressed' if compressed else '')
         node = PolicyNode(context=context, parameter_overrides=[
             Parameter('checkpoint', value=str(sim_run.checkpoint)),
             Parameter('joint_states_topic', value=js_topic),
             Parameter('cameras.front.topic', value=cam_topic),
+            Parameter('extra_state.tool.topic', value=pose_topic),
             Parameter('torch_threads', value=1),
         ])
         feeder = rclpy.create_node(f'parity_feeder_{suffix}', context=context)
         js_pub = feeder.create_publisher(JointState, js_topic, 10)
-        img_pub = feeder.create_publisher(Image, cam_topic, qos_profile_sensor_data)
+        pose_pub = feeder.create_publisher(PoseStamped, pose_topic, 10)
+        img_pub = feeder.create_publisher(CompressedImage if compressed else Image, cam_topic,
+                                          qos_profile_sensor_data)
+        extras = list(node.profile.extra_state)
+        assert len(extras) == (1 if run_name == 'pose_run' else 0)
         executor = SingleThreadedExecutor(context=context)
         executor.add_node(node)
         executor.add_node(feeder)
@@ -105,13 +130,15 @@ def test_node_tensors_equal_the_training_loader_tensors(sim_run: SimRun) -> None
         for t, stamp in enumerate(np.asarray(episode.timestamp)):
             at = messages[int(stamp)]
             js_pub.publish(at['/joint_states'])
+            if extras:
+                pose_pub.publish(at[simdata.POSE_TOPIC])
 
             # Best-effort image delivery: resend until the node holds this very frame.
             def got_both(stamp: int = int(stamp), at: dict[str, Any] = at) -> bool:
                 if node.last_stamps.get('camera/front') != stamp:
-                    img_pub.publish(at['/camera/front/image_raw'])
-                return (node.last_stamps.get('joint_states') == stamp
-                        and node.last_stamps.get('camera/front') == stamp)
+                    img_pub.publish(at[bag_cam])
+                sources = ['joint_states', 'camera/front'] + [f'extra/{e.name}' for e in extras]
+                return all(node.last_stamps.get(s) == stamp for s in sources)
             spin_until(got_both, f'frame {t} at the node')
 
             # The raw observation equals the dataset's row, element for element.
