@@ -210,6 +210,26 @@ def _write_json_atomic(path: Path, obj: Any) -> None:
     os.replace(tmp, path)
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _drop_stale_temps(root: Path) -> None:
+    """Remove manifest temp files whose writer died between writing and renaming them."""
+    if not root.is_dir():
+        return
+    for tmp in root.glob(f'.{MANIFEST}.*.tmp'):
+        pid = tmp.name[len(MANIFEST) + 2:-len('.tmp')]
+        if not pid.isdigit() or not _pid_alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+
+
 def write_episode(root: Path, episode: EpisodeData) -> Path:
     """Write ``episode`` under ``root/episodes`` atomically and return its directory.
 
@@ -284,6 +304,7 @@ class Dataset:
     def create_or_open(cls, root: str | Path, *, rate_hz: float) -> Dataset:
         """Open ``root`` if it is a dataset, else create an empty one there."""
         root = Path(root)
+        _drop_stale_temps(root)
         if (root / MANIFEST).exists():
             ds = cls.open(root)
             if abs(ds.manifest['rate_hz'] - rate_hz) > 1e-9:
@@ -332,7 +353,9 @@ class Dataset:
             return
         known = {e['id'] for e in self.manifest['episodes']}
         for path in sorted(episodes.iterdir()):
-            if path.name.startswith('.tmp-'):
+            pid = path.name.rsplit('-', 1)[-1]
+            # a live writer's temp directory is work in progress (`ptr inspect` during ingest)
+            if path.name.startswith('.tmp-') and not (pid.isdigit() and _pid_alive(int(pid))):
                 shutil.rmtree(path, ignore_errors=True)
         orphans = [
             p for p in sorted(episodes.iterdir())

@@ -144,6 +144,11 @@ def ingest_one(
         return BagResult(str(path), BagStatus.FAILED, str(err), '')
     except OSError as err:
         return BagResult(str(path), BagStatus.FAILED, f'{path}: {err}', '')
+    except Exception as err:  # a message shape nobody foresaw: lose this bag, not the run
+        log.exception('%s: unexpected error', path)
+        text = ' '.join(str(err).split())
+        return BagResult(str(path), BagStatus.FAILED,
+                         f'{path}: unexpected {type(err).__name__}: {text}', '')
 
 
 def _init_worker() -> None:
@@ -163,6 +168,9 @@ def _prepare(ds: Dataset, profile: RobotProfile) -> frozenset[str]:
             msg = (f'{ds.root}: robot {profile.robot!r} is already in the dataset with a '
                    f'different {diff[0]}; rename the robot in the profile or use another --out')
             raise DatasetError(msg)
+        if prev['profile'] != entry['profile']:
+            log.warning('%s: robot %r is in the dataset with another profile (same shapes); '
+                        'keeping the stored one', ds.root, profile.robot)
     else:
         sizes = {tuple(r['image_size']) for r in ds.manifest['robots'].values()
                  if r['camera_roles']}

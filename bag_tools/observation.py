@@ -288,7 +288,11 @@ def joint_positions(
     ``allow_missing``: joints the message does not name are NaN (arm and gripper drivers that
     publish separate messages on one topic); otherwise they are an error.
     """
-    return _reorder(msg.name, msg.position, joints, 'JointState', allow_missing=allow_missing)
+    names, position = getattr(msg, 'name', None), getattr(msg, 'position', None)
+    if names is None or position is None:
+        msg_ = 'JointState without a name or position field (a cut-down schema?)'
+        raise IngestError(msg_)
+    return _reorder(names, position, joints, 'JointState', allow_missing=allow_missing)
 
 
 def command_values(msg: Any, msgtype: str, names: Sequence[str]) -> npt.NDArray[np.float64]:

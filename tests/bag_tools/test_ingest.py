@@ -242,3 +242,17 @@ def test_two_robots_in_one_dataset(tmp_path: Path) -> None:
     other_cam = RobotProfile.from_dict(arm_profile(robot='arm3b', image_size=[24, 24]), source='b')
     with pytest.raises(DatasetError, match=r'image_size \[12, 16\].*asks for \[24, 24\]'):
         ingest([arm_bag], other_cam, out)
+
+
+def test_leftovers_of_a_dead_writer_are_cleaned(tmp_path: Path) -> None:
+    """A kill between writing and renaming leaves temp files; the next ingest drops them."""
+    out = tmp_path / 'ds'
+    out.mkdir()
+    dead = 999_999_999  # above Linux's pid_max: never a live process
+    (out / f'.manifest.json.{dead}.tmp').write_text('{"half": ')
+    (out / 'episodes' / f'.tmp-x-{dead}').mkdir(parents=True)
+    (out / 'episodes' / f'.tmp-x-{dead}' / 'state.npy').write_bytes(b'partial')
+    bag = write_bag(arm_content(), tmp_path / 'a', 'mcap')
+    assert ingest([bag], prof(), out).ok
+    assert sorted(p.name for p in out.iterdir()) == ['episodes', 'manifest.json']
+    assert len(list((out / 'episodes').iterdir())) == 1

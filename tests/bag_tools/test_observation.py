@@ -162,6 +162,8 @@ def test_joint_positions_reorder_by_name() -> None:
         joint_positions(msg, ['a', 'd'])
     with pytest.raises(IngestError, match='no joint names'):
         joint_positions(SimpleNamespace(name=[], position=[1.0]), ['a'])
+    with pytest.raises(IngestError, match='without a name or position field'):
+        joint_positions(SimpleNamespace(name=['a']), ['a'])
     with pytest.raises(IngestError, match='3 names but 2 positions'):
         joint_positions(SimpleNamespace(name=['a', 'b', 'c'], position=[1.0, 2.0]), ['a'])
 
