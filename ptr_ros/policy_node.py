@@ -223,6 +223,7 @@ class PolicyNode(Node):
         self.gate = SafetyGate(timeouts)
         self.rejections = RejectionCounter()
         self.received: Counter[str] = Counter()  # accepted messages by source
+        self._last_reject_log: dict[tuple[str, str], float] = {}
         self.last_stamps: dict[str, int | None] = {}  # header stamp (ns) of the newest accepted
         self.ensembler = ChunkEnsembler(execute_steps=self.execute_steps,
                                         ensemble=self.ensemble, decay=self.decay)
@@ -269,19 +270,24 @@ class PolicyNode(Node):
         self.create_timer(1.0 / self.diag_rate, self._publish_diagnostics)
 
     # -- observations ---------------------------------------------------------------------
-    def _reject(self, source: str, reason: str) -> None:
+    def _reject(self, source: str, reason: str, detail: str) -> None:
+        """Count a refused message under a fixed ``reason`` (a bounded set of diagnostics
+        keys) and log the ``detail`` (throttled)."""
         n = self.rejections.add(source, reason)
-        self.get_logger().warning(f'rejected {source} message ({reason}); {n} so far',
-                                  throttle_duration_sec=2.0)
+        now = time.monotonic()
+        if now - self._last_reject_log.get((source, reason), -np.inf) >= 2.0:  # per kind
+            self._last_reject_log[(source, reason)] = now
+            self.get_logger().warning(
+                f'rejected {source} message: {reason}: {detail} ({n} so far)')
 
     def _on_joint_states(self, msg: JointState) -> None:
         try:
             joints = joint_positions(msg, self.profile.joints)
         except BagToolsError as err:
-            self._reject(JOINT_STATES, f'wrong joint set: {err}')
+            self._reject(JOINT_STATES, 'wrong joint set', str(err))
             return
         if not np.all(np.isfinite(joints)):
-            self._reject(JOINT_STATES, 'non-finite position')
+            self._reject(JOINT_STATES, 'non-finite value', f'positions {joints.tolist()}')
             return
         now = time.monotonic()
         with self._lock:
@@ -295,10 +301,10 @@ class PolicyNode(Node):
         try:
             values = extra_state_values(msg, self.extras[name]['type'])
         except BagToolsError as err:
-            self._reject(f'extra/{name}', str(err))
+            self._reject(f'extra/{name}', 'undecodable', str(err))
             return
         if not np.all(np.isfinite(values)):
-            self._reject(f'extra/{name}', 'non-finite value')
+            self._reject(f'extra/{name}', 'non-finite value', f'values {values.tolist()}')
             return
         now = time.monotonic()
         with self._lock:
@@ -312,18 +318,19 @@ class PolicyNode(Node):
         source = f'camera/{role}'
         dims = image_dims(msg)
         if dims is not None and cam['source_size'] is not None and dims != cam['source_size']:
-            self._reject(source, f'image size {dims[0]}x{dims[1]}, expected '
-                         f'{cam["source_size"][0]}x{cam["source_size"][1]}')
+            expected = cam['source_size']
+            self._reject(source, 'wrong image size', f'{dims[0]}x{dims[1]}, expected '
+                         f'{expected[0]}x{expected[1]} (cameras.{role}.source_size)')
             return
         try:
             frame = decode_image(msg, size=self.profile.image_size, depth=cam['depth'])
         except BagToolsError as err:
-            self._reject(source, f'undecodable: {err}')
+            self._reject(source, 'undecodable', str(err))
             return
         channels = self._channels.get(role, frame.shape[2])
         if frame.shape != (*self.profile.image_size, channels):
-            self._reject(source, f'decoded shape {frame.shape}, model needs '
-                         f'{(*self.profile.image_size, channels)}')
+            self._reject(source, 'wrong channels', f'decoded shape {frame.shape}, the model '
+                         f'needs {(*self.profile.image_size, channels)}')
             return
         if cam['source_size'] is None and dims is not None:
             cam['source_size'] = dims  # the camera's resolution is fixed from here on
