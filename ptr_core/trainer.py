@@ -38,6 +38,7 @@ from torch import Tensor, nn
 
 from ptr_core import batch as K
 from ptr_core.checkpoint import (
+    Checkpoint,
     checkpoint_dirs,
     latest_checkpoint,
     load_checkpoint,
@@ -266,6 +267,35 @@ def validate(
     return {'val/action_mse': sq / max(count, 1.0), 'val/loss': loss_sum / n}
 
 
+def _build_bundle(
+    config: TrainConfig, resumed: Checkpoint | None, pretrained: Checkpoint | None
+) -> DataBundle:
+    """The run's data. Resume: the checkpoint's preprocessing and vocabularies. ``--init``: the
+    pretrained checkpoint's layout and normalization when the new data fits them (same robots
+    or a subset, same To and mode) so the pretrained weights keep their meaning; else the new
+    data's own (and ``load_matching`` decides what fits)."""
+    if resumed is not None:
+        return build_data(
+            config.data, seed=config.seed, preprocessor=resumed.preprocessor,
+            vocab=Vocabulary.from_json(resumed.vocab), robots=resumed.robots,
+        )
+    if pretrained is not None:
+        pre = pretrained.preprocessor
+        if (pre.obs_horizon == config.data.obs_horizon
+                and pre.normalizer.mode == config.data.normalization):
+            try:
+                bundle = build_data(config.data, seed=config.seed, preprocessor=pre,
+                                    robots=pretrained.robots)
+            except PtrError as err:
+                log.info('--init: the new data does not fit the checkpoint layout (%s); using '
+                         "the data's own layout and normalization", err)
+            else:
+                log.info('--init: keeping the checkpoint layout %s and its normalization',
+                         list(pre.layout.robots))
+                return bundle
+    return build_data(config.data, seed=config.seed)
+
+
 def _infinite(loader: Any) -> Iterator[dict[str, Tensor]]:
     while True:
         yield from loader
@@ -323,18 +353,13 @@ def _train(
         msg = f'{start_ckpt}: the policy config differs from the checkpoint; cannot resume'
         raise ConfigError(msg)
 
-    bundle = build_data(
-        config.data, seed=config.seed,
-        preprocessor=resumed.preprocessor if resumed else None,
-        vocab=Vocabulary.from_json(resumed.vocab) if resumed else None,
-        robots=resumed.robots if resumed else None,
-    )
+    pretrained = load_checkpoint(init) if init is not None and resumed is None else None
+    bundle = _build_bundle(config, resumed, pretrained)
     bundle.train.defer_uint8 = True  # images cross the worker boundary as uint8
     policy = build_policy(config.policy, bundle.preprocessor,
                           chunk_length=config.data.chunk_length).to(device)
-    if init is not None and resumed is None:
-        pre = load_checkpoint(init)
-        load_matching(policy, pre.ema if pre.ema is not None else pre.model,
+    if pretrained is not None:
+        load_matching(policy, pretrained.ema if pretrained.ema is not None else pretrained.model,
                       reinit_mismatched=config.reinit_mismatched, source=str(init))
     weighter = build_weighter(config.weighter.name, config.weighter.options)
     weighter.bind(policy)

@@ -28,6 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--out', help='run directory (overrides out_dir)')
     parser.add_argument('--init', metavar='CHECKPOINT',
                         help="post-train from this checkpoint's weights")
+    parser.add_argument('--reinit-mismatched', action='store_true',
+                        help='with --init: re-initialize tensors whose shapes do not fit')
     parser.add_argument('--resume', action='store_true',
                         help='continue the run in out_dir from its latest checkpoint')
     parser.add_argument('--no-progress', action='store_true', help='no progress bar')
@@ -39,6 +41,8 @@ def run(args: argparse.Namespace) -> int:
     overrides = list(args.overrides)
     if args.dataset:
         overrides.append('data.datasets=[' + ', '.join(repr(p) for p in args.dataset) + ']')
+    if args.reinit_mismatched:
+        overrides.append('reinit_mismatched=true')
     if args.out:
         overrides.append(f'out_dir={args.out!r}')
     config = load_config(args.config, overrides)

@@ -175,6 +175,26 @@ def test_init_from_checkpoint_checks_shapes(state_dataset: Path, image_dataset: 
     assert ok.final is not None
 
 
+def test_init_keeps_the_pretrained_layout_for_a_subset_of_robots(
+    image_dataset: Path, tmp_path: Path, tiny_config  # type: ignore[no-untyped-def]
+) -> None:
+    """Pretrain on two robots, post-train on one: the layout and normalizer carry over."""
+    from ptr_core.checkpoint import load_checkpoint
+    from ptr_core.synthetic import make_synthetic_dataset
+
+    pre = train(tiny_config(image_dataset, tmp_path / 'pre', 'steps=2'))
+    assert pre.final is not None
+    only = tmp_path / 'gripper_only'
+    make_synthetic_dataset(only, robot='gripper', episodes=2, length=10, state_dim=2,
+                           cameras=('front',), image_size=(16, 16), seed=9)
+    post = train(tiny_config(only, tmp_path / 'post', 'steps=1'), init=pre.final)
+    assert post.final is not None
+    a, b = load_checkpoint(pre.final), load_checkpoint(post.final)
+    assert b.preprocessor.layout.robots == ('arm', 'gripper')
+    assert b.preprocessor.normalizer.to_json() == a.preprocessor.normalizer.to_json()
+    assert set(b.robots) == {'arm', 'gripper'}
+
+
 def test_bf16_autocast_path_runs_on_cpu(image_dataset: Path, tmp_path: Path,
                                         tiny_config) -> None:  # type: ignore[no-untyped-def]
     """The CUDA mixed-precision code path, exercised on the CPU (bf16 autocast)."""
@@ -193,3 +213,17 @@ def test_cuda_bf16_compile(image_dataset: Path, tmp_path: Path,
                                'amp=auto', 'compile=true', 'data.num_workers=2'))
     assert result.final is not None
     assert result.metrics['loss'] > 0
+
+
+def test_ddp_with_the_ptr_weighter_runs(image_dataset: Path, tmp_path: Path,
+                                        tiny_config) -> None:  # type: ignore[no-untyped-def]
+    """Policy and PTR scorer share one DDP container: the scorer's gradients are synced."""
+    pytest.importorskip('ptr_core.weighting.ptr')
+    cfg: TrainConfig = tiny_config(image_dataset, tmp_path / 'x', 'steps=3', 'batch_size=8',
+                                   'weighter.name=ptr', 'weighter.options={warmup_steps: 1}')
+    mp.start_processes(_ddp_worker, args=(2, _free_port(), to_dict(cfg), str(tmp_path / 'ddp')),
+                       nprocs=2, join=True, start_method='spawn')
+    state = _weights(tmp_path / 'ddp/final', 'weighter')
+    assert any(k.startswith('scorer.') for k in state)
+    lines = (tmp_path / 'ddp/metrics.jsonl').read_text().splitlines()
+    assert 'weighter/' in lines[-1]
