@@ -221,13 +221,22 @@ def _pid_alive(pid: int) -> bool:
 
 
 def _drop_stale_temps(root: Path) -> None:
-    """Remove manifest temp files whose writer died between writing and renaming them."""
+    """Remove temp files and episode directories whose writer died before renaming them.
+
+    A live writer's temps are work in progress (``ptr inspect`` during an ingest): kept.
+    """
     if not root.is_dir():
         return
     for tmp in root.glob(f'.{MANIFEST}.*.tmp'):
         pid = tmp.name[len(MANIFEST) + 2:-len('.tmp')]
         if not pid.isdigit() or not _pid_alive(int(pid)):
             tmp.unlink(missing_ok=True)
+    episodes = root / EPISODES
+    if episodes.is_dir():
+        for path in episodes.glob('.tmp-*'):
+            pid = path.name.rsplit('-', 1)[-1]
+            if not pid.isdigit() or not _pid_alive(int(pid)):
+                shutil.rmtree(path, ignore_errors=True)
 
 
 def write_episode(root: Path, episode: EpisodeData) -> Path:
@@ -352,11 +361,7 @@ class Dataset:
         if not episodes.is_dir():
             return
         known = {e['id'] for e in self.manifest['episodes']}
-        for path in sorted(episodes.iterdir()):
-            pid = path.name.rsplit('-', 1)[-1]
-            # a live writer's temp directory is work in progress (`ptr inspect` during ingest)
-            if path.name.startswith('.tmp-') and not (pid.isdigit() and _pid_alive(int(pid))):
-                shutil.rmtree(path, ignore_errors=True)
+        _drop_stale_temps(self.root)
         orphans = [
             p for p in sorted(episodes.iterdir())
             if p.is_dir() and p.name not in known and (p / 'meta.json').is_file()

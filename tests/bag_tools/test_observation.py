@@ -215,7 +215,7 @@ def test_real_rclpy_messages_decode_like_bag_messages() -> None:
     np.testing.assert_array_equal(decode_image(comp, size=SAME, depth=True)[..., 0], DEPTH)
     js = sensor_msgs.JointState(name=['b', 'a'], position=[2.0, 1.0])
     assert joint_positions(js, ['a', 'b']).tolist() == [1.0, 2.0]
-    traj = traj_msgs.JointTrajectory(joint_names=['b', 'a'],
-                                      points=[traj_msgs.JointTrajectoryPoint(positions=[4.0, 3.0])])
+    point = traj_msgs.JointTrajectoryPoint(positions=[4.0, 3.0])
+    traj = traj_msgs.JointTrajectory(joint_names=['b', 'a'], points=[point])
     assert command_values(traj, 'trajectory_msgs/msg/JointTrajectory', ['a', 'b']).tolist() == [
         3.0, 4.0]
