@@ -20,7 +20,7 @@ import numpy.typing as npt
 
 from ptr_core.errors import PtrError
 
-__all__ = ['SimArm', 'render_arm']
+__all__ = ['SimArm', 'end_effector', 'render_arm']
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -97,6 +97,16 @@ class SimArm:
         self.velocity = delta / dt if dt > 0 else np.zeros_like(delta)
         self.position = np.clip(self.position + delta, self.lower, self.upper)
         return self.position
+
+
+def end_effector(positions: npt.ArrayLike) -> tuple[FloatArray, float]:
+    """Planar forward kinematics of the drawn arm: tip ``[x, y, z]`` (m, links 0.3 m, in the
+    x-z plane) and its pitch (rad); the arm the camera shows, as an extra observation."""
+    q = np.asarray(positions, dtype=np.float64)[:3]
+    angles = np.pi / 2 - np.cumsum(q)  # straight up at zero, like render_arm
+    x = float(np.sum(0.3 * np.cos(angles)))
+    z = float(np.sum(0.3 * np.sin(angles)))
+    return np.array([x, 0.0, z]), float(angles[-1]) if len(angles) else 0.0
 
 
 _COLORS = [(230, 90, 60), (60, 200, 90), (70, 110, 240), (230, 200, 40), (200, 60, 200)]

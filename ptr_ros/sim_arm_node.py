@@ -32,8 +32,9 @@ from trajectory_msgs.msg import JointTrajectory
 
 from bag_tools.profile import RobotProfile, load_profile
 from ptr_core.errors import PtrError
+from ptr_ros.conversions import message_class
 from ptr_ros.params import declare
-from ptr_ros.sim_arm import SimArm, render_arm
+from ptr_ros.sim_arm import SimArm, end_effector, render_arm
 
 __all__ = ['SimArmNode', 'load_robot_profile', 'main']
 
@@ -130,6 +131,13 @@ class SimArmNode(Node):
             pub = self.create_publisher(msg_type, topic, qos_profile_sensor_data)
             self._camera_pubs.append((pub, compressed))
         reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        # The profile's extra observations, from the arm's kinematics (so a policy trained
+        # with them has every input it waits for).
+        self._extra_pubs = [
+            (self.create_publisher(message_class(e.type), e.topic, qos_profile_sensor_data),
+             e.type)
+            for e in (profile.extra_state if profile else ())
+        ]
         self.create_subscription(JointTrajectory, trajectory_topic, self._on_trajectory,
                                  reliable)
         self.create_subscription(Float64MultiArray, forward_topic, self._on_forward, reliable)
@@ -181,6 +189,29 @@ class SimArmNode(Node):
         msg.position = [float(v) for v in self.arm.position]
         msg.velocity = [float(v) for v in self.arm.velocity]
         self._state_pub.publish(msg)
+        for pub, msgtype in self._extra_pubs:
+            pub.publish(self._extra_msg(msgtype, msg.header.stamp))
+
+    def _extra_msg(self, msgtype: str, stamp: Any) -> Any:
+        """Tip pose/point from forward kinematics; twist from joint velocities; zero wrench."""
+        out = message_class(msgtype)()
+        xyz, pitch = end_effector(self.arm.position)
+        body = out
+        for field in ('pose', 'point', 'vector', 'twist', 'wrench'):
+            if hasattr(out, field) and hasattr(out, 'header'):
+                out.header.stamp = stamp
+                out.header.frame_id = 'sim_base'
+                body = getattr(out, field)
+        if hasattr(body, 'position'):  # Pose
+            body.position.x, body.position.y, body.position.z = (float(v) for v in xyz)
+            body.orientation.y = float(np.sin(pitch / 2))
+            body.orientation.w = float(np.cos(pitch / 2))
+        elif hasattr(body, 'linear'):  # Twist: joint speeds as a stand-in
+            v = np.resize(self.arm.velocity, 3)
+            body.linear.x, body.linear.y, body.linear.z = (float(a) for a in v)
+        elif hasattr(body, 'x'):  # Point, Vector3
+            body.x, body.y, body.z = (float(v) for v in xyz)
+        return out  # Wrench: zeros (no contact in a kinematic arm)
 
     def _on_camera_timer(self) -> None:
         if not self.cameras_on or not self._camera_pubs:

@@ -37,6 +37,7 @@ STARTUP_S = 120.0  # node processes import torch and load the checkpoint on a lo
 def start_pair(
     launch_node: Any, names: dict[str, str], run: SimRun, *, interface: str = 'trajectory',
     compressed: bool = False, camera_timeout: float = 0.5, initial: float = 0.0,
+    policy_params: dict[str, Any] | None = None,
 ) -> tuple[NodeProcess, NodeProcess, str]:
     camera = names['camera'] + ('/compressed' if compressed else '')
     command = names['trajectory'] if interface == 'trajectory' else names['forward']
@@ -62,6 +63,7 @@ def start_pair(
         'max_step_change': MAX_STEP,
         'execute_steps': 4,
         'diagnostics_rate_hz': 5.0,
+        **(policy_params or {}),
     }, names['policy'])
     return sim, policy, command
 
@@ -240,3 +242,22 @@ def test_bad_checkpoint_fails_with_one_line(launch_node: Any, names: dict[str, s
     out = policy.output()
     assert str(missing) in out
     assert 'Traceback' not in out
+
+
+def test_closed_loop_with_an_extra_state_observation(
+    pose_run: SimRun, launch_node: Any, probe: Probe, names: dict[str, str]
+) -> None:
+    """The profile's PoseStamped extra state: the sim arm publishes it from its kinematics, the
+    policy waits for it, watches it and runs with it."""
+    sim, policy, command = start_pair(launch_node, names, pose_run, compressed=True)
+    probe.record('command', JointTrajectory, command)
+    probe.record('diagnostics', DiagnosticArray, '/diagnostics')
+    diag = wait_for_state(probe, names['policy'], 'disabled', procs=(sim, policy))
+    assert 'age.extra/tool' in diag
+    probe.call(SetBool, f'/{names["policy"]}/enable', SetBool.Request(data=True))
+    wait_for(lambda: len(probe.recorded.get('command')) >= 10, 60, 'commands after enable')
+    check_commands(probe.recorded.get('command')[-5:],
+                   start=positions(probe.recorded.get('command')[-5][1])[0])
+    diag = wait_for_state(probe, names['policy'], 'running', timeout=30)
+    assert int(diag['received.extra/tool']) > 0
+    assert diag['age.extra/tool'] != 'never'

@@ -104,3 +104,13 @@ def test_command_messages() -> None:
     assert message_class('geometry_msgs/PoseStamped').__name__ == 'PoseStamped'
     with pytest.raises(PtrError, match='not installed'):
         message_class('no_such_msgs/msg/Thing')
+
+
+def test_end_effector_matches_the_drawn_chain() -> None:
+    from ptr_ros.sim_arm import end_effector
+
+    xyz, pitch = end_effector([0.0, 0.0, 0.0])
+    np.testing.assert_allclose(xyz, [0.0, 0.0, 0.9], atol=1e-12)
+    assert pitch == pytest.approx(np.pi / 2)
+    xyz, _ = end_effector([np.pi / 2, 0.0, 0.0])  # bent flat to one side
+    np.testing.assert_allclose(xyz, [0.9, 0.0, 0.0], atol=1e-12)
