@@ -141,6 +141,9 @@ def test_closed_loop_moves_only_after_enable(
     assert float(diag['inference_ms.p50']) > 0
     camera_source = 'camera/front'
     assert int(diag[f'received.{camera_source}']) > 0
+    # Clean shutdown on SIGINT (what ros2 launch sends): both exit 0.
+    assert policy.stop() == 0, policy.output()[-2000:]
+    assert sim.stop() == 0, sim.output()[-2000:]
 
 
 def test_camera_watchdog_holds_and_resumes(
