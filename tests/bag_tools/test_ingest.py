@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 from pathlib import Path
@@ -10,8 +9,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from armbags import JOINTS, T0, arm_content, arm_profile, frame_pixels, joint_value, snapshot
 from bagfactory import write_all, write_bag
-from conftest import JOINTS, T0, arm_content, arm_profile, frame_pixels, joint_value
 
 from bag_tools.dataset import Dataset, unified_layout
 from bag_tools.episodes import bag_to_episodes
@@ -33,16 +32,6 @@ def same_episode(a: Any, b: Any) -> None:
     for role in a.images:
         np.testing.assert_array_equal(a.images[role], b.images[role])
         np.testing.assert_array_equal(a.image_valid[role], b.image_valid[role])
-
-
-def snapshot(root: Path) -> dict[str, Any]:
-    """Everything in a dataset directory: JSON parsed, arrays as bytes."""
-    out: dict[str, Any] = {}
-    for p in sorted(root.rglob('*')):
-        if p.is_file():
-            rel = str(p.relative_to(root))
-            out[rel] = json.loads(p.read_text()) if p.suffix == '.json' else p.read_bytes()
-    return out
 
 
 def test_three_containers_give_identical_episodes(tmp_path: Path) -> None:

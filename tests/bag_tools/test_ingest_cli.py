@@ -12,9 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import yaml
+from armbags import T0, arm_content, arm_profile, snapshot
 from bagfactory import write_bag
-from conftest import T0, arm_content, arm_profile
-from test_ingest import snapshot
 
 from bag_tools.dataset import Dataset
 

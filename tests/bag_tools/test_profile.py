@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import arm_profile
+from armbags import arm_profile
 
 from bag_tools.errors import ProfileError
 from bag_tools.profile import ActionSource, RobotProfile, load_profile

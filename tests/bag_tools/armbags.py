@@ -1,16 +1,13 @@
-"""A small arm with a camera, written into bags: shared by the ingestion tests."""
+"""A small arm with a camera, written into bags, and dataset helpers: shared by the ingestion
+tests (a plain module, not a conftest, so that `from armbags import ...` is unambiguous)."""
 
 from __future__ import annotations
 
-import sys
+import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))
-
 from bagfactory import BagContent, encode_jpeg
 
 T0 = 1_700_000_000_000_000_000  # bag start, ns
@@ -73,6 +70,11 @@ def arm_profile(**overrides: Any) -> dict[str, Any]:
     return d
 
 
-@pytest.fixture
-def arm_profile_dict() -> dict[str, Any]:
-    return arm_profile()
+def snapshot(root: Path) -> dict[str, Any]:
+    """Everything in a dataset directory: JSON parsed, arrays as bytes."""
+    out: dict[str, Any] = {}
+    for p in sorted(root.rglob('*')):
+        if p.is_file():
+            rel = str(p.relative_to(root))
+            out[rel] = json.loads(p.read_text()) if p.suffix == '.json' else p.read_bytes()
+    return out
