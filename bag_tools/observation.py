@@ -332,6 +332,9 @@ def extra_state_values(
     a ``JointState`` (another topic's joints, e.g. a gripper) in ``joints`` order."""
     msgtype = normalize_msgtype(msgtype)
     if msgtype == 'sensor_msgs/msg/JointState':
+        if not joints:
+            msg_ = 'a JointState extra observation needs its joints (ExtraStateSpec.joints)'
+            raise IngestError(msg_)
         return joint_positions(msg, joints)
     if msgtype not in EXTRA_STATE_TYPES:
         msg_ = f'extra_state type {msgtype} is not supported'
