@@ -54,6 +54,7 @@ __all__ = ['FUTURE_PREFIX', 'PTRWeighter', 'ScoredBatch']
 log = logging.getLogger(__name__)
 
 FUTURE_PREFIX = 'future.'
+OBS_PREFIX = 'obs.'
 
 
 @dataclass
@@ -300,8 +301,12 @@ class PTRWeighter(SampleWeighter):
                            valid=valid)
 
     def _target(self, batch: dict[str, Tensor]) -> Tensor:
-        assert self.target_encoder is not None
-        feature: Tensor = self.target_encoder.target_feature(batch, FUTURE_PREFIX)  # type: ignore[operator]
+        encoder = self.target_encoder
+        assert encoder is not None
+        feature: Tensor = encoder.target_feature(batch, FUTURE_PREFIX)  # type: ignore[operator]
+        if self.config.target == 'delta':
+            current: Tensor = encoder.target_feature(batch, OBS_PREFIX)  # type: ignore[operator]
+            feature = feature - current
         return feature
 
     def _window(self, batch: dict[str, Tensor]) -> int:

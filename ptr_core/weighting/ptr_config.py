@@ -1,9 +1,13 @@
 """``PTRConfig``: every knob of Posterior-Transition Reweighting, validated on construction.
 
 Defaults are the measured-best setting of PTR_SPEC.md ("What we measured"): the ``action``
-score, centred, smoothed per episode, β = 0.5, clip [0.05, 4]. ``PAPER_DEFAULTS`` holds the
-paper's own setting (``future`` score, no centring, β = 1.5, clip [0.25, 4]); the two YAML presets
-``config/train/ptr.yaml`` and ``config/train/ptr_paper.yaml`` are these two dictionaries.
+score, centred, smoothed per episode, β = 0.5, clip [0.05, 4], plus one measured deviation: the
+target is the *change* of the encoded observation, ``g(o_{t+Δ}) − g(o_t)`` (``target: delta``).
+Our heads' action summary ``e`` is FiLM-conditioned on the context, so with the plain future as
+target the action score identifies the candidate by its context and saturates (docs/ptr.md).
+``PAPER_DEFAULTS`` holds the paper's own setting (``future`` score and target, no centring,
+β = 1.5, clip [0.25, 4]); the two YAML presets ``config/train/ptr.yaml`` and
+``config/train/ptr_paper.yaml`` are these two dictionaries.
 """
 
 from __future__ import annotations
@@ -16,10 +20,11 @@ from typing import Any
 
 from ptr_core.errors import ConfigError
 
-__all__ = ['HARD_NEGATIVES', 'PAPER_DEFAULTS', 'SCORE_MODES', 'SMOOTHING', 'PTRConfig']
+__all__ = ['HARD_NEGATIVES', 'PAPER_DEFAULTS', 'SCORE_MODES', 'SMOOTHING', 'TARGETS', 'PTRConfig']
 
 SCORE_MODES = ('action', 'future')
 SMOOTHING = ('none', 'episode')
+TARGETS = ('future', 'delta')
 HARD_NEGATIVES = ('nearest_state', 'task_robot', 'none')
 
 
@@ -44,6 +49,7 @@ class PTRConfig:
     scorer_hidden: int = 256  # width of MLP_a
     detach: bool = False  # detach h and e: scorer gradients do not reach the backbone
     # -- target encoder (step 2) -------------------------------------------------------------
+    target: str = 'delta'  # 'delta': g(o_{t+Δ}) − g(o_t); 'future': g(o_{t+Δ}) (the paper's)
     ema_decay: float = 0.999
     frozen_target: bool = False  # ablation: g is a frozen copy of the encoder at bind time
     # -- candidate pool (step 3) -------------------------------------------------------------
@@ -78,7 +84,7 @@ class PTRConfig:
     def __post_init__(self) -> None:
         for name, choices in (
             ('score_mode', SCORE_MODES), ('smoothing', SMOOTHING),
-            ('hard_negatives', HARD_NEGATIVES),
+            ('hard_negatives', HARD_NEGATIVES), ('target', TARGETS),
         ):
             if getattr(self, name) not in choices:
                 msg = f'weighter option {name}: {getattr(self, name)!r} is not one of {choices}'
@@ -162,6 +168,7 @@ def _coerce(key: str, value: Any, kind: type) -> Any:
 
 PAPER_DEFAULTS: dict[str, Any] = {
     'score_mode': 'future',
+    'target': 'future',
     'center': False,
     'smoothing': 'none',
     'beta': 1.5,

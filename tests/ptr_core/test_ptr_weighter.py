@@ -39,7 +39,8 @@ class StandInEncoder(nn.Module):
         return out
 
     def target_feature(self, batch: dict[str, Tensor], prefix: str = 'future.') -> Tensor:
-        out: Tensor = self.state_mlp(batch[f'{prefix}state'])
+        state = batch[f'{prefix}state']
+        out: Tensor = self.state_mlp(state[:, -1] if state.dim() == 3 else state)
         return out
 
 
@@ -186,7 +187,8 @@ def test_action_mode_score_equals_the_explicit_posterior() -> None:
     scored = weighter.score(batch, out, step=0)
     assert weighter.scorer is not None
     assert weighter.target_encoder is not None
-    y = normalize(weighter.target_encoder.target_feature(batch, 'future.'))
+    g = weighter.target_encoder
+    y = normalize(g.target_feature(batch, 'future.') - g.target_feature(batch, 'obs.'))
     tau = float(weighter.controller.tau)
     expected = []
     for i in range(12):
