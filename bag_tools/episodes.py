@@ -82,8 +82,17 @@ def _fail(path: Path, topic: str, problem: str) -> IngestError:
     return IngestError(f'{path}: topic {topic}: {problem}')
 
 
+def _bag_topics(bag: BagReader) -> dict[str, TopicInfo]:
+    """The bag's topics keyed by absolute name: ROS 1 recorders may store ``joint_states``
+    for ``/joint_states`` (``TopicInfo.topic`` keeps the bag's spelling for reading)."""
+    out: dict[str, TopicInfo] = {}
+    for topic, info in bag.topics().items():
+        out.setdefault('/' + topic.lstrip('/'), info)
+    return out
+
+
 def _check_topics(bag: BagReader, profile: RobotProfile) -> dict[str, TopicInfo]:
-    infos = bag.topics()
+    infos = _bag_topics(bag)
     wanted: list[tuple[str, str, tuple[str, ...]]] = [
         (profile.state_topic, 'state_topic', (JOINT_STATE,)),
     ]
@@ -96,10 +105,12 @@ def _check_topics(bag: BagReader, profile: RobotProfile) -> dict[str, TopicInfo]
     for topic, key, _ in wanted:
         info = infos.get(topic)
         if info is None or info.msgcount == 0:
-            have = ', '.join(sorted(infos)) or 'no topics'
+            names = sorted(i.topic for i in infos.values())
+            have = ', '.join(names[:8]) + (f' and {len(names) - 8} more' if len(names) > 8
+                                           else '') if names else 'no topics'
             problem = 'not in the bag' if info is None else 'has no messages'
             raise _fail(bag.path, topic, f'{problem} (profile key {key}; the bag has {have})')
-    bag.require_defined([t for t, _, _ in wanted])
+    bag.require_defined([infos[t].topic for t, _, _ in wanted])
     for topic, key, types in wanted:
         info = infos[topic]
         if normalize_msgtype(info.msgtype) not in types:
@@ -118,7 +129,7 @@ def read_streams(bag: BagReader, profile: RobotProfile) -> BagStreams:
     def stream(topic: str | None) -> Stream | None:
         if not topic or topic not in infos:
             return None
-        return Stream(topic, normalize_msgtype(infos[topic].msgtype))
+        return Stream(infos[topic].topic, normalize_msgtype(infos[topic].msgtype))
 
     state = stream(profile.state_topic)
     assert state is not None  # checked above
@@ -126,9 +137,9 @@ def read_streams(bag: BagReader, profile: RobotProfile) -> BagStreams:
         path=bag.path,
         state=state,
         action=stream(profile.action.topic),
-        cameras={c.role: Stream(c.topic, normalize_msgtype(infos[c.topic].msgtype))
+        cameras={c.role: Stream(infos[c.topic].topic, normalize_msgtype(infos[c.topic].msgtype))
                  for c in profile.cameras},
-        extra=[Stream(e.topic, e.type) for e in profile.extra_state],
+        extra=[Stream(infos[e.topic].topic, e.type) for e in profile.extra_state],
         markers=stream(profile.episodes.marker_topic),
         task=stream(profile.task_topic),
         custom_data=bag.custom_data(),
@@ -317,7 +328,7 @@ class _Aligner:
         roles_of: dict[str, list[CameraSpec]] = {}
         for cam in self.p.cameras:
             if needed.get(cam.role):
-                roles_of.setdefault(cam.topic, []).append(cam)
+                roles_of.setdefault(self.s.cameras[cam.role].topic, []).append(cam)
         if not roles_of:
             return
         left = sum(len(v) for v in needed.values())

@@ -189,7 +189,7 @@ def _span_stats(times: npt.NDArray[np.int64], lo: int, hi: int) -> tuple[int, fl
         return n, 0.0, 0.0
     span = (inside[-1] - inside[0]) / 1e9
     gap = float(np.max(np.diff(inside))) / 1e9
-    return n, (n - 1) / span if span > 0 else 0.0, gap
+    return n, float((n - 1) / span) if span > 0 else 0.0, gap
 
 
 def report_interpolated(

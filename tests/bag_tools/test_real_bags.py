@@ -70,3 +70,24 @@ def test_third_party_placeholder_images_are_refused(shared_bags: Path, repo_root
         assert str(shared_bags / TRIO / name) in str(info.value)
     with pytest.raises(IngestError, match=r'sample_ros2: topic /camera/image_raw: not in the bag'):
         bag_to_episodes(shared_bags / TRIO / 'sample_ros2', profile)
+
+
+def test_fetch_relative_topic_and_sparse_poses(shared_bags: Path) -> None:
+    """The Fetch bag stores `calibration_joint_states` without a leading slash and holds 61
+    poses over 10 minutes: the profile's absolute name matches; the gaps leave no episode."""
+    joints = ['shoulder_pan_joint', 'shoulder_lift_joint', 'upperarm_roll_joint',
+              'elbow_flex_joint', 'forearm_roll_joint', 'wrist_flex_joint', 'wrist_roll_joint']
+    d = {'robot': 'fetch_arm', 'joints': joints, 'state_topic': '/calibration_joint_states',
+         'action': {'source': 'next_state'}, 'rate_hz': 10.0,
+         'joint_limits': {'lower': [-7.0] * 7, 'upper': [7.0] * 7}}
+    bag = shared_bags / 'real/fetch_calibration_poses.bag'
+    with pytest.raises(IngestError, match=r'/calibration_joint_states: shorter than one action '
+                                          r'chunk: 1 grid steps'):
+        bag_to_episodes(bag, RobotProfile.from_dict(d, source='fetch'))
+    d['episodes'] = {'max_gap_s': 60.0}  # accept the sparse stream as one episode
+    (ep,) = bag_to_episodes(bag, RobotProfile.from_dict(d, source='fetch'))
+    (rep,) = ep.sync_report['topics']
+    assert rep['topic'] == 'calibration_joint_states'
+    assert rep['max_gap_s'] == pytest.approx(38.17, abs=0.01)
+    assert rep['rate_hz'] < 0.1
+    assert ep.state_valid.all()
