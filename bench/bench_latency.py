@@ -114,6 +114,9 @@ def main() -> int:
         dataset = simdata.build_dataset(root, bags)
         checkpoints = {h: simdata.train_checkpoint(REPO, dataset, root / f'run_{h}', head=h)
                        for h in args.heads}
+        # One unmeasured run first: the first node pair after training starts on cold caches.
+        measure(root, checkpoints[args.heads[0]], rate=args.rates[0], steps=args.steps[0],
+                device=args.device, seconds=2.0, tag=f'warmup_{os.getpid()}')
         rows = []
         for head in args.heads:
             for rate in args.rates:
