@@ -276,7 +276,14 @@ def write_episode(root: Path, episode: EpisodeData) -> Path:
         'part': list(episode.part),
     }
     (tmp / 'meta.json').write_text(json.dumps(meta, indent=1))
-    os.replace(tmp, final)
+    try:
+        os.replace(tmp, final)
+    except OSError as err:  # another writer renamed the same episode in first
+        shutil.rmtree(tmp, ignore_errors=True)
+        if final.exists():
+            msg = f'{final}: episode already exists'
+            raise DatasetError(msg) from err
+        raise
     return final
 
 
@@ -366,8 +373,14 @@ class Dataset:
             p for p in sorted(episodes.iterdir())
             if p.is_dir() and p.name not in known and (p / 'meta.json').is_file()
         ]
-        if orphans and all(Episode(p).robot in self.manifest['robots'] for p in orphans):
-            self.add_episodes([Episode(p) for p in orphans], robots={})
+        # episodes of a robot the manifest does not know yet wait for its profile
+        adopt = [ep for ep in map(Episode, orphans) if ep.robot in self.manifest['robots']]
+        if adopt:
+            self.add_episodes(adopt, robots={})
+
+    def adopt_orphans(self) -> None:
+        """Index complete episode directories not in the manifest (after a crash)."""
+        self._adopt_orphans()
 
     # -- writing ---------------------------------------------------------------------------
     def save_manifest(self) -> None:

@@ -133,9 +133,8 @@ def ingest_one(
         episodes = bag_to_episodes(path, profile, content_hash=digest)
         written = []
         for ep in episodes:
-            stale = out / EPISODES / ep.id
-            if stale.exists():  # left by a crash and not indexed: redo it
-                shutil.rmtree(stale)
+            # An existing directory is the same bag under the same name twice in one run
+            # (crash leftovers were adopted or dropped by _prepare): refused, nothing removed.
             write_episode(out, ep)
             written.append(ep.id)
         return BagResult(str(path), BagStatus.OK, '', digest, tuple(written),
@@ -181,6 +180,7 @@ def _prepare(ds: Dataset, profile: RobotProfile) -> frozenset[str]:
             raise DatasetError(msg)
         ds.manifest['robots'][profile.robot] = entry
         ds.save_manifest()
+        ds.adopt_orphans()  # episodes a failed earlier run left before its robot was dropped
     by_bag: dict[str, list[Episode]] = {}
     for e in ds.manifest['episodes']:
         if e['robot'] == profile.robot and e['content_hash']:
@@ -217,6 +217,7 @@ def ingest(
         msg = 'no bags given'
         raise IngestError(msg)
     ds = Dataset.create_or_open(out, rate_hz=profile.rate_hz)
+    new_robot = profile.robot not in ds.manifest['robots']
     done = _prepare(ds, profile)
     result = IngestResult(out)
     seen: set[str] = set(done)
@@ -224,8 +225,10 @@ def ingest(
     def collect(res: BagResult) -> None:
         if res.status is BagStatus.OK:
             if res.content_hash in seen:  # the same bag twice in one run
+                indexed = set(ds.episode_ids)
                 for ep_id in res.episodes:
-                    shutil.rmtree(out / EPISODES / ep_id, ignore_errors=True)
+                    if ep_id not in indexed:
+                        shutil.rmtree(out / EPISODES / ep_id, ignore_errors=True)
                 res = res._replace(status=BagStatus.SKIPPED, episodes=(), frames=0,
                                    reason='same content as another bag in this run')
             else:
@@ -243,6 +246,9 @@ def ingest(
             collect(ingest_one(path, profile, out, done))
     else:
         _run_pool(paths, profile, out, done, workers, collect)
+    if new_robot and not any(e['robot'] == profile.robot for e in ds.manifest['episodes']):
+        del ds.manifest['robots'][profile.robot]  # nothing landed: leave no empty robot behind
+        ds.manifest['stats'].pop(profile.robot, None)
     ds.refresh_stats()
     order = {str(p): i for i, p in enumerate(paths)}
     result.bags.sort(key=lambda b: order.get(b.path, 0))

@@ -245,3 +245,35 @@ def test_leftovers_of_a_dead_writer_are_cleaned(tmp_path: Path) -> None:
     assert ingest([bag], prof(), out).ok
     assert sorted(p.name for p in out.iterdir()) == ['episodes', 'manifest.json']
     assert len(list((out / 'episodes').iterdir())) == 1
+
+
+def test_same_bag_twice_loses_nothing(tmp_path: Path) -> None:
+    """Identical copies (same name, other folder) in one run: one is ingested, once."""
+    first = write_bag(arm_content(), tmp_path / 'x' / 'run', 'mcap')
+    copy = tmp_path / 'y' / 'run'
+    shutil.copytree(first, copy)
+    for workers in (1, 2):
+        out = tmp_path / f'ds{workers}'
+        res = ingest([first, copy], prof(), out, workers=workers)
+        statuses = [b.status for b in res.bags]
+        assert statuses.count(BagStatus.OK) == 1, res.bags
+        other = next(b for b in res.bags if b.status is not BagStatus.OK)
+        assert other.reason in ('same content as another bag in this run',) or (
+            'already exists' in other.reason), other
+        ds = Dataset.open(out)
+        assert len(ds) == 1
+        ep = ds.episodes()[0]
+        assert ep.length == 31
+        assert ep.state_valid.all()
+
+
+def test_a_run_where_every_bag_fails_leaves_no_robot(tmp_path: Path) -> None:
+    bad = write_bag(arm_content(camera=False), tmp_path / 'nocam', 'mcap')
+    out = tmp_path / 'ds'
+    res = ingest([bad], prof(), out)
+    assert not res.ok
+    ds = Dataset.open(out)
+    assert ds.manifest['robots'] == {}
+    assert len(ds) == 0
+    assert ingest([write_bag(arm_content(), tmp_path / 'good', 'mcap')], prof(), out).ok
+    assert list(Dataset.open(out).manifest['robots']) == ['arm3']
