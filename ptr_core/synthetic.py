@@ -1,8 +1,9 @@
 """Small synthetic datasets in the real on-disk format, for tests, benchmarks and demos.
 
-A point robot reaches a per-episode goal: ``a_t = clip(k·(goal - s_t), ±1)``,
-``s_{t+1} = s_t + 0.5·a_t``; cameras (optional) show a bright square at the state's first two
-coordinates over a goal-coloured background, so the action is learnable from state or images.
+A point robot reaches a goal from a random start: ``a_t = clip(0.6·(goal - s_t), ±1)``,
+``s_{t+1} = s_t + 0.5·a_t``. The goal is one per dataset (``goal_per_episode=True`` draws one per
+episode, which the state then does not reveal). Cameras (optional) show a bright square at the
+state's first two coordinates, so the action is a function of the observation.
 Written through ``bag_tools.dataset.write_episode`` + ``Dataset.add_episodes``, exactly as
 ``ptr ingest`` writes.
 """
@@ -76,6 +77,7 @@ def make_synthetic_dataset(
     task: str = 'reach',
     sources: Sequence[str] | None = None,
     seed: int = 0,
+    goal_per_episode: bool = False,
 ) -> Dataset:
     """Append ``episodes`` synthetic episodes of ``robot`` to the dataset at ``root``.
 
@@ -86,8 +88,10 @@ def make_synthetic_dataset(
     ds = Dataset.create_or_open(root, rate_hz=rate_hz)
     start = len(ds)
     written = []
+    shared_goal = rng.uniform(-1.0, 1.0, state_dim).astype(np.float32)
     for i in range(episodes):
-        goal = rng.uniform(-1.5, 1.5, state_dim).astype(np.float32)
+        goal = (rng.uniform(-1.5, 1.5, state_dim).astype(np.float32) if goal_per_episode
+                else shared_goal)
         s = rng.uniform(-1.5, 1.5, state_dim).astype(np.float32)
         states, actions = [], []
         for _ in range(length):

@@ -207,12 +207,16 @@ def _autocast(config: TrainConfig, device: torch.device) -> Any:
 class _MetricsWriter:
     """JSONL metrics (always) and TensorBoard (when installed), rank 0 only."""
 
-    def __init__(self, out_dir: Path, enabled: bool) -> None:
+    def __init__(self, out_dir: Path, enabled: bool, *, start_step: int = 0) -> None:
         self.enabled = enabled
         self.file = out_dir / 'metrics.jsonl'
         self.tb: Any = None
         if not enabled:
             return
+        if self.file.exists():  # a resumed run: drop what a killed run logged past its ckpt
+            lines = self.file.read_text().splitlines()
+            kept = [x for x in lines if x.strip() and json.loads(x).get('step', 0) <= start_step]
+            self.file.write_text(''.join(f'{x}\n' for x in kept))
         try:
             from torch.utils.tensorboard import SummaryWriter
 
@@ -405,7 +409,7 @@ def _train(
     if dinfo.main:
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / 'config.json').write_text(json.dumps(to_dict(config), indent=1))
-    writer = _MetricsWriter(out_dir, dinfo.main)
+    writer = _MetricsWriter(out_dir, dinfo.main, start_step=step)
     vocab = bundle.vocab.to_json()
 
     def save(path: Path, at: int) -> Path:
@@ -445,7 +449,9 @@ def _train(
             window_steps += 1
 
             logged = None
-            if step % config.log_every == 0 or step == config.steps:
+            val_now = bool(config.val_every) and (step % config.val_every == 0
+                                                  or step == config.steps)
+            if step % config.log_every == 0 or step == config.steps or val_now:
                 elapsed = time.perf_counter() - window_start
                 stats = torch.stack([window['loss'], window['aux']]) / window_steps
                 if dinfo.enabled:
@@ -461,9 +467,7 @@ def _train(
                 }
                 window = {k: torch.zeros_like(v) for k, v in window.items()}
                 window_steps, window_start = 0, time.perf_counter()
-                if config.val_every and dinfo.main and (
-                    step % config.val_every == 0 or step == config.steps
-                ):
+                if val_now and dinfo.main:
                     metrics.update(validate(
                         cast(ActionPolicy, ema.module), bundle, batch_size=per_rank,
                         batches=config.val_batches, device=device, seed=config.seed,

@@ -117,6 +117,9 @@ def test_resume_after_sigkill_is_bit_exact(weighter: str, state_dataset: Path, t
     resumed = train(cfg, resume=True)
     assert resumed.step == 12
     assert resumed.final is not None
+    logged = [json.loads(x)['step'] for x in
+              (tmp_path / 'killed/metrics.jsonl').read_text().splitlines()]
+    assert logged == [3, 6, 9, 12]  # the killed run's step-6 line is not duplicated
     for name in ('model', 'ema', 'weighter'):
         _assert_equal(_weights(ref.final, name), _weights(resumed.final, name))
     _assert_equal(_weights(ref.final / 'training_state', 'optimizer'),
