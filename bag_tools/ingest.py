@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import shutil
+import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -35,6 +36,9 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+#: The manifest is rewritten at most this often while bags finish (and once at the end).
+MANIFEST_EVERY_S = 2.0
 
 
 class BagStatus(str, Enum):
@@ -221,11 +225,20 @@ def ingest(
     done = _prepare(ds, profile)
     result = IngestResult(out)
     seen: set[str] = set(done)
+    pending: list[str] = []  # written, not yet in the manifest (a crash: adopted on reopen)
+    last_flush = time.monotonic()
+
+    def flush() -> None:
+        nonlocal last_flush
+        if pending:
+            ds.add_episodes([ds.episode(i) for i in pending], robots={}, refresh_stats=False)
+            pending.clear()
+        last_flush = time.monotonic()
 
     def collect(res: BagResult) -> None:
         if res.status is BagStatus.OK:
             if res.content_hash in seen:  # the same bag twice in one run
-                indexed = set(ds.episode_ids)
+                indexed = set(ds.episode_ids) | set(pending)
                 for ep_id in res.episodes:
                     if ep_id not in indexed:
                         shutil.rmtree(out / EPISODES / ep_id, ignore_errors=True)
@@ -233,19 +246,23 @@ def ingest(
                                    reason='same content as another bag in this run')
             else:
                 seen.add(res.content_hash)
-                ds.add_episodes([ds.episode(i) for i in res.episodes], robots={},
-                                refresh_stats=False)
+                pending.extend(res.episodes)
+                if time.monotonic() - last_flush > MANIFEST_EVERY_S:
+                    flush()  # rewriting a large manifest per bag would be quadratic
         elif res.status is BagStatus.FAILED:
             log.warning('%s', res.reason)
         result.bags.append(res)
         if progress is not None:
             progress(res)
 
-    if workers <= 1 or len(paths) == 1:
-        for path in paths:
-            collect(ingest_one(path, profile, out, done))
-    else:
-        _run_pool(paths, profile, out, done, workers, collect)
+    try:
+        if workers <= 1 or len(paths) == 1:
+            for path in paths:
+                collect(ingest_one(path, profile, out, done))
+        else:
+            _run_pool(paths, profile, out, done, workers, collect)
+    finally:
+        flush()  # also on Ctrl-C: index what finished
     if new_robot and not any(e['robot'] == profile.robot for e in ds.manifest['episodes']):
         del ds.manifest['robots'][profile.robot]  # nothing landed: leave no empty robot behind
         ds.manifest['stats'].pop(profile.robot, None)
