@@ -57,6 +57,7 @@ class BagResult(NamedTuple):
     episodes: tuple[str, ...] = ()
     frames: int = 0
     bytes_read: int = 0
+    cpu_s: float = 0.0  # CPU seconds the worker spent on this bag
 
 
 @dataclass
@@ -129,6 +130,14 @@ def ingest_one(
     path: Path, profile: RobotProfile, out: Path, done: frozenset[str]
 ) -> BagResult:
     """Worker: hash, skip if done, read and align, write the episode directories."""
+    cpu = time.process_time()
+    res = _ingest_one(path, profile, out, done)
+    return res._replace(cpu_s=time.process_time() - cpu)
+
+
+def _ingest_one(
+    path: Path, profile: RobotProfile, out: Path, done: frozenset[str]
+) -> BagResult:
     try:
         digest = bag_content_hash(path) if path.exists() else ''
         if digest and digest in done:
