@@ -194,3 +194,33 @@ def test_extra_joint_state_topic(tmp_path: Path) -> None:
     np.testing.assert_allclose(ep.state[:, 2], (t - 0.001) / 50, atol=1e-6)
     np.testing.assert_allclose(ep.state[:, 3], 1 + t, atol=1e-6)  # force.x 1 -> 3 over 2 s
     assert ep.state_valid.all()
+
+
+def test_pose_quaternions_take_the_shorter_arc_and_tasks_follow_the_topic(
+    tmp_path: Path,
+) -> None:
+    c = BagContent()
+    for i in range(41):
+        c.joint_state('/js', T0 + 50 * i * MS, ['a', 'b'], [i, i])
+    c.float_array('/cmd', T0, [1.0, 2.0])
+    theta = 0.2
+    # the tracker flips the quaternion's sign between samples: the same rotations as +q
+    c.pose('/obj', T0, [0, 0, 0], [0, 0, 0, 1])
+    c.pose('/obj', T0 + 200 * MS, [1, 2, 3], [0, 0, -np.sin(theta / 2), -np.cos(theta / 2)])
+    c.pose('/obj', T0 + 2000 * MS, [1, 2, 3], [0, 0, np.sin(theta / 2), np.cos(theta / 2)])
+    c.string('/task', T0, 'stack the red block')
+    c.empty('/episode', T0 + 1000 * MS)
+    c.string('/task', T0 + 1000 * MS, 'open the drawer')
+    prof = profile(cameras={}, image_size=None, task='fallback', task_topic='/task',
+                   action={'source': 'command', 'topic': '/cmd', 'names': ['a', 'b']},
+                   extra_state=[{'topic': '/obj', 'type': 'geometry_msgs/PoseStamped'}],
+                   episodes={'marker_topic': '/episode'})
+    first, second = bag_to_episodes(write_bag(c, tmp_path / 'pose', 'sqlite3'), prof)
+    assert first.task == 'stack the red block'
+    assert second.task == 'open the drawer'
+    mid = first.state[1]  # t = 100 ms, halfway between the first two poses
+    np.testing.assert_allclose(mid[2:5], [0.5, 1.0, 1.5], atol=1e-6)
+    np.testing.assert_allclose(mid[5:9], [0, 0, np.sin(theta / 4), np.cos(theta / 4)],
+                               atol=1e-6)
+    np.testing.assert_allclose(np.linalg.norm(first.state[:, 5:9], axis=1), 1.0, atol=1e-6)
+    assert prof.state_names[2:5] == ['obj.position.x', 'obj.position.y', 'obj.position.z']
