@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 from armbags import JOINTS, T0, arm_content, arm_profile, frame_pixels, joint_value, snapshot
-from bagfactory import write_all, write_bag
+from bagfactory import BagContent, compressed_depth_png, write_all, write_bag
 
 from bag_tools.dataset import Dataset, unified_layout
 from bag_tools.episodes import bag_to_episodes
@@ -277,3 +277,31 @@ def test_a_run_where_every_bag_fails_leaves_no_robot(tmp_path: Path) -> None:
     assert len(ds) == 0
     assert ingest([write_bag(arm_content(), tmp_path / 'good', 'mcap')], prof(), out).ok
     assert list(Dataset.open(out).manifest['robots']) == ['arm3']
+
+
+def test_raw_and_depth_cameras_through_every_container(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    c = BagContent()
+    for i in range(21):
+        c.joint_state('/joint_states', T0 + 100_000_000 * i, JOINTS, [i, i, i])
+    depth = [rng.integers(0, 65535, (6, 8), dtype=np.uint16) for _ in range(21)]
+    color = [rng.integers(0, 255, (6, 8, 3), dtype=np.uint8) for _ in range(21)]
+    for i in range(21):
+        t = T0 + 100_000_000 * i
+        c.image('/color', t, color[i][..., ::-1].copy(), 'bgr8', pad=4)
+        c.compressed_image('/depth', t, compressed_depth_png(depth[i]),
+                           fmt='16UC1; compressedDepth png')
+        c.image('/metres', t, depth[i].astype(np.float32)[..., None] / 1000.0, '32FC1',
+                big_endian=bool(i % 2))
+    p = prof(action={'source': 'next_state'}, image_size=[6, 8], cameras={
+        'color': {'topic': '/color'}, 'depth': {'topic': '/depth', 'depth': True},
+        'metres': {'topic': '/metres', 'depth': True}})
+    paths = write_all(c, tmp_path / 'bags')
+    eps = {fmt: bag_to_episodes(path, p)[0] for fmt, path in paths.items()}
+    ep = eps['ros1']
+    for other in eps.values():
+        same_episode(ep, other)
+    np.testing.assert_array_equal(ep.images['color'], np.stack(color))
+    np.testing.assert_array_equal(ep.images['depth'][..., 0], np.stack(depth))
+    np.testing.assert_array_equal(ep.images['metres'][..., 0], np.stack(depth))
+    assert ep.images['depth'].dtype == np.uint16
