@@ -53,11 +53,12 @@ def import_metaworld() -> Any:
 
 _MT1: dict[str, Any] = {}
 _OPEN: weakref.WeakSet[MetaWorldEnv] = weakref.WeakSet()
+_HOOKED = False
 
 
-@atexit.register
 def _close_renderers() -> None:
-    # Free GL contexts while EGL is still loaded; at interpreter teardown it is not.
+    # Free GL contexts while the EGL display is still up. Registered after MuJoCo's EGL module
+    # is imported, so this runs before MuJoCo's own exit hook (atexit is last-in, first-out).
     for env in list(_OPEN):
         env.close()
 
@@ -144,6 +145,10 @@ class MetaWorldEnv:
         if self._renderer is None:
             self._renderer = mujoco.Renderer(self.env.model, self.image_size, self.image_size)
             _OPEN.add(self)
+            global _HOOKED
+            if not _HOOKED:
+                atexit.register(_close_renderers)
+                _HOOKED = True
         try:
             self._renderer.update_scene(self.env.data, camera=camera)
         except ValueError as err:
