@@ -33,12 +33,12 @@ from ptr_core.weighting.base import SampleWeighter, weighted_mean
 
 ARMS: dict[str, tuple[str, dict[str, Any]]] = {
     'uniform': ('uniform', {}),
-    'ptr action (default)': ('ptr', {'warmup_steps': 0}),
+    'ptr action, delta (default)': ('ptr', {'warmup_steps': 0}),
+    'ptr action, future target': ('ptr', {'warmup_steps': 0, 'target': 'future'}),
     'ptr future, random negatives': ('ptr', {'warmup_steps': 0, 'score_mode': 'future',
-                                             'hard_negatives': 'none'}),
+                                             'target': 'future', 'hard_negatives': 'none'}),
     'ptr future, hard negatives': ('ptr', {'warmup_steps': 0, 'score_mode': 'future',
-                                           'r_hard_max': 0.5}),
-    'ptr action, delta target': ('ptr', {'warmup_steps': 0, 'target': 'delta'}),
+                                           'target': 'future', 'controller': False}),
 }
 
 
@@ -110,6 +110,9 @@ def main() -> None:
     wanted = [a.strip() for a in args.arms.split(',') if a.strip()]
     arms = {k: v for k, v in ARMS.items() if not wanted or k in wanted or k == 'uniform'}
     built = {k: _arm(*v, bundle, device, args.head) for k, v in arms.items()}
+    for k, (_, weighter, _) in built.items():
+        if 'hard' in k:  # the controller's share at high accuracy: half the draws are hard
+            weighter.controller.r_hard.fill_(0.5)  # type: ignore[operator]
     times: dict[str, list[float]] = {k: [] for k in arms}
     peak: dict[str, int] = dict.fromkeys(arms, 0)
     for i in range(args.warmup + args.steps):

@@ -147,7 +147,11 @@ class PTRWeighter(SampleWeighter):
             device = next(encoder.parameters()).device
         except StopIteration:
             device = torch.device('cpu')
-        self.scorer = TransitionScorer(h_dim, e_dim, target_dim, hidden=c.scorer_hidden)
+        # A private RNG stream: building the scorer must not shift the run's global RNG, so
+        # that alpha = 0 reproduces a uniform run bit for bit.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(c.seed)
+            self.scorer = TransitionScorer(h_dim, e_dim, target_dim, hidden=c.scorer_hidden)
         self.queue = TargetQueue(c.queue_size, target_dim, state_dim)
         target = copy.deepcopy(encoder)
         target.requires_grad_(False)
@@ -174,6 +178,12 @@ class PTRWeighter(SampleWeighter):
         self, batch: dict[str, Tensor], out: PolicyOutput, step: int
     ) -> WeightOutput:
         c = self.config
+        if c.alpha == 0:
+            # Plain uniform post-training, exactly: no score, no scorer loss, no gradient.
+            self._pending = None
+            ones = torch.ones(out.loss.shape[0], device=out.loss.device)
+            return WeightOutput(weights=ones, aux_loss=ones.new_zeros(()),
+                                metrics={'alpha': 0.0, 'w_mean': 1.0})
         tau, beta, r_hard = (float(x) for x in torch.stack(
             [self.controller.tau, self.controller.beta, self.controller.r_hard]).tolist())
         scored = self.score(batch, out, step=step, tau=tau, r_hard=r_hard)

@@ -41,7 +41,7 @@ class PTRConfig:
     beta: float = 0.5  # initial β of exp(T / β); the controller moves it within [beta_min, max]
     w_min: float = 0.05
     w_max: float = 4.0
-    alpha: float = 1.0  # w = 1 + α (clip(...) - 1); 0 is plain uniform post-training
+    alpha: float = 1.0  # w = 1 + α (clip(...) - 1); 0: uniform post-training, scorer idle
     warmup_steps: int = 3000  # NCE warm-up: w ≡ 1 while the scorer trains
     # -- scorer and logits (step 4) ----------------------------------------------------------
     tau: float = 0.12  # initial temperature of the cosine logits

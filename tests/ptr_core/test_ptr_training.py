@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from bag_tools.dataset import Dataset, EpisodeData, write_episode
 from ptr_core.configuration import load_config
@@ -111,14 +112,23 @@ def test_ptr_weights_cli_writes_the_report(
     make_synthetic_dataset(data, robot='arm2', episodes=2, length=24, state_dim=3,
                            sources=('good',), seed=1)
     finals = {}
-    for name in ('uniform', 'ptr'):
-        options = '{warmup_steps: 2}' if name == 'ptr' else '{}'
+    runs = {'uniform': ('uniform', '{}'), 'ptr': ('ptr', '{warmup_steps: 2}'),
+            'alpha0': ('ptr', '{alpha: 0.0, warmup_steps: 0}')}
+    for run, (name, options) in runs.items():
         cfg = load_config(repo_root / 'config' / 'train' / 'debug.yaml', [
-            f'data.datasets=[{str(data)!r}]', f'out_dir={str(tmp_path / name)!r}', 'steps=4',
+            f'data.datasets=[{str(data)!r}]', f'out_dir={str(tmp_path / run)!r}', 'steps=4',
             'val_every=0', 'device=cpu', f'weighter.name={name}',
             f'weighter.options={options}',
         ])
-        finals[name] = train(cfg).final
+        finals[run] = train(cfg).final
+    # alpha = 0 reproduces uniform post-training exactly (weights and EMA, bit for bit)
+    for file in ('model.safetensors', 'ema.safetensors'):
+        a, b = load_file(str(finals['uniform'] / file)), load_file(str(finals['alpha0'] / file))
+        assert a.keys() == b.keys()
+        assert all(torch.equal(a[k], b[k]) for k in a), file
+    uni = load_file(str(finals['uniform'] / 'model.safetensors'))
+    ptr_model = load_file(str(finals['ptr'] / 'model.safetensors'))
+    assert not all(torch.equal(uni[k], ptr_model[k]) for k in uni)  # ... PTR itself does not
     out = tmp_path / 'report'
     capsys.readouterr()
     assert main(['weights', str(finals['ptr']), str(data), '--out', str(out),
