@@ -159,9 +159,13 @@ class DiffusionPolicy(ActionPolicy):
         return pred, noise, e
 
     def ddim_timesteps(self, steps: int) -> list[int]:
+        """Descending DDIM steps with "trailing" spacing (K-1 first, never the near-clean k=0,
+        whose step is wasted): with 4 steps [99, 74, 50, 25] for K = 100. The last step jumps
+        to x0. Measured on the synthetic task: much better than linspace at <= 4 steps."""
         total = self.config.train_timesteps
         steps = max(1, min(steps, total))
-        return sorted({round(v) for v in np.linspace(0, total - 1, steps)}, reverse=True)
+        grid = np.linspace(total - 1, 0, steps + 1)[:-1]
+        return sorted({round(float(v)) for v in grid}, reverse=True)
 
     def _sample(self, x: Tensor, h: Tensor, steps: int) -> Tensor:
         ks = self.ddim_timesteps(steps)

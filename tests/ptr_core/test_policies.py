@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from pathlib import Path
 
 import pytest
@@ -103,7 +104,16 @@ def test_fixed_seed_determinism(image_dataset: Path, tiny_config) -> None:  # ty
     assert not torch.equal(other.per_sample_loss(batch), outs[0][0])
 
 
-def test_ddim_and_schedule() -> None:
+def test_ddim_and_schedule(state_dataset: Path, tiny_config) -> None:  # type: ignore[no-untyped-def]
+    cfg, bundle, _ = _setup(state_dataset, tiny_config, 'policy.train_timesteps=100')
+    policy = build_policy(cfg.policy, bundle.preprocessor, chunk_length=4)
+    assert isinstance(policy, DiffusionPolicy)
+    assert policy.ddim_timesteps(4) == [99, 74, 50, 25]
+    assert policy.ddim_timesteps(1) == [99]
+    many = policy.ddim_timesteps(500)  # capped at K steps, strictly descending from K-1
+    assert many[0] == 99
+    assert len(many) >= 95
+    assert all(a > b for a, b in itertools.pairwise(many))
     ab = cosine_alphas_cumprod(100)
     assert ab.shape == (100,)
     assert 0.99 < float(ab[0]) <= 1.0
