@@ -74,8 +74,7 @@ class _Pending:
     """What ``forward`` computed for ``after_step`` to commit."""
 
     step: int
-    target: Tensor
-    state: Tensor
+    push: tuple[Tensor, Tensor] | None  # targets and states for the queue
     robot: Tensor
     task: Tensor
     episode: Tensor
@@ -234,12 +233,14 @@ class PTRWeighter(SampleWeighter):
         )
         if not warmup:
             self._warn(metrics, step)
-        state = _current_state(batch, n_local, scored.score.device)
         keep = valid
+        push: tuple[Tensor, Tensor] | None = None
+        if c.score_mode == 'future' and c.queue_draws > 0:  # only the future score reads it
+            state = _current_state(batch, n_local, scored.score.device)
+            push = (_gather(scored.target)[keep], _gather(state)[keep])
         self._pending = _Pending(
-            step=step, target=_gather(scored.target)[keep], state=_gather(state)[keep],
-            robot=robot[keep], task=task[keep], episode=episode[keep], frame=frame[keep],
-            episode_slots=slots, episode_values=values, metrics=metrics,
+            step=step, push=push, robot=robot[keep], task=task[keep], episode=episode[keep],
+            frame=frame[keep], episode_slots=slots, episode_values=values, metrics=metrics,
         )
         local = weights[rank * n_local:(rank + 1) * n_local]
         return WeightOutput(weights=local.detach().float(), aux_loss=aux,
@@ -384,9 +385,10 @@ class PTRWeighter(SampleWeighter):
         pending, self._pending = self._pending, None
         if pending is None or pending.step != step:
             return
-        if self.queue is not None and c.score_mode == 'future' and c.queue_draws > 0:
-            self.queue.push(pending.target, pending.state, pending.robot, pending.task,
-                            pending.episode, pending.frame)
+        if self.queue is not None and pending.push is not None:
+            target, state = pending.push
+            self.queue.push(target, state, pending.robot, pending.task, pending.episode,
+                            pending.frame)
         if pending.episode_slots is not None and pending.episode_values is not None:
             self.episode_score[pending.episode_slots] = pending.episode_values
             self.episode_seen[pending.episode_slots] = True
