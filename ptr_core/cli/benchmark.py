@@ -23,6 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--out', default=None, help='output folder (default: runs/bench_<preset>)')
     parser.add_argument('--set', dest='overrides', action='append', default=[],
                         metavar='KEY=VALUE', help='override a benchmark config key (repeatable)')
+    parser.add_argument('--report', action='store_true',
+                        help='only write the report from the cells finished so far in OUT')
     parser.add_argument('--workers', type=int, default=None,
                         help="parallel training processes (default: the preset's)")
 
@@ -30,7 +32,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ptr_core.sim.benchmark import markdown, run_benchmark
+    from ptr_core.sim.benchmark import (
+        cells,
+        collect_results,
+        markdown,
+        run_benchmark,
+        summarize,
+        write_report,
+    )
     from ptr_core.sim.benchmark_config import load_benchmark_config
 
     overrides = list(args.overrides)
@@ -43,6 +52,13 @@ def run(args: argparse.Namespace) -> int:
     def say(line: str) -> None:
         print(f'[{time.monotonic() - t0:6.0f} s] {line}', flush=True)
 
+    if args.report:
+        results = collect_results(cfg, out)
+        summary = summarize(cfg, results)
+        write_report(summary, out)
+        print(markdown(summary))
+        print(f'{len(results)} of {len(cells(cfg))} cells finished; report: {out / "results.md"}')
+        return 0
     say(f'ptr benchmark {cfg.name} -> {out}')
     summary = run_benchmark(cfg, out, say=say)
     print()

@@ -38,7 +38,7 @@ from ptr_core.sim.benchmark_config import BenchmarkConfig, MethodSpec
 from ptr_core.sim.recorder import plan_episodes, record, write_profile
 from ptr_core.sim.setups import get_setup
 
-__all__ = ['Cell', 'run_benchmark', 'summarize', 'write_report']
+__all__ = ['Cell', 'collect_results', 'run_benchmark', 'summarize', 'write_report']
 
 log = logging.getLogger(__name__)
 
@@ -295,6 +295,16 @@ def run_benchmark(cfg: BenchmarkConfig, out: str | Path, *, say: Say = log.info)
 
 
 # -- stage 5: report --------------------------------------------------------------------------
+def collect_results(cfg: BenchmarkConfig, out: str | Path) -> list[dict[str, Any]]:
+    """The finished cells' results in ``out`` (for a report while the benchmark still runs)."""
+    found = []
+    for cell in cells(cfg):
+        file = Path(out) / 'runs' / cell.key / 'result.json'
+        if file.exists():
+            found.append(json.loads(file.read_text()))
+    return found
+
+
 def _mean_std(xs: Sequence[float | None]) -> tuple[float, float]:
     arr = np.asarray([x for x in xs if x is not None], dtype=float)
     if not len(arr):
