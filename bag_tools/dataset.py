@@ -211,13 +211,18 @@ def _write_json_atomic(path: Path, obj: Any) -> None:
 
 
 def _pid_alive(pid: int) -> bool:
+    """Whether a process ``pid`` runs (a zombie, killed but not yet reaped, does not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        state = Path(f'/proc/{pid}/stat').read_text().rsplit(')', 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True  # no /proc: trust kill()
+    return state not in ('Z', 'X')
 
 
 def _drop_stale_temps(root: Path) -> None:
@@ -371,12 +376,17 @@ class Dataset:
         _drop_stale_temps(self.root)
         orphans = [
             p for p in sorted(episodes.iterdir())
-            if p.is_dir() and p.name not in known and (p / 'meta.json').is_file()
+            if p.is_dir() and not p.name.startswith('.') and p.name not in known
+            and (p / 'meta.json').is_file()
         ]
         # episodes of a robot the manifest does not know yet wait for its profile
         adopt = [ep for ep in map(Episode, orphans) if ep.robot in self.manifest['robots']]
         if adopt:
             self.add_episodes(adopt, robots={})
+
+    def drop_stale_temps(self) -> None:
+        """Remove temp files and directories of writers that died (see ``write_episode``)."""
+        _drop_stale_temps(self.root)
 
     def adopt_orphans(self) -> None:
         """Index complete episode directories not in the manifest (after a crash)."""

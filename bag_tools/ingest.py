@@ -276,6 +276,7 @@ def ingest(
         del ds.manifest['robots'][profile.robot]  # nothing landed: leave no empty robot behind
         ds.manifest['stats'].pop(profile.robot, None)
     ds.refresh_stats()
+    ds.drop_stale_temps()  # a writer killed just before this run started is gone by now
     order = {str(p): i for i, p in enumerate(paths)}
     result.bags.sort(key=lambda b: order.get(b.path, 0))
     return result

@@ -63,6 +63,17 @@ def test_ingest_then_inspect(tmp_path: Path) -> None:
     assert arm['sync']['/cam/image_raw/compressed']['max_offset_s'] < 1 / 15
 
 
+def _wait_group_gone(pgid: int, timeout: float = 20.0) -> None:
+    """SIGKILLed workers die asynchronously; wait until the process group is empty."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.02)
+
+
 def test_bad_profile_is_one_line(tmp_path: Path) -> None:
     bag = write_bag(arm_content(), tmp_path / 'b', 'mcap')
     proc = ptr('ingest', str(bag), '-p', str(profile_file(tmp_path, rate_hz=-1)), '-o',
@@ -100,6 +111,7 @@ def test_killed_ingest_resumes_to_an_identical_dataset(tmp_path: Path) -> None:
     assert proc.poll() is None, 'ingest finished before it could be interrupted'
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
+    _wait_group_gone(proc.pid)
     partial = Dataset.open(out)  # valid right after the kill (adopts finished episodes)
     assert 0 < len(partial) < 16
 
