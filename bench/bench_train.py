@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 
-def _measure(args: argparse.Namespace, dataset: str, head: str, out: Any) -> None:
+def _measure(args: argparse.Namespace, dataset: str, head: str, label: str, out: Any) -> None:
     import torch
 
     from ptr_core import batch as K
@@ -108,12 +108,13 @@ def _measure(args: argparse.Namespace, dataset: str, head: str, out: Any) -> Non
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB → MiB
         where = 'RSS'
     params = sum(p.numel() for p in policy.parameters()) / 1e6
-    images = batches[0][K.obs_image_key('front')].shape
+    key = K.obs_image_key('front')
+    images = tuple(batches[0][key].shape) if key in batches[0] else ()
     out.put({
-        'head': head, 'device': str(device), 'amp': bool(args.amp and device.type == 'cuda'),
+        'head': label, 'device': str(device), 'amp': bool(args.amp and device.type == 'cuda'),
         'compile': cfg.compile, 'params_m': params, 'batch': cfg.batch_size,
         'step_rate': step_rate, 'loader_rate': loader_rate, 'peak_mib': peak, 'mem': where,
-        'images': tuple(images),
+        'images': images,
     })
 
 
@@ -127,6 +128,8 @@ def main() -> int:
     parser.add_argument('--workers', type=int, default=2)
     parser.add_argument('--threads', type=int, default=2, help='torch CPU threads per process')
     parser.add_argument('--heads', nargs='+', default=['diffusion', 'flow'])
+    parser.add_argument('--state-only', action=argparse.BooleanOptionalAction, default=True,
+                        help='also measure a state-only flow policy (the simulator benchmark)')
     parser.add_argument('--compile', action=argparse.BooleanOptionalAction, default=None,
                         help='torch.compile (default: on for CUDA)')
     parser.add_argument('--amp', action=argparse.BooleanOptionalAction, default=True,
@@ -145,17 +148,22 @@ def main() -> int:
         ds = Path(tmp) / 'bench'
         make_synthetic_dataset(ds, robot='arm', episodes=16, length=80, state_dim=7,
                                cameras=('front', 'wrist'), image_size=(96, 96))
+        runs = [(str(ds), head, head) for head in args.heads]
+        if args.state_only:
+            plain = Path(tmp) / 'state'
+            make_synthetic_dataset(plain, robot='arm', episodes=16, length=80, state_dim=7)
+            runs.append((str(plain), 'flow', 'flow/state'))
         ctx = mp.get_context('spawn')
         rows = []
-        for head in args.heads:
+        for data, head, label in runs:
             q = ctx.Queue()
-            proc = ctx.Process(target=_measure, args=(args, str(ds), head, q))
+            proc = ctx.Process(target=_measure, args=(args, data, head, label, q))
             proc.start()
             rows.append(q.get())
             proc.join()
-    print(f'\nptr training benchmark: 2 cameras 96x96, To=2, L=16, state 7, '
+    print(f'\nptr training benchmark: 2 cameras 96x96 (flow/state: none), To=2, L=16, state 7, '
           f'batch {args.batch_size}, {args.workers} loader workers, torch {torch.__version__}')
-    header = (f'| {"head":<9} | {"device":<6} | {"bf16":<4} | {"compile":<7} | {"params":>7} | '
+    header = (f'| {"head":<10} | {"device":<6} | {"bf16":<4} | {"compile":<7} | {"params":>7} | '
               f'{"step samples/s":>14} | {"loader samples/s":>16} | {"ratio":>5} | '
               f'{"peak memory":>15} |')
     print(header)
@@ -164,7 +172,7 @@ def main() -> int:
     for r in rows:
         ratio = r['loader_rate'] / r['step_rate']
         ok &= ratio >= 3.0
-        print(f'| {r["head"]:<9} | {r["device"]:<6} | {"yes" if r["amp"] else "no":<4} | '
+        print(f'| {r["head"]:<10} | {r["device"]:<6} | {"yes" if r["amp"] else "no":<4} | '
               f'{"yes" if r["compile"] else "no":<7} | {r["params_m"]:>6.2f}M | '
               f'{r["step_rate"]:>14.1f} | {r["loader_rate"]:>16.1f} | {ratio:>5.1f} | '
               f'{r["peak_mib"]:>8.0f} MiB {r["mem"]:<3} |')

@@ -336,6 +336,8 @@ def _train(
     progress: ProgressFn | None,
 ) -> TrainResult:
     device = resolve_device(config.device, dinfo.local_rank)
+    if device.type == 'cuda':
+        torch.backends.cudnn.benchmark = True  # fixed input shapes: pick the fastest convs
     if config.batch_size % dinfo.world:
         msg = f'batch_size: {config.batch_size} is not divisible by the {dinfo.world} ranks'
         raise ConfigError(msg)
@@ -385,6 +387,11 @@ def _train(
         info = load_training_state(resumed.path, optimizer)
         step = int(info['step'])
         log.info('resumed %s at step %d', resumed.path, step)
+        for key in ('batch_size', 'seed'):
+            if key in info and info[key] != getattr(config, key):
+                log.warning('resume: %s changed from %s to %s; the data order no longer '
+                            'continues the interrupted run exactly', key, info[key],
+                            getattr(config, key))
 
     model: nn.Module = module
     if dinfo.enabled:
@@ -416,6 +423,8 @@ def _train(
         return save_checkpoint(
             path, policy=policy, ema=ema, weighter=weighter, preprocessor=bundle.preprocessor,
             robots=bundle.robots, vocab=vocab, config=config, step=at, optimizer=optimizer,
+            extra_state={'batch_size': config.batch_size, 'seed': config.seed,
+                         'world_size': dinfo.world},
         )
 
     params = [p for p in module.parameters() if p.requires_grad]
