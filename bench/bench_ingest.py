@@ -10,8 +10,8 @@ measures, on this machine:
 * scaling: ``ingest`` of K copies of the bag with 1, 2, 4, ... worker processes.
 
 frames/s counts camera frames (both cameras) in the bag; MB/s is bag bytes per second. Each
-row is the best of --repeat runs. "cpu s" is CPU time: this process's for one-process rows, the
-workers' summed for the others. On a busy machine wall time says little about scaling, but equal
+row is the best of --repeat runs. "cpu s" is CPU time: this process's, plus the workers' for
+multi-worker rows. On a busy machine wall time says little about scaling, but equal
 CPU totals for 1 and N workers mean the work splits without overhead: with N free cores the
 wall time drops ~N-fold (bags permitting).
 Goal: ingest >= 0.7x the bare rate per process, near-linear speed-up with workers.
@@ -107,7 +107,7 @@ def bare(path: Path) -> tuple[float, float, int]:
 def timed_ingest(
     bags: list[Path], rate_hz: float, workers: int, work: Path
 ) -> tuple[float, float]:
-    """Wall and CPU seconds (this process's, or the workers' summed when workers > 1)."""
+    """Wall and CPU seconds (this process's plus, when workers > 1, the workers')."""
     out = work / f'ds_{rate_hz:g}_{workers}_{len(bags)}'
     shutil.rmtree(out, ignore_errors=True)
     cpu = time.process_time()
@@ -115,8 +115,8 @@ def timed_ingest(
     result = ingest(bags, profile(rate_hz), out, workers=workers)
     elapsed = time.perf_counter() - start
     cpu = time.process_time() - cpu
-    if workers > 1:  # the work ran in the workers
-        cpu = sum(b.cpu_s for b in result.bags)
+    if workers > 1:  # the bags ran in the workers; this process indexed them
+        cpu += sum(b.cpu_s for b in result.bags)
     assert result.ok, [b.reason for b in result.bags]
     shutil.rmtree(out, ignore_errors=True)
     return elapsed, cpu
