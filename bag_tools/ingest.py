@@ -200,7 +200,7 @@ def _prepare(ds: Dataset, profile: RobotProfile) -> frozenset[str]:
             by_bag.setdefault(e['content_hash'], []).append(ds.episode(e['id']))
     done, partial = set(), []
     for digest, eps in by_bag.items():
-        if len(eps) == eps[0].part[1]:
+        if len({ep.part for ep in eps}) >= eps[0].part[1]:  # every part of the bag is in
             done.add(digest)
         else:
             partial += [ep.id for ep in eps]
