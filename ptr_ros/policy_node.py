@@ -213,7 +213,8 @@ class PolicyNode(Node):
             topic = declare(self, f'{key}.topic', extra.topic, f'{extra.type} input.')
             timeout = declare(self, f'{key}.timeout_s', 0.5, f'{extra.name} watchdog timeout '
                               '(s).', lo=0.001, hi=60.0)
-            self.extras[extra.name] = {'topic': topic, 'type': extra.type, 'timeout': timeout}
+            self.extras[extra.name] = {'topic': topic, 'type': extra.type, 'timeout': timeout,
+                                       'joints': tuple(extra.joints)}
 
     # -- state ----------------------------------------------------------------------------
     def _setup_state(self) -> None:
@@ -299,7 +300,8 @@ class PolicyNode(Node):
 
     def _on_extra_state(self, name: str, msg: Any) -> None:
         try:
-            values = extra_state_values(msg, self.extras[name]['type'])
+            extra = self.extras[name]
+            values = extra_state_values(msg, extra['type'], joints=extra['joints'])
         except BagToolsError as err:
             self._reject(f'extra/{name}', 'undecodable', str(err))
             return

@@ -50,6 +50,19 @@ def pose_run(tmp_path_factory: pytest.TempPathFactory) -> SimRun:
     return SimRun(bags, dataset, checkpoint)
 
 
+@pytest.fixture(scope='session')
+def gripper_run(tmp_path_factory: pytest.TempPathFactory) -> SimRun:
+    """Like ``sim_run`` with the gripper's JointState on its own topic as an extra state."""
+    pytest.importorskip('torch')
+    import simdata
+
+    root = tmp_path_factory.mktemp('gripper_run')
+    bags = simdata.write_bags(root / 'bags', gripper=True)
+    dataset = simdata.build_dataset(root, bags, gripper=True)
+    checkpoint = simdata.train_checkpoint(REPO, dataset, root / 'run')
+    return SimRun(bags, dataset, checkpoint)
+
+
 @pytest.fixture
 def launch_node(
     tmp_path: Path, request: pytest.FixtureRequest

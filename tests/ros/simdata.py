@@ -28,12 +28,22 @@ LIMIT = 1.5
 
 
 POSE_TOPIC = '/tool_pose'
+GRIPPER_TOPIC = '/gripper/joint_states'
 
 
-def profile_dict(*, compressed: bool = False, pose: bool = False) -> dict[str, Any]:
-    """The sim arm's robot profile; ``pose`` adds a PoseStamped extra observation."""
+def profile_dict(
+    *, compressed: bool = False, pose: bool = False, gripper: bool = False
+) -> dict[str, Any]:
+    """The sim arm's robot profile; ``pose`` adds a PoseStamped extra observation, ``gripper``
+    a JointState extra (the gripper publishing on its own topic)."""
     camera_topic = '/camera/front/image_raw' + ('/compressed' if compressed else '')
-    extra = [{'topic': POSE_TOPIC, 'type': 'geometry_msgs/msg/PoseStamped', 'name': 'tool'}]
+    extra: list[dict[str, Any]] = []
+    if pose:
+        extra.append({'topic': POSE_TOPIC, 'type': 'geometry_msgs/msg/PoseStamped',
+                      'name': 'tool'})
+    if gripper:
+        extra.append({'topic': GRIPPER_TOPIC, 'type': 'sensor_msgs/msg/JointState',
+                      'name': 'gripper', 'joints': ['finger']})
     return {
         'robot': 'sim_arm',
         'joints': list(JOINTS),
@@ -45,7 +55,7 @@ def profile_dict(*, compressed: bool = False, pose: bool = False) -> dict[str, A
         'joint_limits': {'lower': [-LIMIT] * 3, 'upper': [LIMIT] * 3},
         'task': 'reach',
         'chunk_length': 8,
-        'extra_state': extra if pose else [],
+        'extra_state': extra,
     }
 
 
@@ -68,7 +78,8 @@ def tool_pose(q: np.ndarray) -> tuple[list[float], list[float]]:
 
 
 def bag_content(
-    episode: int, *, frames: int = 60, compressed: bool = False, pose: bool = False
+    episode: int, *, frames: int = 60, compressed: bool = False, pose: bool = False,
+    gripper: bool = False,
 ) -> BagContent:
     content = BagContent()
     q = trajectory(episode, frames)
@@ -80,6 +91,8 @@ def bag_content(
                             [0.01, q[k, 2], q[k, 0], q[k, 1]])
         if pose:
             content.pose(POSE_TOPIC, ns, *tool_pose(q[k]))
+        if gripper:
+            content.joint_state(GRIPPER_TOPIC, ns, ['finger'], [0.04 * (1 + np.sin(0.3 * k))])
         img = render_arm(q[k], SOURCE_SIZE)
         if compressed:
             content.compressed_image(topic, ns, encode_jpeg(img), fmt='rgb8; jpeg compressed bgr8')
@@ -90,22 +103,25 @@ def bag_content(
 
 def write_bags(
     directory: Path, *, episodes: int = 3, frames: int = 60, compressed: bool = False,
-    pose: bool = False,
+    pose: bool = False, gripper: bool = False,
 ) -> list[Path]:
     directory.mkdir(parents=True, exist_ok=True)
-    return [write_bag(bag_content(e, frames=frames, compressed=compressed, pose=pose),
+    return [write_bag(bag_content(e, frames=frames, compressed=compressed, pose=pose,
+                                  gripper=gripper),
                       directory / f'sim_{e}', 'mcap')
             for e in range(episodes)]
 
 
 def build_dataset(
-    directory: Path, bags: list[Path], *, compressed: bool = False, pose: bool = False
+    directory: Path, bags: list[Path], *, compressed: bool = False, pose: bool = False,
+    gripper: bool = False,
 ) -> Path:
     from bag_tools.ingest import ingest
     from bag_tools.profile import RobotProfile
 
     out = directory / 'dataset'
-    profile = RobotProfile.from_dict(profile_dict(compressed=compressed, pose=pose))
+    profile = RobotProfile.from_dict(
+        profile_dict(compressed=compressed, pose=pose, gripper=gripper))
     result = ingest(bags, profile, out, workers=1)
     assert result.ok, [b.reason for b in result.bags]
     return out

@@ -71,12 +71,13 @@ def bag_messages(path: Path) -> dict[int, dict[str, Any]]:
     return out
 
 
-@pytest.mark.parametrize('run_name', ['sim_run', 'pose_run'])
+@pytest.mark.parametrize('run_name', ['sim_run', 'pose_run', 'gripper_run'])
 def test_node_tensors_equal_the_training_loader_tensors(
     run_name: str, request: pytest.FixtureRequest
 ) -> None:
     """``sim_run``: raw Image frames; ``pose_run``: JPEG CompressedImage frames and a
-    PoseStamped extra state after the joints."""
+    PoseStamped extra state after the joints; ``gripper_run``: a JointState extra state (the
+    gripper on its own topic)."""
     sim_run: SimRun = request.getfixturevalue(run_name)
     dataset = Dataset.open(sim_run.dataset)
     episode = next(ep for ep in dataset.episodes() if ep.meta['source'].endswith('sim_1'))
@@ -89,6 +90,7 @@ def test_node_tensors_equal_the_training_loader_tensors(
         suffix = f'{id(context)}'
         js_topic = f'/parity{suffix}/joint_states'
         pose_topic = f'/parity{suffix}/tool_pose'
+        gripper_topic = f'/parity{suffix}/gripper'
         bag_cam = next(t for t in messages[int(episode.timestamp[0])] if 'camera' in t)
         compressed = bag_cam.endswith('/compressed')
         cam_topic = f'/parity{suffix}/image' + ('/compressed' if compressed else '')
@@ -97,15 +99,17 @@ def test_node_tensors_equal_the_training_loader_tensors(
             Parameter('joint_states_topic', value=js_topic),
             Parameter('cameras.front.topic', value=cam_topic),
             Parameter('extra_state.tool.topic', value=pose_topic),
+            Parameter('extra_state.gripper.topic', value=gripper_topic),
             Parameter('torch_threads', value=1),
         ])
         feeder = rclpy.create_node(f'parity_feeder_{suffix}', context=context)
         js_pub = feeder.create_publisher(JointState, js_topic, 10)
         pose_pub = feeder.create_publisher(PoseStamped, pose_topic, 10)
+        gripper_pub = feeder.create_publisher(JointState, gripper_topic, 10)
         img_pub = feeder.create_publisher(CompressedImage if compressed else Image, cam_topic,
                                           qos_profile_sensor_data)
         extras = list(node.profile.extra_state)
-        assert len(extras) == (1 if run_name == 'pose_run' else 0)
+        assert len(extras) == (0 if run_name == 'sim_run' else 1)
         executor = SingleThreadedExecutor(context=context)
         executor.add_node(node)
         executor.add_node(feeder)
@@ -130,8 +134,10 @@ def test_node_tensors_equal_the_training_loader_tensors(
         for t, stamp in enumerate(np.asarray(episode.timestamp)):
             at = messages[int(stamp)]
             js_pub.publish(at['/joint_states'])
-            if extras:
+            if run_name == 'pose_run':
                 pose_pub.publish(at[simdata.POSE_TOPIC])
+            if run_name == 'gripper_run':
+                gripper_pub.publish(at[simdata.GRIPPER_TOPIC])
 
             # Best-effort image delivery: resend until the node holds this very frame.
             def got_both(stamp: int = int(stamp), at: dict[str, Any] = at) -> bool:
