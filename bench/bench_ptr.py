@@ -99,7 +99,9 @@ def main() -> None:
     parser.add_argument('--warmup', type=int, default=3)
     parser.add_argument('--amp', action='store_true', help='bf16 autocast')
     parser.add_argument('--threads', type=int, default=0, help='torch threads (0: default)')
-    parser.add_argument('--arms', default='', help='comma-separated subset of arm names')
+    parser.add_argument('--arms', default='',
+                        help="';'-separated words picking arms, e.g. 'default;hard' "
+                             '(uniform always runs)')
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -108,8 +110,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         batch, bundle = _batch(args, Path(tmp) / 'data')
     batch = {k: v.to(device) for k, v in batch.items()}
-    wanted = [a.strip() for a in args.arms.split(',') if a.strip()]
-    arms = {k: v for k, v in ARMS.items() if not wanted or k in wanted or k == 'uniform'}
+    wanted = [a.strip() for a in args.arms.split(';') if a.strip()]
+    arms = {k: v for k, v in ARMS.items()
+            if not wanted or k == 'uniform' or any(w in k for w in wanted)}
     built = {k: _arm(*v, bundle, device, args.head) for k, v in arms.items()}
     for k, (_, weighter, _) in built.items():
         if 'hard' in k:  # the controller's share at high accuracy: half the draws are hard

@@ -67,6 +67,7 @@ class ScoredBatch:
     post: Posterior
     target: Tensor  # unit targets y [B, D]
     valid: Tensor  # bool [B]
+    pred: Tensor | None = None  # per-sample MSE of the context predictor (target 'residual')
 
 
 @dataclass
@@ -99,6 +100,7 @@ class PTRWeighter(SampleWeighter):
         self.register_buffer('episode_score', torch.zeros(n))
         self.register_buffer('episode_seen', torch.zeros(n, dtype=torch.bool))
         self.scorer: TransitionScorer | None = None
+        self.predictor: nn.Module | None = None
         self.target_encoder: nn.Module | None = None
         self.queue: TargetQueue | None = None
         self.robot_names: tuple[str, ...] = ()
@@ -151,6 +153,12 @@ class PTRWeighter(SampleWeighter):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(c.seed)
             self.scorer = TransitionScorer(h_dim, e_dim, target_dim, hidden=c.scorer_hidden)
+            self.predictor = None
+            if c.target == 'residual':
+                self.predictor = nn.Sequential(
+                    nn.LayerNorm(h_dim), nn.Linear(h_dim, c.scorer_hidden), nn.GELU(),
+                    nn.Linear(c.scorer_hidden, target_dim),
+                )
         self.queue = TargetQueue(c.queue_size, target_dim, state_dim)
         target = copy.deepcopy(encoder)
         target.requires_grad_(False)
@@ -217,6 +225,8 @@ class PTRWeighter(SampleWeighter):
         loss_id = -(scored.log_p * vf).sum() / n_valid_global * world
         loss_rank = (scored.rank * vf).sum() / n_valid_global * world
         aux = c.lambda_id * loss_id + c.lambda_rank * loss_rank
+        if scored.pred is not None:
+            aux = aux + c.lambda_pred * (scored.pred * vf).sum() / n_valid_global * world
 
         stats = StepStats(
             score=score, weights=weights,
@@ -265,9 +275,15 @@ class PTRWeighter(SampleWeighter):
         valid = _future_valid(batch, n, device)
         with torch.no_grad():
             y = normalize(self._target(batch).float())
+        pred_loss: Tensor | None = None
         with torch.autocast(device.type, enabled=False):
             a = self.scorer.context(h.float())
             b = self.scorer.action(e.float())
+            if self.predictor is not None:
+                # residual target: what the context alone does not predict of the future
+                guess = self.predictor(h.detach().float())
+                pred_loss = ((guess - y) ** 2).sum(-1)
+                y = normalize(y - guess.detach())
         world, rank = _world()
         ids = _ids(batch, n, device)
         g_ids = _gather(ids)
@@ -309,7 +325,7 @@ class PTRWeighter(SampleWeighter):
         else:
             rank_l = pos * 0.0
         return ScoredBatch(score=score, log_p=post.log_p, rank=rank_l, post=post, target=y,
-                           valid=valid)
+                           valid=valid, pred=pred_loss)
 
     def _target(self, batch: dict[str, Tensor]) -> Tensor:
         encoder = self.target_encoder

@@ -24,7 +24,7 @@ __all__ = ['HARD_NEGATIVES', 'PAPER_DEFAULTS', 'SCORE_MODES', 'SMOOTHING', 'TARG
 
 SCORE_MODES = ('action', 'future')
 SMOOTHING = ('none', 'episode')
-TARGETS = ('future', 'delta')
+TARGETS = ('future', 'delta', 'residual')
 HARD_NEGATIVES = ('nearest_state', 'task_robot', 'none')
 
 
@@ -49,7 +49,7 @@ class PTRConfig:
     scorer_hidden: int = 256  # width of MLP_a
     detach: bool = False  # detach h and e: scorer gradients do not reach the backbone
     # -- target encoder (step 2) -------------------------------------------------------------
-    target: str = 'delta'  # 'delta': g(o_{t+Δ}) − g(o_t); 'future': g(o_{t+Δ}) (the paper's)
+    target: str = 'delta'  # 'future' (paper) | 'delta' | 'residual'; see docs/ptr.md
     ema_decay: float = 0.999
     frozen_target: bool = False  # ablation: g is a frozen copy of the encoder at bind time
     # -- candidate pool (step 3) -------------------------------------------------------------
@@ -57,11 +57,13 @@ class PTRConfig:
     queue_draws: int = 64  # per sample, from the queue (future mode)
     hard_negatives: str = 'nearest_state'  # 'nearest_state' | 'task_robot' | 'none'
     r_hard_max: float = 0.5  # r_hard = r_hard_max · clip((acc - 0.10) / 0.40, 0, 1)
+    r_hard_min: float = 0.0  # floor of r_hard (and its start value): > 0 forces hard draws
     mask_same_episode: bool = False
     mask_window: int = 0  # ±steps for same-episode masking; 0 = the chunk length L
     # -- losses (step 8) ---------------------------------------------------------------------
     lambda_id: float = 0.05
     lambda_rank: float = 0.25
+    lambda_pred: float = 1.0  # target 'residual': weight of the context predictor's MSE
     # -- adaptive controller (step 9) --------------------------------------------------------
     controller: bool = True
     controller_every: int = 50  # steps between controller updates (= the trainer's log_every)
@@ -106,8 +108,9 @@ class PTRConfig:
             if not 0 <= getattr(self, name) < 1:
                 msg = f'weighter option {name}: must be in [0, 1), got {getattr(self, name)!r}'
                 raise ConfigError(msg)
-        if not 0 <= self.r_hard_max <= 0.5:
-            msg = f'weighter option r_hard_max: must be in [0, 0.5], got {self.r_hard_max!r}'
+        if not 0 <= self.r_hard_min <= self.r_hard_max <= 0.5:
+            msg = (f'weighter options r_hard_min/r_hard_max: need 0 <= min <= max <= 0.5, got '
+                   f'{self.r_hard_min!r}/{self.r_hard_max!r}')
             raise ConfigError(msg)
         for name in ('warmup_steps', 'queue_size', 'queue_draws', 'mask_window', 'seed'):
             if getattr(self, name) < 0:
@@ -124,8 +127,8 @@ class PTRConfig:
         if self.tau_min > self.tau_max or self.beta_min > self.beta_max:
             msg = 'weighter options tau_min/tau_max or beta_min/beta_max: min exceeds max'
             raise ConfigError(msg)
-        if self.lambda_id < 0 or self.lambda_rank < 0:
-            msg = 'weighter options lambda_id/lambda_rank: must be >= 0'
+        if self.lambda_id < 0 or self.lambda_rank < 0 or self.lambda_pred < 0:
+            msg = 'weighter options lambda_id/lambda_rank/lambda_pred: must be >= 0'
             raise ConfigError(msg)
 
     @classmethod

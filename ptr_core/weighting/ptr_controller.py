@@ -6,7 +6,7 @@ step; every ``controller_every`` steps the rules run:
 - ``acc < acc_low``: τ ×tau_up, β ×beta_up (identification too hard: soften);
 - ``acc > acc_high and margin > margin_high``: τ ×tau_down, β ×beta_down (sharpen);
 - τ, β clipped to their ranges; ``r_hard = r_hard_max · clip((acc − 0.10) / 0.40, 0, 1)``
-  (0 when ``hard_negatives: none``).
+  (at least ``r_hard_min``; 0 when ``hard_negatives: none``).
 
 All state is in buffers (saved in checkpoints, restored on resume).
 """
@@ -36,7 +36,8 @@ class AdaptiveController(nn.Module):
         self.config = config
         self.register_buffer('tau', torch.tensor(float(config.tau), dtype=torch.float64))
         self.register_buffer('beta', torch.tensor(float(config.beta), dtype=torch.float64))
-        self.register_buffer('r_hard', torch.zeros((), dtype=torch.float64))
+        start = 0.0 if config.hard_negatives == 'none' else config.r_hard_min
+        self.register_buffer('r_hard', torch.tensor(start, dtype=torch.float64))
         for name in ('ema_acc', 'ema_margin', 'ema_score', 'ema_valid'):
             self.register_buffer(name, torch.zeros((), dtype=torch.float64))
         self.register_buffer('updates', torch.zeros((), dtype=torch.long))  # EMA updates so far
@@ -65,7 +66,8 @@ class AdaptiveController(nn.Module):
         self.tau.fill_(min(max(tau, c.tau_min), c.tau_max))
         self.beta.fill_(min(max(beta, c.beta_min), c.beta_max))
         share = min(max((acc - 0.10) / 0.40, 0.0), 1.0)
-        self.r_hard.fill_(0.0 if c.hard_negatives == 'none' else c.r_hard_max * share)
+        r_hard = max(c.r_hard_min, c.r_hard_max * share)
+        self.r_hard.fill_(0.0 if c.hard_negatives == 'none' else r_hard)
 
     def state(self) -> dict[str, float]:
         return {

