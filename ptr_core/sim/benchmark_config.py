@@ -78,8 +78,8 @@ class BenchmarkConfig:
         for tag in [*self.mix, *self.control_mix]:
             Source.parse(tag)
         known = {m.name for m in self.methods}
-        need(all(m in known for m in self.control_methods), 'control_methods',
-             f'a subset of the methods {sorted(known)}')
+        need(not self.control_mix or all(m in known for m in self.control_methods),
+             'control_methods', f'a subset of the methods {sorted(known)}')
         need(bool(self.seeds), 'seeds', 'a non-empty list')
         for key in ('pretrain_steps', 'posttrain_steps', 'eval_episodes', 'eval_max_steps',
                     'execute', 'workers', 'threads', 'record_max_steps'):
