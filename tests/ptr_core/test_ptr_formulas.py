@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -168,3 +169,21 @@ def test_config_rejects_unknown_keys_and_bad_values() -> None:
                                                                            0.25, 1.5)
     assert paper.kl_bound == pytest.approx(math.log(16))
     assert PTRConfig().kl_bound == pytest.approx(math.log(80))
+
+
+def test_presets_differ_from_uniform_only_in_the_weighter(repo_root: Path) -> None:
+    from ptr_core.configuration import load_config, to_dict
+    from ptr_core.weighting import build_weighter
+
+    train = repo_root / 'config' / 'train'
+    uniform = to_dict(load_config(train / 'uniform.yaml'))
+    for name, expected in (('ptr.yaml', PTRConfig()), ('ptr_paper.yaml',
+                                                       PTRConfig(**PAPER_DEFAULTS))):
+        preset = to_dict(load_config(train / name))
+        weighter = preset.pop('weighter')
+        assert weighter['name'] == 'ptr'
+        assert PTRConfig.from_options(weighter['options']) == expected
+        assert build_weighter('ptr', weighter['options']).config == expected  # type: ignore[attr-defined]
+        for cfg in (preset, uniform):
+            cfg.pop('out_dir', None)
+        assert preset == {k: v for k, v in uniform.items() if k != 'weighter'}
