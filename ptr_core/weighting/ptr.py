@@ -241,7 +241,7 @@ class PTRWeighter(SampleWeighter):
             loss_id=-(log_p * valid_f).sum() / vsum, loss_rank=(rank_l * valid_f).sum() / vsum,
             warmup=warmup, robot_names=self.robot_names, source_names=self.source_names,
         )
-        if not warmup:
+        if not warmup and rank == 0:  # every rank holds the same global metrics
             self._warn(metrics, step)
         keep = valid
         push: tuple[Tensor, Tensor] | None = None
