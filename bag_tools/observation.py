@@ -31,6 +31,7 @@ __all__ = [
     'command_values',
     'decode_image',
     'extra_state_values',
+    'image_dims',
     'joint_positions',
     'stamp_ns',
 ]
@@ -151,6 +152,27 @@ def _jpeg_size(buf: npt.NDArray[np.uint8]) -> tuple[int, int] | None:
             return h, w
         i += 2 + length
     return None
+
+
+def _png_size(buf: npt.NDArray[np.uint8]) -> tuple[int, int] | None:
+    """(height, width) from a PNG's IHDR chunk, or None."""
+    head = buf[:24].tobytes()
+    if len(head) == 24 and head[:8] == b'\x89PNG\r\n\x1a\n' and head[12:16] == b'IHDR':
+        return int.from_bytes(head[20:24], 'big'), int.from_bytes(head[16:20], 'big')
+    return None
+
+
+def image_dims(msg: Any) -> tuple[int, int] | None:
+    """``(height, width)`` of an ``Image`` or ``CompressedImage`` without decoding it (PNG/JPEG
+    headers only); None when a compressed payload is neither (the decoder then rejects it)."""
+    if hasattr(msg, 'encoding') and hasattr(msg, 'height'):
+        return int(msg.height), int(msg.width)
+    buf = _buffer(msg.data)
+    if 'compresseddepth' in str(getattr(msg, 'format', '')).lower().replace(' ', ''):
+        buf = buf[_COMPRESSED_DEPTH_HEADER:]
+    if buf[:2].tobytes() == b'\xff\xd8':
+        return _jpeg_size(buf)
+    return _png_size(buf)
 
 
 _REDUCED = ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLOR_4),

@@ -28,7 +28,21 @@ from ptr_core.errors import CheckpointError, PtrError
 from ptr_core.policies.policy import ActionPolicy, build_policy
 from ptr_core.preprocess import Preprocessor, observation_batch
 
-__all__ = ['PolicyRunner']
+__all__ = ['PolicyRunner', 'load_policy']
+
+
+def load_policy(path: str | Path, *, use_ema: bool = True) -> tuple[ActionPolicy, Checkpoint]:
+    """Rebuild the policy stored in a checkpoint (EMA weights by default), on the CPU."""
+    ckpt = load_checkpoint(path)
+    policy = build_policy(ckpt.config.policy, ckpt.preprocessor,
+                          chunk_length=ckpt.config.data.chunk_length)
+    state = ckpt.ema if use_ema and ckpt.ema is not None else ckpt.model
+    try:
+        policy.load_state_dict(state)
+    except RuntimeError as err:
+        msg = f'{path}: weights do not fit the stored config: {str(err).splitlines()[0]}'
+        raise CheckpointError(msg) from err
+    return policy, ckpt
 
 
 class PolicyRunner:
@@ -58,15 +72,7 @@ class PolicyRunner:
         cls, path: str | Path, device: str | torch.device = 'cpu', use_ema: bool = True,
         *, seed: int = 0,
     ) -> PolicyRunner:
-        ckpt = load_checkpoint(path)
-        policy = build_policy(ckpt.config.policy, ckpt.preprocessor,
-                              chunk_length=ckpt.config.data.chunk_length)
-        state = ckpt.ema if use_ema and ckpt.ema is not None else ckpt.model
-        try:
-            policy.load_state_dict(state)
-        except RuntimeError as err:
-            msg = f'{path}: weights do not fit the stored config: {str(err).splitlines()[0]}'
-            raise CheckpointError(msg) from err
+        policy, ckpt = load_policy(path, use_ema=use_ema)
         return cls(policy, ckpt.preprocessor, ckpt.robots, device=device, seed=seed,
                    checkpoint=ckpt)
 

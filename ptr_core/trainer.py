@@ -505,13 +505,6 @@ def _train(
 
 def policy_from_checkpoint(path: str | Path, *, use_ema: bool = True) -> ActionPolicy:
     """Rebuild the policy stored in a checkpoint (EMA weights by default), on the CPU."""
-    ckpt = load_checkpoint(path)
-    policy = build_policy(ckpt.config.policy, ckpt.preprocessor,
-                          chunk_length=ckpt.config.data.chunk_length)
-    state = ckpt.ema if use_ema and ckpt.ema is not None else ckpt.model
-    try:
-        policy.load_state_dict(state)
-    except RuntimeError as err:
-        msg = f'{path}: weights do not fit the stored config: {str(err).splitlines()[0]}'
-        raise PtrError(msg) from err
-    return policy
+    from ptr_core.inference import load_policy
+
+    return load_policy(path, use_ema=use_ema)[0]
