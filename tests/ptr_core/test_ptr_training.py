@@ -28,7 +28,7 @@ from ptr_core.weighting.ptr_report import score_dataset, summarize
 
 
 def write_attribution_dataset(root: Path, *, episodes: int = 16, length: int = 48,
-                              dim: int = 4, seed: int = 0) -> Path:
+                              dim: int = 4, step: float = 0.3, seed: int = 0) -> Path:
     rng = np.random.default_rng(seed)
     ds = Dataset.create_or_open(root, rate_hz=10.0)
     written = []
@@ -40,7 +40,7 @@ def write_attribution_dataset(root: Path, *, episodes: int = 16, length: int = 4
             a = rng.uniform(-1, 1, dim).astype(np.float32)
             states.append(s.copy())
             actions.append(rng.uniform(-1, 1, dim).astype(np.float32) if unrelated else a)
-            s = np.clip(s + 0.3 * a, -2, 2).astype(np.float32)
+            s = np.clip(s + step * a, -2, 2).astype(np.float32)
         ep = EpisodeData(
             id=f'ep{i:03d}', robot='arm', timestamp=np.arange(length, dtype=np.int64) * 10**8,
             state=np.stack(states), action=np.stack(actions),
@@ -54,10 +54,12 @@ def write_attribution_dataset(root: Path, *, episodes: int = 16, length: int = 4
     return root
 
 
-def train_and_score(tmp: Path, repo: Path, head: str, options: dict[str, Any],
-                    steps: int = 240) -> tuple[dict[str, float], dict[str, Any]]:
+def train_and_score(
+    tmp: Path, repo: Path, head: str, options: dict[str, Any], steps: int = 240,
+    step: float = 0.3,
+) -> tuple[dict[str, float], dict[str, Any]]:
     torch.set_num_threads(2)
-    data = write_attribution_dataset(tmp / 'data')
+    data = write_attribution_dataset(tmp / 'data', step=step)
     opts = '{' + ', '.join(f'{k}: {json.dumps(v)}' for k, v in options.items()) + '}'
     cfg = load_config(repo / 'config' / 'train' / 'debug.yaml', [
         f'data.datasets=[{str(data)!r}]', f'out_dir={str(tmp / "run")!r}',
@@ -96,11 +98,13 @@ def test_future_score_with_random_negatives_saturates(
 ) -> None:
     options = {**PAPER_DEFAULTS, 'hard_negatives': 'none', 'warmup_steps': 80,
                'controller_every': 10}
+    # small steps: as with a near-deterministic expert, the future follows from the context
     with caplog.at_level(logging.WARNING, logger='ptr_core.weighting.ptr_diagnostics'):
-        w, metrics = train_and_score(tmp_path, repo_root, 'flow', options)
-    assert metrics['weighter/nce_acc'] > 0.5, metrics
-    assert metrics['weighter/w_at_max_share'] > 0.75, metrics
-    assert w['matching'] < 1.1 * w['unrelated'], w
+        w, metrics = train_and_score(tmp_path, repo_root, 'flow', options, step=0.05)
+    shown = {k: v for k, v in metrics.items() if k.startswith('weighter/')}
+    assert metrics['weighter/w_at_max_share'] > 0.75, shown  # nearly every weight at w_max
+    assert w['matching'] < 1.1 * w['unrelated'], (w, shown)  # so the halves look alike
+    assert metrics['weighter/nce_acc'] > 0.1, shown  # far above chance (1/|Y| < 0.01)
     assert 'w_max clip bound' in caplog.text
 
 
