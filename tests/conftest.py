@@ -19,7 +19,8 @@ os.environ.setdefault('RMW_IMPLEMENTATION', 'rmw_fastrtps_cpp')
 os.environ.setdefault('MUJOCO_GL', 'egl')
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / 'shared' / 'data'
+# ../shared/data beside the clone; PTR_SHARED_DATA points elsewhere (e.g. a clone in /tmp).
+SHARED_DATA = Path(os.environ.get('PTR_SHARED_DATA', REPO.parent / 'shared' / 'data'))
 BAGS = SHARED_DATA / 'bags'
 
 
