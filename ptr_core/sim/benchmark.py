@@ -371,9 +371,11 @@ def markdown(summary: dict[str, Any]) -> str:
         '|---|---|---|' + '---|' * len(methods),
     ]
     rows: dict[tuple[str, str, str], dict[str, str]] = {}
+    n_seeds = len(cfg['seeds'])
     for t in summary['table']:
+        partial = f' (n={t["seeds"]})' if t['seeds'] < n_seeds else ''
         rows.setdefault((t['task'], t['data'], t['head']), {})[t['method']] = _fmt(
-            t['success_mean'], t['success_std'])
+            t['success_mean'], t['success_std']) + partial
     for (task, data, head), by in rows.items():
         lines.append(f'| {task} | {data} | {head} | '
                      + ' | '.join(by.get(m, '—') for m in methods) + ' |')
