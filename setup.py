@@ -23,6 +23,7 @@ if int(setuptools.__version__.split('.')[0]) < 61:
                 'ptr = ptr_core.cli.main:main',
                 'policy_node = ptr_ros.policy_node:main',
                 'sim_arm_node = ptr_ros.sim_arm_node:main',
+                'metaworld_arm_node = ptr_ros.metaworld_arm_node:main',
             ],
         },
     }

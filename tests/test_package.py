@@ -56,7 +56,7 @@ def test_colcon_build_installs_package(tmp_path: Path) -> None:
     assert robots == sorted(p.name for p in (REPO / 'config' / 'robots').glob('*.yaml'))
     assert robots
     lib = ws / 'install' / 'ptr' / 'lib' / 'ptr'
-    for exe in ('ptr', 'policy_node', 'sim_arm_node'):
+    for exe in ('ptr', 'policy_node', 'sim_arm_node', 'metaworld_arm_node'):
         assert os.access(lib / exe, os.X_OK), f'{exe} missing from lib/ptr'
     site = next((ws / 'install' / 'ptr' / 'lib').glob('python3*/site-packages'))
     for pkg in ('bag_tools', 'ptr_core', 'ptr_ros'):
