@@ -128,23 +128,22 @@ class Normalizer:
     def action_dim(self, robot: str) -> int:
         return len(self._get(self._action, robot, 'action')[0])
 
-    def normalize_state(self, x: npt.ArrayLike, robot: str) -> npt.NDArray[np.float32]:
-        center, scale = self._get(self._state, robot, 'state')
+    def _normalize(
+        self, table: dict[str, tuple[Any, Any]], x: npt.ArrayLike, robot: str, feature: str
+    ) -> npt.NDArray[np.float32]:
+        center, scale = self._get(table, robot, feature)
         arr = np.asarray(x, np.float32)
         if arr.shape[-1] != len(center):
-            msg = f'robot {robot!r}: state has {arr.shape[-1]} values, expected {len(center)}'
+            msg = f'robot {robot!r}: {feature} has {arr.shape[-1]} values, expected {len(center)}'
             raise PtrError(msg)
         out: npt.NDArray[np.float32] = (arr - center) / scale
         return out
 
+    def normalize_state(self, x: npt.ArrayLike, robot: str) -> npt.NDArray[np.float32]:
+        return self._normalize(self._state, x, robot, 'state')
+
     def normalize_action(self, x: npt.ArrayLike, robot: str) -> npt.NDArray[np.float32]:
-        center, scale = self._get(self._action, robot, 'action')
-        arr = np.asarray(x, np.float32)
-        if arr.shape[-1] != len(center):
-            msg = f'robot {robot!r}: action has {arr.shape[-1]} values, expected {len(center)}'
-            raise PtrError(msg)
-        out: npt.NDArray[np.float32] = (arr - center) / scale
-        return out
+        return self._normalize(self._action, x, robot, 'action')
 
     def unnormalize_action(self, x: npt.ArrayLike, robot: str) -> npt.NDArray[np.float32]:
         """Physical units from normalized (padded ``[..., Da]`` or robot-width) actions."""
