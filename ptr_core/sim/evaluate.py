@@ -74,7 +74,7 @@ def eval_seeds(episodes: int, seed: int = 0) -> list[int]:
 
 
 class ExpertPolicy:
-    """The scripted expert as a ``ChunkPolicy`` (reads the simulators directly): a sanity bound."""
+    """The scripted expert as a ``StepPolicy`` (reads the simulators directly): a sanity bound."""
 
     def __init__(self, envs: Sequence[MetaWorldEnv]) -> None:
         self.envs = envs
