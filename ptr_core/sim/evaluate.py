@@ -1,7 +1,7 @@
 """Closed-loop evaluation in Meta-World: success rate on held-out goals.
 
 ``evaluate`` runs ``episodes`` goals (seeds at and above ``EVAL_SEED_OFFSET``, never recorded) in
-lockstep batches of simulators. A ``ChunkPolicy`` sees, for every running simulator, the state in
+lockstep batches of simulators. A ``StepPolicy`` sees, for every running simulator, the state in
 the recording setup's ingest layout (``flat_state``: joints, then poses — exactly what
 ``ptr ingest`` builds from that setup's bags) and optionally the camera images at every control
 step, and returns the actions to apply. ``CheckpointPolicy`` serves a trained checkpoint through
