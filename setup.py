@@ -17,10 +17,13 @@ if int(setuptools.__version__.split('.')[0]) < 61:
     legacy = {
         'name': PACKAGE,
         'version': '0.1.0',
-        'packages': find_packages(include=['bag_tools*', 'ptr_core*', 'ptr_ros*']),
+        'packages': find_packages(
+            include=['bag_tools*', 'ptr_core*', 'ptr_ros*', 'ptr_sim*', 'ptr_cli*'],
+        ),
+        'package_data': {'ptr_sim': ['configs/*.yaml']},
         'entry_points': {
             'console_scripts': [
-                'ptr = ptr_core.cli.main:main',
+                'ptr = ptr_cli.main:main',
                 'policy_node = ptr_ros.policy_node:main',
                 'sim_arm_node = ptr_ros.sim_arm_node:main',
                 'metaworld_arm_node = ptr_ros.metaworld_arm_node:main',
@@ -36,7 +39,6 @@ setup(
         (f'share/{PACKAGE}/config', glob('config/*.yaml')),
         (f'share/{PACKAGE}/config/robots', glob('config/robots/*.yaml')),
         (f'share/{PACKAGE}/config/train', glob('config/train/*.yaml')),
-        (f'share/{PACKAGE}/config/benchmark', glob('config/benchmark/*.yaml')),
     ],
     python_requires='>=3.10',  # here, not in pyproject: colcon literal_evals setup() args
     zip_safe=True,

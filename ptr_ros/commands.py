@@ -18,7 +18,7 @@ from ptr_core.errors import PtrError
 
 __all__ = ['TrainPlan', 'plan_training', 'split_list']
 
-CLI = ('-m', 'ptr_core.cli.main')
+CLI = ('-m', 'ptr_cli.main')
 
 
 def split_list(text: str) -> list[str]:

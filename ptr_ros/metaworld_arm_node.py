@@ -1,6 +1,6 @@
 """``metaworld_arm_node``: the Meta-World Sawyer as a ROS 2 arm, for the demo and closed loops.
 
-Publishes what the recording setup's bags hold (``ptr_core.sim.setups``: the same topics, joint
+Publishes what the recording setup's bags hold (``ptr_sim.setups``: the same topics, joint
 names and pose layout as ``ptr record-sim`` writes), stepping the simulator at the control rate
 with the latest ``std_msgs/Float64MultiArray`` end-effector command (a command older than one
 control period is not repeated: the arm holds). Episodes reset on success or after
@@ -30,10 +30,10 @@ from std_msgs.msg import Float64MultiArray, String
 from std_srvs.srv import SetBool
 
 from ptr_core.errors import PtrError
-from ptr_core.sim.env import MetaWorldEnv
-from ptr_core.sim.evaluate import eval_seeds
-from ptr_core.sim.setups import CONTROL_RATE_HZ, get_setup, pose_values, state_values
 from ptr_ros.params import declare
+from ptr_sim.env import MetaWorldEnv
+from ptr_sim.evaluate import eval_seeds
+from ptr_sim.setups import CONTROL_RATE_HZ, get_setup, pose_values, state_values
 
 __all__ = ['MetaWorldArmNode', 'main']
 

@@ -13,7 +13,7 @@ import pytest
 from bag_tools.errors import BagOpenError, MissingTypeError
 from bag_tools.inspect import summarize_bag
 
-PTR = [sys.executable, '-m', 'ptr_core.cli.main']
+PTR = [sys.executable, '-m', 'ptr_cli.main']
 R2 = 'rosbag2_resources/rosbag2_py/test/resources'
 TRIO = 'third_party_synthetic/deepen_grade'
 

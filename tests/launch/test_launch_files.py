@@ -94,7 +94,7 @@ def test_plan_trains_on_datasets_with_one_process() -> None:
     plan = plan_training(config='c.yaml', output='runs/x', datasets=['d1', 'd2'], device='cpu',
                          python='py')
     assert plan.ingest is None
-    assert plan.train == ['py', '-m', 'ptr_core.cli.main', 'train', '--config', 'c.yaml',
+    assert plan.train == ['py', '-m', 'ptr_cli.main', 'train', '--config', 'c.yaml',
                           '--out', 'runs/x', '--no-progress', '--dataset', 'd1', '--dataset',
                           'd2', '--set', 'device=cpu']
 
@@ -102,11 +102,11 @@ def test_plan_trains_on_datasets_with_one_process() -> None:
 def test_plan_ingests_bags_first_and_uses_torchrun_for_several_gpus() -> None:
     plan = plan_training(config='c.yaml', output='runs/x', bags=['b1', 'b2'], profile='p.yaml',
                          gpus=4, device='cuda', python='py', extra=['--set', 'steps=5'])
-    assert plan.ingest == ['py', '-m', 'ptr_core.cli.main', 'ingest', 'b1', 'b2', '--profile',
+    assert plan.ingest == ['py', '-m', 'ptr_cli.main', 'ingest', 'b1', 'b2', '--profile',
                            'p.yaml', '--out', 'runs/x/dataset', '--no-progress']
     assert plan.train[:5] == ['py', '-m', 'torch.distributed.run', '--standalone',
                               '--nproc_per_node=4']
-    assert plan.train[5:8] == ['-m', 'ptr_core.cli.main', 'train']
+    assert plan.train[5:8] == ['-m', 'ptr_cli.main', 'train']
     assert plan.train[-2:] == ['--set', 'steps=5']
     assert plan.datasets == ['runs/x/dataset']
 
@@ -129,8 +129,8 @@ def test_planned_commands_parse(tmp_path: Path) -> None:
                          output=str(tmp_path / 'run'), bags=['x.bag'], profile='p.yaml')
     assert plan.ingest is not None
     for cmd in (plan.ingest, plan.train):
-        sub = cmd[cmd.index('ptr_core.cli.main') + 1]
-        proc = subprocess.run([sys.executable, '-m', 'ptr_core.cli.main', sub, '--help'],
+        sub = cmd[cmd.index('ptr_cli.main') + 1]
+        proc = subprocess.run([sys.executable, '-m', 'ptr_cli.main', sub, '--help'],
                               cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
         assert proc.returncode == 0, proc.stderr
         for flag in (a for a in cmd if a.startswith('--')):

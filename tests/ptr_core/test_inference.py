@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ptr_core.cli.main import main
+from ptr_cli.main import main
 from ptr_core.errors import PtrError
 from ptr_core.inference import PolicyRunner
 

@@ -27,7 +27,7 @@ OPTIONS = ('{score_mode: future, warmup_steps: 4, controller_every: 2, queue_siz
 
 def _cmd(repo: Path, data: Path, out: Path, *extra: str) -> list[str]:
     return [
-        sys.executable, '-m', 'ptr_core.cli.main', 'train',
+        sys.executable, '-m', 'ptr_cli.main', 'train',
         '--config', str(repo / 'config' / 'train' / 'debug.yaml'),
         '--dataset', str(data), '--out', str(out), '--no-progress',
         '--set', f'steps={STEPS}', '--set', 'save_every=8', '--set', 'val_every=0',

@@ -114,7 +114,7 @@ def test_future_score_with_random_negatives_saturates(
 def test_ptr_weights_cli_writes_the_report(
     tmp_path: Path, repo_root: Path, capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from ptr_core.cli.main import main
+    from ptr_cli.main import main
 
     torch.set_num_threads(2)
     data = tmp_path / 'data'

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from ptr_core.errors import ConfigError, PtrError
-from ptr_core.sim.benchmark import cells, markdown, summarize
-from ptr_core.sim.benchmark_config import PRESET_DIR, load_benchmark_config
+from ptr_sim.benchmark import cells, markdown, summarize
+from ptr_sim.benchmark_config import PRESET_DIR, load_benchmark_config
 
 
 def test_presets_load_and_full_meets_the_issue_bar() -> None:
@@ -73,7 +73,7 @@ def test_demo_tiny_runs_every_stage(tmp_path: Path) -> None:
     env = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1')
     out = tmp_path / 'demo'
     proc = subprocess.run(
-        [sys.executable, '-m', 'ptr_core.cli.main', 'demo', '--tiny', '--no-install',
+        [sys.executable, '-m', 'ptr_cli.main', 'demo', '--tiny', '--no-install',
          '--out', str(out), '--ros-seconds', '2'],
         capture_output=True, text=True, timeout=600, env=env,
     )
@@ -103,7 +103,7 @@ def test_quick_preset_end_to_end(tmp_path: Path) -> None:
     PTR diagnostics logged per source. Checks the pipeline, not the margin."""
     import torch
 
-    from ptr_core.sim.benchmark import run_benchmark
+    from ptr_sim.benchmark import run_benchmark
 
     torch.set_num_threads(1)
     cfg = load_benchmark_config('quick')

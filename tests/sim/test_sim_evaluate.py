@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from ptr_core.sim.env import EVAL_SEED_OFFSET, MetaWorldEnv
-from ptr_core.sim.evaluate import ExpertPolicy, eval_seeds, evaluate
+from ptr_sim.env import EVAL_SEED_OFFSET, MetaWorldEnv
+from ptr_sim.evaluate import ExpertPolicy, eval_seeds, evaluate
 
 
 class _Still:

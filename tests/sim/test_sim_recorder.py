@@ -11,10 +11,10 @@ import pytest
 from bag_tools.profile import load_profile
 from bag_tools.reader import open_bag
 from ptr_core.errors import PtrError
-from ptr_core.sim.env import EVAL_SEED_OFFSET, MetaWorldEnv
-from ptr_core.sim.recorder import plan_episodes, record, write_bag
-from ptr_core.sim.setups import SETUPS, flat_state, get_setup
-from ptr_core.sim.sources import Rollout, Source, SourceKind, parse_mix, rollout
+from ptr_sim.env import EVAL_SEED_OFFSET, MetaWorldEnv
+from ptr_sim.recorder import plan_episodes, record, write_bag
+from ptr_sim.setups import SETUPS, flat_state, get_setup
+from ptr_sim.sources import Rollout, Source, SourceKind, parse_mix, rollout
 
 TASK = 'pick-place-v3'
 

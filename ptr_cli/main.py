@@ -15,14 +15,14 @@ from collections.abc import Sequence
 from types import ModuleType
 
 COMMANDS: dict[str, str] = {
-    'inspect': 'bag_tools.cli.inspect',
-    'ingest': 'bag_tools.cli.ingest',
-    'train': 'ptr_core.cli.train',
-    'eval': 'ptr_core.cli.evaluate',
-    'weights': 'ptr_core.cli.weights',
-    'record-sim': 'ptr_core.cli.record_sim',
-    'benchmark': 'ptr_core.cli.benchmark',
-    'demo': 'ptr_core.cli.demo',
+    'inspect': 'ptr_cli.inspect',
+    'ingest': 'ptr_cli.ingest',
+    'train': 'ptr_cli.train',
+    'eval': 'ptr_cli.evaluate',
+    'weights': 'ptr_cli.weights',
+    'record-sim': 'ptr_cli.record_sim',
+    'benchmark': 'ptr_cli.benchmark',
+    'demo': 'ptr_cli.demo',
 }
 
 

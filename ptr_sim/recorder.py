@@ -30,9 +30,9 @@ import numpy as np
 import numpy.typing as npt
 
 from ptr_core.errors import PtrError
-from ptr_core.sim.env import EVAL_SEED_OFFSET, MetaWorldEnv
-from ptr_core.sim.setups import ACTION_NAMES, SimSetup, get_setup, pose_values, state_values
-from ptr_core.sim.sources import Rollout, Source, rollout
+from ptr_sim.env import EVAL_SEED_OFFSET, MetaWorldEnv
+from ptr_sim.setups import ACTION_NAMES, SimSetup, get_setup, pose_values, state_values
+from ptr_sim.sources import Rollout, Source, rollout
 
 __all__ = [
     'EpisodeRequest', 'RecordedEpisode', 'plan_episodes', 'record', 'write_bag',

@@ -5,7 +5,7 @@ Examples:
   ptr train --config config/train/uniform.yaml --set optim.lr=3e-4 --set steps=50000
   ptr train --config config/train/ptr.yaml --init runs/pretrain/final --dataset data/robotB
   ptr train --config config/train/uniform.yaml --resume          # continue out_dir exactly
-  torchrun --nproc-per-node 4 -m ptr_core.cli.main train --config config/train/uniform.yaml
+  torchrun --nproc-per-node 4 -m ptr_cli.main train --config config/train/uniform.yaml
 """
 
 from __future__ import annotations

@@ -21,8 +21,8 @@ import argparse
 import time
 from collections import Counter
 
-from ptr_core.sim.recorder import RecordedEpisode, plan_episodes, record, write_profile
-from ptr_core.sim.sources import parse_mix
+from ptr_sim.recorder import RecordedEpisode, plan_episodes, record, write_profile
+from ptr_sim.sources import parse_mix
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -1,5 +1,5 @@
 """``BenchmarkConfig``: what ``ptr benchmark`` records, trains and evaluates (YAML presets in
-``config/benchmark/``: ``quick``, ``full``, ``gpu``, ``tiny`` for the demo's test setting)."""
+``ptr_sim/configs/``: ``quick``, ``full``, ``gpu``, ``tiny`` for the demo's test setting)."""
 
 from __future__ import annotations
 
@@ -13,12 +13,12 @@ import yaml
 
 from ptr_core.configuration import apply_overrides
 from ptr_core.errors import ConfigError
-from ptr_core.sim.setups import SETUPS
-from ptr_core.sim.sources import Source
+from ptr_sim.setups import SETUPS
+from ptr_sim.sources import Source
 
 __all__ = ['PRESET_DIR', 'BenchmarkConfig', 'MethodSpec', 'load_benchmark_config']
 
-PRESET_DIR = Path(__file__).resolve().parents[2] / 'config' / 'benchmark'
+PRESET_DIR = Path(__file__).resolve().parent / 'configs'
 
 
 @dataclass(frozen=True)

@@ -23,8 +23,8 @@ import numpy as np
 import numpy.typing as npt
 
 from ptr_core.errors import PtrError
-from ptr_core.sim.env import EVAL_SEED_OFFSET, MetaWorldEnv
-from ptr_core.sim.setups import SimSetup, flat_state, get_setup
+from ptr_sim.env import EVAL_SEED_OFFSET, MetaWorldEnv
+from ptr_sim.setups import SimSetup, flat_state, get_setup
 
 __all__ = [
     'CheckpointPolicy', 'EvalResult', 'ExpertPolicy', 'StepPolicy', 'eval_seeds', 'evaluate',

@@ -124,8 +124,8 @@ def run(args: argparse.Namespace) -> int:
     stages = _Stages()
     _ensure_sim(stages, allow_install=not args.no_install)
 
-    from ptr_core.sim.benchmark import markdown, run_benchmark
-    from ptr_core.sim.benchmark_config import load_benchmark_config
+    from ptr_sim.benchmark import markdown, run_benchmark
+    from ptr_sim.benchmark_config import load_benchmark_config
 
     cfg = load_benchmark_config('tiny' if args.tiny else 'demo')
     out = Path(args.out)

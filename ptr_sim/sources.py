@@ -33,8 +33,8 @@ import numpy as np
 import numpy.typing as npt
 
 from ptr_core.errors import PtrError
-from ptr_core.sim.env import MetaWorldEnv
-from ptr_core.sim.setups import SimSetup
+from ptr_sim.env import MetaWorldEnv
+from ptr_sim.setups import SimSetup
 
 __all__ = ['Rollout', 'Source', 'SourceKind', 'parse_mix', 'rollout']
 

@@ -5,7 +5,7 @@ policy on other tasks -> post-train it with uniform and PTR weights (each head, 
 success in the simulator on held-out goals -> OUT/results.md, results.json and plots
 (success.png, weights_by_source.png, diagnostics.png). Re-running with the same --out resumes.
 
-Presets (config/benchmark/): tiny (a minute; CI), quick (minutes), full (about an hour on a
+Presets (ptr_sim/configs/): tiny (a minute; CI), quick (minutes), full (about an hour on a
 2-core CPU), gpu (larger image policies, more seeds). Override any key with --set, e.g.
   ptr benchmark --preset quick --set seeds=[0,1,2] --set posttrain_steps=800
 """
@@ -32,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ptr_core.sim.benchmark import (
+    from ptr_sim.benchmark import (
         cells,
         collect_results,
         markdown,
@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
         summarize,
         write_report,
     )
-    from ptr_core.sim.benchmark_config import load_benchmark_config
+    from ptr_sim.benchmark_config import load_benchmark_config
 
     overrides = list(args.overrides)
     if args.workers is not None:

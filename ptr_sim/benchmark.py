@@ -34,9 +34,9 @@ from typing import Any
 
 import numpy as np
 
-from ptr_core.sim.benchmark_config import BenchmarkConfig, MethodSpec
-from ptr_core.sim.recorder import plan_episodes, record, write_profile
-from ptr_core.sim.setups import get_setup
+from ptr_sim.benchmark_config import BenchmarkConfig, MethodSpec
+from ptr_sim.recorder import plan_episodes, record, write_profile
+from ptr_sim.setups import get_setup
 
 __all__ = ['Cell', 'collect_results', 'run_benchmark', 'summarize', 'write_report']
 
@@ -168,7 +168,7 @@ def _late_mean(rows: list[dict[str, float]], prefix: str) -> dict[str, float]:
 
 def _run_cell(args: tuple[BenchmarkConfig, str, Cell, str | None]) -> dict[str, Any]:
     cfg, out_s, cell, base = args
-    from ptr_core.sim.evaluate import CheckpointPolicy, evaluate
+    from ptr_sim.evaluate import CheckpointPolicy, evaluate
 
     out = Path(out_s)
     run = out / 'runs' / cell.key

@@ -1,1 +1,0 @@
-"""``ptr`` subcommands that need no torch: inspect, ingest."""

@@ -1,1 +1,0 @@
-"""The ``ptr`` command line: one module per subcommand, imported only when used."""
