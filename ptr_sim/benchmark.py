@@ -42,7 +42,7 @@ __all__ = ['Cell', 'collect_results', 'run_benchmark', 'summarize', 'write_repor
 
 log = logging.getLogger(__name__)
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 Say = Callable[[str], None]
 
 

@@ -51,7 +51,7 @@ __all__ = [
 #: Meta-World steps MuJoCo 5 x 2.5 ms per action: 80 Hz control.
 CONTROL_RATE_HZ = 80.0
 ACTION_NAMES = ('ee_dx', 'ee_dy', 'ee_dz', 'gripper_effort')
-CONFIG_DIR = Path(__file__).resolve().parents[2] / 'config' / 'robots'
+CONFIG_DIR = Path(__file__).resolve().parents[1] / 'config' / 'robots'
 
 
 @dataclass(frozen=True)
