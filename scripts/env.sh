@@ -6,6 +6,9 @@
 #   PTR_TORCH           the torch requirement installed first  (default: torch==2.13.0)
 #   PTR_EXTRAS          extras of ptr to install               (default: ros,sim,dev; no `ros`
 #                       when a ROS 2 install is sourced -- its own rclpy is used then)
+#   PTR_ROS2_LAUNCH     vendored ROS 2 launch stack installed into the environment when no
+#                       ROS install is sourced (default: <repo>/../shared/vendor/ros2_launch)
+#   PTR_NO_APT          set to 1 to skip the apt-get step
 #   ROS_DOMAIN_ID       DDS domain of this run                 (default: random in 1..100)
 
 PTR_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -38,6 +41,43 @@ _ptr_apt() {
   $sudo apt-get update -qq && $sudo apt-get install -y -qq "${need[@]}" >/dev/null
 }
 
+_ptr_chromium() {
+  # Optional: chromium for the report page's browser test, which skips without it. Tried once
+  # per environment (a stamp in the venv), so a machine without the package is not slowed down.
+  command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 && return 0
+  command -v apt-get >/dev/null 2>&1 || return 0
+  local tried="$PTR_VENV/.ptr-chromium-tried" sudo=''
+  [ -e "$tried" ] && return 0
+  [ "$(id -u)" = 0 ] || sudo='sudo'
+  : > "$tried"
+  echo "ptr setup: installing chromium (apt) for the browser test" >&2
+  { $sudo apt-get update -qq && $sudo apt-get install -y -qq chromium; } >/dev/null 2>&1 ||
+    echo "ptr setup: apt-get install chromium failed; the browser test will skip" >&2
+  return 0
+}
+
+_ptr_launch_stack() {
+  # ROS 2's launch stack (`ros2 launch`, `ros2 run`, launch_pytest) for tests/launch. A sourced
+  # ROS install brings its own; elsewhere it comes from the vendored sources beside the clone.
+  [ -z "${ROS_DISTRO:-}" ] || return 0
+  local src="${PTR_ROS2_LAUNCH:-$PTR_ROOT/../shared/vendor/ros2_launch}" stamp want
+  if [ ! -x "$src/install" ]; then
+    echo "ptr setup: no ROS install sourced and no $src: tests/launch will skip" >&2
+    return 0
+  fi
+  stamp="$PTR_VENV/.ptr-launch-stamp"
+  want="$(cat "$src/install" "$src/../README.md" 2>/dev/null | sha256sum | cut -c1-16)"
+  if [ "$(cat "$stamp" 2>/dev/null)" = "$want" ] &&
+     "$PTR_VENV/bin/python" -c 'import launch_pytest, launch_ros, ros2cli' 2>/dev/null; then
+    return 0
+  fi
+  echo "ptr setup: installing the ROS 2 launch stack from $src" >&2
+  local log="$PTR_VENV/ros2-launch-install.log"
+  "$src/install" "$PTR_VENV/bin/python" > "$log" 2>&1 ||
+    { tail -n 20 "$log" >&2; _ptr_die "launch stack install failed (log: $log)"; return 1; }
+  echo "$want" > "$stamp"
+}
+
 _ptr_setup() {
   local py extras stamp want
   py="$(_ptr_python)" || _ptr_die "needs Python >= 3.10 (set PYTHON=...)" || return 1
@@ -55,6 +95,7 @@ _ptr_setup() {
       "$py" -m venv "$PTR_VENV" || return 1
     fi
   fi
+  _ptr_chromium
   stamp="$PTR_VENV/.ptr-install-stamp"
   want="$(cat "$PTR_ROOT/pyproject.toml" "$PTR_ROOT/setup.py" | sha256sum | cut -c1-16)-$extras"
   if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
@@ -69,6 +110,7 @@ _ptr_setup() {
     } > "$log" 2>&1 || { tail -n 30 "$log" >&2; _ptr_die "pip install failed (log: $log)"; return 1; }
     echo "$want" > "$stamp"
   fi
+  _ptr_launch_stack
 }
 
 _ptr_setup || return 1 2>/dev/null || exit 1
