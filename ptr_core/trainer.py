@@ -35,6 +35,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
+from torch.utils.data import Sampler
 
 from ptr_core import batch as K
 from ptr_core.checkpoint import (
@@ -335,16 +336,103 @@ def _train(
     resume: bool,
     progress: ProgressFn | None,
 ) -> TrainResult:
+    run = _setup_run(config, dinfo, init=init, resume=resume)
+    sampler = _make_sampler(run)
+    loader = make_loader(run.bundle.train, sampler, batch_size=run.per_rank, config=config.data,
+                         device=run.device)
+    if dinfo.main:
+        run.out_dir.mkdir(parents=True, exist_ok=True)
+        (run.out_dir / 'config.json').write_text(json.dumps(to_dict(config), indent=1))
+    metrics = _loop(run, loader, progress)
+
+    final = None
+    if dinfo.main:
+        run.save(step_dir(run.out_dir, run.step))
+        prune_checkpoints(run.out_dir, config.keep_last)
+        final = run.save(run.out_dir / 'final')
+        log.info('final checkpoint: %s', final)
+    if dinfo.enabled:
+        dist.barrier()
+    return TrainResult(out_dir=run.out_dir, final=final, step=run.step, metrics=metrics)
+
+
+@dataclass
+class _Run:
+    """What one training run holds: built by ``_setup_run``, advanced by ``_optimizer_step``."""
+
+    config: TrainConfig
+    dinfo: _Dist
+    device: torch.device
+    out_dir: Path
+    bundle: DataBundle
+    policy: ActionPolicy
+    weighter: SampleWeighter
+    ema: EMA
+    module: TrainModule
+    model: nn.Module  # ``module``, wrapped in DDP and/or torch.compile as configured
+    optimizer: torch.optim.AdamW
+    step: int = 0
+
+    @property
+    def per_rank(self) -> int:
+        return self.config.batch_size // self.dinfo.world
+
+    @property
+    def params(self) -> list[nn.Parameter]:
+        return [p for p in self.module.parameters() if p.requires_grad]
+
+    def save(self, path: Path) -> Path:
+        return save_checkpoint(
+            path, policy=self.policy, ema=self.ema, weighter=self.weighter,
+            preprocessor=self.bundle.preprocessor, robots=self.bundle.robots,
+            vocab=self.bundle.vocab.to_json(), config=self.config, step=self.step,
+            optimizer=self.optimizer,
+            extra_state={'batch_size': self.config.batch_size, 'seed': self.config.seed,
+                         'world_size': self.dinfo.world},
+        )
+
+
+def _setup_run(
+    config: TrainConfig, dinfo: _Dist, *, init: str | Path | None, resume: bool
+) -> _Run:
+    """Device, data, policy, weighter, EMA and optimizer; restored from the latest checkpoint
+    when resuming, initialized from ``init`` when post-training."""
     device = resolve_device(config.device, dinfo.local_rank)
     if device.type == 'cuda':
         torch.backends.cudnn.benchmark = True  # fixed input shapes: pick the fastest convs
     if config.batch_size % dinfo.world:
         msg = f'batch_size: {config.batch_size} is not divisible by the {dinfo.world} ranks'
         raise ConfigError(msg)
-    per_rank = config.batch_size // dinfo.world
     out_dir = Path(config.out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        msg = f'out_dir: {out_dir} is a file, not a run directory; choose another --out'
+        raise ConfigError(msg)
     _seed_everything(config.seed)
 
+    resumed = _resume_checkpoint(config, out_dir, resume)
+    pretrained = load_checkpoint(init) if init is not None and resumed is None else None
+    bundle = _build_bundle(config, resumed, pretrained)
+    bundle.train.defer_uint8 = True  # images cross the worker boundary as uint8
+    policy = build_policy(config.policy, bundle.preprocessor,
+                          chunk_length=config.data.chunk_length).to(device)
+    if pretrained is not None:
+        load_matching(policy, pretrained.ema if pretrained.ema is not None else pretrained.model,
+                      reinit_mismatched=config.reinit_mismatched, source=str(init))
+    weighter = _make_weighter(config, policy, bundle, device)
+    ema = EMA(policy, config.ema_decay)
+    module = TrainModule(policy, weighter)
+    optimizer = _make_optimizer(module, config)
+    run = _Run(config, dinfo, device, out_dir, bundle, policy, weighter, ema, module,
+               model=module, optimizer=optimizer)
+    if resumed is not None:
+        run.step = _restore(run, resumed)
+    run.model = _wrap_model(module, config, dinfo, device)
+    return run
+
+
+def _resume_checkpoint(config: TrainConfig, out_dir: Path, resume: bool) -> Checkpoint | None:
+    """The checkpoint a ``--resume`` run continues from (None: start at step 0); refuses to
+    write into a run directory that already holds checkpoints without ``--resume``."""
     start_ckpt = None
     if resume:
         start_ckpt = latest_checkpoint(out_dir)
@@ -358,46 +446,47 @@ def _train(
     if resumed is not None and resumed.config.policy != config.policy:
         msg = f'{start_ckpt}: the policy config differs from the checkpoint; cannot resume'
         raise ConfigError(msg)
+    return resumed
 
-    pretrained = load_checkpoint(init) if init is not None and resumed is None else None
-    bundle = _build_bundle(config, resumed, pretrained)
-    bundle.train.defer_uint8 = True  # images cross the worker boundary as uint8
-    policy = build_policy(config.policy, bundle.preprocessor,
-                          chunk_length=config.data.chunk_length).to(device)
-    if pretrained is not None:
-        load_matching(policy, pretrained.ema if pretrained.ema is not None else pretrained.model,
-                      reinit_mismatched=config.reinit_mismatched, source=str(init))
+
+def _make_weighter(
+    config: TrainConfig, policy: ActionPolicy, bundle: DataBundle, device: torch.device
+) -> SampleWeighter:
     weighter = build_weighter(config.weighter.name, config.weighter.options)
     weighter.bind(policy)
     set_names = getattr(weighter, 'set_group_names', None)
     if callable(set_names):
         set_names(robots=bundle.preprocessor.layout.robots, sources=bundle.vocab.sources)
-    weighter.to(device)
-    ema = EMA(policy, config.ema_decay)
-    module = TrainModule(policy, weighter)
-    optimizer = _make_optimizer(module, config)
+    return weighter.to(device)
 
-    step = 0
-    if resumed is not None:
-        policy.load_state_dict(resumed.model)
-        if resumed.ema is not None:
-            ema.load_state_dict(resumed.ema)
-        if resumed.weighter is not None:
-            weighter.load_state_dict(resumed.weighter)
-        info = load_training_state(resumed.path, optimizer)
-        step = int(info['step'])
-        log.info('resumed %s at step %d', resumed.path, step)
-        for key in ('batch_size', 'seed'):
-            if key in info and info[key] != getattr(config, key):
-                log.warning('resume: %s changed from %s to %s; the data order no longer '
-                            'continues the interrupted run exactly', key, info[key],
-                            getattr(config, key))
 
+def _restore(run: _Run, resumed: Checkpoint) -> int:
+    """Load weights, EMA, weighter and optimizer state from ``resumed``; returns its step."""
+    run.policy.load_state_dict(resumed.model)
+    if resumed.ema is not None:
+        run.ema.load_state_dict(resumed.ema)
+    if resumed.weighter is not None:
+        run.weighter.load_state_dict(resumed.weighter)
+    info = load_training_state(resumed.path, run.optimizer)
+    step = int(info['step'])
+    log.info('resumed %s at step %d', resumed.path, step)
+    for key in ('batch_size', 'seed'):
+        if key in info and info[key] != getattr(run.config, key):
+            log.warning('resume: %s changed from %s to %s; the data order no longer '
+                        'continues the interrupted run exactly', key, info[key],
+                        getattr(run.config, key))
+    return step
+
+
+def _wrap_model(
+    module: TrainModule, config: TrainConfig, dinfo: _Dist, device: torch.device
+) -> nn.Module:
+    """``module`` in DDP (under torchrun) and ``torch.compile`` (when configured)."""
     model: nn.Module = module
     if dinfo.enabled:
         from torch.nn.parallel import DistributedDataParallel
 
-        scorer_trainable = any(p.requires_grad for p in weighter.parameters())
+        scorer_trainable = any(p.requires_grad for p in module.weighter.parameters())
         with warnings.catch_warnings():  # broadcast_buffers: renamed in new torch, kept for 2.1
             warnings.simplefilter('ignore', FutureWarning)
             model = DistributedDataParallel(
@@ -406,101 +495,111 @@ def _train(
             )
     if config.compile:
         model = torch.compile(model)  # type: ignore[assignment]
+    return model
 
-    sampler = MixtureSampler(
-        bundle.train.sizes, bundle.weights, batch_size=config.batch_size, seed=config.seed,
-        rank=dinfo.rank, world=dinfo.world, start_step=step,
+
+def _make_sampler(run: _Run) -> Sampler[tuple[int, int, int]]:
+    """This rank's stream of ``(dataset, window, g)`` keys, starting at the run's step."""
+    return MixtureSampler(
+        run.bundle.train.sizes, run.bundle.weights, batch_size=run.config.batch_size,
+        seed=run.config.seed, rank=run.dinfo.rank, world=run.dinfo.world, start_step=run.step,
     )
-    loader = make_loader(bundle.train, sampler, batch_size=per_rank, config=config.data,
-                         device=device)
-    if dinfo.main:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / 'config.json').write_text(json.dumps(to_dict(config), indent=1))
-    writer = _MetricsWriter(out_dir, dinfo.main, start_step=step)
-    vocab = bundle.vocab.to_json()
 
-    def save(path: Path, at: int) -> Path:
-        return save_checkpoint(
-            path, policy=policy, ema=ema, weighter=weighter, preprocessor=bundle.preprocessor,
-            robots=bundle.robots, vocab=vocab, config=config, step=at, optimizer=optimizer,
-            extra_state={'batch_size': config.batch_size, 'seed': config.seed,
-                         'world_size': dinfo.world},
-        )
 
-    params = [p for p in module.parameters() if p.requires_grad]
-    window = {'loss': torch.zeros((), device=device), 'aux': torch.zeros((), device=device)}
-    window_steps, window_start = 0, time.perf_counter()
+def _optimizer_step(
+    run: _Run, batch: dict[str, Tensor], params: list[nn.Parameter]
+) -> tuple[Tensor, WeightOutput, Tensor]:
+    """One weighted update; returns (weighted action loss, weighter output, grad norm)."""
+    config = run.config
+    factor = lr_factor(run.step, warmup=config.optim.warmup_steps, total=config.steps,
+                       min_ratio=config.optim.min_lr_ratio)
+    for group in run.optimizer.param_groups:
+        group['lr'] = group['base_lr'] * factor
+    with _autocast(config, run.device):
+        out, wout = run.model(batch, run.step)
+        loss_act = weighted_mean(out.loss.float(), wout.weights, distributed=run.dinfo.enabled)
+        loss = loss_act + wout.aux_loss.float()
+    run.optimizer.zero_grad(set_to_none=True)
+    loss.backward()  # type: ignore[no-untyped-call]
+    grad_norm = (torch.nn.utils.clip_grad_norm_(params, config.optim.grad_clip)
+                 if config.optim.grad_clip > 0 else torch.zeros(()))
+    run.optimizer.step()
+    run.ema.update(run.policy, run.step)
+    run.weighter.after_step(batch, out, run.step)
+    run.step += 1
+    return loss_act, wout, grad_norm
+
+
+class _Window:
+    """Loss sums and wall time since the last logged step."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.loss = torch.zeros((), device=device)
+        self.aux = torch.zeros((), device=device)
+        self.steps = 0
+        self.start = time.perf_counter()
+
+    def add(self, loss_act: Tensor, aux_loss: Tensor) -> None:
+        self.loss += loss_act.detach()
+        self.aux += aux_loss.detach().float()
+        self.steps += 1
+
+    def metrics(self, run: _Run, wout: WeightOutput, grad_norm: Tensor) -> dict[str, float]:
+        """The window's mean losses (averaged over ranks) and rates; then starts a new one."""
+        elapsed = time.perf_counter() - self.start
+        stats = torch.stack([self.loss, self.aux]) / self.steps
+        if run.dinfo.enabled:
+            dist.all_reduce(stats)
+            stats /= run.dinfo.world
+        metrics = {
+            'loss': float(stats[0]),
+            'aux_loss': float(stats[1]),
+            'lr': run.optimizer.param_groups[0]['lr'],
+            'grad_norm': float(grad_norm),
+            'samples_per_s': self.steps * run.config.batch_size / max(elapsed, 1e-9),
+            **{f'weighter/{k}': float(v) for k, v in wout.metrics.items()},
+        }
+        self.loss, self.aux = torch.zeros_like(self.loss), torch.zeros_like(self.aux)
+        self.steps, self.start = 0, time.perf_counter()
+        return metrics
+
+
+def _loop(run: _Run, loader: Any, progress: ProgressFn | None) -> dict[str, float]:
+    """Step until ``config.steps``: log, validate the EMA policy and save as configured.
+    Returns the last logged metrics."""
+    config, main = run.config, run.dinfo.main
+    writer = _MetricsWriter(run.out_dir, main, start_step=run.step)
+    params = run.params
+    window = _Window(run.device)
     metrics: dict[str, float] = {}
-    model.train()
+    run.model.train()
     batches = _infinite(loader)
     try:
-        while step < config.steps:
-            batch = finish_images(_to_device(next(batches), device))
-            factor = lr_factor(step, warmup=config.optim.warmup_steps, total=config.steps,
-                               min_ratio=config.optim.min_lr_ratio)
-            for group in optimizer.param_groups:
-                group['lr'] = group['base_lr'] * factor
-            with _autocast(config, device):
-                out, wout = model(batch, step)
-                loss_act = weighted_mean(out.loss.float(), wout.weights,
-                                         distributed=dinfo.enabled)
-                loss = loss_act + wout.aux_loss.float()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()  # type: ignore[no-untyped-call]
-            grad_norm = (torch.nn.utils.clip_grad_norm_(params, config.optim.grad_clip)
-                         if config.optim.grad_clip > 0 else torch.zeros(()))
-            optimizer.step()
-            ema.update(policy, step)
-            weighter.after_step(batch, out, step)
-            step += 1
-            window['loss'] += loss_act.detach()
-            window['aux'] += wout.aux_loss.detach().float()
-            window_steps += 1
-
-            logged = None
+        while run.step < config.steps:
+            batch = finish_images(_to_device(next(batches), run.device))
+            loss_act, wout, grad_norm = _optimizer_step(run, batch, params)
+            window.add(loss_act, wout.aux_loss)
+            step, logged = run.step, None
             val_now = bool(config.val_every) and (step % config.val_every == 0
                                                   or step == config.steps)
             if step % config.log_every == 0 or step == config.steps or val_now:
-                elapsed = time.perf_counter() - window_start
-                stats = torch.stack([window['loss'], window['aux']]) / window_steps
-                if dinfo.enabled:
-                    dist.all_reduce(stats)
-                    stats /= dinfo.world
-                metrics = {
-                    'loss': float(stats[0]),
-                    'aux_loss': float(stats[1]),
-                    'lr': optimizer.param_groups[0]['lr'],
-                    'grad_norm': float(grad_norm),
-                    'samples_per_s': window_steps * config.batch_size / max(elapsed, 1e-9),
-                    **{f'weighter/{k}': float(v) for k, v in wout.metrics.items()},
-                }
-                window = {k: torch.zeros_like(v) for k, v in window.items()}
-                window_steps, window_start = 0, time.perf_counter()
-                if val_now and dinfo.main:
+                metrics = window.metrics(run, wout, grad_norm)
+                if val_now and main:
                     metrics.update(validate(
-                        cast(ActionPolicy, ema.module), bundle, batch_size=per_rank,
-                        batches=config.val_batches, device=device, seed=config.seed,
+                        cast(ActionPolicy, run.ema.module), run.bundle, batch_size=run.per_rank,
+                        batches=config.val_batches, device=run.device, seed=config.seed,
                     ))
-                    window_start = time.perf_counter()
+                    window.start = time.perf_counter()
                 writer.write(step, metrics)
                 logged = metrics
-            if dinfo.main and step % config.save_every == 0 and step < config.steps:
-                save(step_dir(out_dir, step), step)
-                prune_checkpoints(out_dir, config.keep_last)
+            if main and step % config.save_every == 0 and step < config.steps:
+                run.save(step_dir(run.out_dir, step))
+                prune_checkpoints(run.out_dir, config.keep_last)
             if progress is not None:
                 progress(step, logged)
     finally:
         writer.close()
-
-    final = None
-    if dinfo.main:
-        save(step_dir(out_dir, step), step)
-        prune_checkpoints(out_dir, config.keep_last)
-        final = save(out_dir / 'final', step)
-        log.info('final checkpoint: %s', final)
-    if dinfo.enabled:
-        dist.barrier()
-    return TrainResult(out_dir=out_dir, final=final, step=step, metrics=metrics)
+    return metrics
 
 
 def policy_from_checkpoint(path: str | Path, *, use_ema: bool = True) -> ActionPolicy:
