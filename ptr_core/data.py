@@ -30,7 +30,14 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Sampler
 from torch.utils.data import Dataset as TorchDataset
 
-from bag_tools.dataset import Dataset, Episode, FeatureStats, RobotEntry, unified_layout
+from bag_tools.dataset import (
+    Dataset,
+    Episode,
+    FeatureStats,
+    Manifest,
+    RobotEntry,
+    unified_layout,
+)
 from bag_tools.errors import BagToolsError
 from ptr_core import batch as K
 from ptr_core.configuration import DataConfig
@@ -43,7 +50,11 @@ __all__ = [
     'MixtureSampler',
     'Vocabulary',
     'WindowDataset',
+    'WindowIndex',
     'build_data',
+    'build_preprocessor',
+    'build_vocabulary',
+    'index_windows',
     'make_loader',
     'open_datasets',
     'split_episodes',
@@ -306,68 +317,95 @@ def build_data(
         for name, entry in m['robots'].items():
             all_robots.setdefault(name, entry)
     if preprocessor is None:
-        try:
-            layout = unified_layout(manifests)
-        except BagToolsError as err:
-            raise PtrError(str(err)) from err
-        stats: dict[str, dict[str, FeatureStats]] = {}
-        for robot in layout.robots:
-            stats[robot] = {}
-            for feat in ('state', 'action'):
-                parts = [m['stats'][robot][feat] for m in manifests
-                         if feat in m['stats'].get(robot, {})]
-                if parts:
-                    stats[robot][feat] = merge_stats(parts)
-        normalizer = Normalizer.from_stats(config.normalization, stats, all_robots)
-        preprocessor = Preprocessor.build(
-            layout, normalizer, all_robots, obs_horizon=config.obs_horizon,
-            depth_max=config.depth_max,
-        )
+        preprocessor = build_preprocessor(config, manifests, all_robots)
     if vocab is None:
-        tasks = sorted({e['task'] for m in manifests for e in m['episodes']})
-        sources = sorted({str(e['tags'][SOURCE_TAG]) for m in manifests for e in m['episodes']
-                          if SOURCE_TAG in e.get('tags', {})})
-        vocab = Vocabulary(tuple(tasks), tuple(sources))
+        vocab = build_vocabulary(manifests)
+    index = index_windows(datasets, preprocessor, vocab, val_fraction=config.val_fraction)
 
-    refs: list[_EpisodeRef] = []
-    split: dict[str, list[npt.NDArray[np.int64]]] = {'train': [], 'val': []}
+    def make(windows: list[npt.NDArray[np.int64]], shift: int) -> WindowDataset:
+        return WindowDataset(
+            index.refs, windows, preprocessor, chunk_length=config.chunk_length,
+            delta=config.delta, seed=seed, image_shift=shift,
+        )
+
+    train = make(index.train, config.image_shift)
+    val = make(index.val, 0) if sum(len(w) for w in index.val) else None
+    log.info('data: %d train windows, %d val windows over %d dataset(s)', len(train),
+             0 if val is None else len(val), len(datasets))
+    return DataBundle(preprocessor, vocab, all_robots, train, val,
+                      [spec.weight for spec in config.datasets])
+
+
+def build_preprocessor(
+    config: DataConfig, manifests: Sequence[Manifest],
+    robots: Mapping[str, RobotEntry],
+) -> Preprocessor:
+    """The unified layout of ``manifests`` and a normalizer from their merged statistics."""
+    try:
+        layout = unified_layout(manifests)
+    except BagToolsError as err:
+        raise PtrError(str(err)) from err
+    stats: dict[str, dict[str, FeatureStats]] = {}
+    for robot in layout.robots:
+        stats[robot] = {}
+        for feat in ('state', 'action'):
+            parts = [m['stats'][robot][feat] for m in manifests
+                     if feat in m['stats'].get(robot, {})]
+            if parts:
+                stats[robot][feat] = merge_stats(parts)
+    normalizer = Normalizer.from_stats(config.normalization, stats, robots)
+    return Preprocessor.build(
+        layout, normalizer, robots, obs_horizon=config.obs_horizon, depth_max=config.depth_max,
+    )
+
+
+def build_vocabulary(manifests: Sequence[Manifest]) -> Vocabulary:
+    """Every task text and source tag of the episodes in ``manifests``, sorted."""
+    tasks = sorted({e['task'] for m in manifests for e in m['episodes']})
+    sources = sorted({str(e['tags'][SOURCE_TAG]) for m in manifests for e in m['episodes']
+                      if SOURCE_TAG in e.get('tags', {})})
+    return Vocabulary(tuple(tasks), tuple(sources))
+
+
+@dataclass
+class WindowIndex:
+    """Every episode of a run (``refs``) and, per dataset, the ``[N_d, 2]`` (ref, t) windows of
+    each split."""
+
+    refs: list[_EpisodeRef]
+    train: list[npt.NDArray[np.int64]]
+    val: list[npt.NDArray[np.int64]]
+
+
+def index_windows(
+    datasets: Sequence[Dataset], preprocessor: Preprocessor, vocab: Vocabulary, *,
+    val_fraction: float,
+) -> WindowIndex:
+    """Split each dataset's episodes into train/val and list every valid window of each."""
+    index = WindowIndex([], [], [])
     for d, ds in enumerate(datasets):
         unknown = set(ds.manifest['robots']) - set(preprocessor.layout.robots)
         if unknown:
             msg = (f"{ds.root}: robots {sorted(unknown)} are not in the policy's layout "
                    f'{list(preprocessor.layout.robots)}')
             raise PtrError(msg)
-        train_ids, val_ids = split_episodes(ds.episode_ids, config.val_fraction)
+        train_ids, val_ids = split_episodes(ds.episode_ids, val_fraction)
         entries = {e['id']: e for e in ds.manifest['episodes']}
-        for name, ids in (('train', train_ids), ('val', val_ids)):
+        for windows, ids in ((index.train, train_ids), (index.val, val_ids)):
             chunks: list[npt.NDArray[np.int64]] = []
             for eid in ids:
-                ep_entry = entries[eid]
                 try:
                     ep = ds.episode(eid)
                 except BagToolsError as err:
                     raise PtrError(str(err)) from err
-                refs.append(_EpisodeRef(
-                    ep, ep.robot, d, len(refs), vocab.task_id(ep_entry['task']),
-                    vocab.source_id(ep_entry.get('tags', {})),
+                index.refs.append(_EpisodeRef(
+                    ep, ep.robot, d, len(index.refs), vocab.task_id(entries[eid]['task']),
+                    vocab.source_id(entries[eid].get('tags', {})),
                 ))
                 ts = _windows(ep)
-                chunks.append(np.stack([np.full_like(ts, len(refs) - 1), ts], axis=1))
-            split[name].append(np.concatenate(chunks) if chunks
-                               else np.zeros((0, 2), np.int64))
-
-    def make(name: str, shift: int) -> WindowDataset:
-        return WindowDataset(
-            refs, split[name], preprocessor, chunk_length=config.chunk_length,
-            delta=config.delta, seed=seed, image_shift=shift,
-        )
-
-    train = make('train', config.image_shift)
-    val = make('val', 0) if sum(len(w) for w in split['val']) else None
-    log.info('data: %d train windows, %d val windows over %d dataset(s)', len(train),
-             0 if val is None else len(val), len(datasets))
-    return DataBundle(preprocessor, vocab, all_robots, train, val,
-                      [spec.weight for spec in config.datasets])
+                chunks.append(np.stack([np.full_like(ts, len(index.refs) - 1), ts], axis=1))
+            windows.append(np.concatenate(chunks) if chunks else np.zeros((0, 2), np.int64))
+    return index
 
 
 def _worker_init(_: int) -> None:
