@@ -16,8 +16,15 @@ Layout (schema version 1)::
 
 Every array is a plain ``.npy`` so readers memory-map it (``np.load(mmap_mode='r')``). An episode
 is written into ``episodes/.tmp-<id>-<pid>`` and renamed into place, so a crash never leaves a
-half episode; the manifest is rewritten atomically after each episode. ``Dataset.open`` adopts
-complete episode directories that a crash left out of the manifest.
+half episode; the manifest is written through ``.tmp-manifest-<pid>/`` and renamed into place
+after each batch of episodes. ``Dataset.open`` adopts complete episode directories that a crash
+left out of the manifest.
+
+A dataset only ever touches what it made: every temp directory holds a marker file
+(``.ptr-temp``, naming the writer's pid) and only marked temps of dead writers are removed;
+a directory that is neither empty nor a dataset is refused before anything is written or
+removed; episode ids are plain names (``check_episode_id``), checked on write and on read, so
+a crafted manifest cannot point outside ``episodes/``.
 
 Several robots share one dataset (or several datasets are read together): each robot keeps its
 own state/action width on disk; ``unified_layout`` pads them to a common width with masks.
@@ -26,6 +33,7 @@ own state/action width on disk; ``unified_layout`` pads them to a common width w
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 from collections.abc import Iterable, Mapping, Sequence
@@ -50,15 +58,22 @@ __all__ = [
     'Manifest',
     'RobotEntry',
     'UnifiedLayout',
+    'check_episode_id',
     'compute_stats',
     'unified_layout',
     'write_episode',
 ]
 
+log = logging.getLogger(__name__)
+
 SCHEMA_VERSION = 1
 MANIFEST = 'manifest.json'
 EPISODES = 'episodes'
 STAT_FEATURES = ('state', 'action')
+#: The file inside every temp directory this module creates; cleanup removes nothing without it.
+TEMP_MARKER = '.ptr-temp'
+_TEMP_PREFIX = '.tmp-'
+_MANIFEST_TEMP = '.tmp-manifest-'
 
 
 class FeatureStats(TypedDict):
@@ -163,7 +178,10 @@ class Episode:
         except (OSError, ValueError) as err:
             msg = f'{path}: unreadable episode meta.json: {err}'
             raise DatasetError(msg) from err
-        self.id: str = self.meta['id']
+        if not isinstance(self.meta, dict) or 'id' not in self.meta or 'robot' not in self.meta:
+            msg = f'{path}: meta.json lacks id or robot'
+            raise DatasetError(msg)
+        self.id: str = check_episode_id(self.meta['id'], where=str(path / 'meta.json'))
         self.robot: str = self.meta['robot']
         self.task: str = self.meta.get('task', '')
         self.tags: dict[str, Any] = self.meta.get('tags', {})
@@ -199,15 +217,63 @@ class Episode:
         return report
 
 
+def check_episode_id(episode_id: object, *, where: str) -> str:
+    """``episode_id`` if it is a plain directory name, else a ``DatasetError`` naming ``where``.
+
+    Refused: empty or non-string ids, path separators, ``..``, a leading dot (temps and hidden
+    files), NUL and names over 255 bytes -- anything that could resolve outside ``episodes/``.
+    """
+    bad = ''
+    if not isinstance(episode_id, str) or not episode_id:
+        bad = 'not a non-empty string'
+    elif '/' in episode_id or '\\' in episode_id or os.path.isabs(episode_id):
+        bad = 'contains a path separator'
+    elif '..' in episode_id:
+        bad = "contains '..'"
+    elif episode_id.startswith('.'):
+        bad = 'starts with a dot'
+    elif '\0' in episode_id or len(os.fsencode(episode_id)) > 255:
+        bad = 'contains NUL or is longer than 255 bytes'
+    if bad:
+        msg = f'{where}: episode id {episode_id!r} {bad}; ids are plain directory names'
+        raise DatasetError(msg)
+    assert isinstance(episode_id, str)
+    return episode_id
+
+
 def _save(path: Path, arr: npt.NDArray[Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     np.save(path, np.ascontiguousarray(arr), allow_pickle=False)
 
 
+def _make_temp(path: Path) -> Path:
+    """Create the temp directory ``path`` with our marker inside (it must not exist)."""
+    path.mkdir()
+    (path / TEMP_MARKER).write_text(json.dumps({'pid': os.getpid(), 'writer': 'ptr'}))
+    return path
+
+
+def _temp_owner(path: Path) -> int | None:
+    """The pid in ``path``'s marker when ``path`` is a temp directory we made, else None."""
+    if path.is_symlink() or not path.is_dir():
+        return None
+    try:
+        marker = json.loads((path / TEMP_MARKER).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(marker, dict) or marker.get('writer') != 'ptr':
+        return None
+    pid = marker.get('pid')
+    return pid if isinstance(pid, int) and pid > 0 else None
+
+
 def _write_json_atomic(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
-    tmp.write_text(json.dumps(obj, indent=1, sort_keys=False))
-    os.replace(tmp, path)
+    tmp = _make_temp(path.with_name(f'{_MANIFEST_TEMP}{os.getpid()}'))
+    try:
+        (tmp / path.name).write_text(json.dumps(obj, indent=1, sort_keys=False))
+        os.replace(tmp / path.name, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -218,6 +284,8 @@ def _pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
+    except OverflowError:
+        return False
     try:
         state = Path(f'/proc/{pid}/stat').read_text().rsplit(')', 1)[1].split()[0]
     except (OSError, IndexError):
@@ -226,22 +294,20 @@ def _pid_alive(pid: int) -> bool:
 
 
 def _drop_stale_temps(root: Path) -> None:
-    """Remove temp files and episode directories whose writer died before renaming them.
+    """Remove the temp directories of writers that died before renaming them.
 
-    A live writer's temps are work in progress (``ptr inspect`` during an ingest): kept.
+    Only directories holding our marker are candidates (never a user's ``.tmp-*``), and a live
+    writer's temps are work in progress (``ptr inspect`` during an ingest): kept. Callers run
+    this only on a directory already checked to be a dataset.
     """
-    if not root.is_dir():
-        return
-    for tmp in root.glob(f'.{MANIFEST}.*.tmp'):
-        pid = tmp.name[len(MANIFEST) + 2:-len('.tmp')]
-        if not pid.isdigit() or not _pid_alive(int(pid)):
-            tmp.unlink(missing_ok=True)
+    candidates = list(root.glob(f'{_MANIFEST_TEMP}*'))
     episodes = root / EPISODES
-    if episodes.is_dir():
-        for path in episodes.glob('.tmp-*'):
-            pid = path.name.rsplit('-', 1)[-1]
-            if not pid.isdigit() or not _pid_alive(int(pid)):
-                shutil.rmtree(path, ignore_errors=True)
+    if episodes.is_dir() and not episodes.is_symlink():
+        candidates += episodes.glob(f'{_TEMP_PREFIX}*')
+    for path in candidates:
+        pid = _temp_owner(path)
+        if pid is not None and not _pid_alive(pid):
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def write_episode(root: Path, episode: EpisodeData) -> Path:
@@ -250,16 +316,21 @@ def write_episode(root: Path, episode: EpisodeData) -> Path:
     The manifest is *not* touched: the caller (one process) adds the entry with
     ``Dataset.add_episodes`` so that parallel workers never race on it.
     """
+    check_episode_id(episode.id, where=str(root))
     episodes = root / EPISODES
     episodes.mkdir(parents=True, exist_ok=True)
     final = episodes / episode.id
     if final.exists():
         msg = f'{final}: episode already exists'
         raise DatasetError(msg)
-    tmp = episodes / f'.tmp-{episode.id}-{os.getpid()}'
-    if tmp.exists():
+    tmp = episodes / f'{_TEMP_PREFIX}{episode.id}-{os.getpid()}'
+    if _temp_owner(tmp) == os.getpid():  # this process's own, from an earlier failed write
         shutil.rmtree(tmp)
-    tmp.mkdir()
+    try:
+        _make_temp(tmp)
+    except FileExistsError as err:
+        msg = f'{tmp}: exists and is not a temp of this process; remove it by hand'
+        raise DatasetError(msg) from err
     _save(tmp / 'timestamp.npy', episode.timestamp.astype(np.int64))
     _save(tmp / 'state.npy', episode.state.astype(np.float32))
     _save(tmp / 'action.npy', episode.action.astype(np.float32))
@@ -289,6 +360,7 @@ def write_episode(root: Path, episode: EpisodeData) -> Path:
             msg = f'{final}: episode already exists'
             raise DatasetError(msg) from err
         raise
+    (final / TEMP_MARKER).unlink(missing_ok=True)  # a finished episode is no temp
     return final
 
 
@@ -312,6 +384,19 @@ def compute_stats(
     )
 
 
+def _check_manifest(file: Path, manifest: Any) -> None:
+    """Refuse a manifest whose episode index is malformed or names paths (before any use)."""
+    entries = manifest.get('episodes')
+    if not isinstance(entries, list) or not isinstance(manifest.get('robots'), dict):
+        msg = f'{file}: episodes must be a list and robots a mapping'
+        raise DatasetError(msg)
+    for entry in entries:
+        if not isinstance(entry, dict) or not {'id', 'robot'} <= set(entry):
+            msg = f'{file}: episode entry {entry!r} lacks id or robot'
+            raise DatasetError(msg)
+        check_episode_id(entry['id'], where=str(file))
+
+
 class Dataset:
     """A dataset directory: its manifest and memory-mapped episodes."""
 
@@ -323,9 +408,15 @@ class Dataset:
     # -- creation and opening -------------------------------------------------------------
     @classmethod
     def create_or_open(cls, root: str | Path, *, rate_hz: float) -> Dataset:
-        """Open ``root`` if it is a dataset, else create an empty one there."""
+        """Open ``root`` if it is a dataset, else create an empty one there.
+
+        Checked first, before anything is written or removed: ``root`` is a dataset, or missing,
+        or an empty directory. Anything else (a file, a folder of other files) is refused.
+        """
         root = Path(root)
-        _drop_stale_temps(root)
+        if root.exists() and not root.is_dir():
+            msg = f'{root}: is a file, not a dataset directory; choose another --out'
+            raise DatasetError(msg)
         if (root / MANIFEST).exists():
             ds = cls.open(root)
             if abs(ds.manifest['rate_hz'] - rate_hz) > 1e-9:
@@ -335,8 +426,11 @@ class Dataset:
                 )
                 raise DatasetError(msg)
             return ds
-        if root.exists() and any(p.name != EPISODES for p in root.iterdir()):
-            msg = f'{root}: exists and is not a ptr dataset (no {MANIFEST}); choose another --out'
+        foreign = sorted(p.name for p in root.iterdir()) if root.is_dir() else []
+        if foreign:
+            shown = ', '.join(foreign[:3]) + (', ...' if len(foreign) > 3 else '')
+            msg = (f'{root}: exists, is not empty ({shown}) and is not a ptr dataset (no '
+                   f'{MANIFEST}); choose another --out')
             raise DatasetError(msg)
         root.mkdir(parents=True, exist_ok=True)
         manifest = Manifest(
@@ -356,13 +450,14 @@ class Dataset:
             raise DatasetError(msg)
         try:
             manifest: Manifest = json.loads(file.read_text())
-        except ValueError as err:
+        except (OSError, ValueError) as err:
             msg = f'{file}: not valid JSON: {err}'
             raise DatasetError(msg) from err
-        version = manifest.get('schema_version')
+        version = manifest.get('schema_version') if isinstance(manifest, dict) else None
         if version != SCHEMA_VERSION:
             msg = f'{file}: schema_version {version!r}, this ptr reads {SCHEMA_VERSION}'
             raise DatasetError(msg)
+        _check_manifest(file, manifest)
         ds = cls(root, manifest)
         ds._adopt_orphans()
         return ds
@@ -376,11 +471,20 @@ class Dataset:
         _drop_stale_temps(self.root)
         orphans = [
             p for p in sorted(episodes.iterdir())
-            if p.is_dir() and not p.name.startswith('.') and p.name not in known
-            and (p / 'meta.json').is_file()
+            if p.is_dir() and not p.is_symlink() and not p.name.startswith('.')
+            and p.name not in known and (p / 'meta.json').is_file()
         ]
-        # episodes of a robot the manifest does not know yet wait for its profile
-        adopt = [ep for ep in map(Episode, orphans) if ep.robot in self.manifest['robots']]
+        # Only what write_episode made: meta.json names this very directory (anything else is
+        # left alone). Episodes of a robot the manifest does not know yet wait for its profile.
+        adopt = []
+        for path in orphans:
+            try:
+                ep = Episode(path)
+            except DatasetError as err:
+                log.warning('%s: not adopted: %s', path, err)
+                continue
+            if ep.id == path.name and ep.robot in self.manifest['robots']:
+                adopt.append(ep)
         if adopt:
             self.add_episodes(adopt, robots={})
 
@@ -442,7 +546,7 @@ class Dataset:
 
     def remove_episodes(self, episode_ids: Iterable[str]) -> None:
         """Drop episodes from the index (saved first), then delete their directories."""
-        drop = set(episode_ids)
+        drop = {check_episode_id(i, where=str(self.root)) for i in episode_ids}
         robots = {e['robot'] for e in self.manifest['episodes'] if e['id'] in drop}
         self.manifest['episodes'] = [e for e in self.manifest['episodes'] if e['id'] not in drop]
         for robot in sorted(robots):
@@ -470,7 +574,7 @@ class Dataset:
 
     def episode(self, episode_id: str) -> Episode:
         if episode_id not in self._episodes:
-            path = self.root / EPISODES / episode_id
+            path = self.root / EPISODES / check_episode_id(episode_id, where=str(self.root))
             if not path.is_dir():
                 msg = f'{self.root}: episode {episode_id} is in the manifest but not on disk'
                 raise DatasetError(msg)

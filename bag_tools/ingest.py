@@ -20,7 +20,15 @@ from enum import Enum
 from pathlib import Path
 from typing import NamedTuple
 
-from bag_tools.dataset import EPISODES, Dataset, Episode, RobotEntry, write_episode
+from bag_tools.dataset import (
+    EPISODES,
+    MANIFEST,
+    Dataset,
+    Episode,
+    RobotEntry,
+    check_episode_id,
+    write_episode,
+)
 from bag_tools.episodes import bag_to_episodes
 from bag_tools.errors import BagToolsError, DatasetError, IngestError
 from bag_tools.profile import RobotProfile
@@ -222,14 +230,50 @@ def ingest(
     """Ingest ``bags`` with ``profile`` into the dataset at ``out`` (created if needed).
 
     Bad bags fail one by one (``BagResult.reason``); the others carry on and the dataset stays
-    valid. Raises ``DatasetError`` only when ``out`` itself cannot be used.
+    valid. Raises ``DatasetError`` only when ``out`` itself cannot be used (before anything is
+    written there). A run that creates ``out`` and ingests nothing leaves nothing behind.
     """
     out = Path(out)
     paths = find_bags(bags)
     if not paths:
         msg = 'no bags given'
         raise IngestError(msg)
+    made = [p for p in (out, *out.parents) if not p.exists()]  # folders this run creates
+    created = not (out / MANIFEST).exists()
     ds = Dataset.create_or_open(out, rate_hz=profile.rate_hz)
+    try:
+        return _ingest_into(ds, paths, profile, workers, progress)
+    finally:
+        if created and not ds.manifest['episodes']:
+            _remove_empty_dataset(ds, made)
+
+
+def _remove_empty_dataset(ds: Dataset, made: list[Path]) -> None:
+    """Undo creating a dataset nothing landed in: its manifest, then empty folders we made.
+
+    A temp a still-running worker holds keeps it a dataset (the next run cleans it up).
+    """
+    ds.drop_stale_temps()
+    episodes = ds.root / EPISODES
+    if episodes.is_dir() and any(episodes.iterdir()):
+        return
+    (ds.root / MANIFEST).unlink(missing_ok=True)
+    for folder in (episodes, *made):
+        try:
+            folder.rmdir()
+        except OSError:
+            if folder != episodes:
+                break
+
+
+def _ingest_into(
+    ds: Dataset,
+    paths: list[Path],
+    profile: RobotProfile,
+    workers: int,
+    progress: ProgressCallback | None,
+) -> IngestResult:
+    out = ds.root
     new_robot = profile.robot not in ds.manifest['robots']
     done = _prepare(ds, profile)
     result = IngestResult(out)
@@ -250,7 +294,8 @@ def ingest(
                 indexed = set(ds.episode_ids) | set(pending)
                 for ep_id in res.episodes:
                     if ep_id not in indexed:
-                        shutil.rmtree(out / EPISODES / ep_id, ignore_errors=True)
+                        path = out / EPISODES / check_episode_id(ep_id, where=str(out))
+                        shutil.rmtree(path, ignore_errors=True)
                 res = res._replace(status=BagStatus.SKIPPED, episodes=(), frames=0,
                                    reason='same content as another bag in this run')
             else:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from bag_tools.dataset import Dataset
+from bag_tools.dataset import MANIFEST, Dataset
 from bag_tools.dataset_summary import format_sync, worst_sync
 from bag_tools.ingest import BagResult, BagStatus, IngestResult, find_bags, ingest
 from bag_tools.profile import load_profile
@@ -42,6 +42,10 @@ def _summary(result: IngestResult) -> None:
     print(f'ptr ingest: {ok} bag(s) ingested, {skipped} skipped, {failed} failed; '
           f'{sum(len(b.episodes) for b in result.bags)} episode(s), {result.frames} frames '
           f'-> {result.out}')
+    if not (result.out / MANIFEST).is_file():  # nothing landed, so nothing was created
+        print(f'nothing written: {result.out} was not created')
+        _print_failures(result)
+        return
     ds = Dataset.open(result.out)
     new = {i for b in result.bags for i in b.episodes}
     sync = worst_sync(ds.episode(i) for i in ds.episode_ids if i in new)
@@ -51,6 +55,10 @@ def _summary(result: IngestResult) -> None:
     print(f'dataset: {len(ds)} episode(s), '
           f'{sum(e["length"] for e in ds.manifest["episodes"])} frames, robots '
           f'{", ".join(sorted(ds.manifest["robots"]))}')
+    _print_failures(result)
+
+
+def _print_failures(result: IngestResult) -> None:
     for b in result.bags:
         if b.status is BagStatus.FAILED:
             print(f'  FAILED {b.reason}', file=sys.stderr)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from pathlib import Path
@@ -234,17 +235,23 @@ def test_two_robots_in_one_dataset(tmp_path: Path) -> None:
 
 
 def test_leftovers_of_a_dead_writer_are_cleaned(tmp_path: Path) -> None:
-    """A kill between writing and renaming leaves temp files; the next ingest drops them."""
+    """A kill between writing and renaming leaves marked temps; the next ingest drops them,
+    and only them (a look-alike without our marker is someone else's)."""
     out = tmp_path / 'ds'
-    out.mkdir()
+    assert ingest([write_bag(arm_content(), tmp_path / 'a', 'mcap')], prof(), out).ok
     dead = 999_999_999  # above Linux's pid_max: never a live process
-    (out / f'.manifest.json.{dead}.tmp').write_text('{"half": ')
-    (out / 'episodes' / f'.tmp-x-{dead}').mkdir(parents=True)
-    (out / 'episodes' / f'.tmp-x-{dead}' / 'state.npy').write_bytes(b'partial')
-    bag = write_bag(arm_content(), tmp_path / 'a', 'mcap')
+    marker = json.dumps({'pid': dead, 'writer': 'ptr'})
+    for temp in (out / f'.tmp-manifest-{dead}', out / 'episodes' / f'.tmp-x-{dead}'):
+        temp.mkdir()
+        (temp / '.ptr-temp').write_text(marker)
+        (temp / 'state.npy').write_bytes(b'partial')
+    (out / 'episodes' / f'.tmp-user-{dead}').mkdir()  # no marker: not ours
+    bag = write_bag(arm_content(duration_s=2.0), tmp_path / 'b', 'mcap')
     assert ingest([bag], prof(), out).ok
     assert sorted(p.name for p in out.iterdir()) == ['episodes', 'manifest.json']
-    assert len(list((out / 'episodes').iterdir())) == 1
+    assert sorted(p.name for p in (out / 'episodes').iterdir() if p.name.startswith('.')) == [
+        f'.tmp-user-{dead}']
+    assert len(Dataset.open(out)) == 2
 
 
 def test_same_bag_twice_loses_nothing(tmp_path: Path) -> None:
@@ -272,9 +279,7 @@ def test_a_run_where_every_bag_fails_leaves_no_robot(tmp_path: Path) -> None:
     out = tmp_path / 'ds'
     res = ingest([bad], prof(), out)
     assert not res.ok
-    ds = Dataset.open(out)
-    assert ds.manifest['robots'] == {}
-    assert len(ds) == 0
+    assert not out.exists()  # nothing landed: nothing created
     assert ingest([write_bag(arm_content(), tmp_path / 'good', 'mcap')], prof(), out).ok
     assert list(Dataset.open(out).manifest['robots']) == ['arm3']
 
