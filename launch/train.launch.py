@@ -5,10 +5,14 @@
   ros2 launch ptr train.launch.py bags:=bags/day1,bags/day2 \
       profile:=config/robots/ur5e_two_cam.yaml output:=runs/ur5e gpus:=4 device:=cuda
 
-With ``gpus > 1`` training runs under ``torchrun`` (``python -m torch.distributed.run``).
+With ``gpus > 1`` training runs under ``torchrun`` (``python -m torch.distributed.run``). The
+launch exits by itself when training ends: 0 after a final checkpoint, 1 with one error line
+when ingest or training failed (training never starts after a failed ingest).
 """
 
 from __future__ import annotations
+
+import shlex
 
 from launch.actions import (
     DeclareLaunchArgument,
@@ -24,7 +28,15 @@ from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.substitutions import FindPackageShare
 
 from launch import LaunchContext, LaunchDescription
+from ptr_core.errors import PtrError
 from ptr_ros.commands import plan_training, split_list
+
+_NEXT = {'ingest': 'not training', 'train': 'no final checkpoint'}
+
+
+def _failed(step: str, returncode: int) -> PtrError:
+    """Raised from an exit handler: ``ros2 launch`` logs it as one line and exits 1."""
+    return PtrError(f'ptr {step} failed (exit {returncode}); {_NEXT[step]}')
 
 
 def _actions(context: LaunchContext) -> list:
@@ -37,22 +49,31 @@ def _actions(context: LaunchContext) -> list:
         device=arg('device'), gpus=int(arg('gpus')), extra=split_list(arg('extra_args')),
     )
     train = ExecuteProcess(cmd=plan.train, name='ptr_train', output='screen')
-    stop_after_train = RegisterEventHandler(OnProcessExit(
-        target_action=train,
-        on_exit=[LogInfo(msg='training finished'), EmitEvent(event=Shutdown(reason='done'))],
-    ))
+    shown = [LogInfo(msg=f'{step} command: {shlex.join(cmd)}')
+             for step, cmd in (('ingest', plan.ingest), ('train', plan.train)) if cmd]
+
+    def after_train(event, ctx):  # type: ignore[no-untyped-def]
+        if ctx.is_shutdown:  # stopped by Ctrl-C: the launch is already on its way out
+            return None
+        if event.returncode != 0:
+            raise _failed('train', event.returncode)
+        return [LogInfo(msg='training finished'), EmitEvent(event=Shutdown(reason='done'))]
+
+    stop_after_train = RegisterEventHandler(OnProcessExit(target_action=train,
+                                                          on_exit=after_train))
     if plan.ingest is None:
-        return [train, stop_after_train]
+        return [*shown, train, stop_after_train]
     ingest = ExecuteProcess(cmd=plan.ingest, name='ptr_ingest', output='screen')
 
-    def after_ingest(event, _context):  # type: ignore[no-untyped-def]
+    def after_ingest(event, ctx):  # type: ignore[no-untyped-def]
+        if ctx.is_shutdown:
+            return None
         if event.returncode != 0:
-            return [LogInfo(msg=f'ptr ingest failed (exit {event.returncode}); not training'),
-                    EmitEvent(event=Shutdown(reason='ingest failed'))]
+            raise _failed('ingest', event.returncode)
         return [train, stop_after_train]
 
-    return [ingest, RegisterEventHandler(OnProcessExit(target_action=ingest,
-                                                       on_exit=after_ingest))]
+    return [*shown, ingest,
+            RegisterEventHandler(OnProcessExit(target_action=ingest, on_exit=after_ingest))]
 
 
 def generate_launch_description() -> LaunchDescription:

@@ -1,21 +1,25 @@
 """``ros2 launch ptr train.launch.py bags:=... profile:=...`` under launch_pytest.
 
-Ingests two bags, trains the debug config for a few steps, and shuts itself down with the final
-checkpoint written. Runs under ``colcon test`` where launch_pytest exists; skipped elsewhere.
+Against ``ptr`` colcon-built into a scratch workspace (``ptr_install``): ingests two bags, trains
+the debug config for a few steps and exits 0 by itself with the final checkpoint written; a bag
+that fails to ingest stops the launch with exit 1 and one error line before training starts;
+``gpus:=2`` trains under ``torchrun`` with two gloo processes on the CPU.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-NO_LAUNCH = 'launch_pytest not installed (runs under colcon test on a ROS 2 machine)'
-launch_pytest = pytest.importorskip('launch_pytest', reason=NO_LAUNCH)
+sys.path.insert(0, str(Path(__file__).parent))
 
-from launch_pytest.tools import process as process_tools  # noqa: E402
+from launchharness import LAUNCH_MISSING, ColconInstall, wait_for_exit
+
+launch_pytest = pytest.importorskip('launch_pytest', reason=LAUNCH_MISSING)
 
 import launch  # noqa: E402
 
@@ -24,6 +28,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'ros'))
 import simdata  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
+DEBUG = REPO / 'config' / 'train' / 'debug.yaml'
+TRAIN_S = 600.0  # generous: the machine is shared and loaded
+FEW_STEPS = 'extra_args:=--set steps=4 --set val_every=0'
 
 
 @pytest.fixture(scope='module')
@@ -31,32 +38,96 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp('train_launch')
     simdata.write_bags(root / 'bags', episodes=2)
     (root / 'sim_arm.yaml').write_text(yaml.safe_dump(simdata.profile_dict()))
+    (root / 'corrupt.mcap').write_bytes(b'not an mcap file' * 64)
     return root
 
 
-@pytest.fixture
-def ros2_launch(workdir: Path) -> launch.actions.ExecuteProcess:
-    bags = ','.join(str(p) for p in sorted((workdir / 'bags').iterdir()))
+def ros2_launch(install: ColconInstall, cwd: Path, *args: str) -> launch.actions.ExecuteProcess:
     return launch.actions.ExecuteProcess(
-        cmd=['ros2', 'launch', 'ptr', 'train.launch.py',
-             f'config:={REPO / "config" / "train" / "debug.yaml"}', f'bags:={bags}',
-             f'profile:={workdir / "sim_arm.yaml"}', f'output:={workdir / "run"}',
-             'device:=cpu', 'gpus:=1', 'extra_args:=--set steps=4 --set val_every=0'],
-        output='screen', cached_output=True)
+        cmd=['ros2', 'launch', 'ptr', 'train.launch.py', f'config:={DEBUG}', 'device:=cpu',
+             *args],
+        cwd=str(cwd), additional_env=install.env, output='screen', cached_output=True)
+
+
+def bags_of(workdir: Path) -> str:
+    return ','.join(str(p) for p in sorted((workdir / 'bags').iterdir()))
+
+
+@pytest.fixture
+def train(ptr_install: ColconInstall, workdir: Path) -> launch.actions.ExecuteProcess:
+    return ros2_launch(ptr_install, workdir, f'bags:={bags_of(workdir)}',
+                       f'profile:={workdir / "sim_arm.yaml"}', f'output:={workdir / "run"}',
+                       'gpus:=1', FEW_STEPS)
 
 
 @launch_pytest.fixture
-def launch_description(ros2_launch: launch.actions.ExecuteProcess) -> launch.LaunchDescription:
-    return launch.LaunchDescription([ros2_launch, launch_pytest.actions.ReadyToTest()])
+def train_launch(train: launch.actions.ExecuteProcess) -> launch.LaunchDescription:
+    return launch.LaunchDescription([train, launch_pytest.actions.ReadyToTest()])
 
 
-@pytest.mark.launch(fixture=launch_description)
-def test_ingests_then_trains_then_exits(ros2_launch, launch_context, workdir):  # type: ignore[no-untyped-def]
-    assert process_tools.wait_for_output_sync(
-        launch_context, ros2_launch, lambda out: 'training finished' in out, timeout=600)
+@pytest.mark.launch(fixture=train_launch)
+def test_ingests_then_trains_then_exits(train, launch_context, workdir):  # type: ignore[no-untyped-def]
+    # The launch stops itself: wait for `ros2 launch` to exit (not only for "training
+    # finished", after which it still needs a moment), so the test never interrupts it.
+    assert wait_for_exit(launch_context, train, TRAIN_S), 'ros2 launch did not exit by itself'
     yield
-    assert ros2_launch.return_code == 0
+    output = train.get_stdout()
+    assert train.return_code == 0, output[-3000:]
+    assert 'training finished' in output
+    assert output.index('[ptr_ingest-1]') < output.index('[ptr_train-2]')
     assert (workdir / 'run' / 'dataset' / 'manifest.json').is_file()
     final = workdir / 'run' / 'final'
     assert (final / 'model.safetensors').is_file()
     assert (final / 'robots.json').is_file()
+
+
+@pytest.fixture
+def bad_ingest(ptr_install: ColconInstall, workdir: Path) -> launch.actions.ExecuteProcess:
+    return ros2_launch(ptr_install, workdir, f'bags:={workdir / "corrupt.mcap"}',
+                       f'profile:={workdir / "sim_arm.yaml"}', f'output:={workdir / "bad"}')
+
+
+@launch_pytest.fixture
+def bad_ingest_launch(bad_ingest: launch.actions.ExecuteProcess) -> launch.LaunchDescription:
+    return launch.LaunchDescription([bad_ingest, launch_pytest.actions.ReadyToTest()])
+
+
+@pytest.mark.launch(fixture=bad_ingest_launch)
+def test_failed_ingest_stops_the_launch(bad_ingest, launch_context, workdir):  # type: ignore[no-untyped-def]
+    assert wait_for_exit(launch_context, bad_ingest, TRAIN_S), 'ros2 launch did not exit'
+    yield
+    output = bad_ingest.get_stdout()
+    assert bad_ingest.return_code == 1, output[-3000:]
+    errors = [line for line in output.splitlines() if 'ptr ingest failed' in line]
+    assert errors == ['[ERROR] [launch]: Caught exception in launch (see debug for traceback): '
+                      'ptr ingest failed (exit 1); not training'], output[-3000:]
+    assert 'corrupt.mcap' in output  # ptr ingest names the bad file
+    assert 'ptr_train' not in output
+    assert 'Traceback' not in output
+    assert not (workdir / 'bad' / 'final').exists()
+
+
+@pytest.fixture
+def ddp(ptr_install: ColconInstall, workdir: Path) -> launch.actions.ExecuteProcess:
+    return ros2_launch(ptr_install, workdir, f'bags:={bags_of(workdir)}',
+                       f'profile:={workdir / "sim_arm.yaml"}', f'output:={workdir / "ddp"}',
+                       'gpus:=2', FEW_STEPS)
+
+
+@launch_pytest.fixture
+def ddp_launch(ddp: launch.actions.ExecuteProcess) -> launch.LaunchDescription:
+    return launch.LaunchDescription([ddp, launch_pytest.actions.ReadyToTest()])
+
+
+@pytest.mark.launch(fixture=ddp_launch)
+def test_two_gpus_train_under_torchrun(ddp, launch_context, workdir):  # type: ignore[no-untyped-def]
+    """``gpus:=2`` on the CPU: torchrun starts two ranks that train together over gloo."""
+    assert wait_for_exit(launch_context, ddp, TRAIN_S), 'ros2 launch did not exit by itself'
+    yield
+    output = ddp.get_stdout()
+    assert ddp.return_code == 0, output[-3000:]
+    plan = next(line for line in output.splitlines() if 'train command:' in line)
+    assert ' -m torch.distributed.run --standalone --nproc_per_node=2 -m ptr_cli.main train ' in (
+        plan)
+    state = json.loads((workdir / 'ddp' / 'final' / 'training_state' / 'state.json').read_text())
+    assert state['world_size'] == 2

@@ -1,0 +1,30 @@
+"""Fixtures for the launch tests: ``ptr`` built with colcon once per test session.
+
+``ptr_install`` runs ``colcon build`` of this checkout into a scratch workspace (a few seconds)
+and yields the environment of ``. install/setup.sh``; the launch tests start ``ros2 launch`` and
+``ros2 run`` with it. Without the ROS 2 launch stack (no ROS install sourced and no
+``../shared/vendor/ros2_launch`` for scripts/env.sh to install) they skip, saying so.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from launchharness import ColconInstall, build_ptr, launch_stack_missing
+
+
+@pytest.fixture(scope='session')
+def ptr_install(tmp_path_factory: pytest.TempPathFactory) -> ColconInstall:
+    """``ptr`` colcon-built into a session workspace; skips where the launch stack is absent."""
+    missing = launch_stack_missing()
+    if missing:
+        pytest.skip(missing)
+    try:
+        return build_ptr(tmp_path_factory.mktemp('colcon_ws'))
+    except RuntimeError as err:
+        pytest.fail(str(err))
