@@ -31,6 +31,7 @@ from bag_tools.dataset import (
 )
 from bag_tools.episodes import bag_to_episodes
 from bag_tools.errors import BagToolsError, DatasetError, IngestError
+from bag_tools.lerobot.format import is_lerobot_dataset
 from bag_tools.profile import RobotProfile
 from bag_tools.reader import bag_content_hash, is_bag_path
 
@@ -110,7 +111,7 @@ def find_bags(paths: Iterable[str | Path]) -> list[Path]:
     out: list[Path] = []
     for raw in paths:
         path = Path(raw)
-        if is_bag_path(path) or not path.is_dir():
+        if is_bag_path(path) or is_lerobot_dataset(path) or not path.is_dir():
             out.append(path)  # a missing or non-bag file fails later with a clear error
             continue
         found = sorted(

@@ -1,13 +1,14 @@
 """Ingest rosbags into a training dataset with a robot profile (resumable, parallel).
 
 Reads ROS 1 .bag files, rosbag2 folders, bare .db3 and .mcap files (folders holding several
-bags are searched). Each bag becomes one or more episodes on the profile's control-rate grid;
-a bag already in the dataset (same robot and content hash) is skipped, so re-running after an
-interruption resumes. A bad bag fails with one line and the others carry on; the exit code is 1
-when any bag failed.
+bags are searched), and LeRobot v2.1/v3.0 dataset folders (docs/lerobot.md). Each bag becomes
+one or more episodes on the profile's control-rate grid; a bag already in the dataset (same
+robot and content hash) is skipped, so re-running after an interruption resumes. A bad bag fails
+with one line and the others carry on; the exit code is 1 when any bag failed.
 
 example:
   ptr ingest bags/*.mcap --profile config/robots/ur5e_two_cam.yaml --out data/ur5e -j 4
+  ptr ingest lerobot/unitree_g1 --episodes 1,2 --out data/g1
 """
 
 from __future__ import annotations
@@ -21,19 +22,24 @@ from tqdm import tqdm
 
 from bag_tools.dataset import MANIFEST, Dataset
 from bag_tools.dataset_summary import format_sync, worst_sync
+from bag_tools.errors import ProfileError
 from bag_tools.ingest import BagResult, BagStatus, IngestResult, find_bags, ingest
+from bag_tools.lerobot import is_lerobot_dataset
 from bag_tools.profile import load_profile
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('bags', nargs='+', type=Path, metavar='BAG',
                         help='bag file, rosbag2 folder, or a folder of bags')
-    parser.add_argument('--profile', '-p', type=Path, required=True,
-                        help='robot profile YAML (config/robots/*.yaml)')
+    parser.add_argument('--profile', '-p', type=Path,
+                        help='robot profile YAML (config/robots/*.yaml; required for bags); for '
+                        'LeRobot folders a LeRobot profile (docs/lerobot.md), default: derived')
     parser.add_argument('--out', '-o', type=Path, required=True,
                         help='dataset directory (created, or extended when it exists)')
     parser.add_argument('--workers', '-j', type=int, default=min(4, os.cpu_count() or 1),
                         help='worker processes, one bag each (default: %(default)s)')
+    parser.add_argument('--episodes', metavar='LIST',
+                        help='LeRobot folders only: episode indices to import, e.g. 1,2 or 0-9')
     parser.add_argument('--no-progress', action='store_true', help='no progress bar')
 
 
@@ -65,6 +71,13 @@ def _print_failures(result: IngestResult) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if any(is_lerobot_dataset(p) for p in args.bags):
+        from ptr_cli.lerobot_ingest import run_lerobot
+
+        return run_lerobot(args)
+    if args.profile is None:
+        msg = '--profile: required for bags (a robot profile, config/robots/*.yaml)'
+        raise ProfileError(msg)
     profile = load_profile(args.profile)
     total = len(find_bags(args.bags))
     bar = tqdm(total=total, unit='bag', disable=args.no_progress or None, file=sys.stderr,

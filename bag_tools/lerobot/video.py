@@ -1,0 +1,186 @@
+"""Video files with PyAV: decode the frames an episode uses at the profile's size, encode frames.
+
+Decoding goes through ``bag_tools.observation.decode_image`` (a decoded frame is handed over as
+a raw ``rgb8``/``16UC1`` image), so a LeRobot frame is resized exactly as a bag's image or a live
+camera message is. Any stream FFmpeg decodes works (h264, hevc, AV1 via libdav1d/libaom, MPEG-4
+part 2, vp9).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, NamedTuple, cast
+
+import numpy as np
+import numpy.typing as npt
+
+from bag_tools.errors import ImageDecodeError
+from bag_tools.lerobot.format import LeRobotError
+from bag_tools.observation import decode_image
+
+__all__ = ['DecodedFrames', 'VideoEncoder', 'decode_frames', 'raw_image']
+
+log = logging.getLogger(__name__)
+
+
+def raw_image(img: npt.NDArray[Any]) -> SimpleNamespace:
+    """A decoded ``[H, W, 3] uint8`` RGB or ``[H, W] uint16`` depth array as a duck-typed
+    ``sensor_msgs/Image`` for ``decode_image``."""
+    img = np.ascontiguousarray(img)
+    h, w = img.shape[:2]
+    if img.dtype == np.uint16:
+        return SimpleNamespace(encoding='16UC1', height=h, width=w, step=w * 2,
+                               is_bigendian=0, data=img.reshape(-1).view(np.uint8))
+    if img.ndim == 2 or img.shape[2] == 1:
+        return SimpleNamespace(encoding='mono8', height=h, width=w, step=w, is_bigendian=0,
+                               data=img.reshape(-1))
+    return SimpleNamespace(encoding='rgb8', height=h, width=w, step=w * 3, is_bigendian=0,
+                           data=img.reshape(-1))
+
+
+class DecodedFrames(NamedTuple):
+    """The frames matched to an episode's timestamps (``T`` rows)."""
+
+    frames: npt.NDArray[Any]  # [T, H, W, C]
+    valid: npt.NDArray[np.bool_]  # a frame within tolerance of the timestamp
+    used: npt.NDArray[np.int64]  # decoded frame used per row (-1: none)
+    offset_s: npt.NDArray[np.float64]  # |frame time - wanted time|, NaN where none
+    decoded_times: npt.NDArray[np.float64]  # times of every decoded frame in the span
+
+
+def decode_frames(
+    path: Path,
+    times_s: npt.NDArray[np.float64],
+    *,
+    size: tuple[int, int],
+    depth: bool = False,
+    tolerance_s: float,
+) -> DecodedFrames:
+    """Decode ``path`` once and pick, for each wanted time (seconds in the file, ascending),
+    the nearest frame; frames further than ``tolerance_s`` leave that row invalid (zeros).
+
+    Only frames inside the wanted span are resized and kept, so memory is bounded by the
+    episode at the profile's size, not by the file.
+    """
+    import av
+
+    h, w = size
+    channels = 1 if depth else 3
+    dtype = np.uint16 if depth else np.uint8
+    n = len(times_s)
+    if n == 0:
+        return DecodedFrames(np.zeros((0, h, w, channels), dtype), np.zeros(0, bool),
+                             np.zeros(0, np.int64), np.zeros(0), np.zeros(0))
+    lo, hi = float(times_s[0]) - tolerance_s, float(times_s[-1]) + tolerance_s
+    kept: list[npt.NDArray[Any]] = []
+    times: list[float] = []
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                msg = f'{path}: has no video stream'
+                raise LeRobotError(msg)
+            stream = container.streams.video[0]
+            stream.thread_type = 'AUTO'
+            base = stream.time_base or Fraction(1, 1)
+            if lo > 1.0:  # later episodes of a v3 file: seek to the keyframe before them
+                container.seek(int(max(lo - 1.0, 0.0) / base), stream=stream, backward=True)
+            start = float(stream.start_time * base) if stream.start_time is not None else 0.0
+            for frame in container.decode(stream):
+                if frame.pts is None:
+                    continue
+                t = float(frame.pts * base) - start
+                if t < lo:
+                    continue
+                if t > hi:
+                    break
+                arr = frame.to_ndarray(format='gray16le' if depth else 'rgb24')
+                kept.append(decode_image(raw_image(arr), size=size, depth=depth))
+                times.append(t)
+    except (av.error.FFmpegError, OSError) as err:
+        msg = f'{path}: cannot decode video: {err}'
+        raise LeRobotError(msg) from err
+    except ImageDecodeError as err:
+        msg = f'{path}: {err}'
+        raise LeRobotError(msg) from err
+    out = np.zeros((n, h, w, channels), dtype)
+    index = np.full(n, -1, np.int64)
+    offset = np.full(n, np.nan)
+    decoded = np.asarray(times, np.float64)
+    if len(decoded):
+        order = np.argsort(decoded, kind='stable')
+        decoded_sorted = decoded[order]
+        right = np.clip(np.searchsorted(decoded_sorted, times_s), 0, len(decoded) - 1)
+        left = np.clip(right - 1, 0, len(decoded) - 1)
+        pick = np.where(np.abs(decoded_sorted[left] - times_s)
+                        <= np.abs(decoded_sorted[right] - times_s), left, right)
+        index = order[pick].astype(np.int64)
+        offset = np.abs(decoded[index] - times_s)
+    valid = np.isfinite(offset) & (offset <= tolerance_s)
+    for row in np.flatnonzero(valid):
+        out[row] = kept[int(index[row])]
+    index[~valid] = -1
+    return DecodedFrames(out, valid, index, offset, decoded)
+
+
+@dataclass
+class VideoEncoder:
+    """Frames into one mp4 (PyAV), one frame per ``1 / fps``; episodes go back to back.
+
+    ``crf`` and ``gop`` follow LeRobot's writer (a short GOP keeps random access cheap).
+    Odd sizes, which 4:2:0 chroma cannot hold, are written as 4:4:4.
+    """
+
+    path: Path
+    fps: float
+    width: int
+    height: int
+    codec: str = 'libx264'
+    crf: int = 18
+    gop: int = 2
+
+    def __post_init__(self) -> None:
+        import av
+
+        self.pix_fmt = 'yuv420p' if self.width % 2 == 0 and self.height % 2 == 0 else 'yuv444p'
+        self.frames = 0
+        try:
+            self._container: Any = av.open(str(self.path), 'w')
+            rate = Fraction(self.fps).limit_denominator(1001)
+            options = {'g': str(self.gop)}
+            if self.codec != 'mpeg4':  # MPEG-4 part 2 has no crf: a generous bit rate instead
+                options['crf'] = str(self.crf)
+            self._stream: Any = cast(Any, self._container.add_stream(
+                self.codec, rate=rate, options=options))
+            if self.codec == 'mpeg4':
+                self._stream.bit_rate = 8_000_000
+        except (av.error.FFmpegError, ValueError) as err:
+            msg = f'{self.path}: cannot open a {self.codec} video encoder: {err}'
+            raise LeRobotError(msg) from err
+        self._stream.width = self.width
+        self._stream.height = self.height
+        self._stream.pix_fmt = self.pix_fmt
+        self._stream.time_base = Fraction(1, 1) / rate
+        self._av = av
+
+    def add(self, rgb: npt.NDArray[np.uint8]) -> None:
+        frame = self._av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format='rgb24')
+        frame = frame.reformat(format=self.pix_fmt)
+        frame.pts = self.frames
+        self.frames += 1
+        for packet in self._stream.encode(frame):
+            self._container.mux(packet)
+
+    def close(self) -> None:
+        for packet in self._stream.encode():
+            self._container.mux(packet)
+        self._container.close()
+
+    @property
+    def codec_name(self) -> str:
+        """The codec as LeRobot's ``video.codec`` spells it (``h264``, ``av1``, ...)."""
+        return str(self._stream.codec_context.codec.name).removeprefix('lib').replace(
+            'x264', 'h264').replace('svtav1', 'av1').replace('aom-av1', 'av1')
