@@ -15,23 +15,30 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
 from bag_tools.dataset import EpisodeData
 from bag_tools.errors import BagToolsError, ImageDecodeError, IngestError
+from bag_tools.extras import extra_type
 from bag_tools.observation import (
+    MissingJointsError,
     command_values,
+    controller_positions,
     decode_image,
     extra_state_values,
     joint_positions,
     stamp_ns,
+    trajectory_points,
 )
 from bag_tools.profile import (
     COMMAND_TYPES,
+    CONTROLLER_STATE,
+    STATE_TYPES,
     ActionSource,
+    ArmSpec,
     CameraSpec,
     RobotProfile,
     normalize_msgtype,
@@ -48,6 +55,8 @@ from bag_tools.sync import (
     report_interpolated,
     split_segments,
 )
+from bag_tools.tf_tree import TfTree
+from bag_tools.video import SIDECAR_SUFFIX, decode_frames, find_video, frame_pts, read_sidecar
 
 __all__ = ['IMAGE_TYPES', 'BagStreams', 'bag_to_episodes', 'episode_id', 'read_streams']
 
@@ -55,7 +64,10 @@ log = logging.getLogger(__name__)
 
 IMAGE_TYPES = ('sensor_msgs/msg/Image', 'sensor_msgs/msg/CompressedImage')
 JOINT_STATE = 'sensor_msgs/msg/JointState'
-POSE_TYPES = ('geometry_msgs/msg/PoseStamped', 'geometry_msgs/msg/Pose')
+TF_MESSAGE = 'tf2_msgs/msg/TFMessage'
+TF_STATIC = '/tf_static'
+#: A state or action source slower than this share of the grid rate is warned about.
+OUTRUN_SHARE = 0.9
 
 
 @dataclass
@@ -63,23 +75,41 @@ class BagStreams:
     """The profile's topics of one bag, decoded to vectors (images: payloads or frames)."""
 
     path: Path
-    state: Stream
-    action: Stream | None
+    states: list[Stream]  # one per arm group
+    actions: list[Stream | None]  # per arm group; None for next_state actions
     cameras: dict[str, Stream]
     extra: list[Stream]
     markers: Stream | None
     task: Stream | None
+    extra_actions: list[Stream] = field(default_factory=list)
     custom_data: dict[str, str] = field(default_factory=dict)
     ignored_state_messages: int = 0
+    videos: dict[str, dict[str, Any]] = field(default_factory=dict)  # role -> timing, file
+
+    @property
+    def state(self) -> Stream:
+        return self.states[0]
+
+    @property
+    def action(self) -> Stream | None:
+        return self.actions[0]
 
     def all(self) -> list[Stream]:
-        out = [self.state, *self.cameras.values(), *self.extra]
-        out += [s for s in (self.action, self.markers, self.task) if s is not None]
+        out = [*self.states, *self.cameras.values(), *self.extra, *self.extra_actions]
+        out += [s for s in (*self.actions, self.markers, self.task) if s is not None]
         return out
 
 
 def _fail(path: Path, topic: str, problem: str) -> IngestError:
     return IngestError(f'{path}: topic {topic}: {problem}')
+
+
+def _problems(path: Path, problems: list[str], cls: type[BagToolsError] = IngestError
+              ) -> BagToolsError:
+    """One line for every problem of a bag (all of them, so one run shows them all)."""
+    if len(problems) == 1:
+        return cls(f'{path}: {problems[0]}')
+    return cls(f'{path}: {len(problems)} problems: ' + '; '.join(problems))
 
 
 def _bag_topics(bag: BagReader) -> dict[str, TopicInfo]:
@@ -91,99 +121,136 @@ def _bag_topics(bag: BagReader) -> dict[str, TopicInfo]:
     return out
 
 
+def _key(group: ArmSpec, key: str) -> str:
+    return f'arms.{group.name}.{key}' if group.name else key
+
+
 def _check_topics(bag: BagReader, profile: RobotProfile) -> dict[str, TopicInfo]:
+    """Every problem of the profile against the bag's topics, raised together."""
     infos = _bag_topics(bag)
-    wanted: list[tuple[str, str, tuple[str, ...]]] = [
-        (profile.state_topic, 'state_topic', (JOINT_STATE,)),
-    ]
-    if profile.action.topic:
-        wanted.append((profile.action.topic, 'action.topic', COMMAND_TYPES))
-    wanted += [(c.topic, f'cameras.{c.role}.topic', IMAGE_TYPES) for c in profile.cameras]
-    wanted += [
-        (e.topic, f'extra_state[{i}].topic', (e.type,)) for i, e in enumerate(profile.extra_state)
-    ]
-    for topic, key, _ in wanted:
-        info = infos.get(topic)
-        if info is None or info.msgcount == 0:
-            names = sorted(i.topic for i in infos.values())
-            have = ', '.join(names[:8]) + (f' and {len(names) - 8} more' if len(names) > 8
-                                           else '') if names else 'no topics'
-            problem = 'not in the bag' if info is None else 'has no messages'
-            raise _fail(bag.path, topic, f'{problem} (profile key {key}; the bag has {have})')
-    bag.require_defined([infos[t].topic for t, _, _ in wanted])
+    wanted: list[tuple[str, str, tuple[str, ...]]] = []
+    for g in profile.groups:
+        wanted.append((g.state_topic, _key(g, 'state_topic'), STATE_TYPES))
+        if g.action.topic:
+            wanted.append((g.action.topic, _key(g, 'action.topic'), COMMAND_TYPES))
+    problems: list[str] = []
+    for c in profile.cameras:
+        if not c.is_video:
+            assert c.topic is not None
+            wanted.append((c.topic, f'cameras.{c.role}.topic', IMAGE_TYPES))
+            continue
+        if c.stamps_topic:
+            wanted.append((c.stamps_topic, f'cameras.{c.role}.stamps_topic', ()))
+        if find_video(bag.path, c.file or '') is None:
+            where = bag.path if bag.path.is_dir() else bag.path.parent
+            problems.append(f'video {c.file} (profile key cameras.{c.role}.file) is not beside '
+                            f'the bag (looked in {where})')
+    wanted += [(e.topic, f'extra_state[{i}].topic', (e.type,))
+               for i, e in enumerate(profile.extra_state)]
+    wanted += [(e.topic, f'extra_action[{i}].topic', (e.type,))
+               for i, e in enumerate(profile.extra_action)]
+    names = sorted(i.topic for i in infos.values())
+    have = ', '.join(names[:8]) + (f' and {len(names) - 8} more' if len(names) > 8
+                                   else '') if names else 'no topics'
+    seen: set[tuple[str, str]] = set()
     for topic, key, types in wanted:
-        info = infos[topic]
-        if normalize_msgtype(info.msgtype) not in types:
-            raise _fail(bag.path, topic, f'type {info.msgtype}, profile key {key} expects '
-                        f'{" or ".join(types)}')
+        info = infos.get(topic)
+        if (topic, key) in seen:
+            continue
+        seen.add((topic, key))
+        if info is None or info.msgcount == 0:
+            problem = 'not in the bag' if info is None else 'has no messages'
+            problems.append(f'topic {topic}: {problem} (profile key {key}; the bag has {have})')
+        elif not info.defined:
+            problems.append(f'topic {topic}: type {info.msgtype} has no definition in the bag '
+                            'and is not a standard ROS 2 type')
+        elif types and normalize_msgtype(info.msgtype) not in types:
+            problems.append(f'topic {topic}: type {info.msgtype}, profile key {key} expects '
+                            f'{" or ".join(types)}')
+    if problems:
+        raise _problems(bag.path, list(dict.fromkeys(problems)))
     for optional in (profile.task_topic, profile.episodes.marker_topic):
         if optional and optional not in infos:
             log.warning('%s: topic %s (from the profile) is not in the bag', bag.path, optional)
     return infos
 
 
+Handler = Callable[[Any, int], Any]
+
+
 def read_streams(bag: BagReader, profile: RobotProfile) -> BagStreams:
     """Read and decode the profile's topics of an open bag."""
     infos = _check_topics(bag, profile)
 
-    def stream(topic: str | None) -> Stream | None:
+    def stream(topic: str | None, msgtype: str | None = None) -> Stream | None:
         if not topic or topic not in infos:
             return None
-        return Stream(infos[topic].topic, normalize_msgtype(infos[topic].msgtype))
+        return Stream(infos[topic].topic, msgtype or normalize_msgtype(infos[topic].msgtype))
 
-    state = stream(profile.state_topic)
-    assert state is not None  # checked above
+    groups = profile.groups
+    states = [stream(g.state_topic) for g in groups]
     streams = BagStreams(
         path=bag.path,
-        state=state,
-        action=stream(profile.action.topic),
-        cameras={c.role: Stream(infos[c.topic].topic, normalize_msgtype(infos[c.topic].msgtype))
-                 for c in profile.cameras},
+        states=[s for s in states if s is not None],
+        actions=[stream(g.action.topic) for g in groups],
+        cameras={c.role: s for c in profile.cameras if not c.is_video
+                 and (s := stream(c.topic)) is not None},
         extra=[Stream(infos[e.topic].topic, e.type) for e in profile.extra_state],
         markers=stream(profile.episodes.marker_topic),
         task=stream(profile.task_topic),
+        extra_actions=[Stream(infos[e.topic].topic, e.type) for e in profile.extra_action],
         custom_data=bag.custom_data(),
     )
-    handlers: dict[str, list[tuple[Stream, Callable[[Any], Any]]]] = {}
+    handlers: dict[str, list[tuple[Stream, Handler]]] = {}
 
-    def on(s: Stream | None, fn: Callable[[Any], Any]) -> None:
+    def on(s: Stream | None, fn: Handler) -> None:
         if s is not None:
             handlers.setdefault(s.topic, []).append((s, fn))
 
-    joints = set(profile.joints)
-
-    def state_value(msg: Any) -> Any:
-        names = list(msg.name)
-        if not names:
-            msg_ = 'JointState without joint names; cannot order its positions by name'
-            raise IngestError(msg_)
-        if not joints.intersection(names):
-            return None  # only other joints (another robot part on the same topic)
-        # arm and gripper drivers may publish separate messages on one topic: NaN = not named
-        return joint_positions(msg, profile.joints, allow_missing=True)
-
-    on(streams.state, state_value)
-    if streams.action is not None:
-        mtype = streams.action.msgtype
-        on(streams.action, lambda m: command_values(m, mtype, profile.action.names))
+    for g, s in zip(groups, streams.states):
+        on(s, _state_handler(g, s))
+    for g, a in zip(groups, streams.actions):
+        if a is not None:
+            on(a, _action_handler(g, a.msgtype))
     for cam in profile.cameras:
-        on(streams.cameras[cam.role], _image_handler(cam, profile.image_size))
+        if cam.is_video:
+            if cam.stamps_topic:
+                s = stream(cam.stamps_topic)
+                assert s is not None
+                streams.cameras[cam.role] = s
+                on(s, lambda m, t: True)
+        else:
+            on(streams.cameras[cam.role], _image_handler(cam, profile.image_size))
+    tf = TfTree()
+    tf_topics: set[str] = set()
     for s, spec in zip(streams.extra, profile.extra_state):
+        if spec.parent:
+            tf_topics.add(s.topic)
+            continue
         on(s, functools.partial(_extra_value, msgtype=s.msgtype, joints=spec.joints))
-    on(streams.markers, lambda m: True)
-    on(streams.task, lambda m: str(getattr(m, 'data', '')))
+    if tf_topics and TF_STATIC in infos:
+        tf_topics.add(infos[TF_STATIC].topic)
+    for s in streams.extra_actions:
+        on(s, lambda m, t, mt=s.msgtype: extra_state_values(m, mt))
+    on(streams.markers, lambda m, t: True)
+    on(streams.task, lambda m, t: str(getattr(m, 'data', '')))
 
-    for raw in bag.raw_messages(list(handlers)):
+    errors: dict[int, BagToolsError] = {}  # id(stream) -> its first error (reading goes on)
+    for raw in bag.raw_messages(sorted(set(handlers) | tf_topics)):
         msg = bag.deserialize(raw)
-        for s, fn in handlers[raw.topic]:
+        if raw.topic in tf_topics:
+            _add_transforms(tf, msg, raw.log_time_ns,
+                            static='/' + raw.topic.lstrip('/') == TF_STATIC)
+        for s, fn in handlers.get(raw.topic, ()):
+            if id(s) in errors:
+                continue
             try:
-                value = fn(msg)
+                value = fn(msg, raw.log_time_ns)
             except BagToolsError as err:
-                cls = type(err) if isinstance(err, ImageDecodeError) else IngestError
-                text = f'{bag.path}: topic {raw.topic}: {err} (message at {raw.log_time_ns} ns)'
-                raise cls(text) from err
+                errors[id(s)] = err
+                continue
             if value is None:  # a JointState naming none of the wanted joints
-                if s is streams.state:
+                if s in streams.states:
                     streams.ignored_state_messages += 1
                 continue
             if value is _PENDING:
@@ -191,29 +258,173 @@ def read_streams(bag: BagReader, profile: RobotProfile) -> BagStreams:
             s.log_ns.append(raw.log_time_ns)
             s.stamp_ns.append(stamp_ns(msg))
             s.values.append(value)
-    positions = np.asarray(streams.state.values, np.float64).reshape(-1, len(profile.joints))
-    named = ~np.isnan(positions)
-    never = [j for i, j in enumerate(profile.joints) if not named[:, i].any()]
-    if never:
-        raise _fail(bag.path, profile.state_topic, f'no JointState message names joints {never}')
+    _raise_read_problems(bag, profile, streams, errors)
     for s, spec in zip(streams.extra, profile.extra_state):
-        if not len(s):
-            raise _fail(bag.path, s.topic, f'no JointState message names joints '
-                        f'{list(spec.joints)}')
+        if spec.parent:
+            _tf_stream(s, tf, spec.parent, spec.child, bag)
+    for cam in profile.cameras:
+        if cam.is_video:
+            _video_stream(streams, cam, bag)
     return streams
 
 
-def _extra_value(msg: Any, *, msgtype: str, joints: tuple[str, ...]) -> Any:
+def _raise_read_problems(
+    bag: BagReader, profile: RobotProfile, streams: BagStreams,
+    errors: dict[int, BagToolsError],
+) -> None:
+    """Every problem found while reading, in one line; an action that lacks joints the state
+    topic never names either is the ``joints`` entry's fault, not the action topic's."""
+    problems: list[str] = []
+    image_error = False
+    for g, s, a in zip(profile.groups, streams.states, streams.actions):
+        never: set[str] = set()
+        if id(s) in errors:
+            problems.append(f'topic {s.topic}: {errors[id(s)]}')
+        else:
+            positions = np.asarray(s.values, np.float64).reshape(-1, len(g.joints))
+            named = ~np.isnan(positions)
+            never = {j for i, j in enumerate(g.joints) if not named[:, i].any()}
+            if never:
+                problems.append(
+                    f'topic {s.topic}: no {s.msgtype.rsplit("/", 1)[-1]} message names joints '
+                    f'{[j for j in g.joints if j in never]} (profile key {_key(g, "joints")}'
+                    f'{"; the messages name " + str(s.names_seen) if s.names_seen else ""})')
+        if a is not None and id(a) in errors:
+            err = errors[id(a)]
+            blamed = (isinstance(err, MissingJointsError) and set(err.missing) <= never
+                      and tuple(g.action.names) == tuple(g.joints))
+            if not blamed:
+                problems.append(f'topic {a.topic}: {err}')
+    others = [*streams.cameras.values(), *streams.extra, *streams.extra_actions,
+              *(x for x in (streams.markers, streams.task) if x is not None)]
+    for s in others:
+        if id(s) in errors:
+            image_error |= isinstance(errors[id(s)], ImageDecodeError)
+            problems.append(f'topic {s.topic}: {errors[id(s)]}')
+    for s, spec in zip(streams.extra, profile.extra_state):
+        if spec.joints and id(s) not in errors and not len(s):
+            problems.append(f'topic {s.topic}: no JointState message names joints '
+                            f'{list(spec.joints)}')
+    if problems:
+        raise _problems(bag.path, list(dict.fromkeys(problems)),
+                        ImageDecodeError if image_error and len(problems) == 1 else IngestError)
+
+
+def _state_handler(group: ArmSpec, stream: Stream) -> Handler:
+    joints = set(group.joints)
+    msgtype = stream.msgtype
+
+    def value(msg: Any, log_ns: int) -> Any:
+        controller = msgtype == CONTROLLER_STATE
+        names = list(msg.joint_names if controller else msg.name)
+        if not names:
+            what = 'JointTrajectoryControllerState' if controller else 'JointState'
+            msg_ = f'{what} without joint names; cannot order its positions by name'
+            raise IngestError(msg_)
+        if not stream.names_seen:
+            stream.names_seen = names
+        if not joints.intersection(names):
+            return None  # only other joints (another robot part on the same topic)
+        # arm and gripper drivers may publish separate messages on one topic: NaN = not named
+        if controller:
+            return controller_positions(msg, group.joints, 'state', group.state_field,
+                                        allow_missing=True)
+        return joint_positions(msg, group.joints, allow_missing=True)
+
+    return value
+
+
+class _Trajectory(NamedTuple):
+    """A multi-point JointTrajectory: point offsets (ns) from the message time, positions."""
+
+    offsets: npt.NDArray[np.int64]
+    positions: npt.NDArray[np.float64]
+
+
+def _action_handler(group: ArmSpec, msgtype: str) -> Handler:
+    names = group.action.names
+
+    def value(msg: Any, log_ns: int) -> Any:
+        if msgtype == 'trajectory_msgs/msg/JointTrajectory' and len(msg.points) > 1:
+            return _Trajectory(*trajectory_points(msg, names))
+        return command_values(msg, msgtype, names, field=group.action.field)
+
+    return value
+
+
+def _extra_value(msg: Any, log_ns: int, *, msgtype: str, joints: tuple[str, ...]) -> Any:
     if joints and not set(joints).intersection(msg.name):
         return None
     return extra_state_values(msg, msgtype, joints=joints)
 
 
+def _add_transforms(tree: TfTree, msg: Any, log_ns: int, *, static: bool) -> None:
+    for tr in msg.transforms:
+        st = tr.header.stamp
+        t = int(st.sec) * 1_000_000_000 + int(getattr(st, 'nanosec', 0) or getattr(st, 'nsec', 0))
+        v, q = tr.transform.translation, tr.transform.rotation
+        tree.add(str(tr.header.frame_id), str(tr.child_frame_id), t if t > 0 else log_ns,
+                 [float(v.x), float(v.y), float(v.z), float(q.x), float(q.y), float(q.z),
+                  float(q.w)], static=static)
+
+
+def _tf_stream(s: Stream, tree: TfTree, parent: str, child: str, bag: BagReader) -> None:
+    """The pose of ``child`` in ``parent`` at the samples of the path's moving edges (their
+    stamps); a path of static transforms only is constant over the bag."""
+    try:
+        times = tree.sample_times(parent, child)
+        if not len(times):
+            times = np.asarray([bag.start_ns, bag.end_ns], np.int64)
+        poses, _ = tree.lookup(parent, child, times)
+    except IngestError as err:
+        raise _fail(bag.path, s.topic, str(err)) from err
+    s.log_ns = times.tolist()
+    s.stamp_ns = times.tolist()
+    s.values = list(poses)
+
+
+def _video_stream(streams: BagStreams, cam: CameraSpec, bag: BagReader) -> None:
+    """Frame times of a video camera (the rule in ``bag_tools.video``); values: frame index."""
+    path = find_video(bag.path, cam.file or '')
+    assert path is not None  # checked with the topics
+    try:
+        pts = frame_pts(path)
+    except ImageDecodeError as err:
+        msg = f'{bag.path}: camera {cam.role}: {err}'
+        raise ImageDecodeError(msg) from err
+    n = len(pts)
+    info: dict[str, Any] = {'file': str(path), 'frames': n}
+    sidecar = path.with_name(path.name + SIDECAR_SUFFIX)
+    if cam.stamps_topic:
+        s = streams.cameras[cam.role]
+        if len(s) != n:
+            log.warning('%s: camera %s: %d messages on %s for %d video frames; using the first '
+                        '%d', bag.path, cam.role, len(s), cam.stamps_topic, n, min(n, len(s)))
+        keep = min(n, len(s))
+        s.log_ns, s.stamp_ns, s.values = s.log_ns[:keep], s.stamp_ns[:keep], s.values[:keep]
+        info.update(timing='stamps_topic', stamps_topic=cam.stamps_topic, offset_s=None)
+    else:
+        if sidecar.is_file():
+            times = read_sidecar(sidecar)
+            if len(times) != n:
+                msg = (f'{bag.path}: camera {cam.role}: {sidecar.name} has {len(times)} stamps '
+                       f'for {n} video frames')
+                raise ImageDecodeError(msg)
+            info.update(timing='sidecar', sidecar=str(sidecar), offset_s=None)
+        else:
+            times = bag.start_ns + np.round((cam.offset_s + pts) * 1e9).astype(np.int64)
+            info.update(timing='container', offset_s=cam.offset_s)
+        s = Stream(f'video:{cam.file}', 'video', log_ns=times.tolist(),
+                   stamp_ns=times.tolist(), values=list(range(n)))
+        streams.cameras[cam.role] = s
+    streams.videos[cam.role] = {**info, 'path': path}
+
+
 _PENDING = object()
 
 
-def _image_handler(cam: CameraSpec, size: tuple[int, int]) -> Callable[[Any], Any]:
-    def handle(msg: Any) -> Any:
+def _image_handler(cam: CameraSpec, size: tuple[int, int]) -> Handler:
+    def handle(msg: Any, log_ns: int) -> Any:
         if hasattr(msg, 'encoding'):  # raw Image: decode now, it is large
             return decode_image(msg, size=size, depth=cam.depth)
         return _PENDING  # CompressedImage: decoded in a second pass if a grid step uses it
@@ -251,25 +462,32 @@ class _Aligner:
         self.s = streams
         self.p = profile
         self.hash = content_hash
-        self.state_values = np.asarray(streams.state.values, np.float64).reshape(
-            len(streams.state), len(profile.joints))
+        self.state_values = [
+            np.asarray(s.values, np.float64).reshape(len(s), len(g.joints))
+            for g, s in zip(profile.groups, streams.states)
+        ]
         self._decoded: dict[tuple[str, int], npt.NDArray[Any]] = {}
+        self._warned: set[str] = set()
 
     def start_ns(self) -> int:
         """Every stream has started: each joint, commands, each camera, each extra topic."""
-        needed = [*self.s.cameras.values(), *self.s.extra]
-        if self.p.action.source is ActionSource.COMMAND and self.s.action is not None:
-            needed.append(self.s.action)
-        named = ~np.isnan(self.state_values)
-        first_joint = max(int(self.s.state.times[np.argmax(named[:, j])])
-                          for j in range(named.shape[1]))
-        return max([first_joint, *(int(s.times[0]) for s in needed)])
+        needed = [*self.s.cameras.values(), *self.s.extra, *self.s.extra_actions]
+        needed += [a for a in self.s.actions if a is not None]
+        firsts = []
+        for s, values in zip(self.s.states, self.state_values):
+            named = ~np.isnan(values)
+            firsts += [int(s.times[np.argmax(named[:, j])]) for j in range(named.shape[1])]
+        return max([*firsts, *(int(s.times[0]) for s in needed)])
+
+    def end_ns(self) -> int:
+        """The last joint state of the group that stopped first."""
+        return min(int(s.times[-1]) for s in self.s.states)
 
     def joint_states(
-        self, grid: npt.NDArray[np.int64]
+        self, grid: npt.NDArray[np.int64], group: int
     ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
-        """Each joint interpolated from the messages that name it."""
-        times, values = self.s.state.times, self.state_values
+        """Each joint of a group interpolated from the messages that name it."""
+        times, values = self.s.states[group].times, self.state_values[group]
         named = ~np.isnan(values)
         if named.all():
             return interpolate(grid, times, values)
@@ -288,10 +506,10 @@ class _Aligner:
             self.s.state.times, max_gap_ns=round(self.p.episodes.max_gap_s * 1e9),
             markers=markers,
         )
-        start = self.start_ns()
+        start, end = self.start_ns(), self.end_ns()
         grids = []
         for a, b in segments:
-            grid = make_grid(max(a, start), b, self.p.period_ns)
+            grid = make_grid(max(a, start), min(b, end), self.p.period_ns)
             if len(grid) >= self.p.chunk_length:
                 grids.append(grid)
             else:
@@ -299,7 +517,8 @@ class _Aligner:
                          self.s.path, len(grid), self.p.chunk_length)
         if not grids:
             longest = max(
-                (len(make_grid(max(a, start), b, self.p.period_ns)) for a, b in segments),
+                (len(make_grid(max(a, start), min(b, end), self.p.period_ns))
+                 for a, b in segments),
                 default=0,
             )
             msg = (f'{self.s.path}: topic {self.p.state_topic}: shorter than one action chunk: '
@@ -317,7 +536,7 @@ class _Aligner:
     def fetch_frames(
         self, holds: list[dict[str, tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]]]
     ) -> None:
-        """Second pass: decode the compressed frames some grid step uses, each once."""
+        """Second pass: decode the compressed (or video) frames some grid step uses, each once."""
         needed: dict[str, set[int]] = {}
         for per_role in holds:
             for role, (idx, valid) in per_role.items():
@@ -325,6 +544,11 @@ class _Aligner:
                 for i in np.unique(idx[valid]):
                     if isinstance(values[i], int):
                         needed.setdefault(role, set()).add(values[i])
+        for cam in self.p.cameras:
+            if cam.is_video and needed.get(cam.role):
+                path = self.s.videos[cam.role]['path']
+                frames = decode_frames(path, needed.pop(cam.role), self.p.image_size)
+                self._decoded.update({(cam.role, k): f for k, f in frames.items()})
         roles_of: dict[str, list[CameraSpec]] = {}
         for cam in self.p.cameras:
             if needed.get(cam.role):
@@ -352,6 +576,17 @@ class _Aligner:
             if left == 0:
                 break
 
+    def outrun(self, report: dict[str, Any]) -> None:
+        """Warn (once per topic and bag) when the grid is faster than a state/action source."""
+        rate = float(report['rate_hz'])
+        if rate <= 0 or rate >= OUTRUN_SHARE * self.p.rate_hz or report['topic'] in self._warned:
+            return
+        self._warned.add(report['topic'])
+        log.warning('%s: topic %s (%s) runs at %.1f Hz, slower than the %g Hz grid: steps '
+                    'between its messages are %s', self.s.path, report['topic'], report['role'],
+                    rate, self.p.rate_hz,
+                    'held' if report['role'].startswith('action') else 'interpolated')
+
     def episode(
         self,
         grid: npt.NDArray[np.int64],
@@ -359,20 +594,29 @@ class _Aligner:
         count: int,
         holds: dict[str, tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]],
     ) -> EpisodeData:
-        reports = []
-        joints, state_valid = self.joint_states(grid)
-        reports.append(report_interpolated(self.s.state, 'state', grid, state_valid))
-        parts = [joints]
+        reports: list[Any] = []
+        parts = []
+        state_valid = np.ones(len(grid), bool)
+        for k, g in enumerate(self.p.groups):
+            joints, ok = self.joint_states(grid, k)
+            role = f'state:{g.name}' if g.name else 'state'
+            reports.append(report_interpolated(self.s.states[k], role, grid, ok))
+            parts.append(joints)
+            state_valid &= ok
         for spec, s in zip(self.p.extra_state, self.s.extra):
             values = np.asarray(s.values, np.float64)
             got, ok = interpolate(grid, s.times, values)
-            if s.msgtype in POSE_TYPES:
-                got[:, 3:7] = _interp_quaternion(grid, s.times, values[:, 3:7])
+            kind = extra_type(s.msgtype)
+            for q in kind.quaternions if kind is not None else ():
+                got[:, q:q + 4] = _interp_quaternion(grid, s.times, values[:, q:q + 4])
             parts.append(got)
             state_valid = state_valid & ok
             reports.append(report_interpolated(s, f'extra:{spec.name}', grid, ok))
         state = np.concatenate(parts, axis=1)
-        action, action_valid = self.actions(grid, state, state_valid, reports)
+        action, action_valid = self.actions(grid, parts, state_valid, reports)
+        for rep in reports:
+            if rep['role'].startswith(('state', 'action')):
+                self.outrun(rep)
         images, image_valid = {}, {}
         for cam in self.p.cameras:
             images[cam.role], image_valid[cam.role] = self.frames(
@@ -386,6 +630,9 @@ class _Aligner:
             'ignored_state_messages': self.s.ignored_state_messages,
             'topics': reports,
         }
+        if self.s.videos:
+            report['videos'] = {role: {k: v for k, v in info.items() if k != 'path'}
+                                for role, info in self.s.videos.items()}
         return EpisodeData(
             id=episode_id(self.s.path, self.hash, self.p.robot, index),
             robot=self.p.robot,
@@ -407,24 +654,54 @@ class _Aligner:
     def actions(
         self,
         grid: npt.NDArray[np.int64],
-        state: npt.NDArray[np.float64],
+        joint_parts: list[npt.NDArray[np.float64]],
         state_valid: npt.NDArray[np.bool_],
         reports: list[Any],
     ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
-        if self.p.action.source is ActionSource.NEXT_STATE:
-            n = len(self.p.joints)
-            action = np.empty((len(grid), n), np.float64)
-            action[:-1] = state[1:, :n]
-            action[-1] = state[-1, :n]
-            valid = np.zeros(len(grid), bool)
-            valid[:-1] = state_valid[1:] & state_valid[:-1]
-            return action, valid
-        s = self.s.action
-        assert s is not None
+        """Each group's action (its command, or its own next state), then ``extra_action``."""
+        parts = []
+        valid = np.ones(len(grid), bool)
+        for k, g in enumerate(self.p.groups):
+            if g.action.source is ActionSource.NEXT_STATE:
+                joints = joint_parts[k]
+                action = np.empty_like(joints)
+                action[:-1] = joints[1:]
+                action[-1] = joints[-1]
+                ok = np.zeros(len(grid), bool)
+                ok[:-1] = state_valid[1:] & state_valid[:-1]
+            else:
+                s = self.s.actions[k]
+                assert s is not None
+                role = f'action:{g.name}' if g.name else 'action'
+                action, ok = self.held(grid, s, len(g.action.names), role, reports)
+            parts.append(action)
+            valid &= ok
+        for spec, s in zip(self.p.extra_action, self.s.extra_actions):
+            action, ok = self.held(grid, s, len(spec.dim_names), f'action:{spec.name}', reports)
+            parts.append(action)
+            valid &= ok
+        return np.concatenate(parts, axis=1), valid
+
+    def held(
+        self, grid: npt.NDArray[np.int64], s: Stream, width: int, role: str,
+        reports: list[Any],
+    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
+        """The latest command at or before each grid time; of a multi-point trajectory, the
+        point whose time (message time + time_from_start) is nearest the grid time."""
         idx, valid = hold(grid, s.times, None)
-        values = np.asarray(s.values, np.float64).reshape(len(s), len(self.p.action.names))
-        action = np.where(valid[:, None], values[np.clip(idx, 0, None)], 0.0)
-        reports.append(report_held(s, 'action', grid, idx, valid))
+        if any(isinstance(v, _Trajectory) for v in s.values):
+            action = np.zeros((len(grid), width), np.float64)
+            for t in np.flatnonzero(valid):
+                v = s.values[int(idx[t])]
+                if isinstance(v, _Trajectory):
+                    at = s.times[int(idx[t])] + v.offsets
+                    action[t] = v.positions[int(np.argmin(np.abs(at - grid[t])))]
+                else:
+                    action[t] = v
+        else:
+            values = np.asarray(s.values, np.float64).reshape(len(s), width)
+            action = np.where(valid[:, None], values[np.clip(idx, 0, None)], 0.0)
+        reports.append(report_held(s, role, grid, idx, valid))
         return action, valid
 
     def frames(

@@ -23,16 +23,19 @@ import numpy as np
 import numpy.typing as npt
 
 from bag_tools.errors import ImageDecodeError, IngestError
-from bag_tools.profile import EXTRA_STATE_TYPES, normalize_msgtype
+from bag_tools.profile import CONTROLLER_STATE, normalize_msgtype
 
 __all__ = [
     'COLOR_ENCODINGS',
     'DEPTH_ENCODINGS',
+    'MissingJointsError',
     'command_values',
+    'controller_point',
     'decode_image',
     'extra_state_values',
     'image_dims',
     'joint_positions',
+    'resize_color',
     'stamp_ns',
 ]
 
@@ -259,6 +262,13 @@ def _decode_compressed_depth(
     return depth16
 
 
+def resize_color(img: npt.NDArray[np.uint8], size: tuple[int, int]) -> npt.NDArray[np.uint8]:
+    """An RGB ``uint8 [h, w, 3]`` frame resized to ``size`` (H, W) the way every color image
+    is (video frames use it)."""
+    out: npt.NDArray[np.uint8] = _resize(img, size, depth=False)
+    return out
+
+
 def _resize(img: npt.NDArray[Any], size: tuple[int, int], *, depth: bool) -> npt.NDArray[Any]:
     h, w = size
     if img.shape[:2] != (h, w):
@@ -279,6 +289,15 @@ def _resize(img: npt.NDArray[Any], size: tuple[int, int], *, depth: bool) -> npt
 
 # -- joints, commands, extra observations ---------------------------------------------------
 
+class MissingJointsError(IngestError):
+    """A message does not name joints the profile wants (``missing``; it names ``have``)."""
+
+    def __init__(self, text: str, missing: Sequence[str], have: Sequence[str]) -> None:
+        super().__init__(text)
+        self.missing = tuple(missing)
+        self.have = tuple(have)
+
+
 def _reorder(
     names: Sequence[str], values: Any, wanted: Sequence[str], what: str, *,
     allow_missing: bool = False,
@@ -298,7 +317,7 @@ def _reorder(
         return padded[[index.get(n, len(vals)) for n in wanted]]
     if missing:
         msg = f'{what} lacks joints {missing} (it has {names})'
-        raise IngestError(msg)
+        raise MissingJointsError(msg, missing, names)
     return vals[[index[n] for n in wanted]]
 
 
@@ -317,12 +336,76 @@ def joint_positions(
     return _reorder(names, position, joints, 'JointState', allow_missing=allow_missing)
 
 
-def command_values(msg: Any, msgtype: str, names: Sequence[str]) -> npt.NDArray[np.float64]:
+#: Controller-state fields in the order ``auto`` tries them (Jazzy names first: on Humble the
+#: deprecated desired/actual are sometimes left empty).
+_AUTO_FIELDS = {'state': ('feedback', 'actual'), 'action': ('reference', 'desired')}
+_SYNONYM = {'actual': 'feedback', 'feedback': 'actual', 'desired': 'reference',
+            'reference': 'desired'}
+
+
+def controller_point(msg: Any, role: str, field: str = 'auto') -> tuple[str, Any]:
+    """The ``JointTrajectoryPoint`` of a ``control_msgs/JointTrajectoryControllerState`` that
+    gives the state (``role='state'``: actual/feedback) or the action (desired/reference/output).
+
+    ``field='auto'`` takes the first of the role's fields with positions (both the Humble and
+    the Jazzy field sets); a named field must be present and non-empty. Returns (field, point).
+    """
+    tried = _AUTO_FIELDS[role] if field == 'auto' else (field,)
+    for name in tried:
+        point = getattr(msg, name, None)
+        if point is not None and len(point.positions):
+            return name, point
+    present = [f for f in ('actual', 'feedback', 'desired', 'reference', 'output')
+               if getattr(msg, f, None) is not None and len(getattr(msg, f).positions)]
+    if field == 'auto':
+        msg_ = (f'JointTrajectoryControllerState has no {" or ".join(tried)} positions '
+                f'(non-empty fields: {present or "none"})')
+    else:
+        absent = getattr(msg, field, None) is None
+        hint = f'; try {_SYNONYM[field]} or auto' if field in _SYNONYM else ''
+        msg_ = (f'JointTrajectoryControllerState field {field} is '
+                f'{"not in this distro" if absent else "empty"} (non-empty fields: '
+                f'{present or "none"}){hint}')
+    raise IngestError(msg_)
+
+
+def controller_positions(
+    msg: Any, joints: Sequence[str], role: str, field: str = 'auto', *,
+    allow_missing: bool = False,
+) -> npt.NDArray[np.float64]:
+    """A controller state's state or action positions in ``joints`` order (by ``joint_names``)."""
+    name, point = controller_point(msg, role, field)
+    return _reorder(msg.joint_names, point.positions, joints,
+                    f'JointTrajectoryControllerState.{name}', allow_missing=allow_missing)
+
+
+def trajectory_points(
+    msg: Any, names: Sequence[str]
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+    """Every point of a ``JointTrajectory``: ``time_from_start`` (ns) and positions [P, D]."""
+    if not len(msg.points):
+        msg_ = 'JointTrajectory has no points'
+        raise IngestError(msg_)
+    offsets = np.asarray([int(p.time_from_start.sec) * 1_000_000_000
+                          + int(getattr(p.time_from_start, 'nanosec', 0)
+                                or getattr(p.time_from_start, 'nsec', 0))
+                          for p in msg.points], np.int64)
+    rows = np.stack([_reorder(msg.joint_names, p.positions, names, 'JointTrajectory')
+                     for p in msg.points])
+    return offsets, rows
+
+
+def command_values(
+    msg: Any, msgtype: str, names: Sequence[str], *, field: str = 'auto'
+) -> npt.NDArray[np.float64]:
     """A command message as a vector in ``names`` order.
 
-    ``JointTrajectory``: the first point's positions, reordered by ``joint_names``;
+    ``JointTrajectory``: the first point's positions, reordered by ``joint_names`` (the
+    ingester picks, of several points, the one nearest each grid time: ``trajectory_points``);
     ``Float64MultiArray``: ``data`` as is (its length must match ``names``);
-    ``JointState`` (leader arm): positions reordered by ``name``.
+    ``JointState`` (leader arm): positions reordered by ``name``;
+    ``JointTrajectoryControllerState``: the desired/reference (or ``field``) point;
+    ``Twist[Stamped]`` (cmd_vel): linear then angular.
     """
     msgtype = normalize_msgtype(msgtype)
     if msgtype == 'trajectory_msgs/msg/JointTrajectory':
@@ -338,43 +421,30 @@ def command_values(msg: Any, msgtype: str, names: Sequence[str]) -> npt.NDArray[
         return data
     if msgtype == 'sensor_msgs/msg/JointState':
         return _reorder(msg.name, msg.position, names, 'JointState')
+    if msgtype == CONTROLLER_STATE:
+        return controller_positions(msg, names, 'action', field)
+    if msgtype in ('geometry_msgs/msg/Twist', 'geometry_msgs/msg/TwistStamped'):
+        return extra_state_values(msg, msgtype)
     msg_ = (f'command type {msgtype} is not supported (JointTrajectory, Float64MultiArray, '
-            'JointState)')
+            'JointState, JointTrajectoryControllerState, Twist)')
     raise IngestError(msg_)
-
-
-def _xyz(v: Any) -> list[float]:
-    return [float(v.x), float(v.y), float(v.z)]
 
 
 def extra_state_values(
     msg: Any, msgtype: str, *, joints: Sequence[str] = ()
 ) -> npt.NDArray[np.float64]:
-    """Flatten a geometry message (see ``profile.EXTRA_STATE_TYPES`` for the dimensions), or
-    a ``JointState`` (another topic's joints, e.g. a gripper) in ``joints`` order."""
+    """Flatten an extra observation (its dimensions: ``bag_tools.extras``), or a
+    ``JointState`` (another topic's joints, e.g. a gripper) in ``joints`` order."""
+    from bag_tools.extras import extra_type
+
     msgtype = normalize_msgtype(msgtype)
-    if msgtype == 'sensor_msgs/msg/JointState':
+    kind = extra_type(msgtype)
+    if kind is None or kind.frames:
+        msg_ = f'extra_state type {msgtype} is not supported here'
+        raise IngestError(msg_)
+    if kind.named:
         if not joints:
             msg_ = 'a JointState extra observation needs its joints (ExtraStateSpec.joints)'
             raise IngestError(msg_)
         return joint_positions(msg, joints)
-    if msgtype not in EXTRA_STATE_TYPES:
-        msg_ = f'extra_state type {msgtype} is not supported'
-        raise IngestError(msg_)
-    base = msgtype.removesuffix('Stamped')
-    body = msg
-    if msgtype.endswith('Stamped'):
-        field = {'geometry_msgs/msg/Pose': 'pose', 'geometry_msgs/msg/Wrench': 'wrench',
-                 'geometry_msgs/msg/Twist': 'twist', 'geometry_msgs/msg/Point': 'point',
-                 'geometry_msgs/msg/Vector3': 'vector'}[base]
-        body = getattr(msg, field)
-    if base == 'geometry_msgs/msg/Pose':
-        q = body.orientation
-        vals = [*_xyz(body.position), float(q.x), float(q.y), float(q.z), float(q.w)]
-    elif base == 'geometry_msgs/msg/Wrench':
-        vals = _xyz(body.force) + _xyz(body.torque)
-    elif base == 'geometry_msgs/msg/Twist':
-        vals = _xyz(body.linear) + _xyz(body.angular)
-    else:
-        vals = _xyz(body)
-    return np.asarray(vals, dtype=np.float64)
+    return np.asarray(kind.extract(msg), dtype=np.float64)

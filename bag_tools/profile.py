@@ -4,6 +4,13 @@ A profile is a YAML file (``config/robots/<name>.yaml``) validated on load; ever
 ``ProfileError`` naming the file and the key. ``RobotProfile.to_dict()`` is the resolved profile
 (every default filled in); it is stored in the dataset manifest and in checkpoints, and
 ``RobotProfile.from_dict`` rebuilds it on the robot.
+
+A robot is one or more *arm groups* (arms, grippers, hands), each with its own state topic, joint
+names, action source and joint limits. A single-arm profile (top-level ``joints``/``state_topic``/
+``action``/``joint_limits``) is one unnamed group whose dimensions keep the joint names; an
+``arms:`` mapping names its groups, and their dimensions are ``<group>/<joint>`` in the order the
+groups are listed (state: every group's joints, then ``extra_state``; action: every group's
+action, then ``extra_action``).
 """
 
 from __future__ import annotations
@@ -21,9 +28,13 @@ from bag_tools.errors import ProfileError
 
 __all__ = [
     'COMMAND_TYPES',
+    'CONTROLLER_STATE',
     'EXTRA_STATE_TYPES',
+    'STATE_TYPES',
+    'VIDEO_SUFFIXES',
     'ActionSource',
     'ActionSpec',
+    'ArmSpec',
     'CameraSpec',
     'EpisodeSpec',
     'ExtraStateSpec',
@@ -32,48 +43,45 @@ __all__ = [
     'normalize_msgtype',
 ]
 
+#: ``control_msgs/JointTrajectoryControllerState`` (ros_control / ros2_control JTC state).
+CONTROLLER_STATE = 'control_msgs/msg/JointTrajectoryControllerState'
+
+#: Message types a state topic may carry.
+STATE_TYPES = ('sensor_msgs/msg/JointState', CONTROLLER_STATE)
+
 #: Command message types an ``action.topic`` may carry.
 COMMAND_TYPES = (
     'trajectory_msgs/msg/JointTrajectory',
     'std_msgs/msg/Float64MultiArray',
     'sensor_msgs/msg/JointState',
+    CONTROLLER_STATE,
 )
 
-#: Extra observation types and the names of their dimensions (flattened after the joints).
-EXTRA_STATE_TYPES: dict[str, tuple[str, ...]] = {
-    'geometry_msgs/msg/PoseStamped': (
-        'position.x', 'position.y', 'position.z',
-        'orientation.x', 'orientation.y', 'orientation.z', 'orientation.w',
-    ),
-    'geometry_msgs/msg/Pose': (
-        'position.x', 'position.y', 'position.z',
-        'orientation.x', 'orientation.y', 'orientation.z', 'orientation.w',
-    ),
-    'geometry_msgs/msg/WrenchStamped': (
-        'force.x', 'force.y', 'force.z', 'torque.x', 'torque.y', 'torque.z',
-    ),
-    'geometry_msgs/msg/Wrench': (
-        'force.x', 'force.y', 'force.z', 'torque.x', 'torque.y', 'torque.z',
-    ),
-    'geometry_msgs/msg/TwistStamped': (
-        'linear.x', 'linear.y', 'linear.z', 'angular.x', 'angular.y', 'angular.z',
-    ),
-    'geometry_msgs/msg/Twist': (
-        'linear.x', 'linear.y', 'linear.z', 'angular.x', 'angular.y', 'angular.z',
-    ),
-    'geometry_msgs/msg/PointStamped': ('x', 'y', 'z'),
-    'geometry_msgs/msg/Point': ('x', 'y', 'z'),
-    'geometry_msgs/msg/Vector3Stamped': ('x', 'y', 'z'),
-    'geometry_msgs/msg/Vector3': ('x', 'y', 'z'),
-    'sensor_msgs/msg/JointState': (),  # dims: the entry's `joints`
-}
+#: Fields of a controller state a state (``state_field``) or an action (``action.field``) reads;
+#: ``auto`` takes the first non-empty one of the field set the bag's distro has.
+STATE_FIELDS = ('auto', 'actual', 'feedback')
+ACTION_FIELDS = ('auto', 'desired', 'reference', 'output')
 
+#: Video files a camera role may read beside the bag (decoded with PyAV).
+VIDEO_SUFFIXES = ('.mp4', '.mkv', '.webm', '.mov', '.avi')
+
+
+def _extra_types() -> dict[str, tuple[str, ...]]:
+    from bag_tools.extras import registered
+
+    return {name: kind.dims for name, kind in sorted(registered().items())}
+
+
+#: Extra observation types and the names of their dimensions (from ``bag_tools.extras``).
+EXTRA_STATE_TYPES: dict[str, tuple[str, ...]] = _extra_types()
+
+_ARM_KEYS = ('joints', 'state_topic', 'state_field', 'action', 'joint_limits')
 _TOP_KEYS = {
-    'robot', 'joints', 'state_topic', 'action', 'cameras', 'image_size', 'rate_hz',
-    'joint_limits', 'task', 'task_topic', 'extra_state', 'episodes', 'image_tolerance_s',
-    'chunk_length',
+    'robot', 'arms', 'cameras', 'image_size', 'rate_hz', 'task', 'task_topic', 'extra_state',
+    'extra_action', 'episodes', 'image_tolerance_s', 'chunk_length', *_ARM_KEYS,
 }
-_REQUIRED = ('robot', 'joints', 'state_topic', 'action', 'rate_hz', 'joint_limits')
+_REQUIRED = ('robot', 'rate_hz')
+_ARM_REQUIRED = ('joints', 'state_topic', 'action', 'joint_limits')
 
 
 def normalize_msgtype(msgtype: str) -> str:
@@ -95,14 +103,46 @@ class ActionSource(str, Enum):
 class ActionSpec:
     source: ActionSource
     topic: str | None
-    names: tuple[str, ...]
+    names: tuple[str, ...]  # as the command messages name them
+    field: str = 'auto'  # controller-state commands: which point (ACTION_FIELDS)
+
+
+@dataclass(frozen=True)
+class ArmSpec:
+    """One arm group: its state topic, joints, action and limits. ``name`` '' = single arm."""
+
+    name: str
+    joints: tuple[str, ...]  # as the messages name them
+    state_topic: str
+    action: ActionSpec
+    joint_lower: tuple[float, ...]
+    joint_upper: tuple[float, ...]
+    state_field: str = 'auto'  # controller-state state topics: which point (STATE_FIELDS)
+
+    def dim(self, joint: str) -> str:
+        return f'{self.name}/{joint}' if self.name else joint
+
+    @property
+    def dim_names(self) -> tuple[str, ...]:
+        return tuple(self.dim(j) for j in self.joints)
+
+    @property
+    def action_dim_names(self) -> tuple[str, ...]:
+        return tuple(self.dim(n) for n in self.action.names)
 
 
 @dataclass(frozen=True)
 class CameraSpec:
     role: str
-    topic: str
+    topic: str | None  # the image topic (in the bag, and live); None for a bag's video only
     depth: bool = False
+    file: str | None = None  # a video file beside the bag (relative to the bag's folder)
+    stamps_topic: str | None = None  # one message per video frame; its stamps time the frames
+    offset_s: float = 0.0  # video without stamps: frame time = bag start + offset + pts
+
+    @property
+    def is_video(self) -> bool:
+        return self.file is not None
 
 
 @dataclass(frozen=True)
@@ -111,6 +151,8 @@ class ExtraStateSpec:
     type: str
     name: str  # prefix of the dimension names
     joints: tuple[str, ...] = ()  # JointState only: its joints, in order (the dimension names)
+    parent: str = ''  # TF only: the pose of ``child`` in ``parent``
+    child: str = ''
 
     @property
     def dim_names(self) -> tuple[str, ...]:
@@ -144,9 +186,23 @@ class RobotProfile:
     episodes: EpisodeSpec = EpisodeSpec()
     image_tolerance_s: float = 0.2
     chunk_length: int = 16
+    arms: tuple[ArmSpec, ...] = ()  # filled by the parser; one unnamed group for a single arm
+    extra_action: tuple[ExtraStateSpec, ...] = ()  # e.g. a base's cmd_vel, after the arms
     source: str = field(default='<dict>', compare=False)  # where it was loaded from (messages)
 
     # -- derived ---------------------------------------------------------------------------
+    @property
+    def groups(self) -> tuple[ArmSpec, ...]:
+        """The arm groups (a profile built without ``arms`` is one unnamed group)."""
+        if self.arms:
+            return self.arms
+        return (ArmSpec('', self.joints, self.state_topic, self.action, self.joint_lower,
+                        self.joint_upper),)
+
+    @property
+    def multi_arm(self) -> bool:
+        return bool(self.arms) and bool(self.arms[0].name)
+
     @property
     def state_names(self) -> list[str]:
         names = list(self.joints)
@@ -156,7 +212,10 @@ class RobotProfile:
 
     @property
     def action_names(self) -> list[str]:
-        return list(self.action.names)
+        names = [n for g in self.groups for n in g.action_dim_names]
+        for extra in self.extra_action:
+            names += extra.dim_names
+        return names
 
     @property
     def camera_roles(self) -> list[str]:
@@ -175,11 +234,19 @@ class RobotProfile:
 
     def topics(self) -> list[str]:
         """Every topic this profile reads from a bag."""
-        topics = [self.state_topic]
-        if self.action.topic:
-            topics.append(self.action.topic)
-        topics += [c.topic for c in self.cameras]
+        topics: list[str] = []
+        for g in self.groups:
+            topics.append(g.state_topic)
+            if g.action.topic:
+                topics.append(g.action.topic)
+        for c in self.cameras:
+            if c.is_video:
+                if c.stamps_topic:
+                    topics.append(c.stamps_topic)
+            elif c.topic:
+                topics.append(c.topic)
         topics += [e.topic for e in self.extra_state]
+        topics += [e.topic for e in self.extra_action]
         if self.task_topic:
             topics.append(self.task_topic)
         if self.episodes.marker_topic:
@@ -189,41 +256,71 @@ class RobotProfile:
     # -- (de)serialization -----------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         """The resolved profile, in the YAML schema, every default filled in."""
-        action: dict[str, Any] = {'source': self.action.source.value}
-        if self.action.topic:
-            action['topic'] = self.action.topic
-            action['names'] = list(self.action.names)
-        out: dict[str, Any] = {
-            'robot': self.robot,
-            'joints': list(self.joints),
-            'state_topic': self.state_topic,
-            'action': action,
-            'cameras': {
-                c.role: {'topic': c.topic, 'depth': c.depth} for c in self.cameras
-            },
+        out: dict[str, Any] = {'robot': self.robot}
+        if self.multi_arm:
+            out['arms'] = {g.name: _arm_dict(g) for g in self.groups}
+        else:
+            out.update(_arm_dict(self.groups[0]))
+        out.update({
+            'cameras': {c.role: _camera_dict(c) for c in self.cameras},
             'image_size': list(self.image_size) if self.cameras else None,
             'rate_hz': self.rate_hz,
-            'joint_limits': {'lower': list(self.joint_lower), 'upper': list(self.joint_upper)},
             'task': self.task,
             'task_topic': self.task_topic,
-            'extra_state': [
-                {'topic': e.topic, 'type': e.type, 'name': e.name,
-                 **({'joints': list(e.joints)} if e.joints else {})}
-                for e in self.extra_state
-            ],
+            'extra_state': [_extra_dict(e) for e in self.extra_state],
             'episodes': {
                 'marker_topic': self.episodes.marker_topic,
                 'max_gap_s': self.episodes.max_gap_s,
             },
             'image_tolerance_s': self.image_tolerance_s,
             'chunk_length': self.chunk_length,
-        }
+        })
+        if self.extra_action:
+            out['extra_action'] = [_extra_dict(e) for e in self.extra_action]
         return out
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], *, source: str = '<dict>') -> RobotProfile:
         """Validate a profile mapping; raise ``ProfileError`` naming ``source`` and the key."""
         return _Parser(source).profile(d)
+
+
+def _arm_dict(g: ArmSpec) -> dict[str, Any]:
+    action: dict[str, Any] = {'source': g.action.source.value}
+    if g.action.topic:
+        action['topic'] = g.action.topic
+        action['names'] = list(g.action.names)
+        if g.action.field != 'auto':
+            action['field'] = g.action.field
+    out: dict[str, Any] = {
+        'joints': list(g.joints),
+        'state_topic': g.state_topic,
+        'action': action,
+        'joint_limits': {'lower': list(g.joint_lower), 'upper': list(g.joint_upper)},
+    }
+    if g.state_field != 'auto':
+        out['state_field'] = g.state_field
+    return out
+
+
+def _camera_dict(c: CameraSpec) -> dict[str, Any]:
+    if not c.is_video:
+        return {'topic': c.topic, 'depth': c.depth}
+    out: dict[str, Any] = {'file': c.file, 'depth': c.depth, 'offset_s': c.offset_s}
+    if c.topic:
+        out['topic'] = c.topic
+    if c.stamps_topic:
+        out['stamps_topic'] = c.stamps_topic
+    return out
+
+
+def _extra_dict(e: ExtraStateSpec) -> dict[str, Any]:
+    out: dict[str, Any] = {'topic': e.topic, 'type': e.type, 'name': e.name}
+    if e.joints:
+        out['joints'] = list(e.joints)
+    if e.parent:
+        out.update(parent=e.parent, child=e.child)
+    return out
 
 
 def load_profile(path: str | Path) -> RobotProfile:
@@ -307,73 +404,132 @@ class _Parser:
         robot = self.text(d['robot'], 'robot')
         if not all(c.isalnum() or c in '_-.' for c in robot):
             raise self.fail('robot', f'use letters, digits, _ - . only, got {robot!r}')
-        joints = self.names(d['joints'], 'joints')
+        arms = self.arms(d)
+        joints = tuple(n for g in arms for n in g.dim_names)
         rate = self.number(d['rate_hz'], 'rate_hz')
-        lower, upper = self.limits(d['joint_limits'], len(joints))
         cameras = self.cameras(d.get('cameras') or {})
         size = self.image_size(d.get('image_size'), bool(cameras))
         task = d.get('task')
         task_topic = d.get('task_topic')
+        first = arms[0]
+        if len(arms) == 1:
+            action = first.action
+        else:
+            sources = {g.action.source for g in arms}
+            action = ActionSpec(sources.pop() if len(sources) == 1 else ActionSource.COMMAND,
+                                None, tuple(n for g in arms for n in g.action_dim_names))
+        extra_state = self.extra_state(d.get('extra_state') or [], joints, 'extra_state')
         return RobotProfile(
             robot=robot,
             joints=joints,
-            state_topic=self.topic(d['state_topic'], 'state_topic'),
-            action=self.action(d['action'], joints),
+            state_topic=first.state_topic,
+            action=action,
             cameras=cameras,
             image_size=size,
             rate_hz=rate,
-            joint_lower=lower,
-            joint_upper=upper,
+            joint_lower=tuple(v for g in arms for v in g.joint_lower),
+            joint_upper=tuple(v for g in arms for v in g.joint_upper),
             task='' if task is None else self.text(task, 'task', empty=True),
             task_topic=None if task_topic is None else self.topic(task_topic, 'task_topic'),
-            extra_state=self.extra_state(d.get('extra_state') or [], joints),
+            extra_state=extra_state,
             episodes=self.episodes(d.get('episodes') or {}),
             image_tolerance_s=self.number(d.get('image_tolerance_s', 0.2), 'image_tolerance_s'),
             chunk_length=self.integer(d.get('chunk_length', 16), 'chunk_length'),
+            arms=arms,
+            extra_action=self.extra_state(d.get('extra_action') or [], (), 'extra_action'),
             source=self.source,
         )
 
-    def limits(self, value: Any, n: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
-        value = self.mapping(value, 'joint_limits')
-        self.unknown(value, {'lower', 'upper'}, 'joint_limits')
+    def arms(self, d: Mapping[str, Any]) -> tuple[ArmSpec, ...]:
+        if 'arms' not in d:
+            return (self.arm(d, '', ''),)
+        both = sorted(k for k in _ARM_KEYS if k in d)
+        if both:
+            raise self.fail(both[0], 'set per arm group under arms.<group>, not at the top level '
+                            'when arms is set')
+        value = self.mapping(d['arms'], 'arms')
+        if not value:
+            raise self.fail('arms', 'expected at least one arm group')
+        out = []
+        for name, spec in value.items():
+            key = f'arms.{name}'
+            if not isinstance(name, str) or not name.isidentifier():
+                raise self.fail(key, 'an arm group name must be an identifier like left or '
+                                'right_gripper')
+            spec = self.mapping(spec, key)
+            self.unknown(spec, set(_ARM_KEYS), key)
+            out.append(self.arm(spec, name, f'{key}.'))
+        return tuple(out)
+
+    def arm(self, d: Mapping[str, Any], name: str, prefix: str) -> ArmSpec:
+        for key in _ARM_REQUIRED:
+            if key not in d:
+                raise self.fail(f'{prefix}{key}', 'missing (required)')
+        joints = self.names(d['joints'], f'{prefix}joints')
+        lower, upper = self.limits(d['joint_limits'], len(joints), f'{prefix}joint_limits')
+        state_field = d.get('state_field', 'auto')
+        if state_field not in STATE_FIELDS:
+            raise self.fail(f'{prefix}state_field', f'expected one of {", ".join(STATE_FIELDS)} '
+                            f'(controller-state topics), got {state_field!r}')
+        return ArmSpec(
+            name=name,
+            joints=joints,
+            state_topic=self.topic(d['state_topic'], f'{prefix}state_topic'),
+            action=self.action(d['action'], joints, f'{prefix}action'),
+            joint_lower=lower,
+            joint_upper=upper,
+            state_field=state_field,
+        )
+
+    def limits(
+        self, value: Any, n: int, key: str = 'joint_limits'
+    ) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        value = self.mapping(value, key)
+        self.unknown(value, {'lower', 'upper'}, key)
         out = []
         for side in ('lower', 'upper'):
-            key = f'joint_limits.{side}'
+            skey = f'{key}.{side}'
             got = value.get(side)
             if not isinstance(got, Sequence) or isinstance(got, str) or len(got) != n:
-                raise self.fail(key, f'expected a list of {n} numbers (one per joint), got '
+                raise self.fail(skey, f'expected a list of {n} numbers (one per joint), got '
                                 f'{got!r}')
             out.append(tuple(
-                self.number(v, f'{key}[{i}]', positive=False) for i, v in enumerate(got)
+                self.number(v, f'{skey}[{i}]', positive=False) for i, v in enumerate(got)
             ))
         bad = [i for i, (lo, hi) in enumerate(zip(*out)) if lo > hi]
         if bad:
-            raise self.fail(f'joint_limits.lower[{bad[0]}]', 'greater than the upper limit')
+            raise self.fail(f'{key}.lower[{bad[0]}]', 'greater than the upper limit')
         return out[0], out[1]
 
-    def action(self, value: Any, joints: tuple[str, ...]) -> ActionSpec:
-        value = self.mapping(value, 'action')
-        self.unknown(value, {'source', 'topic', 'names'}, 'action')
+    def action(
+        self, value: Any, joints: tuple[str, ...], key: str = 'action'
+    ) -> ActionSpec:
+        value = self.mapping(value, key)
+        self.unknown(value, {'source', 'topic', 'names', 'field'}, key)
         raw = value.get('source')
         try:
             source = ActionSource(raw)
         except ValueError:
             raise self.fail(
-                'action.source', f'expected command or next_state, got {raw!r}'
+                f'{key}.source', f'expected command or next_state, got {raw!r}'
             ) from None
         names = (
-            self.names(value['names'], 'action.names') if value.get('names') is not None
+            self.names(value['names'], f'{key}.names') if value.get('names') is not None
             else joints
         )
         topic = value.get('topic')
+        fld = value.get('field', 'auto')
+        if fld not in ACTION_FIELDS:
+            raise self.fail(f'{key}.field', f'expected one of {", ".join(ACTION_FIELDS)} '
+                            f'(controller-state topics), got {fld!r}')
         if source is ActionSource.COMMAND:
             if topic is None:
-                raise self.fail('action.topic', 'required when action.source is command')
-            return ActionSpec(source, self.topic(topic, 'action.topic'), names)
+                raise self.fail(f'{key}.topic', 'required when action.source is command')
+            return ActionSpec(source, self.topic(topic, f'{key}.topic'), names, fld)
         if topic is not None:
-            raise self.fail('action.topic', 'not used with action.source next_state; remove it')
+            raise self.fail(f'{key}.topic', 'not used with action.source next_state; remove it')
         if names != joints:
-            raise self.fail('action.names', 'next_state actions are the joints; remove it')
+            raise self.fail(f'{key}.names', 'next_state actions are the joints; remove it')
         return ActionSpec(source, None, names)
 
     def cameras(self, value: Any) -> tuple[CameraSpec, ...]:
@@ -384,13 +540,34 @@ class _Parser:
             if not isinstance(role, str) or not role.isidentifier():
                 raise self.fail(key, 'a camera role must be an identifier like wrist or front')
             spec = self.mapping(spec, key)
-            self.unknown(spec, {'topic', 'depth'}, key)
-            if 'topic' not in spec:
-                raise self.fail(f'{key}.topic', 'missing (required)')
+            self.unknown(spec, {'topic', 'depth', 'file', 'stamps_topic', 'offset_s'}, key)
             depth = spec.get('depth', False)
             if not isinstance(depth, bool):
                 raise self.fail(f'{key}.depth', f'expected true or false, got {depth!r}')
-            out.append(CameraSpec(role, self.topic(spec['topic'], f'{key}.topic'), depth))
+            file = spec.get('file')
+            if file is None:
+                if 'topic' not in spec:
+                    raise self.fail(f'{key}.topic', 'missing (required; or file: a video '
+                                    'beside the bag)')
+                for k in ('stamps_topic', 'offset_s'):
+                    if k in spec:
+                        raise self.fail(f'{key}.{k}', 'only for a video camera (file:)')
+                out.append(CameraSpec(role, self.topic(spec['topic'], f'{key}.topic'), depth))
+                continue
+            file = self.text(file, f'{key}.file')
+            if Path(file).suffix.lower() not in VIDEO_SUFFIXES or Path(file).is_absolute():
+                raise self.fail(f'{key}.file', f'expected a video file name relative to the bag '
+                                f'({", ".join(VIDEO_SUFFIXES)}), got {file!r}')
+            if depth:
+                raise self.fail(f'{key}.depth', 'a video camera is color only')
+            stamps = spec.get('stamps_topic')
+            out.append(CameraSpec(
+                role,
+                None if spec.get('topic') is None else self.topic(spec['topic'], f'{key}.topic'),
+                False, file,
+                None if stamps is None else self.topic(stamps, f'{key}.stamps_topic'),
+                self.number(spec.get('offset_s', 0.0), f'{key}.offset_s', positive=False),
+            ))
         return tuple(sorted(out, key=lambda c: c.role))
 
     def image_size(self, value: Any, needed: bool) -> tuple[int, int]:
@@ -404,25 +581,33 @@ class _Parser:
         w = self.integer(value[1], 'image_size[1]')
         return (h, w)
 
-    def extra_state(self, value: Any, joints: tuple[str, ...]) -> tuple[ExtraStateSpec, ...]:
+    def extra_state(
+        self, value: Any, joints: tuple[str, ...], what: str
+    ) -> tuple[ExtraStateSpec, ...]:
+        from bag_tools.extras import extra_type, registered
+
         if not isinstance(value, Sequence) or isinstance(value, str):
-            raise self.fail('extra_state', f'expected a list, got {value!r}')
+            raise self.fail(what, f'expected a list, got {value!r}')
+        action = what == 'extra_action'
+        supported = sorted(n for n, k in registered().items() if k.action or not action)
         out: list[ExtraStateSpec] = []
         for i, item in enumerate(value):
-            key = f'extra_state[{i}]'
+            key = f'{what}[{i}]'
             item = self.mapping(item, key)
-            self.unknown(item, {'topic', 'type', 'name', 'joints'}, key)
-            topic = self.topic(item.get('topic'), f'{key}.topic')
+            self.unknown(item, {'topic', 'type', 'name', 'joints', 'parent', 'child'}, key)
             msgtype = normalize_msgtype(self.text(item.get('type'), f'{key}.type'))
-            if msgtype not in EXTRA_STATE_TYPES:
+            kind = extra_type(msgtype)
+            if kind is None or msgtype not in supported:
                 raise self.fail(f'{key}.type', f'unsupported type {msgtype!r} (supported: '
-                                f'{", ".join(sorted(EXTRA_STATE_TYPES))})')
+                                f'{", ".join(supported)})')
+            raw_topic = item.get('topic', '/tf' if kind.frames else None)
+            topic = self.topic(raw_topic, f'{key}.topic')
             default = topic.strip('/').replace('/', '_') or 'extra'
             name = self.text(item.get('name', default), f'{key}.name')
             if any(e.name == name for e in out):
                 raise self.fail(f'{key}.name', f'duplicate name {name!r}; set distinct names')
             extra_joints: tuple[str, ...] = ()
-            if msgtype == 'sensor_msgs/msg/JointState':
+            if kind.named:
                 extra_joints = self.names(item.get('joints'), f'{key}.joints')
                 taken = sorted(set(extra_joints) & set(joints).union(
                     *(e.joints for e in out)))
@@ -430,7 +615,17 @@ class _Parser:
                     raise self.fail(f'{key}.joints', f'{taken} already in the state')
             elif 'joints' in item:
                 raise self.fail(f'{key}.joints', 'only for sensor_msgs/msg/JointState')
-            out.append(ExtraStateSpec(topic, msgtype, name, extra_joints))
+            parent = child = ''
+            if kind.frames:
+                parent = self.text(item.get('parent'), f'{key}.parent')
+                child = self.text(item.get('child'), f'{key}.child')
+                if parent == child:
+                    raise self.fail(f'{key}.child', f'same frame as parent ({parent!r})')
+            else:
+                for k in ('parent', 'child'):
+                    if k in item:
+                        raise self.fail(f'{key}.{k}', 'only for tf2_msgs/msg/TFMessage')
+            out.append(ExtraStateSpec(topic, msgtype, name, extra_joints, parent, child))
         return tuple(out)
 
     def episodes(self, value: Any) -> EpisodeSpec:

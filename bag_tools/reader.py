@@ -18,6 +18,7 @@ from rosbags.highlevel.anyreader import AnyReaderError
 from rosbags.typesys import Stores, get_typestore
 
 from bag_tools.errors import BagOpenError, MissingTypeError
+from bag_tools.msgdefs import register_missing
 
 __all__ = [
     'BAG_SUFFIXES',
@@ -43,10 +44,15 @@ class TopicInfo(NamedTuple):
     """What a bag holds on one topic (connections of the same topic merged)."""
 
     topic: str
-    msgtype: str
+    msgtype: str  # the first connection's type
     msgcount: int
     has_header: bool
     defined: bool
+    msgtypes: tuple[str, ...] = ()  # every type on the topic (two or more: a mixed topic)
+
+
+def _typestore() -> Any:
+    return register_missing(get_typestore(DEFAULT_STORE))
 
 
 class RawMessage(NamedTuple):
@@ -114,7 +120,8 @@ class BagReader:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._reader = AnyReader([path], default_typestore=get_typestore(DEFAULT_STORE))
+        self._reader = AnyReader([path], default_typestore=_typestore())
+        self._cuts: dict[int, int] = {}  # id(connection) -> trailing bytes its messages carry
 
     def __enter__(self) -> BagReader:
         try:
@@ -152,7 +159,7 @@ class BagReader:
             'file(s) directly', self.path, len(files),
         )
         self._reader.close()
-        self._reader = AnyReader(files, default_typestore=get_typestore(DEFAULT_STORE))
+        self._reader = AnyReader(files, default_typestore=_typestore())
         self._reader.open()
 
     def __exit__(
@@ -217,16 +224,18 @@ class BagReader:
         out: dict[str, TopicInfo] = {}
         for conn in self._reader.connections:
             prev = out.get(conn.topic)
-            count = conn.msgcount + (prev.msgcount if prev else 0)
-            if prev is not None and prev.msgtype != conn.msgtype:
-                log.warning(
-                    '%s: topic %s has types %s and %s', self.path, conn.topic, prev.msgtype,
-                    conn.msgtype,
+            if prev is None:
+                out[conn.topic] = TopicInfo(
+                    conn.topic, conn.msgtype, conn.msgcount, self.has_header(conn.msgtype),
+                    self.is_defined(conn.msgtype), (conn.msgtype,),
                 )
-            out[conn.topic] = TopicInfo(
-                conn.topic, conn.msgtype, count, self.has_header(conn.msgtype),
-                self.is_defined(conn.msgtype),
-            )
+                continue
+            types = prev.msgtypes
+            if conn.msgtype not in types:
+                types = (*types, conn.msgtype)
+            out[conn.topic] = prev._replace(
+                msgcount=prev.msgcount + conn.msgcount, msgtypes=types,
+                defined=prev.defined and self.is_defined(conn.msgtype))
         return out
 
     def require_defined(self, topics: Sequence[str] | None = None) -> None:
@@ -263,8 +272,18 @@ class BagReader:
                 'bag and is not a standard ROS 2 type'
             )
             raise MissingTypeError(msg)
+        key = id(raw.connection)
+        cut = self._cuts.get(key, 0)
+        if cut:  # this connection's messages carry padding: cut it without a failed try first
+            try:
+                return self._reader.typestore.deserialize_cdr(raw.data[:-cut], raw.msgtype)
+            except Exception:
+                pass
         try:
-            return self._reader.deserialize(raw.data, raw.msgtype)
+            msg = self._reader.deserialize(raw.data, raw.msgtype)
+            if cut:
+                self._cuts[key] = 0
+            return msg
         except Exception as err:
             tolerated = self._deserialize_tolerant(raw)
             if tolerated is not None:
@@ -283,9 +302,11 @@ class BagReader:
             if len(raw.data) - cut < 4:
                 break
             try:
-                return store.deserialize_cdr(raw.data[:-cut], raw.msgtype)
+                msg = store.deserialize_cdr(raw.data[:-cut], raw.msgtype)
             except Exception:
                 continue
+            self._cuts[id(raw.connection)] = cut  # remembered: the next message tries it first
+            return msg
         return None
 
 

@@ -54,6 +54,7 @@ class Stream:
     clock: str = CLOCK_LOG
     out_of_order: int = 0
     times: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
+    names_seen: list[str] = field(default_factory=list)  # joint names of the first message
 
     def __len__(self) -> int:
         return len(self.log_ns)

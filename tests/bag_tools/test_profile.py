@@ -61,7 +61,7 @@ def test_defaults_are_filled_in() -> None:
     ({'cameras': {'wrist': {'topic': '/c', 'fps': 30}}}, 'cameras.wrist.fps', 'unknown key'),
     ({'cameras': {'wrist': {}}}, 'cameras.wrist.topic', 'missing'),
     ({'image_size': [96]}, 'image_size', r'expected \[H, W\]'),
-    ({'extra_state': [{'topic': '/o', 'type': 'nav_msgs/Odometry'}]}, r'extra_state\[0\].type',
+    ({'extra_state': [{'topic': '/o', 'type': 'sensor_msgs/Imu'}]}, r'extra_state\[0\].type',
      'unsupported type'),
     ({'episodes': {'max_gap': 1}}, 'episodes.max_gap', 'unknown key'),
     ({'chunk_length': 0}, 'chunk_length', 'positive integer'),

@@ -1,0 +1,111 @@
+"""Camera video recorded beside a bag (mp4, mkv, ...; any codec FFmpeg decodes: H.264, AV1, ...).
+
+Timing rule (documented in docs/ingest.md), first that applies:
+
+1. ``stamps_topic`` in the profile: the k-th message on that topic (e.g. the camera's
+   ``camera_info``) times the k-th frame, on the bag's clock like any topic;
+2. a sidecar ``<video file>.stamps`` beside the video: one integer per line, the k-th frame's
+   time in ns since the epoch;
+3. else the container's presentation timestamps: frame time = bag start (first message's log
+   time) + ``offset_s`` + pts - first pts.
+
+Frames are decoded once, in presentation order, and only those a grid step uses are converted
+and resized (``bag_tools.observation.resize_color``, the path live images take).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from bag_tools.errors import ImageDecodeError
+
+__all__ = ['SIDECAR_SUFFIX', 'decode_frames', 'find_video', 'frame_pts', 'read_sidecar']
+
+log = logging.getLogger(__name__)
+
+SIDECAR_SUFFIX = '.stamps'
+
+
+def _av() -> Any:
+    try:
+        import av
+    except ImportError as err:  # pragma: no cover - av is a dependency
+        msg = 'reading video cameras needs PyAV (pip install av)'
+        raise ImageDecodeError(msg) from err
+    return av
+
+
+def find_video(bag: Path, name: str) -> Path | None:
+    """``name`` inside a rosbag2 folder, beside the bag file/folder, or None."""
+    candidates = [bag / name] if bag.is_dir() else []
+    candidates.append(bag.parent / name)
+    return next((c for c in candidates if c.is_file()), None)
+
+
+def frame_pts(path: Path) -> npt.NDArray[np.float64]:
+    """Presentation times (s, from the stream's first frame) of every frame, in order."""
+    av = _av()
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                msg = f'{path}: no video stream'
+                raise ImageDecodeError(msg)
+            stream = container.streams.video[0]
+            base = float(stream.time_base) if stream.time_base else 0.0
+            pts = [p.pts for p in container.demux(stream) if p.pts is not None and p.size]
+    except av.error.FFmpegError as err:
+        msg = f'{path}: cannot read video: {" ".join(str(err).split())}'
+        raise ImageDecodeError(msg) from err
+    if not pts:
+        msg = f'{path}: the video has no frames'
+        raise ImageDecodeError(msg)
+    out = np.sort(np.asarray(pts, np.float64)) * base
+    return out - out[0]
+
+
+def read_sidecar(path: Path) -> npt.NDArray[np.int64]:
+    """The per-frame stamps (ns) of a ``.stamps`` sidecar."""
+    try:
+        lines = [ln.strip() for ln in path.read_text().splitlines()]
+        return np.asarray([int(ln) for ln in lines if ln and not ln.startswith('#')], np.int64)
+    except (OSError, ValueError) as err:
+        msg = f'{path}: expected one integer stamp (ns) per line: {err}'
+        raise ImageDecodeError(msg) from err
+
+
+def decode_frames(
+    path: Path, needed: Collection[int], size: tuple[int, int]
+) -> dict[int, npt.NDArray[np.uint8]]:
+    """Decode the video once; the frames at presentation indices ``needed``, resized to
+    ``size`` (H, W) as ``uint8 [H, W, 3]`` RGB."""
+    from bag_tools.observation import resize_color
+
+    av = _av()
+    want = set(needed)
+    out: dict[int, npt.NDArray[np.uint8]] = {}
+    if not want:
+        return out
+    last = max(want)
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            stream.thread_type = 'AUTO'
+            for k, frame in enumerate(container.decode(stream)):
+                if k in want:
+                    out[k] = resize_color(frame.to_ndarray(format='rgb24'), size)
+                if k >= last:
+                    break
+    except av.error.FFmpegError as err:
+        msg = f'{path}: cannot decode video: {" ".join(str(err).split())}'
+        raise ImageDecodeError(msg) from err
+    missing = sorted(want - set(out))
+    if missing:
+        msg = f'{path}: video ended before frame {missing[0]} ({len(out)} decoded)'
+        raise ImageDecodeError(msg)
+    return out
