@@ -2,7 +2,8 @@
 
 Each control tick samples the newest state vector and camera frames into a ring of length
 ``To`` (the checkpoint's observation horizon). Until ``To`` ticks have passed the oldest
-snapshot is repeated, as the training windows repeat an episode's first frame.
+snapshot is repeated, as the training windows repeat an episode's first frame. The policy node
+and the simulator evaluation (one history per simulator) both keep theirs here.
 """
 
 from __future__ import annotations
