@@ -1,4 +1,5 @@
-"""Declaring node parameters with descriptions and ranges, one line each.
+"""Node parameters: declared with descriptions and ranges, one line each, and read into typed,
+frozen dataclasses (``PolicyNodeParams``) that the node keeps instead of loose values.
 
 Defaults are never empty lists: an empty list has no element type, and Humble's rclpy would
 declare it as a byte array, which a YAML list of strings then fails to override.
@@ -6,12 +7,36 @@ declare it as a byte array, which a YAML list of strings then fails to override.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.node import Node
 
-__all__ = ['declare']
+from bag_tools.profile import RobotProfile
+from ptr_core.errors import PtrError
+from ptr_core.inference import ExecutionConfig
+
+__all__ = [
+    'DEFAULT_COMMAND_TOPICS',
+    'INTERFACES',
+    'TRANSPORTS',
+    'CameraParams',
+    'ExtraStateParams',
+    'PolicyNodeParams',
+    'RunnerParams',
+    'declare',
+    'declare_policy_params',
+    'declare_runner_params',
+]
+
+INTERFACES = ('trajectory', 'forward')
+TRANSPORTS = ('auto', 'raw', 'compressed')
+DEFAULT_COMMAND_TOPICS = {
+    'trajectory': '/joint_trajectory_controller/joint_trajectory',
+    'forward': '/forward_position_controller/commands',
+}
 
 
 def declare(
@@ -49,3 +74,183 @@ def declare(
         msg = f'parameter {name}: {value!r} is not one of {", ".join(choices)}'
         raise ValueError(msg)
     return value
+
+
+@dataclass(frozen=True)
+class RunnerParams:
+    """What to serve: read before the checkpoint is loaded."""
+
+    checkpoint: str
+    device: str
+    torch_threads: int  # 0: torch's default
+    robot: str  # '': the checkpoint's only robot
+
+
+@dataclass(frozen=True)
+class CameraParams:
+    role: str
+    topic: str
+    compressed: bool  # CompressedImage (else Image)
+    timeout_s: float
+    depth: bool
+    source_size: tuple[int, int] | None  # [H, W] as sent; None: locked to the first frame
+
+
+@dataclass(frozen=True)
+class ExtraStateParams:
+    name: str
+    topic: str
+    type: str
+    timeout_s: float
+    joints: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class PolicyNodeParams:
+    """Every control and observation parameter of ``policy_node``, resolved against the
+    checkpoint's robot profile (rates, topics and K defaults filled in)."""
+
+    rate_hz: float
+    execution: ExecutionConfig  # K, temporal ensembling and its decay
+    sampling_steps: int  # 0: the checkpoint's default
+    interface: str
+    command_topic: str
+    trajectory_points: int  # 0: execute_steps
+    max_step_change: float
+    joint_limit_margin: float
+    diagnostics_rate_hz: float
+    state_topic: str
+    state_timeout_s: float
+    cameras: Mapping[str, CameraParams]
+    extras: Mapping[str, ExtraStateParams]
+
+    def __post_init__(self) -> None:
+        if self.interface not in INTERFACES:
+            msg = f'parameter command_interface: {self.interface!r} is not one of ' \
+                  f'{", ".join(INTERFACES)}'
+            raise PtrError(msg)
+        if self.rate_hz <= 0:
+            msg = f'parameter control_rate_hz: the control rate must be > 0, got {self.rate_hz}'
+            raise PtrError(msg)
+
+    @property
+    def execute_steps(self) -> int:
+        return self.execution.execute_steps
+
+    @property
+    def points(self) -> int:
+        """Points per published command: a trajectory's horizon, or 1 for forward commands."""
+        if self.interface != 'trajectory':
+            return 1
+        return self.trajectory_points or self.execution.execute_steps
+
+
+def declare_runner_params(node: Node) -> RunnerParams:
+    return RunnerParams(
+        checkpoint=declare(node, 'checkpoint', '', 'Checkpoint directory (safetensors + JSON).'),
+        device=declare(node, 'device', 'cpu', 'Torch device for inference: cpu, cuda, cuda:N.'),
+        torch_threads=declare(node, 'torch_threads', 0, 'Torch CPU threads for inference (0: '
+                              'torch default).', lo=0, hi=256),
+        robot=declare(node, 'robot', '', 'Robot (embodiment) to serve; empty: the '
+                      "checkpoint's only robot."),
+    )
+
+
+def declare_policy_params(
+    node: Node, profile: RobotProfile, *, chunk_length: int
+) -> PolicyNodeParams:
+    """Declare the control and observation parameters; defaults come from ``profile`` and the
+    policy's ``chunk_length`` (K = L / 2)."""
+    control = _declare_control(node, profile, chunk_length)
+    return PolicyNodeParams(**control, **_declare_observations(node, profile))
+
+
+def _declare_control(node: Node, p: RobotProfile, chunk_length: int) -> dict[str, Any]:
+    rate = declare(node, 'control_rate_hz', 0.0, "Command rate (Hz); 0: the profile's "
+                   f'rate ({p.rate_hz:g} Hz), the rate the policy was trained at.',
+                   lo=0.0, hi=1000.0)
+    execute_steps = declare(
+        node, 'execute_steps', max(1, chunk_length // 2), 'K: chunk actions executed before '
+        'the next chunk is requested; keep K + inference latency (in steps) below the chunk '
+        'length L so chunks overlap. Default L / 2.', lo=1, hi=1000)
+    sampling_steps = declare(node, 'sampling_steps', 0, 'Denoising/integration steps '
+                             "per chunk; 0: the checkpoint's default.", lo=0, hi=1000)
+    ensemble = declare(node, 'temporal_ensembling', True, 'Blend overlapping chunks '
+                       '(weights exp(-decay * j), j = 0 the oldest chunk).')
+    decay = declare(node, 'ensemble_decay', 0.01, 'Temporal-ensembling decay; 0 '
+                    'averages the chunks equally.', lo=0.0, hi=10.0)
+    interface = declare(node, 'command_interface', 'trajectory', 'Output message: '
+                        'trajectory (JointTrajectory for joint_trajectory_controller) '
+                        'or forward (Float64MultiArray for forward_position_controller).',
+                        choices=INTERFACES)
+    topic = declare(node, 'command_topic', '', 'Command topic; empty: '
+                    '/joint_trajectory_controller/joint_trajectory or '
+                    '/forward_position_controller/commands by command_interface.')
+    return {
+        'rate_hz': float(rate) or p.rate_hz,
+        'execution': ExecutionConfig(execute_steps=int(execute_steps), ensemble=bool(ensemble),
+                                     decay=float(decay)),
+        'sampling_steps': int(sampling_steps),
+        'interface': interface,
+        'command_topic': topic or DEFAULT_COMMAND_TOPICS[interface],
+        'trajectory_points': declare(node, 'trajectory_points', 0, 'Points per '
+                                     'JointTrajectory; 0: execute_steps.', lo=0, hi=1000),
+        'max_step_change': declare(node, 'max_step_change', 0.05, 'Largest change of a '
+                                   'command between control steps (rad or m per step).',
+                                   lo=0.0, hi=10.0),
+        'joint_limit_margin': declare(node, 'joint_limit_margin', 0.0, 'Commands stay this far '
+                                      "inside the profile's joint limits (rad or m).",
+                                      lo=0.0, hi=10.0),
+        'diagnostics_rate_hz': declare(node, 'diagnostics_rate_hz', 2.0,
+                                       '/diagnostics rate (Hz).', lo=0.1, hi=100.0),
+    }
+
+
+def _declare_observations(node: Node, p: RobotProfile) -> dict[str, Any]:
+    state_topic = declare(node, 'joint_states_topic', p.state_topic,
+                          'sensor_msgs/JointState input.')
+    state_timeout = declare(node, 'joint_states_timeout_s', 0.25, 'Hold when the '
+                            'newest joint state is older than this (s).', lo=0.001, hi=60.0)
+    return {
+        'state_topic': state_topic,
+        'state_timeout_s': float(state_timeout),
+        'cameras': _declare_cameras(node, p),
+        'extras': {
+            extra.name: ExtraStateParams(
+                name=extra.name, type=extra.type, joints=tuple(extra.joints),
+                topic=declare(node, f'extra_state.{extra.name}.topic', extra.topic,
+                              f'{extra.type} input.'),
+                timeout_s=float(declare(node, f'extra_state.{extra.name}.timeout_s', 0.5,
+                                        f'{extra.name} watchdog timeout (s).',
+                                        lo=0.001, hi=60.0)),
+            )
+            for extra in p.extra_state
+        },
+    }
+
+
+def _declare_cameras(node: Node, p: RobotProfile) -> dict[str, CameraParams]:
+    default_transport = declare(node, 'image_transport', 'auto', 'Camera message type: '
+                                'auto (CompressedImage when the topic ends in /compressed), '
+                                'raw or compressed.', choices=TRANSPORTS)
+    camera_timeout = declare(node, 'camera_timeout_s', 0.5, 'Hold when a camera frame is '
+                             'older than this (s); per camera: cameras.<role>.timeout_s.',
+                             lo=0.001, hi=60.0)
+    cameras: dict[str, CameraParams] = {}
+    for cam in p.cameras:
+        key = f'cameras.{cam.role}'
+        topic = declare(node, f'{key}.topic', cam.topic, f'Camera {cam.role!r} input.')
+        transport = declare(node, f'{key}.transport', default_transport, f'Camera '
+                            f'{cam.role!r} message type.', choices=TRANSPORTS)
+        timeout = declare(node, f'{key}.timeout_s', float(camera_timeout),
+                          f'Camera {cam.role!r} watchdog timeout (s).', lo=0.001, hi=60.0)
+        size = declare(node, f'{key}.source_size', [0, 0], f'Camera {cam.role!r} image '
+                       '[height, width] as sent; [0, 0]: locked to the first frame. Frames '
+                       'of another size are rejected.')
+        compressed = transport == 'compressed' or (
+            transport == 'auto' and topic.endswith('/compressed'))
+        cameras[cam.role] = CameraParams(
+            role=cam.role, topic=topic, compressed=compressed, timeout_s=float(timeout),
+            depth=cam.depth, source_size=(int(size[0]), int(size[1])) if any(size) else None,
+        )
+    return cameras

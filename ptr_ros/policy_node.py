@@ -8,8 +8,10 @@ training loader uses.
 
 Control: a timer at ``control_rate_hz`` samples the observation history, asks the inference
 worker thread for a new chunk every ``execute_steps`` ticks, blends overlapping chunks
-(``ptr_ros.chunking``), clamps the result (``ptr_ros.safety``) and publishes
-``trajectory_msgs/JointTrajectory`` or ``std_msgs/Float64MultiArray``.
+(``ptr_core.inference.ChunkExecutor``, which the simulator evaluation runs too), clamps the
+result (``ptr_ros.safety``) and publishes ``trajectory_msgs/JointTrajectory`` or
+``std_msgs/Float64MultiArray``. Parameters are read once into ``PolicyNodeParams``
+(``ptr_ros.params``).
 
 Safety: starts disabled; ``~/enable`` (``std_srvs/SetBool``) arms it, ``~/stop``
 (``std_srvs/Trigger``) disarms it at once. Nothing is published while any observation has not
@@ -43,21 +45,15 @@ from bag_tools.errors import BagToolsError
 from bag_tools.observation import decode_image, extra_state_values, joint_positions, stamp_ns
 from bag_tools.profile import RobotProfile
 from ptr_core.errors import PtrError
-from ptr_ros.chunking import ChunkEnsembler
+from ptr_core.history import ObservationHistory
+from ptr_core.inference import ChunkExecutor
 from ptr_ros.conversions import forward_command, image_dims, message_class, trajectory_command
-from ptr_ros.history import ObservationHistory
-from ptr_ros.params import declare
+from ptr_ros.params import RunnerParams, declare_policy_params, declare_runner_params
 from ptr_ros.safety import NodeState, RejectionCounter, SafetyGate, clamp_trajectory
 from ptr_ros.worker import InferenceWorker, LatencyWindow
 
 __all__ = ['PolicyNode', 'main']
 
-INTERFACES = ('trajectory', 'forward')
-TRANSPORTS = ('auto', 'raw', 'compressed')
-DEFAULT_COMMAND_TOPICS = {
-    'trajectory': '/joint_trajectory_controller/joint_trajectory',
-    'forward': '/forward_position_controller/commands',
-}
 JOINT_STATES = 'joint_states'
 
 
@@ -77,157 +73,58 @@ class PolicyNode(Node):
     def __init__(self, *, runner: Any = None, **kwargs: Any) -> None:
         super().__init__('policy_node', **kwargs)
         self._lock = threading.RLock()
-        checkpoint = declare(self, 'checkpoint', '', 'Checkpoint directory (safetensors + JSON).')
-        device = declare(self, 'device', 'cpu', 'Torch device for inference: cpu, cuda, cuda:N.')
-        threads = declare(self, 'torch_threads', 0, 'Torch CPU threads for inference (0: '
-                          'torch default).', lo=0, hi=256)
+        load = declare_runner_params(self)
         if runner is None:
-            runner = self._load_runner(checkpoint, device, threads)
+            runner = _load_runner(load)
         self.runner = runner
-        robots = list(runner.robots)
-        robot = declare(self, 'robot', '', 'Robot (embodiment) to serve; empty: the '
-                        "checkpoint's only robot.")
-        if not robot:
-            if len(robots) != 1:
-                msg = f'checkpoint has robots {robots}; set the robot parameter'
-                raise PtrError(msg)
-            robot = robots[0]
-        if robot not in robots:
-            msg = f'checkpoint has no robot {robot!r} (has {robots})'
-            raise PtrError(msg)
-        self.robot = robot
-        entry = runner.profile(robot)
-        self.profile = RobotProfile.from_dict(entry['profile'], source=f'{checkpoint}:{robot}')
+        self.robot = _pick_robot(load.robot, list(runner.robots))
+        entry = runner.profile(self.robot)
+        self.profile = RobotProfile.from_dict(entry['profile'],
+                                              source=f'{load.checkpoint}:{self.robot}')
         self._channels: dict[str, int] = dict(entry.get('image_channels', {}))
-        self._declare_control()
-        self._declare_observations()
+        self.params = declare_policy_params(self, self.profile,
+                                            chunk_length=int(runner.chunk_length))
+        self._check_params()
+        self.action_names = list(self.profile.action_names)
+        self.lower, self.upper = command_limits(self.profile, self.action_names,
+                                                self.params.joint_limit_margin)
         self._setup_state()
         self._warm_up()
         self._setup_io()
+        p = self.params
         self.get_logger().info(
-            f'serving robot {robot!r} from {checkpoint or "(runner)"}: '
-            f'{len(self.action_names)} actions at {self.rate_hz:g} Hz, K={self.execute_steps}, '
+            f'serving robot {self.robot!r} from {load.checkpoint or "(runner)"}: '
+            f'{len(self.action_names)} actions at {p.rate_hz:g} Hz, K={p.execute_steps}, '
             f'To={self.runner.obs_horizon}, L={self.runner.chunk_length}, '
-            f'{self.interface} -> {self.command_topic}; disabled until ~/enable')
+            f'{p.interface} -> {p.command_topic}; disabled until ~/enable')
 
-    @staticmethod
-    def _load_runner(checkpoint: str, device: str, threads: int) -> Any:
-        if not checkpoint:
-            msg = 'parameter checkpoint is empty; pass --ros-args -p checkpoint:=DIR'
-            raise PtrError(msg)
-        import torch
-
-        from ptr_core.inference import PolicyRunner
-
-        if threads > 0:
-            torch.set_num_threads(threads)
-        return PolicyRunner.from_checkpoint(checkpoint, device=device)
-
-    # -- parameters -----------------------------------------------------------------------
-    def _declare_control(self) -> None:
-        p = self.profile
-        rate = declare(self, 'control_rate_hz', 0.0, "Command rate (Hz); 0: the profile's "
-                       f'rate ({p.rate_hz:g} Hz), the rate the policy was trained at.',
-                       lo=0.0, hi=1000.0)
-        self.rate_hz = float(rate) or p.rate_hz
-        if abs(self.rate_hz - p.rate_hz) > 1e-6:
+    def _check_params(self) -> None:
+        """Warn about settings that work but change what the policy was trained for."""
+        p, trained = self.params, self.profile.rate_hz
+        if abs(p.rate_hz - trained) > 1e-6:
             self.get_logger().warning(
-                f'control_rate_hz {self.rate_hz:g} differs from the training rate '
-                f'{p.rate_hz:g} Hz: the observation history and chunk timing are rescaled')
+                f'control_rate_hz {p.rate_hz:g} differs from the training rate '
+                f'{trained:g} Hz: the observation history and chunk timing are rescaled')
         length = int(self.runner.chunk_length)
-        self.execute_steps = declare(
-            self, 'execute_steps', max(1, length // 2), 'K: chunk actions executed before the '
-            'next chunk is requested; keep K + inference latency (in steps) below the chunk '
-            'length L so chunks overlap. Default L / 2.', lo=1, hi=1000)
-        if self.execute_steps >= length:
+        if p.execute_steps >= length:
             self.get_logger().warning(
-                f'execute_steps {self.execute_steps} >= chunk length {length}: chunks cannot '
+                f'execute_steps {p.execute_steps} >= chunk length {length}: chunks cannot '
                 'overlap, so motion pauses while the next chunk is computed')
-        self.sampling_steps = declare(self, 'sampling_steps', 0, 'Denoising/integration steps '
-                                      "per chunk; 0: the checkpoint's default.", lo=0, hi=1000)
-        self.ensemble = declare(self, 'temporal_ensembling', True, 'Blend overlapping chunks '
-                                '(weights exp(-decay * j), j = 0 the oldest chunk).')
-        self.decay = declare(self, 'ensemble_decay', 0.01, 'Temporal-ensembling decay; 0 '
-                             'averages the chunks equally.', lo=0.0, hi=10.0)
-        self.interface = declare(self, 'command_interface', 'trajectory', 'Output message: '
-                                 'trajectory (JointTrajectory for joint_trajectory_controller) '
-                                 'or forward (Float64MultiArray for forward_position_controller).',
-                                 choices=INTERFACES)
-        topic = declare(self, 'command_topic', '', 'Command topic; empty: '
-                        '/joint_trajectory_controller/joint_trajectory or '
-                        '/forward_position_controller/commands by command_interface.')
-        self.command_topic = topic or DEFAULT_COMMAND_TOPICS[self.interface]
-        self.trajectory_points = declare(self, 'trajectory_points', 0, 'Points per '
-                                         'JointTrajectory; 0: execute_steps.', lo=0, hi=1000)
-        self.max_step = declare(self, 'max_step_change', 0.05, 'Largest change of a command '
-                                'between control steps (rad or m per step).', lo=0.0, hi=10.0)
-        margin = declare(self, 'joint_limit_margin', 0.0, 'Commands stay this far inside the '
-                         "profile's joint limits (rad or m).", lo=0.0, hi=10.0)
-        self.diag_rate = declare(self, 'diagnostics_rate_hz', 2.0, '/diagnostics rate (Hz).',
-                                 lo=0.1, hi=100.0)
-        self.action_names = list(p.action_names)
-        limits = dict(zip(p.joints, zip(p.joint_lower, p.joint_upper)))
-        self.lower = np.array([limits.get(n, (-np.inf, np.inf))[0] for n in self.action_names])
-        self.upper = np.array([limits.get(n, (-np.inf, np.inf))[1] for n in self.action_names])
-        # Actions that are not joints (e.g. end-effector deltas) are unlimited: ±inf, whose
-        # midpoint would be NaN and turn every clamped command into NaN.
-        finite = np.isfinite(self.lower) & np.isfinite(self.upper)
-        mid = np.where(finite, (np.where(finite, self.lower, 0) + np.where(finite, self.upper,
-                                                                           0)) / 2, 0.0)
-        self.lower = np.where(finite, np.minimum(self.lower + margin, mid), self.lower)
-        self.upper = np.where(finite, np.maximum(self.upper - margin, mid), self.upper)
-
-    def _declare_observations(self) -> None:
-        p = self.profile
-        self.state_topic = declare(self, 'joint_states_topic', p.state_topic,
-                                   'sensor_msgs/JointState input.')
-        self.state_timeout = declare(self, 'joint_states_timeout_s', 0.25, 'Hold when the '
-                                     'newest joint state is older than this (s).',
-                                     lo=0.001, hi=60.0)
-        default_transport = declare(self, 'image_transport', 'auto', 'Camera message type: '
-                                    'auto (CompressedImage when the topic ends in /compressed), '
-                                    'raw or compressed.', choices=TRANSPORTS)
-        camera_timeout = declare(self, 'camera_timeout_s', 0.5, 'Hold when a camera frame is '
-                                 'older than this (s); per camera: cameras.<role>.timeout_s.',
-                                 lo=0.001, hi=60.0)
-        self.cameras: dict[str, dict[str, Any]] = {}
-        for cam in p.cameras:
-            key = f'cameras.{cam.role}'
-            topic = declare(self, f'{key}.topic', cam.topic, f'Camera {cam.role!r} input.')
-            transport = declare(self, f'{key}.transport', default_transport, f'Camera '
-                                f'{cam.role!r} message type.', choices=TRANSPORTS)
-            timeout = declare(self, f'{key}.timeout_s', float(camera_timeout),
-                              f'Camera {cam.role!r} watchdog timeout (s).', lo=0.001, hi=60.0)
-            size = declare(self, f'{key}.source_size', [0, 0], f'Camera {cam.role!r} image '
-                           '[height, width] as sent; [0, 0]: locked to the first frame. Frames '
-                           'of another size are rejected.')
-            compressed = transport == 'compressed' or (
-                transport == 'auto' and topic.endswith('/compressed'))
-            self.cameras[cam.role] = {
-                'topic': topic, 'compressed': compressed, 'timeout': timeout,
-                'depth': cam.depth, 'source_size': tuple(size) if any(size) else None,
-            }
-        self.extras: dict[str, dict[str, Any]] = {}
-        for extra in p.extra_state:
-            key = f'extra_state.{extra.name}'
-            topic = declare(self, f'{key}.topic', extra.topic, f'{extra.type} input.')
-            timeout = declare(self, f'{key}.timeout_s', 0.5, f'{extra.name} watchdog timeout '
-                              '(s).', lo=0.001, hi=60.0)
-            self.extras[extra.name] = {'topic': topic, 'type': extra.type, 'timeout': timeout,
-                                       'joints': tuple(extra.joints)}
 
     # -- state ----------------------------------------------------------------------------
     def _setup_state(self) -> None:
-        timeouts = {JOINT_STATES: float(self.state_timeout)}
-        timeouts.update({f'camera/{r}': float(c['timeout']) for r, c in self.cameras.items()})
-        timeouts.update({f'extra/{n}': float(e['timeout']) for n, e in self.extras.items()})
+        p = self.params
+        timeouts = {JOINT_STATES: p.state_timeout_s}
+        timeouts.update({f'camera/{r}': c.timeout_s for r, c in p.cameras.items()})
+        timeouts.update({f'extra/{n}': e.timeout_s for n, e in p.extras.items()})
         self.gate = SafetyGate(timeouts)
         self.rejections = RejectionCounter()
         self.received: Counter[str] = Counter()  # accepted messages by source
         self._last_reject_log: dict[tuple[str, str], float] = {}
         self.last_stamps: dict[str, int | None] = {}  # header stamp (ns) of the newest accepted
-        self.ensembler = ChunkEnsembler(execute_steps=self.execute_steps,
-                                        ensemble=self.ensemble, decay=self.decay)
+        self.chunk_executor = ChunkExecutor(p.execution)
+        # A camera's resolution as sent: from source_size, else locked to its first frame.
+        self._source_sizes = {r: c.source_size for r, c in p.cameras.items()}
         self.history = ObservationHistory(int(self.runner.obs_horizon))
         self._joints: npt.NDArray[np.float64] | None = None
         self._extra: dict[str, npt.NDArray[np.float64]] = {}
@@ -252,23 +149,24 @@ class PolicyNode(Node):
 
     def _setup_io(self) -> None:
         sensor = qos_profile_sensor_data
-        self.create_subscription(JointState, self.state_topic, self._on_joint_states, sensor)
-        for role, cam in self.cameras.items():
-            msg_type = CompressedImage if cam['compressed'] else Image
+        p = self.params
+        self.create_subscription(JointState, p.state_topic, self._on_joint_states, sensor)
+        for role, cam in p.cameras.items():
+            msg_type = CompressedImage if cam.compressed else Image
             self.create_subscription(
-                msg_type, cam['topic'], lambda m, r=role: self._on_image(r, m), sensor)
-        for name, extra in self.extras.items():
+                msg_type, cam.topic, lambda m, r=role: self._on_image(r, m), sensor)
+        for name, extra in p.extras.items():
             self.create_subscription(
-                message_class(extra['type']), extra['topic'],
+                message_class(extra.type), extra.topic,
                 lambda m, n=name: self._on_extra_state(n, m), sensor)
         reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-        msg_type = JointTrajectory if self.interface == 'trajectory' else Float64MultiArray
-        self._command_pub = self.create_publisher(msg_type, self.command_topic, reliable)
+        msg_type = JointTrajectory if p.interface == 'trajectory' else Float64MultiArray
+        self._command_pub = self.create_publisher(msg_type, p.command_topic, reliable)
         self._diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
         self.create_service(SetBool, '~/enable', self._on_enable)
         self.create_service(Trigger, '~/stop', self._on_stop)
-        self.create_timer(1.0 / self.rate_hz, self._on_control_tick)
-        self.create_timer(1.0 / self.diag_rate, self._publish_diagnostics)
+        self.create_timer(1.0 / p.rate_hz, self._on_control_tick)
+        self.create_timer(1.0 / p.diagnostics_rate_hz, self._publish_diagnostics)
 
     # -- observations ---------------------------------------------------------------------
     def _reject(self, source: str, reason: str, detail: str) -> None:
@@ -300,8 +198,8 @@ class PolicyNode(Node):
 
     def _on_extra_state(self, name: str, msg: Any) -> None:
         try:
-            extra = self.extras[name]
-            values = extra_state_values(msg, extra['type'], joints=extra['joints'])
+            extra = self.params.extras[name]
+            values = extra_state_values(msg, extra.type, joints=extra.joints)
         except BagToolsError as err:
             self._reject(f'extra/{name}', 'undecodable', str(err))
             return
@@ -316,16 +214,16 @@ class PolicyNode(Node):
         self.gate.mark(f'extra/{name}', now)
 
     def _on_image(self, role: str, msg: Any) -> None:
-        cam = self.cameras[role]
+        cam = self.params.cameras[role]
         source = f'camera/{role}'
         dims = image_dims(msg)
-        if dims is not None and cam['source_size'] is not None and dims != cam['source_size']:
-            expected = cam['source_size']
+        expected = self._source_sizes[role]
+        if dims is not None and expected is not None and dims != expected:
             self._reject(source, 'wrong image size', f'{dims[0]}x{dims[1]}, expected '
                          f'{expected[0]}x{expected[1]} (cameras.{role}.source_size)')
             return
         try:
-            frame = decode_image(msg, size=self.profile.image_size, depth=cam['depth'])
+            frame = decode_image(msg, size=self.profile.image_size, depth=cam.depth)
         except BagToolsError as err:
             self._reject(source, 'undecodable', str(err))
             return
@@ -334,8 +232,8 @@ class PolicyNode(Node):
             self._reject(source, 'wrong channels', f'decoded shape {frame.shape}, the model '
                          f'needs {(*self.profile.image_size, channels)}')
             return
-        if cam['source_size'] is None and dims is not None:
-            cam['source_size'] = dims  # the camera's resolution is fixed from here on
+        if expected is None and dims is not None:
+            self._source_sizes[role] = dims  # the camera's resolution is fixed from here on
         now = time.monotonic()
         with self._lock:
             self._images[role] = frame
@@ -396,7 +294,7 @@ class PolicyNode(Node):
         """Drop every chunk and the history; results still in flight are discarded."""
         with self._lock:
             self._epoch += 1
-            self.ensembler.reset()
+            self.chunk_executor.reset()
             self.history.clear()
             self._last_command = None
             self._unused_chunks.clear()
@@ -427,18 +325,18 @@ class PolicyNode(Node):
             self._tick += 1
             tick = self._tick
             self.sample_observation()
-            if self.ensembler.should_request(tick) and not self.worker.busy:
+            if self.chunk_executor.should_request(tick) and not self.worker.busy:
                 state, images, received = self.history.arrays()
                 job = _Job(self._epoch, tick, state, images, received, time.monotonic())
                 if self.worker.submit(job):
-                    self.ensembler.requested(tick)
-            horizon = self.trajectory_points or self.execute_steps
-            plan = self.ensembler.plan(tick, horizon if self.interface == 'trajectory' else 1)
+                    self.chunk_executor.requested(tick)
+            plan = self.chunk_executor.plan(tick, self.params.points)
             if plan is None:
                 return  # the first chunk is still being computed
             previous = self._last_command if self._last_command is not None else self._measured()
             cmd = clamp_trajectory(plan, np.where(np.isnan(previous), plan[0], previous),
-                                   lower=self.lower, upper=self.upper, max_step=self.max_step)
+                                   lower=self.lower, upper=self.upper,
+                                   max_step=self.params.max_step_change)
             if not self.gate.enabled:  # ~/stop from another thread since the evaluation
                 return
             self._publish_command(cmd)
@@ -457,9 +355,9 @@ class PolicyNode(Node):
         return np.array([joints.get(n, np.nan) for n in self.action_names], dtype=np.float64)
 
     def _publish_command(self, cmd: npt.NDArray[np.float64]) -> None:
-        if self.interface == 'trajectory':
+        if self.params.interface == 'trajectory':
             self._command_pub.publish(
-                trajectory_command(self.action_names, cmd, 1.0 / self.rate_hz))
+                trajectory_command(self.action_names, cmd, 1.0 / self.params.rate_hz))
         else:
             self._command_pub.publish(forward_command(self.action_names, cmd[0]))
         self.commands_published += 1
@@ -470,18 +368,18 @@ class PolicyNode(Node):
         to, (h, w) = int(self.runner.obs_horizon), self.profile.image_size
         state = np.zeros((to, len(self.profile.state_names)), np.float32)
         images = {
-            role: np.zeros((to, h, w, self._channels.get(role, 1 if cam['depth'] else 3)),
-                           np.uint16 if cam['depth'] else np.uint8)
-            for role, cam in self.cameras.items()
+            role: np.zeros((to, h, w, self._channels.get(role, 1 if cam.depth else 3)),
+                           np.uint16 if cam.depth else np.uint8)
+            for role, cam in self.params.cameras.items()
         }
         started = time.monotonic()
-        self.runner.infer(state, images, self.robot, steps=self.sampling_steps or None)
+        self.runner.infer(state, images, self.robot, steps=self.params.sampling_steps or None)
         if hasattr(self.runner, 'reset'):
             self.runner.reset()
         self.get_logger().info(f'warm-up inference took {time.monotonic() - started:.3f} s')
 
     def _infer(self, job: _Job) -> Any:
-        steps = self.sampling_steps or None
+        steps = self.params.sampling_steps or None
         return self.runner.infer(job.state, job.images, self.robot, steps=steps)
 
     def _on_chunk(self, job: _Job, chunk: Any) -> None:
@@ -495,7 +393,7 @@ class PolicyNode(Node):
         with self._lock:
             if job.epoch != self._epoch:
                 return  # stopped or went stale while this chunk was computed
-            self.ensembler.add(actions, job.tick)
+            self.chunk_executor.add(actions, job.tick)
             self.chunks_received += 1
             self._unused_chunks.append(job.received)
         self.inference_latency.add(done - job.submitted)
@@ -514,7 +412,7 @@ class PolicyNode(Node):
                  NodeState.WAITING: DiagnosticStatus.WARN,
                  NodeState.STALE: DiagnosticStatus.ERROR}[status.state]
         values = {'state': status.state.value, 'reason': status.reason,
-                  'robot': self.robot, 'command_interface': self.interface,
+                  'robot': self.robot, 'command_interface': self.params.interface,
                   'commands_published': str(self.commands_published),
                   'chunks': str(self.chunks_received),
                   'rejected_total': str(self.rejections.total)}
@@ -549,6 +447,47 @@ class PolicyNode(Node):
         if worker is not None:
             worker.close()
         super().destroy_node()
+
+
+def _load_runner(load: RunnerParams) -> Any:
+    if not load.checkpoint:
+        msg = 'parameter checkpoint is empty; pass --ros-args -p checkpoint:=DIR'
+        raise PtrError(msg)
+    import torch
+
+    from ptr_core.inference import PolicyRunner
+
+    if load.torch_threads > 0:
+        torch.set_num_threads(load.torch_threads)
+    return PolicyRunner.from_checkpoint(load.checkpoint, device=load.device)
+
+
+def _pick_robot(robot: str, robots: list[str]) -> str:
+    if not robot:
+        if len(robots) != 1:
+            msg = f'checkpoint has robots {robots}; set the robot parameter'
+            raise PtrError(msg)
+        robot = robots[0]
+    if robot not in robots:
+        msg = f'checkpoint has no robot {robot!r} (has {robots})'
+        raise PtrError(msg)
+    return robot
+
+
+def command_limits(
+    profile: RobotProfile, action_names: list[str], margin: float
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Per-action [lower, upper] command bounds: the profile's joint limits moved ``margin``
+    inside (never past their midpoint); actions that are not joints are unlimited (±inf)."""
+    limits = dict(zip(profile.joints, zip(profile.joint_lower, profile.joint_upper)))
+    lower = np.array([limits.get(n, (-np.inf, np.inf))[0] for n in action_names])
+    upper = np.array([limits.get(n, (-np.inf, np.inf))[1] for n in action_names])
+    # ±inf limits have a NaN midpoint, which would turn every clamped command into NaN.
+    finite = np.isfinite(lower) & np.isfinite(upper)
+    mid = np.where(finite, (np.where(finite, lower, 0) + np.where(finite, upper, 0)) / 2, 0.0)
+    lower = np.where(finite, np.minimum(lower + margin, mid), lower)
+    upper = np.where(finite, np.maximum(upper - margin, mid), upper)
+    return lower, upper
 
 
 def main(args: list[str] | None = None) -> None:

@@ -68,12 +68,13 @@ def test_params_file_values_reach_the_node(context: Any, sim_run: SimRun) -> Non
         # From config/policy.yaml (the /** section) ...
         assert node.get_parameter('max_step_change').value == 0.05
         assert node.get_parameter('camera_timeout_s').value == 0.5
-        assert node.interface == 'trajectory'
+        assert node.params.interface == 'trajectory'
         # ... and the checkpoint: the profile's rate, K = L / 2, its joints as the command names.
-        assert node.rate_hz == 10.0
-        assert node.execute_steps == node.runner.chunk_length // 2
+        assert node.params.rate_hz == 10.0
+        assert node.params.execute_steps == node.runner.chunk_length // 2
         assert node.action_names == ['joint_1', 'joint_2', 'joint_3']
-        assert node.state_topic == '/joint_states'
+        assert node.params.state_topic == '/joint_states'
+        assert node.params.execution.ensemble is True  # temporal_ensembling: true
     finally:
         node.destroy_node()
 
