@@ -168,6 +168,7 @@ def _late_mean(rows: list[dict[str, float]], prefix: str) -> dict[str, float]:
 
 def _run_cell(args: tuple[BenchmarkConfig, str, Cell, str | None]) -> dict[str, Any]:
     cfg, out_s, cell, base = args
+    from ptr_core.inference import ExecutionConfig
     from ptr_sim.evaluate import CheckpointPolicy, evaluate
 
     out = Path(out_s)
@@ -184,8 +185,8 @@ def _run_cell(args: tuple[BenchmarkConfig, str, Cell, str | None]) -> dict[str, 
     successes: list[bool] = []
     n = max(1, cfg.eval_episodes // len(cfg.setups))
     for k, setup in enumerate(cfg.setups):
-        policy = CheckpointPolicy(final, get_setup(setup).robot, execute=cfg.execute,
-                                  seed=cell.seed)
+        policy = CheckpointPolicy(final, get_setup(setup).robot, seed=cell.seed,
+                                  execution=ExecutionConfig(cfg.execute, ensemble=False))
         res = evaluate(cell.task, policy, setup=setup, episodes=n, seed=cell.seed * 10 + k,
                        max_steps=cfg.eval_max_steps, images=cfg.images)
         per_setup[setup] = res.success_rate

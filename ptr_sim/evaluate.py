@@ -5,17 +5,16 @@ lockstep batches of simulators. A ``StepPolicy`` sees, for every running simulat
 the recording setup's ingest layout (``flat_state``: joints, then poses — exactly what
 ``ptr ingest`` builds from that setup's bags) and optionally the camera images at every control
 step, and returns the actions to apply. ``CheckpointPolicy`` serves a trained checkpoint through
-``PolicyRunner``'s preprocessing, batched over simulators, executing the first ``execute``
-actions of each predicted chunk before planning again. An episode succeeds when Meta-World's
-``success`` flag is raised within ``max_steps``.
+``PolicyRunner``'s preprocessing, batched over simulators, and executes the chunks with the
+policy node's ``ChunkExecutor`` (K actions of each chunk, optional temporal ensembling). An
+episode succeeds when Meta-World's ``success`` flag is raised within ``max_steps``.
 """
 
 from __future__ import annotations
 
 import logging
-from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -23,6 +22,8 @@ import numpy as np
 import numpy.typing as npt
 
 from ptr_core.errors import PtrError
+from ptr_core.history import ObservationHistory
+from ptr_core.inference import ChunkExecutor, ExecutionConfig, PolicyRunner
 from ptr_sim.env import EVAL_SEED_OFFSET, MetaWorldEnv
 from ptr_sim.setups import SimSetup, flat_state, get_setup
 
@@ -161,9 +162,13 @@ def _run_batch(
 class CheckpointPolicy:
     """A trained checkpoint as a ``StepPolicy`` for one robot (recording setup).
 
-    Observations go through the checkpoint's own ``Preprocessor`` (``observation_batch``, the
-    code the training loader and the ROS node run); the chunk is sampled for all running
-    simulators in one batch; the first ``execute`` actions are applied, then it plans again.
+    Observations go through the checkpoint's own ``Preprocessor`` (``PolicyRunner.infer_batch``,
+    the code the training loader and the ROS node run); chunks are sampled for all due
+    simulators in one batch and turned into per-step actions by one ``ChunkExecutor`` per
+    simulator — the executor ``policy_node`` runs, with the same K, ensembling and tick timing.
+    ``latency_ticks``: a chunk predicted at tick ``s`` is usable from tick ``s + latency_ticks``
+    (the node's is at least 1: its chunk arrives after the tick that asked for it); before the
+    first chunk is usable the action is zero (for Meta-World's end-effector deltas: hold still).
     """
 
     def __init__(
@@ -171,30 +176,37 @@ class CheckpointPolicy:
         checkpoint: str | Path,
         robot: str,
         *,
-        execute: int = 4,
+        execution: ExecutionConfig | None = None,
+        latency_ticks: int = 0,
         steps: int | None = None,
         device: str = 'cpu',
         seed: int = 0,
     ) -> None:
-        from ptr_core.inference import PolicyRunner
-
         self.runner = PolicyRunner.from_checkpoint(checkpoint, device=device, seed=seed)
         if robot not in self.runner.robots:
             msg = f'{checkpoint}: the policy does not know robot {robot!r} ({self.runner.robots})'
             raise PtrError(msg)
+        if latency_ticks < 0:
+            msg = f'latency_ticks must be >= 0, got {latency_ticks}'
+            raise PtrError(msg)
         self.robot = robot
-        self.execute = max(1, min(execute, self.runner.chunk_length))
+        self.action_dim = len(self.runner.profile(robot)['action_names'])
+        length = self.runner.chunk_length
+        execution = execution or ExecutionConfig(execute_steps=4, ensemble=False)
+        # K past the chunk's end would leave ticks without an action.
+        self.execution = replace(execution, execute_steps=min(execution.execute_steps, length))
+        self.latency_ticks = latency_ticks
         self.steps = steps
-        self._history: list[deque[npt.NDArray[np.float32]]] = []
-        self._images: list[dict[str, deque[npt.NDArray[np.uint8]]]] = []
-        self._plan: npt.NDArray[np.float64] = np.zeros((0, 0, 4))
-        self._cursor = 0
+        self._histories: list[ObservationHistory] = []
+        self._executors: list[ChunkExecutor] = []
+        self._pending: list[tuple[int, int, int, npt.NDArray[np.float32]]] = []
+        self._tick = 0
 
     def reset(self, n: int) -> None:
-        horizon = self.runner.obs_horizon
-        self._history = [deque(maxlen=horizon) for _ in range(n)]
-        self._images = [{} for _ in range(n)]
-        self._cursor = self.execute  # plan at the first call
+        self._histories = [ObservationHistory(self.runner.obs_horizon) for _ in range(n)]
+        self._executors = [ChunkExecutor(self.execution) for _ in range(n)]
+        self._pending = []  # (usable from tick, simulator, start tick, chunk)
+        self._tick = 0
         self.runner.reset()
 
     def __call__(
@@ -203,36 +215,25 @@ class CheckpointPolicy:
         images: dict[str, npt.NDArray[np.uint8]],
         active: npt.NDArray[np.bool_],
     ) -> npt.NDArray[np.float64]:
-        import torch
-
-        from ptr_core.preprocess import observation_batch
-
-        horizon = self.runner.obs_horizon
-        for i in range(len(state)):
-            self._history[i].append(np.asarray(state[i], dtype=np.float32))
-            for role, frames in images.items():
-                self._images[i].setdefault(role, deque(maxlen=horizon)).append(frames[i])
-        if self._cursor >= self.execute:
-            pre = self.runner.preprocessor
-            rows = [i for i in range(len(state)) if active[i]]
-            parts = [
-                observation_batch(
-                    np.stack(self._history[i]),
-                    {r: np.stack(q) for r, q in self._images[i].items()}, self.robot, pre,
-                )
-                for i in rows
-            ]
-            batch = {k: torch.cat([p[k] for p in parts]).to(self.runner.device)
-                     for k in parts[0]}
-            with torch.no_grad():
-                chunk = self.runner.policy.sample_actions(
-                    batch, self.steps, generator=self.runner._generator)
-            chunk_np = chunk.float().cpu().numpy()
-            plan = np.zeros((len(state), chunk_np.shape[1], 4))
-            for j, i in enumerate(rows):
-                plan[i] = pre.normalizer.unnormalize_action(chunk_np[j], self.robot)[:, :4]
-            self._plan = plan
-            self._cursor = 0
-        out = self._plan[:, self._cursor]
-        self._cursor += 1
-        return np.asarray(out, dtype=np.float64)
+        self._tick += 1
+        tick = self._tick
+        for i, history in enumerate(self._histories):
+            history.push(state[i], {role: frames[i] for role, frames in images.items()}, 0.0)
+        due = [i for i in range(len(state))
+               if active[i] and self._executors[i].should_request(tick)]
+        if due:
+            observations = [self._histories[i].arrays()[:2] for i in due]
+            chunks = self.runner.infer_batch(observations, self.robot, self.steps)
+            for i, chunk in zip(due, chunks):
+                self._executors[i].requested(tick)
+                self._pending.append((tick + self.latency_ticks, i, tick, chunk))
+        ready = [p for p in self._pending if p[0] <= tick]
+        self._pending = [p for p in self._pending if p[0] > tick]
+        for _, i, start, chunk in ready:
+            self._executors[i].add(chunk, start)
+        out = np.zeros((len(state), self.action_dim))
+        for i, executor in enumerate(self._executors):
+            plan = executor.plan(tick, 1)
+            if plan is not None:
+                out[i] = plan[0]
+        return out
