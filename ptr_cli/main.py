@@ -17,6 +17,8 @@ from types import ModuleType
 COMMANDS: dict[str, str] = {
     'inspect': 'ptr_cli.inspect',
     'ingest': 'ptr_cli.ingest',
+    'export': 'ptr_cli.export',
+    'report': 'ptr_cli.report',
     'train': 'ptr_cli.train',
     'eval': 'ptr_cli.evaluate',
     'weights': 'ptr_cli.weights',

@@ -469,11 +469,13 @@ def read_episode(
     task = profile.task if profile.task is not None else (tasks[0] if tasks else '')
     first_index = int(table.column('index')[0].as_py()) if 'index' in present else 0
     ptr = ref.ptr
-    tags: dict[str, Any] = json.loads(ptr['tags']) if ptr.get('tags') else {}
-    tags.update({'lerobot.dataset': src.root.name, 'lerobot.codebase_version': src.version,
-                 'lerobot.episode_index': ref.index, 'lerobot.index_from': first_index})
-    if len(tasks) > 1:
-        tags['lerobot.tasks'] = tasks
+    if ptr.get('episode_id'):  # a ptr export: the episode as it was (same id, hash, tags)
+        tags: dict[str, Any] = json.loads(ptr.get('tags') or '{}')
+    else:
+        tags = {'lerobot.dataset': src.root.name, 'lerobot.codebase_version': src.version,
+                'lerobot.episode_index': ref.index, 'lerobot.index_from': first_index}
+        if len(tasks) > 1:
+            tags['lerobot.tasks'] = tasks
     digest = str(ptr.get('content_hash') or _content_hash(state, action, timestamp, task, ref))
     report: dict[str, Any] = (json.loads(ptr['sync_report']) if ptr.get('sync_report') else {
         'grid': {'start_ns': int(timestamp[0]), 'period_ns': period_ns, 'steps': n},
