@@ -218,7 +218,7 @@ def read_streams(bag: BagReader, profile: RobotProfile) -> BagStreams:
                 s = stream(cam.stamps_topic)
                 assert s is not None
                 streams.cameras[cam.role] = s
-                on(s, lambda m, t: True)
+                on(s, lambda m, t: _PENDING)  # value: the arrival index = the frame index
         else:
             on(streams.cameras[cam.role], _image_handler(cam, profile.image_size))
     tf = TfTree()
@@ -231,7 +231,7 @@ def read_streams(bag: BagReader, profile: RobotProfile) -> BagStreams:
     if tf_topics and TF_STATIC in infos:
         tf_topics.add(infos[TF_STATIC].topic)
     for s in streams.extra_actions:
-        on(s, lambda m, t, mt=s.msgtype: extra_state_values(m, mt))
+        on(s, functools.partial(_extra_value, msgtype=s.msgtype, joints=()))
     on(streams.markers, lambda m, t: True)
     on(streams.task, lambda m, t: str(getattr(m, 'data', '')))
 

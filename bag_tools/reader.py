@@ -280,10 +280,10 @@ class BagReader:
             except Exception:
                 pass
         try:
-            msg = self._reader.deserialize(raw.data, raw.msgtype)
+            decoded = self._reader.deserialize(raw.data, raw.msgtype)
             if cut:
                 self._cuts[key] = 0
-            return msg
+            return decoded
         except Exception as err:
             tolerated = self._deserialize_tolerant(raw)
             if tolerated is not None:

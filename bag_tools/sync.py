@@ -42,7 +42,7 @@ CLOCK_LOG = 'log'
 MAX_CLOCK_OFFSET_NS = 1_000_000_000
 
 
-@dataclass
+@dataclass(eq=False)  # identity: two streams may read one topic (state and action)
 class Stream:
     """One topic's messages: log times, header stamps (None when absent) and payloads."""
 

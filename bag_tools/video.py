@@ -65,8 +65,10 @@ def frame_pts(path: Path) -> npt.NDArray[np.float64]:
     if not pts:
         msg = f'{path}: the video has no frames'
         raise ImageDecodeError(msg)
-    out = np.sort(np.asarray(pts, np.float64)) * base
-    return out - out[0]
+    out: npt.NDArray[np.float64] = np.sort(np.asarray(pts, np.float64)) * base
+    first = float(out[0])
+    shifted: npt.NDArray[np.float64] = out - first
+    return shifted
 
 
 def read_sidecar(path: Path) -> npt.NDArray[np.int64]:

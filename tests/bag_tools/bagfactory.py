@@ -30,6 +30,8 @@ from rosbags.rosbag2 import Writer as Writer2
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 from rosbags.typesys.store import Typestore
 
+from bag_tools.msgdefs import register_missing
+
 __all__ = [
     'FORMATS',
     'BagContent',
@@ -38,11 +40,15 @@ __all__ = [
     'encode_png',
     'write_all',
     'write_bag',
+    'write_video',
 ]
 
 FORMATS = ('ros1', 'sqlite3', 'mcap')
+CONTROLLER_STATE = 'control_msgs/msg/JointTrajectoryControllerState'
 ROS1 = get_typestore(Stores.ROS1_NOETIC)
-ROS2 = get_typestore(Stores.ROS2_HUMBLE)
+ROS2 = register_missing(get_typestore(Stores.ROS2_HUMBLE), 'humble')
+#: The Jazzy field set of JointTrajectoryControllerState (write with ``distro='jazzy'``).
+ROS2_JAZZY = register_missing(get_typestore(Stores.ROS2_JAZZY), 'jazzy')
 
 Builder = Callable[[Typestore], Any]
 
@@ -65,6 +71,13 @@ def _header(ts: Typestore, ns: int, frame: str = '') -> Any:
     if 'seq' in ts.fielddefs['std_msgs/msg/Header'][1][0]:
         return cls(seq=0, stamp=_time(ts, ns), frame_id=frame)
     return cls(stamp=_time(ts, ns), frame_id=frame)
+
+
+def _pose(ts: Typestore, xyz: Sequence[float], q: Sequence[float]) -> Any:
+    t = ts.types
+    return t['geometry_msgs/msg/Pose'](
+        position=t['geometry_msgs/msg/Point'](x=xyz[0], y=xyz[1], z=xyz[2]),
+        orientation=t['geometry_msgs/msg/Quaternion'](x=q[0], y=q[1], z=q[2], w=q[3]))
 
 
 def encode_jpeg(rgb: np.ndarray, quality: int = 95) -> bytes:
@@ -214,6 +227,136 @@ class BagContent:
 
         self.add(topic, 'geometry_msgs/msg/WrenchStamped', log_ns, build)
 
+    def trajectory_points(
+        self, topic: str, log_ns: int, names: Sequence[str],
+        points: Sequence[tuple[float, Sequence[float]]], *, stamp_ns: int | None = None,
+    ) -> None:
+        """A JointTrajectory with several points: (time_from_start s, positions) each."""
+        stamp = log_ns if stamp_ns is None else stamp_ns
+
+        def build(ts: Typestore) -> Any:
+            t = ts.types
+            pts = [t['trajectory_msgs/msg/JointTrajectoryPoint'](
+                positions=np.asarray(pos, np.float64), velocities=np.zeros(0),
+                accelerations=np.zeros(0), effort=np.zeros(0),
+                time_from_start=t['builtin_interfaces/msg/Duration'](
+                    sec=int(tfs), nanosec=round((tfs - int(tfs)) * 1e9)),
+            ) for tfs, pos in points]
+            return t['trajectory_msgs/msg/JointTrajectory'](
+                header=_header(ts, stamp), joint_names=list(names), points=pts)
+
+        self.add(topic, 'trajectory_msgs/msg/JointTrajectory', log_ns, build)
+
+    def controller_state(
+        self, topic: str, log_ns: int, names: Sequence[str], points: dict[str, Sequence[float]],
+        *, stamp_ns: int | None = None,
+    ) -> None:
+        """A control_msgs/JointTrajectoryControllerState; ``points`` maps field (actual,
+        desired, feedback, reference, ...) to positions; fields not given are empty. The
+        field set is the typestore's: ``distro`` ('humble' or 'jazzy') picks it."""
+        stamp = log_ns if stamp_ns is None else stamp_ns
+
+        def build(ts: Typestore) -> Any:
+            t = ts.types
+            zero = t['builtin_interfaces/msg/Duration'](sec=0, nanosec=0)
+
+            def point(pos: Sequence[float]) -> Any:
+                return t['trajectory_msgs/msg/JointTrajectoryPoint'](
+                    positions=np.ascontiguousarray(pos, np.float64), velocities=np.zeros(0),
+                    accelerations=np.zeros(0), effort=np.zeros(0), time_from_start=zero)
+
+            def multi() -> Any:
+                return t['trajectory_msgs/msg/MultiDOFJointTrajectoryPoint'](
+                    transforms=[], velocities=[], accelerations=[], time_from_start=zero)
+
+            fields = ts.fielddefs[CONTROLLER_STATE][1]
+            kwargs: dict[str, Any] = {}
+            for name, _ in fields:
+                if name == 'header':
+                    kwargs[name] = _header(ts, stamp)
+                elif name == 'joint_names':
+                    kwargs[name] = list(names)
+                elif name == 'multi_dof_joint_names':
+                    kwargs[name] = []
+                elif name.startswith('multi_dof_'):
+                    kwargs[name] = multi()
+                else:
+                    kwargs[name] = point(points.get(name, ()))
+            return t[CONTROLLER_STATE](**kwargs)
+
+        self.add(topic, CONTROLLER_STATE, log_ns, build)
+
+    def odometry(
+        self, topic: str, log_ns: int, xyz: Sequence[float], quat_xyzw: Sequence[float],
+        linear: Sequence[float], angular: Sequence[float], *, stamp_ns: int | None = None,
+    ) -> None:
+        stamp = log_ns if stamp_ns is None else stamp_ns
+
+        def build(ts: Typestore) -> Any:
+            t = ts.types
+            v3 = t['geometry_msgs/msg/Vector3']
+            pose = t['geometry_msgs/msg/PoseWithCovariance'](
+                pose=_pose(ts, xyz, quat_xyzw), covariance=np.zeros(36))
+            twist = t['geometry_msgs/msg/TwistWithCovariance'](
+                twist=t['geometry_msgs/msg/Twist'](linear=v3(*linear), angular=v3(*angular)),
+                covariance=np.zeros(36))
+            return t['nav_msgs/msg/Odometry'](header=_header(ts, stamp, 'odom'),
+                                              child_frame_id='base_link', pose=pose, twist=twist)
+
+        self.add(topic, 'nav_msgs/msg/Odometry', log_ns, build)
+
+    def pose_covariance(
+        self, topic: str, log_ns: int, xyz: Sequence[float], quat_xyzw: Sequence[float],
+        *, stamp_ns: int | None = None,
+    ) -> None:
+        stamp = log_ns if stamp_ns is None else stamp_ns
+
+        def build(ts: Typestore) -> Any:
+            t = ts.types
+            pose = t['geometry_msgs/msg/PoseWithCovariance'](
+                pose=_pose(ts, xyz, quat_xyzw), covariance=np.zeros(36))
+            return t['geometry_msgs/msg/PoseWithCovarianceStamped'](
+                header=_header(ts, stamp, 'map'), pose=pose)
+
+        self.add(topic, 'geometry_msgs/msg/PoseWithCovarianceStamped', log_ns, build)
+
+    def tf(
+        self, topic: str, log_ns: int,
+        transforms: Sequence[tuple[str, str, Sequence[float], Sequence[float]]],
+        *, stamp_ns: int | None = None,
+    ) -> None:
+        """A tf2_msgs/TFMessage: (parent, child, xyz, quat_xyzw) per transform."""
+        stamp = log_ns if stamp_ns is None else stamp_ns
+
+        def build(ts: Typestore) -> Any:
+            t = ts.types
+            v3 = t['geometry_msgs/msg/Vector3']
+            items = [t['geometry_msgs/msg/TransformStamped'](
+                header=_header(ts, stamp, parent), child_frame_id=child,
+                transform=t['geometry_msgs/msg/Transform'](
+                    translation=v3(*xyz), rotation=t['geometry_msgs/msg/Quaternion'](*q)),
+            ) for parent, child, xyz, q in transforms]
+            return t['tf2_msgs/msg/TFMessage'](transforms=items)
+
+        self.add(topic, 'tf2_msgs/msg/TFMessage', log_ns, build)
+
+    def twist(
+        self, topic: str, log_ns: int, linear: Sequence[float], angular: Sequence[float],
+        *, stamped: bool = False, stamp_ns: int | None = None,
+    ) -> None:
+        stamp = log_ns if stamp_ns is None else stamp_ns
+        msgtype = 'geometry_msgs/msg/TwistStamped' if stamped else 'geometry_msgs/msg/Twist'
+
+        def build(ts: Typestore) -> Any:
+            t = ts.types
+            v3 = t['geometry_msgs/msg/Vector3']
+            tw = t['geometry_msgs/msg/Twist'](linear=v3(*linear), angular=v3(*angular))
+            if stamped:
+                return t[msgtype](header=_header(ts, stamp), twist=tw)
+            return tw
+
+        self.add(topic, msgtype, log_ns, build)
+
     def string(self, topic: str, log_ns: int, text: str) -> None:
         self.add(topic, 'std_msgs/msg/String', log_ns,
                  lambda ts: ts.types['std_msgs/msg/String'](data=text))
@@ -223,8 +366,10 @@ class BagContent:
                  lambda ts: ts.types['std_msgs/msg/Empty']())
 
 
-def write_bag(content: BagContent, path: Path, fmt: str) -> Path:
-    """Write ``content`` as ``fmt`` (ros1: ``path.bag``; sqlite3/mcap: folder ``path``)."""
+def write_bag(content: BagContent, path: Path, fmt: str, *, distro: str = 'humble') -> Path:
+    """Write ``content`` as ``fmt`` (ros1: ``path.bag``; sqlite3/mcap: folder ``path``);
+    ``distro='jazzy'`` writes ROS 2 messages with Jazzy's definitions (MCAP embeds them)."""
+    ros2 = ROS2_JAZZY if distro == 'jazzy' else ROS2
     msgs = sorted(content.messages, key=lambda m: m.log_ns)
     if fmt == 'ros1':
         path = path.with_suffix('.bag')
@@ -248,11 +393,11 @@ def write_bag(content: BagContent, path: Path, fmt: str) -> Path:
                     store.register(get_types_from_msg('uint8[] blob', m.msgtype))
                     conns[m.topic] = writer.add_connection(m.topic, m.msgtype, typestore=store)
                 else:
-                    conns[m.topic] = writer.add_connection(m.topic, m.msgtype, typestore=ROS2)
+                    conns[m.topic] = writer.add_connection(m.topic, m.msgtype, typestore=ros2)
             if m.topic in content.undefined:
-                data = m.build(ROS2)
+                data = m.build(ros2)
             else:
-                data = bytes(ROS2.serialize_cdr(m.build(ROS2), m.msgtype))
+                data = bytes(ros2.serialize_cdr(m.build(ros2), m.msgtype))
             writer.write(conns[m.topic], m.log_ns, data + content.trailing.get(m.topic, b''))
     if content.undefined:  # like an old rosbag2 recording: no definitions in the storage
         assert fmt == 'sqlite3', 'undefined types are only written to sqlite3 bags'
@@ -268,3 +413,25 @@ def write_all(content: BagContent, directory: Path, stem: str = 'bag') -> dict[s
     """The same content in every container: {'ros1': .bag, 'sqlite3': dir, 'mcap': dir}."""
     directory.mkdir(parents=True, exist_ok=True)
     return {fmt: write_bag(content, directory / f'{stem}_{fmt}', fmt) for fmt in FORMATS}
+
+
+def write_video(path: Path, frames: Sequence[np.ndarray], fps: int = 15,
+                codec: str = 'libx264') -> Path:
+    """Encode RGB frames (even height and width) into ``path`` (mp4/mkv) with PyAV."""
+    import av
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    h, w = frames[0].shape[:2]
+    with av.open(str(path), 'w') as out:
+        stream = out.add_stream(codec, rate=fps)
+        stream.width, stream.height = w, h
+        stream.pix_fmt = 'yuv420p'
+        if codec == 'libx264':
+            stream.options = {'crf': '10', 'preset': 'ultrafast'}
+        for img in frames:
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format='rgb24')
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path
