@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     'train': 'ptr_cli.train',
     'eval': 'ptr_cli.evaluate',
     'weights': 'ptr_cli.weights',
+    'score': 'ptr_cli.score',
     'record-sim': 'ptr_cli.record_sim',
     'benchmark': 'ptr_cli.benchmark',
     'demo': 'ptr_cli.demo',

@@ -5,6 +5,8 @@ Examples:
   ptr train --config config/train/uniform.yaml --set optim.lr=3e-4 --set steps=50000
   ptr train --config config/train/ptr.yaml --init runs/pretrain/final --dataset data/robotB
   ptr train --config config/train/uniform.yaml --resume          # continue out_dir exactly
+  ptr train --config config/train/uniform.yaml --init runs/base/final --dataset data/mixed \
+      --trust data/mixed.trust.json                               # trust from `ptr score`
   torchrun --nproc-per-node 4 -m ptr_cli.main train --config config/train/uniform.yaml
 """
 
@@ -30,9 +32,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="post-train from this checkpoint's weights")
     parser.add_argument('--reinit-mismatched', action='store_true',
                         help='with --init: re-initialize tensors whose shapes do not fit')
+    parser.add_argument('--trust', metavar='TRUST',
+                        help='trust file from `ptr score`: episodes are sampled by their trust '
+                             '(weighter.name=trust; --set weighter.options.apply=loss for '
+                             'loss weights)')
     parser.add_argument('--resume', action='store_true',
                         help='continue the run in out_dir from its latest checkpoint')
     parser.add_argument('--no-progress', action='store_true', help='no progress bar')
+
+
+def trust_overrides(weighter: str, trust: str) -> list[str]:
+    """``--trust FILE``: switch a uniform config to the trust weighter (keep a trust config's
+    other options); the online PTR weighter and a trust file do not combine."""
+    from ptr_core.errors import ConfigError
+
+    if weighter == 'trust':
+        return [f'weighter.options.file={trust!r}']
+    if weighter != 'uniform':
+        msg = (f'--trust: the config uses weighter {weighter!r}; a trust file replaces the '
+               'weighter, start from config/train/uniform.yaml or trust.yaml')
+        raise ConfigError(msg)
+    return ['weighter.name=trust', f'weighter.options={{file: {trust!r}}}']
 
 
 def run(args: argparse.Namespace) -> int:
@@ -45,6 +65,9 @@ def run(args: argparse.Namespace) -> int:
         overrides.append('reinit_mismatched=true')
     if args.out:
         overrides.append(f'out_dir={args.out!r}')
+    if args.trust:  # first, so that --set weighter.options.* still applies on top
+        overrides[:0] = trust_overrides(load_config(args.config, overrides).weighter.name,
+                                        args.trust)
     config = load_config(args.config, overrides)
     rank = int(os.environ.get('RANK', '0'))
     bar = None

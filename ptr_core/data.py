@@ -230,6 +230,8 @@ class MixtureSampler(Sampler[tuple[int, int, int]]):
 
     The global stream assigns sample number ``g`` to rank ``g % world``; a step's global batch
     is ``g ∈ [step·B, (step+1)·B)``. ``start_step`` resumes exactly where a run stopped.
+    ``window_weights`` (per dataset, one weight per window, or None for uniform): windows are
+    drawn in proportion to them inside their dataset (trust sampling; same cost per draw).
     """
 
     def __init__(
@@ -242,6 +244,7 @@ class MixtureSampler(Sampler[tuple[int, int, int]]):
         rank: int = 0,
         world: int = 1,
         start_step: int = 0,
+        window_weights: Sequence[npt.NDArray[np.float64] | None] | None = None,
     ) -> None:
         keep = [i for i, n in enumerate(sizes) if n > 0]
         if not keep:
@@ -257,6 +260,17 @@ class MixtureSampler(Sampler[tuple[int, int, int]]):
         self.world = world
         self.start_step = start_step
         self._block: tuple[int, npt.NDArray[np.int64], npt.NDArray[np.int64]] | None = None
+        self._cdf: list[npt.NDArray[np.float64] | None] = [None] * len(keep)
+        for j, i in enumerate(keep):
+            w = None if window_weights is None else window_weights[i]
+            if w is None:
+                continue
+            w = np.asarray(w, np.float64)
+            if len(w) != sizes[i] or not np.all(w >= 0) or not w.sum() > 0:
+                msg = (f'dataset {i}: window weights must be {sizes[i]} non-negative values '
+                       'with a positive sum')
+                raise PtrError(msg)
+            self._cdf[j] = np.cumsum(w) / w.sum()
 
     def _draw(self, g: int) -> tuple[int, int]:
         b = g // _BLOCK
@@ -265,6 +279,11 @@ class MixtureSampler(Sampler[tuple[int, int, int]]):
             which = rng.choice(len(self.ids), size=_BLOCK, p=self.p)
             u = rng.random(_BLOCK)
             win = np.minimum((u * self.sizes[which]).astype(np.int64), self.sizes[which] - 1)
+            for j, cdf in enumerate(self._cdf):
+                if cdf is not None:
+                    sel = which == j
+                    win[sel] = np.minimum(np.searchsorted(cdf, u[sel], side='right'),
+                                          len(cdf) - 1)
             self._block = (b, self.ids[which], win)
         i = g % _BLOCK
         return int(self._block[1][i]), int(self._block[2][i])

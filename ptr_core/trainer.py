@@ -457,6 +457,9 @@ def _make_weighter(
     set_names = getattr(weighter, 'set_group_names', None)
     if callable(set_names):
         set_names(robots=bundle.preprocessor.layout.robots, sources=bundle.vocab.sources)
+    bind_data = getattr(weighter, 'bind_data', None)  # the trust weighter reads its file
+    if callable(bind_data):
+        bind_data(bundle, [spec.path for spec in config.data.datasets])
     return weighter.to(device)
 
 
@@ -500,9 +503,11 @@ def _wrap_model(
 
 def _make_sampler(run: _Run) -> Sampler[tuple[int, int, int]]:
     """This rank's stream of ``(dataset, window, g)`` keys, starting at the run's step."""
+    window_weights = getattr(run.weighter, 'window_weights', None)  # trust sampling
     return MixtureSampler(
         run.bundle.train.sizes, run.bundle.weights, batch_size=run.config.batch_size,
         seed=run.config.seed, rank=run.dinfo.rank, world=run.dinfo.world, start_step=run.step,
+        window_weights=window_weights() if callable(window_weights) else None,
     )
 
 

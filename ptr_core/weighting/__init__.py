@@ -1,4 +1,5 @@
-"""Per-sample weighters: ``uniform`` and ``ptr`` (Posterior-Transition Reweighting).
+"""Per-sample weighters: ``uniform``, ``ptr`` (Posterior-Transition Reweighting, online) and
+``trust`` (a trust file scored before training by ``ptr score``, applied by sampling).
 
 ``build_weighter(name, options)`` is the one way the trainer gets a weighter. ``ptr`` is imported
 lazily from ``ptr_core.weighting.ptr`` (``PTRWeighter.from_options``) so that the uniform path
@@ -35,6 +36,7 @@ __all__ = [
 WEIGHTERS: dict[str, tuple[str, str]] = {
     'uniform': ('ptr_core.weighting.base', 'UniformWeighter'),
     'ptr': ('ptr_core.weighting.ptr', 'PTRWeighter'),
+    'trust': ('ptr_core.weighting.trust', 'TrustWeighter'),
 }
 
 

@@ -1,0 +1,92 @@
+"""``TrustConfig``: every option of the trust scorer (resolved into the trust file)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from ptr_core.errors import ConfigError
+
+__all__ = ['SECOND_SIGNALS', 'TrustConfig']
+
+SECOND_SIGNALS = ('none', 'bc_loss')
+
+
+def _check(cond: bool, key: str, value: Any, want: str) -> None:
+    if not cond:
+        msg = f'trust.{key}: {value!r} is not {want}'
+        raise ConfigError(msg)
+
+
+@dataclass(frozen=True)
+class TrustConfig:
+    """Options of ``ptr score`` (``--set key=value`` on the CLI)."""
+
+    folds: int = 3  # K scorer copies; episode i is scored by the copy of fold(i)
+    in_sample: bool = False  # ablation: one scorer trained and scored on every episode
+    steps: int = 300  # updates of each scorer copy (and of each probe); cost ∝ steps, not data
+    batch_size: int = 256
+    hidden: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    # candidates per window: the recorded chunk + these negatives (all in action space)
+    shifted: int = 4  # the same episode's chunk shifted by +-k steps, k from ``shifts``
+    shifts: tuple[int, ...] = (2, 3, 4, 6, 8, 12)
+    neighbours: int = 4  # actions of the nearest-state windows of other episodes
+    knn: int = 16  # neighbours kept per window
+    perturbed: int = 2  # the recorded chunk + N(0, sigma^2), sigma from ``perturb_sigma``
+    perturb_sigma: tuple[float, ...] = (0.2, 0.5)
+    random: int = 5  # other windows' chunks
+    score_draws: int = 4  # candidate draws averaged when scoring
+    consequence: str = 'steps'  # steps: per-step state change + encoder delta; delta: only the
+    #                             change of the encoder's target feature over the chunk
+    second_signal: str = 'none'  # none | bc_loss: out-of-fold loss of a behaviour-cloning probe
+    w_min: float = 0.02  # trust floor
+    separation: float = 3.0  # mixture accepted when |mu_hi - mu_lo| / sigma >= this (and BIC)
+    min_share: float = 0.05  # ... and the smaller component holds at least this share
+    smooth: int = 0  # frame-score moving-average width (0: the chunk length L)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check(self.folds >= 2, 'folds', self.folds, 'an integer >= 2')
+        for name in ('steps', 'batch_size', 'hidden', 'score_draws', 'knn'):
+            _check(getattr(self, name) >= 1, name, getattr(self, name), 'an integer >= 1')
+        for name in ('shifted', 'neighbours', 'perturbed', 'random', 'smooth'):
+            _check(getattr(self, name) >= 0, name, getattr(self, name), 'an integer >= 0')
+        _check(self.shifted + self.neighbours + self.perturbed + self.random >= 1, 'negatives',
+               0, 'at least one negative (shifted/neighbours/perturbed/random)')
+        _check(all(k >= 1 for k in self.shifts) and len(self.shifts) > 0, 'shifts', self.shifts,
+               'a non-empty list of integers >= 1')
+        _check(all(s > 0 for s in self.perturb_sigma) and len(self.perturb_sigma) > 0,
+               'perturb_sigma', self.perturb_sigma, 'a non-empty list of numbers > 0')
+        _check(self.lr > 0, 'lr', self.lr, 'a number > 0')
+        _check(self.weight_decay >= 0, 'weight_decay', self.weight_decay, '>= 0')
+        _check(self.consequence in ('steps', 'delta'), 'consequence', self.consequence,
+               'steps | delta')
+        _check(self.second_signal in SECOND_SIGNALS, 'second_signal', self.second_signal,
+               ' | '.join(SECOND_SIGNALS))
+        _check(0.0 <= self.w_min < 1.0, 'w_min', self.w_min, 'in [0, 1)')
+        _check(self.separation >= 0, 'separation', self.separation, '>= 0')
+        _check(0.0 <= self.min_share < 0.5, 'min_share', self.min_share, 'in [0, 0.5)')
+
+    @property
+    def candidates(self) -> int:
+        return 1 + self.shifted + self.neighbours + self.perturbed + self.random
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> TrustConfig:
+        allowed = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - allowed)
+        if unknown:
+            msg = f'trust: unknown option {unknown[0]!r} (allowed: {", ".join(sorted(allowed))})'
+            raise ConfigError(msg)
+        kw: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+        try:
+            return cls(**kw)
+        except TypeError as err:
+            msg = f'trust: {err}'
+            raise ConfigError(msg) from err

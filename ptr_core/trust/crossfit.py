@@ -1,0 +1,308 @@
+"""Cross-fitted scoring: K scorer copies over episode folds, per-episode trust, baselines.
+
+``score_datasets`` is what ``ptr score`` runs:
+
+1. one frozen pass of the base policy's encoder over every window (``features``);
+2. episodes are dealt into ``folds`` folds (seeded); copy ``k`` trains on every fold but ``k``
+   and scores fold ``k``, so no episode is scored by a scorer that saw it (``in_sample``: one
+   copy trained and scored on everything, the ablation);
+3. per episode: the mean out-of-fold score over all its windows (``attribution``), mapped to
+   ``P(good)`` by ``calibrate.fit_mixture``; per frame: the same on the moving average of the
+   window scores (a partial bad stretch, e.g. a recovery detour, keeps low frame trust);
+4. the second signal (``second_signal: bc_loss``): the out-of-fold masked MSE of a small
+   behaviour-cloning probe ``h → chunk`` — high for noisy, recovering or hesitant demos whose
+   labels are right but whose actions are not what the other episodes do in that context;
+   per-window, so it does not grow with episode length. Combined as
+   ``P(good) = P_attr(good) · P_bc(good)``, ``trust = w_min + (1 - w_min) · P(good)``;
+5. baselines, computed always (``signals`` of every episode): ``inverse_dynamics`` (out-of-fold
+   error of an MLP predicting a[t] from s[t] and s[t+1] - s[t]), ``length`` (shorter = better)
+   and ``smoothness`` (smaller mean squared action change = better). Higher is better for every
+   signal; ``ptr score`` prints their AUROCs when episodes carry ``ptr.source`` tags.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from torch import Tensor
+
+from bag_tools.trust import EpisodeTrust, TrustFile, dataset_content_hash, make_trust_file
+from ptr_core.data import open_datasets
+from ptr_core.trust.calibrate import Mixture, auroc, auroc_length_controlled, fit_mixture
+from ptr_core.trust.config import TrustConfig
+from ptr_core.trust.features import WindowFeatures, extract_features
+from ptr_core.trust.scorer import (
+    fit_regressor,
+    fit_scorer,
+    nearest_state_neighbours,
+    regression_error,
+    score_windows,
+)
+
+__all__ = ['SIGNALS', 'ScoreResult', 'score_datasets', 'signal_aurocs']
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str, int, int], None]
+SIGNALS = ('trust', 'attribution', 'bc_loss', 'inverse_dynamics', 'length', 'smoothness')
+EXPERT = 'expert'
+
+
+@dataclass
+class ScoreResult:
+    trust: TrustFile
+    sources: list[str]  # per episode, in ``trust.episodes`` order
+    lengths: list[int]
+    seconds: dict[str, float] = field(default_factory=dict)
+    windows: int = 0
+    mixtures: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def aurocs(self, *, length_controlled: bool = False) -> dict[str, dict[str, float]]:
+        return signal_aurocs(self.trust, self.sources, self.lengths,
+                             length_controlled=length_controlled)
+
+
+def _checkpoint_hash(path: Path) -> str:
+    digest = hashlib.sha256()
+    for name in ('config.json', 'model.safetensors', 'ema.safetensors'):
+        file = path / name
+        if file.is_file():
+            digest.update(name.encode())
+            digest.update(file.read_bytes())
+    return digest.hexdigest()
+
+
+def _folds(n_episodes: int, k: int, seed: int) -> npt.NDArray[np.int64]:
+    perm = np.random.default_rng((seed, 31337)).permutation(n_episodes)
+    folds = np.empty(n_episodes, np.int64)
+    folds[perm] = np.arange(n_episodes) % k
+    return folds
+
+
+def _episode_mean(values: Tensor, feats: WindowFeatures, rows: Tensor) -> npt.NDArray[np.float64]:
+    n = len(feats.episodes)
+    sums = np.zeros(n)
+    counts = np.zeros(n)
+    np.add.at(sums, feats.episode[rows].numpy(), values.double().numpy())
+    np.add.at(counts, feats.episode[rows].numpy(), 1.0)
+    with np.errstate(invalid='ignore'):
+        return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+
+
+def _frame_series(
+    values: Tensor, feats: WindowFeatures, rows: Tensor, width: int,
+) -> list[npt.NDArray[np.float64]]:
+    """Per episode, the window values on its frames (nearest window fills the gaps), smoothed
+    by a centred moving average of ``width`` frames."""
+    out = []
+    ep_of = feats.episode[rows].numpy()
+    fr_of = feats.frame[rows].numpy()
+    vals = values.double().numpy()
+    for e, info in enumerate(feats.episodes):
+        sel = ep_of == e
+        series = np.full(info.length, np.nan)
+        series[fr_of[sel]] = vals[sel]
+        known = np.flatnonzero(np.isfinite(series))
+        if not len(known):
+            out.append(np.zeros(info.length))
+            continue
+        idx = known[np.clip(np.searchsorted(known, np.arange(info.length)), 0, len(known) - 1)]
+        series = series[idx]
+        w = max(1, min(width, info.length))
+        kernel = np.ones(w) / w
+        padded = np.pad(series, (w // 2, w - 1 - w // 2), mode='edge')
+        out.append(np.convolve(padded, kernel, mode='valid'))
+    return out
+
+
+def _posteriors(
+    episode_scores: npt.NDArray[np.float64], frames: list[npt.NDArray[np.float64]],
+    config: TrustConfig, *, anchor: float | None,
+) -> tuple[Mixture, npt.NDArray[np.float64], list[npt.NDArray[np.float64]]]:
+    """Episode and frame P(good) from one signal (NaN scores count as good)."""
+    mix = fit_mixture(episode_scores, separation=config.separation, min_share=config.min_share,
+                      anchor=anchor)
+    p_ep = np.where(np.isfinite(episode_scores), mix.posterior_good(
+        np.nan_to_num(episode_scores, nan=mix.mu_hi)), 1.0)
+    flat = np.concatenate(frames) if frames else np.zeros(0)
+    frame_mix = fit_mixture(flat, separation=config.separation, min_share=config.min_share,
+                            anchor=anchor)
+    if mix.accepted and frame_mix.accepted:
+        p_fr = [frame_mix.posterior_good(f) for f in frames]
+    else:  # no evidence of bad stretches: every frame keeps its episode's posterior
+        p_fr = [np.full(len(f), p) for f, p in zip(frames, p_ep)]
+    return mix, p_ep, p_fr
+
+
+def _oof_regression(
+    x: Tensor, y: Tensor, mask: Tensor, rows: Tensor, fold_of_row: npt.NDArray[np.int64],
+    config: TrustConfig, *, seed: int,
+) -> Tensor:
+    """Out-of-fold (or in-sample) per-row masked MSE of the probe ``x → y`` on ``rows``."""
+    err = torch.zeros(len(rows))
+    groups = [(rows, rows)] if config.in_sample else [
+        (rows[torch.from_numpy(fold_of_row != k)], rows[torch.from_numpy(fold_of_row == k)])
+        for k in range(config.folds)]
+    for k, (train, test) in enumerate(groups):
+        if not len(test):
+            continue
+        model = fit_regressor(x[train], y[train], mask[train], config, seed=seed + k)
+        where = torch.isin(rows, test)
+        err[where] = regression_error(model, x[rows[where]], y[rows[where]], mask[rows[where]])
+    return err
+
+
+def score_datasets(
+    paths: Sequence[str | Path],
+    *,
+    init: str | Path,
+    config: TrustConfig | None = None,
+    progress: Progress | None = None,
+) -> ScoreResult:
+    """Fit the cross-fitted scorer on ``init``'s frozen encoder and score every episode."""
+    from ptr_core.inference import load_policy
+
+    config = config or TrustConfig()
+    t_start = time.monotonic()
+    torch.manual_seed(config.seed)
+    policy, ckpt = load_policy(init)
+    policy.requires_grad_(False)
+    datasets = open_datasets(paths)
+    data_cfg = ckpt.config.data
+    feats = extract_features(
+        policy, ckpt.preprocessor, datasets, chunk_length=data_cfg.chunk_length,
+        delta=data_cfg.delta, consequence=config.consequence,
+        progress=None if progress is None else (lambda d, n: progress('features', d, n)),
+    )
+    t_feat = time.monotonic()
+    neighbours = nearest_state_neighbours(feats, config.knn)
+    n_ep = len(feats.episodes)
+    folds = _folds(n_ep, config.folds, config.seed)
+    rows = torch.arange(feats.n)[feats.has_next]
+    fold_of_row = folds[feats.episode[rows].numpy()]
+
+    # 1. attribution: out-of-fold consequence score per window
+    score = torch.zeros(len(rows))
+    copies = 1 if config.in_sample else config.folds
+    for k in range(copies):
+        train = rows if config.in_sample else rows[torch.from_numpy(fold_of_row != k)]
+        test_sel = torch.ones(len(rows), dtype=torch.bool) if config.in_sample else \
+            torch.from_numpy(fold_of_row == k)
+        if progress is not None:
+            progress('scorer', k, copies)
+        model = fit_scorer(feats, train, neighbours, config, seed=config.seed + 101 * k)
+        score[test_sel] = score_windows(model, feats, rows[test_sel], neighbours, config,
+                                        seed=config.seed + 7 + k)
+    if progress is not None:
+        progress('scorer', copies, copies)
+    t_fit = time.monotonic()
+
+    # 2. second signal and baselines (probes)
+    bc_err = _oof_regression(feats.h, feats.action, _chunk_mask(feats), rows, fold_of_row,
+                             config, seed=config.seed + 500)
+    inv_x = torch.cat([feats.state, feats.next_state_delta], dim=1)
+    inv_err = _oof_regression(inv_x, feats.first_action, feats.dim_mask, rows, fold_of_row,
+                              config, seed=config.seed + 900)
+    t_probe = time.monotonic()
+
+    width = config.smooth or feats.chunk_length
+    attribution = _episode_mean(score, feats, rows)
+    mix_a, p_a, pf_a = _posteriors(attribution, _frame_series(score, feats, rows, width), config,
+                                   anchor=0.0)
+    bc = _episode_mean(-bc_err, feats, rows)
+    mix_b, p_b, pf_b = _posteriors(bc, _frame_series(-bc_err, feats, rows, width), config,
+                                   anchor=None)
+    use_bc = config.second_signal == 'bc_loss'
+    p_good = p_a * p_b if use_bc else p_a
+    inv = _episode_mean(-inv_err, feats, rows)
+    smooth = _smoothness(feats)
+
+    lo = config.w_min
+    digests = [dataset_content_hash(ds) for ds in datasets]
+    per_dataset: list[list[EpisodeTrust]] = [[] for _ in datasets]
+    sources, lengths = [], []
+    for e, info in enumerate(feats.episodes):
+        frame_p = pf_a[e] * pf_b[e] if use_bc else pf_a[e]
+        signals = {
+            'attribution': _num(attribution[e]), 'bc_loss': _num(bc[e]),
+            'inverse_dynamics': _num(inv[e]), 'length': -float(info.length),
+            'smoothness': _num(smooth[e]), 'p_attribution': float(p_a[e]),
+            'p_bc_loss': float(p_b[e]),
+        }
+        per_dataset[info.dataset].append(EpisodeTrust(
+            dataset_hash=digests[info.dataset], episode_id=info.episode_id,
+            trust=float(lo + (1 - lo) * p_good[e]), score=_num(attribution[e]),
+            fold=-1 if config.in_sample else int(folds[e]),
+            frame_trust=np.clip(lo + (1 - lo) * frame_p, lo, 1.0), signals=signals,
+        ))
+    order = [(d, ep) for d in range(len(datasets)) for ep in per_dataset[d]]
+    info_by = {(i.dataset, i.episode_id): i for i in feats.episodes}
+    for d, ep in order:
+        sources.append(info_by[(d, ep.episode_id)].source)
+        lengths.append(info_by[(d, ep.episode_id)].length)
+    scorer = {
+        **config.to_dict(), 'init': str(Path(init).resolve()),
+        'init_hash': _checkpoint_hash(Path(init)), 'chunk_length': feats.chunk_length,
+        'delta': data_cfg.delta, 'candidates': config.candidates,
+        'combine': 'P_attr*P_bc' if use_bc else 'P_attr',
+        'mixture_attribution': mix_a.to_json(), 'mixture_bc_loss': mix_b.to_json(),
+    }
+    trust = make_trust_file(scorer, list(zip(datasets, per_dataset)))
+    t_end = time.monotonic()
+    seconds = {'features_s': t_feat - t_start, 'scorer_s': t_fit - t_feat,
+               'probes_s': t_probe - t_fit, 'total_s': t_end - t_start}
+    log.info('trust: %d episodes, %d windows scored in %.1f s (attribution mixture %s)',
+             n_ep, len(rows), seconds['total_s'], mix_a.to_json())
+    return ScoreResult(trust, sources, lengths, seconds, len(rows),
+                       {'attribution': mix_a.to_json(), 'bc_loss': mix_b.to_json()})
+
+
+def _num(x: float) -> float:
+    return float(x) if np.isfinite(x) else 0.0
+
+
+def _chunk_mask(feats: WindowFeatures) -> Tensor:
+    return (feats.step_mask[:, :, None] & feats.dim_mask[:, None, :]).flatten(1)
+
+
+def _smoothness(feats: WindowFeatures) -> npt.NDArray[np.float64]:
+    """Minus the mean squared change of consecutive recorded actions per episode."""
+    out = np.zeros(len(feats.episodes))
+    table = feats.action_table.numpy()
+    for e, info in enumerate(feats.episodes):
+        a = table[info.offset: info.offset + info.length]
+        out[e] = -float(np.mean(np.sum(np.diff(a, axis=0) ** 2, axis=1))) if len(a) > 1 else 0.0
+    return out
+
+
+def signal_aurocs(
+    trust: TrustFile, sources: Sequence[str], lengths: Sequence[int], *,
+    length_controlled: bool = False,
+) -> dict[str, dict[str, float]]:
+    """``{signal: {source: AUROC(expert vs source)}}`` (higher signal = more trusted)."""
+    src = np.asarray(sources)
+    good = src == EXPERT
+    if not good.any():
+        return {}
+    table: dict[str, dict[str, float]] = {}
+    for name in SIGNALS:
+        vals = np.asarray([ep.trust if name == 'trust' else ep.signals.get(name, np.nan)
+                           for ep in trust.episodes], np.float64)
+        if not np.isfinite(vals).any():
+            continue
+        row = {}
+        for s in sorted(set(sources) - {EXPERT, ''}):
+            bad = src == s
+            row[s] = (auroc_length_controlled(vals, lengths, good, bad) if length_controlled
+                      else auroc(vals[good], vals[bad]))
+        table[name] = row
+    return table

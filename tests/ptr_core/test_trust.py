@@ -1,0 +1,198 @@
+"""Trust scored before training: calibration, cross-fitting, the trust sampler, ``--trust``.
+
+The attribution data: a point moved by random actions, ``s[t+1] = clip(s[t] + 0.3 a[t])``.
+``expert`` episodes record the actions that moved it, ``random_labels`` record fresh random
+actions, ``delayed_3`` record the action of three steps earlier. The state distribution is the
+same for all three, so only the action-consequence relation can tell them apart.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from bag_tools.dataset import Dataset, EpisodeData, write_episode
+from bag_tools.trust import EpisodeTrust, dataset_content_hash, make_trust_file, write_trust
+from ptr_core.configuration import load_config
+from ptr_core.data import MixtureSampler
+from ptr_core.errors import ConfigError, PtrError
+from ptr_core.synthetic import robot_entry
+from ptr_core.trainer import train
+from ptr_core.trust import TrustConfig, score_datasets
+from ptr_core.trust.calibrate import auroc, auroc_length_controlled, fit_mixture
+from ptr_core.weighting import build_weighter
+
+KINDS = ('expert', 'expert', 'random_labels', 'delayed_3')
+
+
+def write_labels_dataset(root: Path, *, episodes: int = 16, length: int = 40, dim: int = 3,
+                         seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    ds = Dataset.create_or_open(root, rate_hz=10.0)
+    written = []
+    for i in range(episodes):
+        kind = KINDS[i % len(KINDS)]
+        s = rng.uniform(-1, 1, dim).astype(np.float32)
+        states, executed = [], []
+        for _ in range(length):
+            a = rng.uniform(-1, 1, dim).astype(np.float32)
+            states.append(s.copy())
+            executed.append(a)
+            s = np.clip(s + 0.3 * a, -2, 2).astype(np.float32)
+        ex = np.stack(executed)
+        if kind == 'random_labels':
+            rec = rng.uniform(-1, 1, ex.shape).astype(np.float32)
+        elif kind == 'delayed_3':
+            rec = np.concatenate([np.repeat(ex[:1], 3, 0), ex[:-3]])
+        else:
+            rec = ex
+        ep = EpisodeData(
+            id=f'ep{i:03d}', robot='arm', timestamp=np.arange(length, dtype=np.int64) * 10**8,
+            state=np.stack(states), action=rec, state_valid=np.ones(length, bool),
+            action_valid=np.ones(length, bool), task='wander', source='synthetic',
+            content_hash=f'labels-{seed}-{i}', tags={'ptr.source': kind},
+        )
+        write_episode(root, ep)
+        written.append(ep)
+    ds.add_episodes(written, robots={'arm': robot_entry('arm', state_dim=dim, action_dim=dim)})
+    return root
+
+
+@pytest.fixture(scope='module')
+def labelled(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(dataset, base checkpoint): the base is a few uniform steps, only its encoder is read."""
+    root = tmp_path_factory.mktemp('trust')
+    data = write_labels_dataset(root / 'data')
+    cfg = load_config(None, [
+        f'data.datasets=[{str(data)!r}]', f'out_dir={str(root / "base")!r}', 'steps=4',
+        'batch_size=16', 'val_every=0', 'save_every=4', 'log_every=2', 'data.chunk_length=4',
+        'data.val_fraction=0.0', 'policy.head=flow', 'policy.unet_dims=[16,32]',
+        'policy.time_embed_dim=16', 'policy.encoder.state_hidden=32',
+        'policy.encoder.context_dim=32', 'device=cpu',
+    ])
+    result = train(cfg)
+    assert result.final is not None
+    return data, result.final
+
+
+def test_mixture_accepts_two_groups_and_keeps_one_group_uniform() -> None:
+    rng = np.random.default_rng(0)
+    two = np.concatenate([rng.normal(1.0, 0.1, 30), rng.normal(0.0, 0.1, 10)])
+    mix = fit_mixture(two, anchor=0.0)
+    assert mix.accepted
+    assert mix.mu_hi == pytest.approx(1.0, abs=0.1)
+    assert mix.share_lo == pytest.approx(0.25, abs=0.05)
+    p = mix.posterior_good(np.linspace(-0.5, 1.5, 50))
+    assert np.all(np.diff(p) >= 0)  # monotone in the score
+    assert p[0] < 0.01 < 0.99 < p[-1]
+    one = rng.normal(1.0, 0.1, 40)
+    flat = fit_mixture(one, anchor=0.0)
+    assert not flat.accepted
+    assert np.all(flat.posterior_good(one) == 1.0)
+
+
+def test_auroc_and_length_control() -> None:
+    assert auroc([3, 4], [1, 2]) == 1.0
+    assert auroc([1], [1]) == 0.5
+    lengths = np.asarray([10, 12, 14, 30, 32, 34], float)
+    score = -lengths  # prefers short episodes, nothing else
+    good = np.asarray([1, 1, 1, 0, 0, 0], bool)
+    assert auroc(score[good], score[~good]) == 1.0
+    assert auroc_length_controlled(score, lengths, good, ~good) < 0.7  # 1.0 uncontrolled
+
+
+def test_cross_fitted_trust_separates_bad_labels(labelled: tuple[Path, Path]) -> None:
+    data, base = labelled
+    torch.set_num_threads(1)
+    config = TrustConfig(folds=2, steps=150, hidden=64, batch_size=128, score_draws=2)
+    res = score_datasets([data], init=base, config=config)
+    eps = res.trust.episodes
+    assert len(eps) == 16
+    assert {ep.fold for ep in eps} == {0, 1}
+    assert all(len(ep.frame_trust) == 40 for ep in eps)
+    assert all(config.w_min - 1e-9 <= ep.trust <= 1.0 for ep in eps)
+    table = res.aurocs()
+    assert table['attribution']['random_labels'] >= 0.9
+    assert table['trust']['random_labels'] >= 0.9
+    mean = {s: np.mean([ep.trust for ep, src in zip(eps, res.sources) if src == s])
+            for s in set(res.sources)}
+    assert mean['expert'] > mean['random_labels'] + 0.5
+    assert res.trust.scorer['folds'] == 2
+    assert res.trust.scorer['init_hash']
+    assert set(table) >= {'inverse_dynamics', 'length', 'smoothness', 'bc_loss'}
+    in_sample = score_datasets([data], init=base, config=TrustConfig(
+        folds=2, steps=20, hidden=32, batch_size=128, score_draws=1, in_sample=True))
+    assert {ep.fold for ep in in_sample.trust.episodes} == {-1}
+
+
+def test_sampler_draws_windows_in_proportion_to_their_weights() -> None:
+    w = np.asarray([0.0, 1.0, 3.0, 0.0])
+    sampler = MixtureSampler([4], [1.0], batch_size=8, seed=0, window_weights=[w])
+    draws = [next(it) for it in [iter(sampler)] for _ in range(4000)]
+    counts = np.bincount([d[1] for d in draws], minlength=4)
+    assert counts[0] == counts[3] == 0
+    assert counts[2] / counts[1] == pytest.approx(3.0, rel=0.15)
+    with pytest.raises(PtrError, match='window weights'):
+        MixtureSampler([4], [1.0], batch_size=8, seed=0, window_weights=[np.zeros(4)])
+
+
+def _half_trust(data: Path) -> Path:
+    ds = Dataset.open(data)
+    digest = dataset_content_hash(ds)
+    eps = [EpisodeTrust(digest, e['id'], trust=1.0 if i % 2 == 0 else 0.0, score=0.0, fold=0,
+                        frame_trust=np.ones(e['length']))
+           for i, e in enumerate(ds.manifest['episodes'])]
+    return write_trust(data.parent / 'half.trust.json',
+                       make_trust_file({'w_min': 0.0}, [(ds, eps)]))
+
+
+def test_trust_weighter_sampling_and_loss(labelled: tuple[Path, Path], tmp_path: Path) -> None:
+    data, _ = labelled
+    path = _half_trust(data)
+    cfg = load_config(None, [
+        f'data.datasets=[{str(data)!r}]', f'out_dir={str(tmp_path / "run")!r}', 'steps=3',
+        'batch_size=16', 'val_every=0', 'save_every=3', 'data.chunk_length=4',
+        'data.val_fraction=0.0', 'policy.unet_dims=[16,32]', 'policy.time_embed_dim=16',
+        'policy.encoder.state_hidden=32', 'policy.encoder.context_dim=32', 'device=cpu',
+        'weighter.name=trust', f'weighter.options={{file: {str(path)!r}}}',
+    ])
+    from ptr_core.data import build_data
+
+    bundle = build_data(cfg.data, seed=0)
+    weighter = build_weighter('trust', {'file': str(path)})
+    weighter.bind_data(bundle, [str(data)])  # type: ignore[operator]
+    weights = weighter.window_weights()  # type: ignore[operator]
+    sampler = MixtureSampler(bundle.train.sizes, [1.0], batch_size=16, seed=0,
+                             window_weights=weights)
+    it = iter(sampler)
+    refs = {int(bundle.train.windows[0][next(it)[1]][0]) for _ in range(500)}
+    trusted = {i for i, ref in enumerate(bundle.train.refs) if int(ref.episode.id[2:]) % 2 == 0}
+    assert refs <= trusted  # trust 0 episodes are never drawn
+    assert train(cfg).final is not None
+
+    loss = build_weighter('trust', {'file': str(path), 'apply': 'loss'})
+    loss.bind_data(bundle, [str(data)])  # type: ignore[operator]
+    assert loss.window_weights() is None  # type: ignore[operator]
+    with pytest.raises(ConfigError, match='apply'):
+        build_weighter('trust', {'file': str(path), 'apply': 'both'})
+    with pytest.raises(ConfigError, match='needs a trust file'):
+        build_weighter('trust', {})
+
+
+def test_stale_trust_refused_by_train(labelled: tuple[Path, Path], tmp_path: Path) -> None:
+    data, _ = labelled
+    path = _half_trust(data)
+    ds = Dataset.open(data)
+    other = write_labels_dataset(tmp_path / 'other', episodes=4, seed=5)
+    assert dataset_content_hash(Dataset.open(other)) != dataset_content_hash(ds)
+    cfg = load_config(None, [
+        f'data.datasets=[{str(other)!r}]', f'out_dir={str(tmp_path / "run")!r}', 'steps=1',
+        'batch_size=8', 'val_every=0', 'data.chunk_length=4', 'data.val_fraction=0.0',
+        'policy.unet_dims=[16,32]', 'device=cpu', 'weighter.name=trust',
+        f'weighter.options={{file: {str(path)!r}}}',
+    ])
+    with pytest.raises(PtrError, match=rf'{path}.*stale'):
+        train(cfg)
