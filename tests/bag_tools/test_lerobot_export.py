@@ -13,72 +13,28 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from armbags import T0, arm_content, arm_profile
-from bagfactory import compressed_depth_png, write_bag
+from camerabags import H, W, camera_dataset, trust_for
 
 from bag_tools.dataset import Dataset
-from bag_tools.ingest import ingest
 from bag_tools.lerobot import LeRobotError
 from bag_tools.lerobot.exporter import ExportConfig, export_lerobot
 from bag_tools.lerobot.importer import import_lerobot
-from bag_tools.profile import RobotProfile
-from bag_tools.trust import EpisodeTrust, TrustError, make_trust_file, write_trust
+from bag_tools.trust import TrustError
 from ptr_cli.main import main
 
-H, W = 24, 32
 #: libx264 at crf 18, yuv420p: measured 44.4 dB on the flat wrist frames and 31.7 dB on the
 #: colorful 24x32 top frames (4:2:0 chroma halves their color resolution); docs/lerobot.md
 MIN_PSNR_DB = 28.0
 
 
-def _top(k: int) -> np.ndarray:
-    """A smooth moving pattern (gradients survive 4:2:0 video well; the values move with k)."""
-    y, x = np.mgrid[0:48, 0:64].astype(np.float64)
-    img = np.stack([128 + 90 * np.sin(x / 9 + k / 4), 128 + 90 * np.cos(y / 7 - k / 5),
-                    np.full_like(x, 40 + 5 * (k % 20))], axis=-1)
-    return np.clip(img, 0, 255).astype(np.uint8)
-
-
-def _bag(tmp: Path, name: str, source: str, seconds: float) -> Path:
-    c = arm_content(duration_s=seconds, tags={'ptr.source': source, 'ptr.task': f'reach {name}'})
-    for k in range(int(seconds * 10) + 1):
-        t = T0 + k * 100_000_000
-        c.image('/top/image_raw', t, _top(k), 'rgb8')
-        depth = (500 + 10 * k + np.arange(48 * 64).reshape(48, 64) % 300).astype(np.uint16)
-        c.compressed_image('/depth/compressed', t, compressed_depth_png(depth),
-                           fmt='16UC1; compressedDepth')
-    return write_bag(c, tmp / name, 'mcap')
-
-
-def _profile() -> RobotProfile:
-    return RobotProfile.from_dict(arm_profile(
-        cameras={'wrist': {'topic': '/cam/image_raw/compressed'},
-                 'top': {'topic': '/top/image_raw'},
-                 'depth': {'topic': '/depth/compressed', 'depth': True}},
-        image_size=[H, W]), source='two-cam')
-
-
 @pytest.fixture(scope='module')
 def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    tmp = tmp_path_factory.mktemp('bags')
-    bags = [_bag(tmp, 'a', 'expert', 3.0), _bag(tmp, 'b', 'teleop', 2.5)]
-    result = ingest(bags, _profile(), tmp / 'ds')
-    assert result.ok, [b.reason for b in result.bags]
-    return tmp / 'ds'
+    return camera_dataset(tmp_path_factory.mktemp('bags'))
 
 
 @pytest.fixture(scope='module')
 def trust_file(dataset: Path) -> Path:
-    ds = Dataset.open(dataset)
-    from bag_tools.trust import dataset_content_hash
-
-    digest = dataset_content_hash(ds)
-    eps = [EpisodeTrust(dataset_hash=digest, episode_id=e['id'], trust=0.3 + 0.5 * i,
-                        score=float(i), fold=i,
-                        frame_trust=np.linspace(0.2, 1.0, e['length']), signals={'s': 1.0})
-           for i, e in enumerate(ds.manifest['episodes'])]
-    tf = make_trust_file({'w_min': 0.1}, [(ds, eps)])
-    return write_trust(dataset.parent / 'ds.trust.json', tf)
+    return trust_for(dataset)
 
 
 @pytest.fixture(scope='module')
