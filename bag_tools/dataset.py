@@ -310,6 +310,17 @@ def _drop_stale_temps(root: Path) -> None:
             shutil.rmtree(path, ignore_errors=True)
 
 
+def _dead_leftover(path: Path) -> bool:
+    """Whether ``path`` in a dataset root holds nothing but marked temps of dead writers."""
+    def dead_temp(p: Path) -> bool:
+        pid = _temp_owner(p)
+        return pid is not None and not _pid_alive(pid)
+
+    if path.name == EPISODES and path.is_dir() and not path.is_symlink():
+        return all(p.name.startswith(_TEMP_PREFIX) and dead_temp(p) for p in path.iterdir())
+    return path.name.startswith(_MANIFEST_TEMP) and dead_temp(path)
+
+
 def write_episode(root: Path, episode: EpisodeData) -> Path:
     """Write ``episode`` under ``root/episodes`` atomically and return its directory.
 
@@ -426,13 +437,15 @@ class Dataset:
                 )
                 raise DatasetError(msg)
             return ds
-        foreign = sorted(p.name for p in root.iterdir()) if root.is_dir() else []
+        foreign = sorted(p.name for p in root.iterdir() if not _dead_leftover(p)) if (
+            root.is_dir()) else []
         if foreign:
             shown = ', '.join(foreign[:3]) + (', ...' if len(foreign) > 3 else '')
             msg = (f'{root}: exists, is not empty ({shown}) and is not a ptr dataset (no '
                    f'{MANIFEST}); choose another --out')
             raise DatasetError(msg)
         root.mkdir(parents=True, exist_ok=True)
+        _drop_stale_temps(root)  # a run killed before anything landed: only its marked temps
         manifest = Manifest(
             schema_version=SCHEMA_VERSION, rate_hz=float(rate_hz), robots={}, episodes=[],
             stats={}, tasks=[],

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import shutil
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
@@ -32,6 +35,7 @@ from bag_tools.dataset import (
 from bag_tools.episodes import bag_to_episodes
 from bag_tools.errors import BagToolsError, DatasetError, IngestError
 from bag_tools.lerobot.format import is_lerobot_dataset
+from bag_tools.lifetime import die_with
 from bag_tools.profile import RobotProfile
 from bag_tools.reader import bag_content_hash, is_bag_path
 
@@ -172,9 +176,10 @@ def _ingest_one(
                          f'{path}: unexpected {type(err).__name__}: {text}', '')
 
 
-def _init_worker() -> None:
+def _init_worker(parent: int) -> None:
     import cv2
 
+    die_with(parent)  # a kill -9 of the ingest process leaves no worker behind
     cv2.setNumThreads(1)  # one process per bag; threads inside would only contend
 
 
@@ -333,7 +338,9 @@ def _context() -> multiprocessing.context.BaseContext:
     threads); plain spawn where there is none."""
     if 'forkserver' in multiprocessing.get_all_start_methods():
         ctx = multiprocessing.get_context('forkserver')
-        ctx.set_forkserver_preload(['bag_tools.ingest', 'cv2', 'rosbags.highlevel'])
+        # bag_tools.lifetime first: it ties the fork server's life to ours (see there)
+        ctx.set_forkserver_preload(['bag_tools.lifetime', 'bag_tools.ingest', 'cv2',
+                                    'rosbags.highlevel'])
         return ctx
     return multiprocessing.get_context('spawn')
 
@@ -347,11 +354,14 @@ def _run_pool(
     collect: Callable[[BagResult], None],
 ) -> None:
     pool = ProcessPoolExecutor(max_workers=min(workers, len(paths)), mp_context=_context(),
-                               initializer=_init_worker)
+                               initializer=_init_worker, initargs=(os.getpid(),))
     try:
-        futures: dict[Future[BagResult], Path] = {
-            pool.submit(ingest_one, p, profile, out, done): p for p in paths
-        }
+        # The fork server, resource tracker and workers start with SIGINT blocked, so an early
+        # Ctrl-C reaches only this process: one line, no traceback from a half-started helper.
+        with _DeferSigint():
+            futures: dict[Future[BagResult], Path] = {
+                pool.submit(ingest_one, p, profile, out, done): p for p in paths
+            }
         for fut in as_completed(futures):
             try:
                 res = fut.result()
@@ -359,7 +369,46 @@ def _run_pool(
                 res = BagResult(str(futures[fut]), BagStatus.FAILED,
                                 f'{futures[fut]}: worker process failed: {err}')
             collect(res)
-    except BaseException:
-        pool.shutdown(wait=False, cancel_futures=True)
+    except BaseException:  # Ctrl-C: stop now, not after the bags in flight
+        _kill_workers(pool)
         raise
     pool.shutdown(wait=True)
+
+
+def _kill_workers(pool: ProcessPoolExecutor) -> None:
+    """Kill the workers (bags in flight are redone next run), then shut the pool down."""
+    procs = list((getattr(pool, '_processes', None) or {}).values())  # shutdown drops it
+    for proc in procs:
+        proc.kill()
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in procs:  # gone before the caller looks at what they left
+        proc.join(5.0)
+
+
+class _DeferSigint:
+    """Hold Ctrl-C while the pool's processes start; raise it once they are all known.
+
+    The signal mask is blocked so the helpers (fork server, resource tracker, workers) inherit
+    it; the Python handler is deferred too, as another thread (e.g. a BLAS pool) may take the
+    signal and the interpreter would raise it in the main thread half-way through a spawn.
+    """
+
+    def __enter__(self) -> None:
+        self.hit = False
+        self.masked = hasattr(signal, 'pthread_sigmask')
+        self.handled = threading.current_thread() is threading.main_thread()
+        if self.handled:
+            self.previous = signal.signal(signal.SIGINT, self._note)
+        if self.masked:
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+
+    def _note(self, signum: int, frame: object) -> None:
+        self.hit = True
+
+    def __exit__(self, *exc: object) -> None:
+        if self.masked:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        if self.handled:
+            signal.signal(signal.SIGINT, self.previous)
+            if self.hit:
+                raise KeyboardInterrupt

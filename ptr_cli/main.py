@@ -64,7 +64,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     # Build only the chosen subcommand's parser so `ptr inspect` never imports torch.
     chosen = next((a for a in argv if a in COMMANDS), None)
-    parser = build_parser(only=chosen)
+    try:
+        parser = build_parser(only=chosen)
+    except KeyboardInterrupt:  # Ctrl-C while the subcommand's modules import: one line
+        print(f'ptr {chosen or ""}: interrupted'.replace(' :', ':'), file=sys.stderr)
+        return 130
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
