@@ -21,6 +21,7 @@ Stages (each resumable: a finished stage or cell is skipped when the output fold
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -178,8 +179,13 @@ def _run_cell(args: tuple[BenchmarkConfig, str, Cell, str | None]) -> dict[str, 
         loaded: dict[str, Any] = json.loads(result_file.read_text())
         return loaded
     data = out / 'data' / cell.task / cell.data
+    method, trust = cell.method, None
+    if method.weighter == 'trust':  # score before training, then sample by trust
+        file, trust = _score_trust(out, cell, base)
+        opts = {k: v for k, v in method.options.items() if k != 'score'}
+        method = MethodSpec(method.name, 'trust', {**opts, 'file': str(file)})
     final, train_s = _train(cfg, run, [data], cell.head, cfg.posttrain_steps, cell.seed,
-                            cell.method, Path(base) if base else None)
+                            method, Path(base) if base else None)
     t0 = time.monotonic()
     per_setup: dict[str, float] = {}
     successes: list[bool] = []
@@ -197,7 +203,8 @@ def _run_cell(args: tuple[BenchmarkConfig, str, Cell, str | None]) -> dict[str, 
     result = {
         'task': cell.task, 'head': cell.head, 'method': cell.method.name, 'seed': cell.seed,
         'data': cell.data, 'success_rate': float(np.mean(successes)),
-        'episodes': len(successes), 'per_setup': per_setup, 'weights_by_source': weights,
+        'episodes': len(successes), 'successes': [bool(s) for s in successes],
+        'per_setup': per_setup, 'weights_by_source': weights,
         'nce_acc': diag.get('nce_acc'), 'w_at_min_share': diag.get('w_at_min_share'),
         'w_at_max_share': diag.get('w_at_max_share'), 'ess_ratio': diag.get('ess_ratio'),
         'train_s': train_s, 'eval_s': time.monotonic() - t0,
@@ -205,8 +212,60 @@ def _run_cell(args: tuple[BenchmarkConfig, str, Cell, str | None]) -> dict[str, 
         if rows else None,
         'checkpoint': str(final),
     }
+    if trust is not None:
+        result.update({'trust_auroc': trust['auroc'],
+                       'trust_auroc_length': trust['auroc_length_controlled'],
+                       'trust_by_source': trust['trust_by_source'],
+                       'scoring_s': trust['scoring_s'], 'trust_file': trust['file']})
     _json(result_file, result)
     return result
+
+
+def _score_trust(out: Path, cell: Cell, base: str | None) -> tuple[Path, dict[str, Any]]:
+    """The cell's trust file: ``ptr score`` on its data with the base of its head, seeded by
+    the cell's seed; computed once per (task, data, head, options, seed), shared by the arms
+    that apply it differently (a lock file keeps two workers from scoring it twice)."""
+    from bag_tools.trust import write_trust
+    from ptr_core.trust import TrustConfig, score_datasets
+
+    if base is None:
+        msg = f'{cell.method.name}: trust methods need a pretrained base (pretrain_tasks)'
+        raise RuntimeError(msg)
+    opts = {**dict(cell.method.options.get('score', {})), 'seed': cell.seed}
+    key = hashlib.sha256(json.dumps(opts, sort_keys=True).encode()).hexdigest()[:10]
+    folder = out / 'trust' / cell.task / cell.data / cell.head / key
+    file, report = folder / 'trust.json', folder / 'report.json'
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = folder / '.lock'
+    while not report.exists():
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            time.sleep(2.0)
+            continue
+        os.close(fd)
+        try:
+            t0 = time.monotonic()
+            res = score_datasets([out / 'data' / cell.task / cell.data], init=base,
+                                 config=TrustConfig.from_mapping(opts))
+            write_trust(file, res.trust)
+            by_source: dict[str, list[float]] = {}
+            for src, ep in zip(res.sources, res.trust.episodes):
+                by_source.setdefault(src, []).append(ep.trust)
+            _json(report, {
+                'file': str(file), 'options': opts, 'scoring_s': time.monotonic() - t0,
+                'seconds': res.seconds, 'auroc': res.aurocs(),
+                'auroc_length_controlled': res.aurocs(length_controlled=True),
+                'trust_by_source': {k: float(np.mean(v)) for k, v in by_source.items()},
+                'episodes': [{'source': src, 'length': n, 'trust': ep.trust,
+                              'score': ep.score if np.isfinite(ep.score) else None}
+                             for src, n, ep in zip(res.sources, res.lengths,
+                                                   res.trust.episodes)],
+            })
+        finally:
+            lock.unlink(missing_ok=True)
+    loaded: dict[str, Any] = json.loads(report.read_text())
+    return file, loaded
 
 
 def _pool_map(fn: Callable[[Any], Any], items: Sequence[Any], workers: int,
@@ -350,7 +409,83 @@ def summarize(cfg: BenchmarkConfig, results: Sequence[dict[str, Any]]) -> dict[s
                                  'margin': margin, 'std': noise,
                                  'beats_uniform': bool(margin > noise and len(cfg.seeds) > 1)})
     return {'config': cfg.to_dict(), 'degraded_share': cfg.degraded_share, 'table': table,
-            'weights_by_source': weight_table, 'verdicts': verdicts, 'cells': list(results)}
+            'weights_by_source': weight_table, 'verdicts': verdicts,
+            'paired': paired_differences(results), 'trust': trust_summary(results),
+            'cells': list(results)}
+
+
+def paired_differences(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each method minus uniform on the same seeds and goals: mean per-goal difference, its 95%
+    interval (normal approximation over the paired goals), and the share of the uniform →
+    clean gap closed (clean = uniform on the same task's expert-only control data)."""
+    cells = {(r['task'], r['data'], r['head'], r['method'], r['seed']): r for r in results}
+    out = []
+    for task, data, head, method in sorted({k[:4] for k in cells}):
+        if method == 'uniform':
+            continue
+        diffs, ms, us = [], [], []
+        for (t2, d2, h2, m2, s2), r2 in cells.items():
+            if (t2, d2, h2, m2) != (task, data, head, method):
+                continue
+            u = cells.get((task, data, head, 'uniform', s2))
+            a, b = r2.get('successes'), None if u is None else u.get('successes')
+            if a is None or b is None or len(a) != len(b):
+                continue
+            diffs += [float(x) - float(y) for x, y in zip(a, b)]
+            ms += [float(x) for x in a]
+            us += [float(y) for y in b]
+        if not diffs:
+            continue
+        d = np.asarray(diffs)
+        half = 1.96 * float(d.std(ddof=1)) / np.sqrt(len(d)) if len(d) > 1 else float('nan')
+        clean = [c['success_rate'] for k, c in cells.items()
+                 if k[:4] == (task, 'control', head, 'uniform')]
+        gap = float(np.mean(clean)) - float(np.mean(us)) if clean else float('nan')
+        share = (float(np.mean(ms)) - float(np.mean(us))) / gap if clean and gap > 0 \
+            else float('nan')
+        out.append({'task': task, 'data': data, 'head': head, 'method': method,
+                    'pairs': len(d), 'uniform': float(np.mean(us)), 'method_mean':
+                    float(np.mean(ms)), 'diff': float(d.mean()), 'ci_low': float(d.mean()) - half,
+                    'ci_high': float(d.mean()) + half,
+                    'clean': float(np.mean(clean)) if clean else float('nan'),
+                    'gap_closed': share})
+    return out
+
+
+def _mean_table(rs: Sequence[dict[str, Any]], key: str) -> dict[str, dict[str, float]]:
+    table: dict[str, dict[str, list[float]]] = {}
+    for r in rs:
+        for sig, row in (r.get(key) or {}).items():
+            for src, v in row.items():
+                table.setdefault(sig, {}).setdefault(src, []).append(v)
+    return {sig: {src: float(np.mean(v)) for src, v in row.items()} for sig, row in table.items()}
+
+
+def trust_summary(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per trust arm: episode AUROC (expert vs each source) of the trust and of the baselines,
+    mean over seeds; mean trust per source; scoring time relative to the post-training time."""
+    groups: dict[tuple[str, str, str, str], list[dict[str, Any]]] = {}
+    for r in results:
+        if r.get('trust_auroc') is not None:
+            groups.setdefault((r['task'], r['data'], r['head'], r['method']), []).append(r)
+    out = []
+    for (task, data, head, method), rs in sorted(groups.items()):
+        by_source: dict[str, list[float]] = {}
+        for r in rs:
+            for src, v in (r.get('trust_by_source') or {}).items():
+                by_source.setdefault(src, []).append(v)
+        ratio = [r['scoring_s'] / r['train_s'] for r in rs
+                 if r.get('scoring_s') and r.get('train_s') and np.isfinite(r['train_s'])]
+        out.append({'task': task, 'data': data, 'head': head, 'method': method,
+                    'seeds': len(rs), 'auroc': _mean_table(rs, 'trust_auroc'),
+                    'auroc_length': _mean_table(rs, 'trust_auroc_length'),
+                    'min_auroc_over_seeds': {
+                        src: float(min((r.get('trust_auroc') or {}).get('trust', {}).get(
+                            src, np.nan) for r in rs))
+                        for src in (rs[0].get('trust_auroc') or {}).get('trust', {})},
+                    'trust_by_source': {k: float(np.mean(v)) for k, v in by_source.items()},
+                    'scoring_over_training': float(np.mean(ratio)) if ratio else float('nan')})
+    return out
 
 
 def _fmt(mean: float, std: float) -> str:
@@ -402,11 +537,43 @@ def markdown(summary: dict[str, Any]) -> str:
             lines.append(f'- {v["task"]} {v["head"]} {v["method"]}: {v["margin"]:+.2f} '
                          f'(std {v["std"]:.2f}) → '
                          f'{"beats uniform" if v["beats_uniform"] else "no clear win"}')
+    lines += _markdown_trust(summary)
     timings = summary.get('timings') or {}
     if timings:
         lines += ['', 'Wall time: ' + ', '.join(f'{k[:-2]} {v / 60:.1f} min'
                                                  for k, v in timings.items())]
     return '\n'.join(lines) + '\n'
+
+
+def _markdown_trust(summary: dict[str, Any]) -> list[str]:
+    lines: list[str] = []
+    paired = summary.get('paired') or []
+    if paired:
+        lines += ['', '## Paired difference vs uniform (same seeds and goals)', '',
+                  '| task | data | head | method | goals | uniform | method | difference '
+                  '[95% CI] | clean | gap closed |', '|---|---|---|---|---|---|---|---|---|---|']
+        for p in paired:
+            gap = 'n/a' if np.isnan(p['gap_closed']) else f'{p["gap_closed"]:.0%}'
+            clean = 'n/a' if np.isnan(p['clean']) else f'{p["clean"]:.2f}'
+            lines.append(
+                f'| {p["task"]} | {p["data"]} | {p["head"]} | {p["method"]} | {p["pairs"]} | '
+                f'{p["uniform"]:.2f} | {p["method_mean"]:.2f} | {p["diff"]:+.2f} '
+                f'[{p["ci_low"]:+.2f}, {p["ci_high"]:+.2f}] | {clean} | {gap} |')
+    for t in summary.get('trust') or []:
+        sources = sorted({s for row in t['auroc'].values() for s in row})
+        lines += ['', f'## Episode AUROC, expert vs source: {t["task"]} {t["data"]} {t["head"]} '
+                  f'{t["method"]} ({t["seeds"]} seed(s); length-controlled in brackets)', '',
+                  '| signal | ' + ' | '.join(sources) + ' |', '|---|' + '---|' * len(sources)]
+        for sig, row in t['auroc'].items():
+            ctrl = t['auroc_length'].get(sig, {})
+            lines.append(f'| {sig} | ' + ' | '.join(
+                f'{row[s]:.2f} [{ctrl.get(s, float("nan")):.2f}]' if s in row else '—'
+                for s in sources) + ' |')
+        lines.append('')
+        lines.append('Mean trust per source: ' + ', '.join(
+            f'{k} {v:.2f}' for k, v in sorted(t['trust_by_source'].items()))
+            + f'; scoring pass / post-training time: {t["scoring_over_training"]:.2f}')
+    return lines
 
 
 def write_report(summary: dict[str, Any], out: Path) -> None:

@@ -26,7 +26,7 @@ class MethodSpec:
     """One post-training method: a weighter name and its options."""
 
     name: str  # the label in tables and plots
-    weighter: str  # uniform | ptr
+    weighter: str  # uniform | ptr | trust (options: apply, level, score: {ptr score options})
     options: dict[str, Any] = field(default_factory=dict)
 
 
@@ -71,8 +71,11 @@ class BenchmarkConfig:
         need(bool(self.methods), 'methods', 'a non-empty list')
         need(len({m.name for m in self.methods}) == len(self.methods), 'methods',
              'a list with distinct names')
-        need(all(m.weighter in ('uniform', 'ptr') for m in self.methods), 'methods',
-             'weighters uniform | ptr')
+        need(all(m.weighter in ('uniform', 'ptr', 'trust') for m in self.methods), 'methods',
+             'weighters uniform | ptr | trust')
+        need(all(m.weighter != 'trust' or (self.pretrain_tasks and self.pretrain_episodes)
+                 for m in self.methods), 'methods',
+             'trust methods with a pretrained base (pretrain_tasks, pretrain_episodes)')
         need(bool(self.mix) and all(n >= 0 for n in self.mix.values()), 'mix',
              'a mapping source -> episodes')
         for tag in [*self.mix, *self.control_mix]:

@@ -8,9 +8,10 @@ from typing import Any
 
 from ptr_core.errors import ConfigError
 
-__all__ = ['SECOND_SIGNALS', 'TrustConfig']
+__all__ = ['SECOND_SIGNALS', 'SIGNALS', 'TrustConfig']
 
 SECOND_SIGNALS = ('none', 'bc_loss')
+SIGNALS = ('attribution', 'inverse_dynamics', 'length', 'smoothness', 'bc_loss')
 
 
 def _check(cond: bool, key: str, value: Any, want: str) -> None:
@@ -27,7 +28,7 @@ class TrustConfig:
     in_sample: bool = False  # ablation: one scorer trained and scored on every episode
     steps: int = 300  # updates of each scorer copy (and of each probe); cost ∝ steps, not data
     batch_size: int = 256
-    hidden: int = 128
+    hidden: int = 64
     lr: float = 1e-3
     weight_decay: float = 1e-4
     # candidates per window: the recorded chunk + these negatives (all in action space)
@@ -42,6 +43,7 @@ class TrustConfig:
     consequence: str = 'steps'  # steps: per-step state change + encoder delta; delta: only the
     #                             change of the encoder's target feature over the chunk
     second_signal: str = 'none'  # none | bc_loss: out-of-fold loss of a behaviour-cloning probe
+    signal: str = 'attribution'  # what drives the trust; the others are baselines (benchmark)
     w_min: float = 0.02  # trust floor
     separation: float = 3.0  # mixture accepted when |mu_hi - mu_lo| / sigma >= this (and BIC)
     min_share: float = 0.05  # ... and the smaller component holds at least this share
@@ -66,6 +68,7 @@ class TrustConfig:
                'steps | delta')
         _check(self.second_signal in SECOND_SIGNALS, 'second_signal', self.second_signal,
                ' | '.join(SECOND_SIGNALS))
+        _check(self.signal in SIGNALS, 'signal', self.signal, ' | '.join(SIGNALS))
         _check(0.0 <= self.w_min < 1.0, 'w_min', self.w_min, 'in [0, 1)')
         _check(self.separation >= 0, 'separation', self.separation, '>= 0')
         _check(0.0 <= self.min_share < 0.5, 'min_share', self.min_share, 'in [0, 0.5)')

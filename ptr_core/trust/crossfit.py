@@ -216,15 +216,24 @@ def score_datasets(
 
     width = config.smooth or feats.chunk_length
     attribution = _episode_mean(score, feats, rows)
-    mix_a, p_a, pf_a = _posteriors(attribution, _frame_series(score, feats, rows, width), config,
-                                   anchor=0.0)
     bc = _episode_mean(-bc_err, feats, rows)
-    mix_b, p_b, pf_b = _posteriors(bc, _frame_series(-bc_err, feats, rows, width), config,
-                                   anchor=None)
-    use_bc = config.second_signal == 'bc_loss'
-    p_good = p_a * p_b if use_bc else p_a
     inv = _episode_mean(-inv_err, feats, rows)
     smooth = _smoothness(feats)
+    lengths_ep = np.asarray([-float(e.length) for e in feats.episodes])
+    per_window = {'attribution': score, 'bc_loss': -bc_err, 'inverse_dynamics': -inv_err}
+    per_episode = {'attribution': attribution, 'bc_loss': bc, 'inverse_dynamics': inv,
+                   'length': lengths_ep, 'smoothness': smooth}
+    drive = config.signal  # the baselines can drive the trust too (benchmark arms)
+    if drive in per_window:
+        frames_a = _frame_series(per_window[drive], feats, rows, width)
+    else:
+        frames_a = [np.full(e.length, v) for e, v in zip(feats.episodes, per_episode[drive])]
+    mix_a, p_a, pf_a = _posteriors(per_episode[drive], frames_a, config,
+                                   anchor=0.0 if drive == 'attribution' else None)
+    mix_b, p_b, pf_b = _posteriors(bc, _frame_series(-bc_err, feats, rows, width), config,
+                                   anchor=None)
+    use_bc = config.second_signal == 'bc_loss' and drive != 'bc_loss'
+    p_good = p_a * p_b if use_bc else p_a
 
     lo = config.w_min
     digests = [dataset_content_hash(ds) for ds in datasets]
@@ -235,12 +244,12 @@ def score_datasets(
         signals = {
             'attribution': _num(attribution[e]), 'bc_loss': _num(bc[e]),
             'inverse_dynamics': _num(inv[e]), 'length': -float(info.length),
-            'smoothness': _num(smooth[e]), 'p_attribution': float(p_a[e]),
+            'smoothness': _num(smooth[e]), f'p_{drive}': float(p_a[e]),
             'p_bc_loss': float(p_b[e]),
         }
         per_dataset[info.dataset].append(EpisodeTrust(
             dataset_hash=digests[info.dataset], episode_id=info.episode_id,
-            trust=float(lo + (1 - lo) * p_good[e]), score=_num(attribution[e]),
+            trust=float(lo + (1 - lo) * p_good[e]), score=_num(per_episode[drive][e]),
             fold=-1 if config.in_sample else int(folds[e]),
             frame_trust=np.clip(lo + (1 - lo) * frame_p, lo, 1.0), signals=signals,
         ))
@@ -253,8 +262,8 @@ def score_datasets(
         **config.to_dict(), 'init': str(Path(init).resolve()),
         'init_hash': _checkpoint_hash(Path(init)), 'chunk_length': feats.chunk_length,
         'delta': data_cfg.delta, 'candidates': config.candidates,
-        'combine': 'P_attr*P_bc' if use_bc else 'P_attr',
-        'mixture_attribution': mix_a.to_json(), 'mixture_bc_loss': mix_b.to_json(),
+        'combine': f'P_{drive}*P_bc_loss' if use_bc else f'P_{drive}',
+        f'mixture_{drive}': mix_a.to_json(), 'mixture_bc_loss': mix_b.to_json(),
     }
     trust = make_trust_file(scorer, list(zip(datasets, per_dataset)))
     t_end = time.monotonic()
@@ -263,7 +272,7 @@ def score_datasets(
     log.info('trust: %d episodes, %d windows scored in %.1f s (attribution mixture %s)',
              n_ep, len(rows), seconds['total_s'], mix_a.to_json())
     return ScoreResult(trust, sources, lengths, seconds, len(rows),
-                       {'attribution': mix_a.to_json(), 'bc_loss': mix_b.to_json()})
+                       {drive: mix_a.to_json(), 'bc_loss': mix_b.to_json()})
 
 
 def _num(x: float) -> float:

@@ -1,0 +1,56 @@
+"""The benchmark's trust report: paired differences, the share of the gap closed, AUROC tables."""
+
+from __future__ import annotations
+
+import pytest
+
+from ptr_core.errors import ConfigError
+from ptr_sim.benchmark import _markdown_trust, paired_differences, trust_summary
+from ptr_sim.benchmark_config import BenchmarkConfig, MethodSpec
+
+
+def _cell(method: str, seed: int, successes: list[bool], data: str = 'mix',
+          **extra: object) -> dict[str, object]:
+    return {'task': 'push-v3', 'data': data, 'head': 'flow', 'method': method, 'seed': seed,
+            'successes': successes, 'success_rate': sum(successes) / len(successes), **extra}
+
+
+def test_paired_difference_and_gap_closed() -> None:
+    results = [
+        _cell('uniform', 0, [False, False, True, False]),
+        _cell('trust', 0, [True, False, True, True]),
+        _cell('uniform', 1, [False, True, False, False]),
+        _cell('trust', 1, [True, True, False, True]),
+        _cell('uniform', 0, [True, True, True, True], data='control'),
+        _cell('uniform', 1, [True, True, True, False], data='control'),
+    ]
+    (row,) = [p for p in paired_differences(results) if p['data'] == 'mix']
+    assert row['pairs'] == 8
+    assert row['uniform'] == pytest.approx(2 / 8)
+    assert row['method_mean'] == pytest.approx(6 / 8)
+    assert row['diff'] == pytest.approx(0.5)
+    assert row['ci_low'] < 0.5 < row['ci_high']
+    assert row['clean'] == pytest.approx(7 / 8)
+    assert row['gap_closed'] == pytest.approx(0.5 / (7 / 8 - 2 / 8))
+
+
+def test_trust_summary_and_markdown() -> None:
+    auroc = {'trust': {'random_labels': 1.0, 'noisy_0.5': 0.6},
+             'length': {'random_labels': 0.5, 'noisy_0.5': 0.7}}
+    results = [_cell('uniform', 0, [False, True]),
+               _cell('trust', 0, [True, True], trust_auroc=auroc, trust_auroc_length=auroc,
+                     trust_by_source={'expert': 0.98, 'random_labels': 0.02},
+                     scoring_s=30.0, train_s=300.0)]
+    (t,) = trust_summary(results)
+    assert t['auroc']['trust']['random_labels'] == 1.0
+    assert t['min_auroc_over_seeds']['noisy_0.5'] == 0.6
+    assert t['scoring_over_training'] == pytest.approx(0.1)
+    text = '\n'.join(_markdown_trust({'paired': paired_differences(results), 'trust': [t]}))
+    assert 'gap closed' in text
+    assert '| trust | 0.60 [0.60] | 1.00 [1.00] |' in text
+
+
+def test_trust_methods_need_a_base() -> None:
+    with pytest.raises(ConfigError, match='pretrained base'):
+        BenchmarkConfig(methods=(MethodSpec('trust', 'trust'),), pretrain_tasks=(),
+                        pretrain_episodes=0)
