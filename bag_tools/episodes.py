@@ -237,7 +237,7 @@ def read_streams(bag: BagReader, profile: RobotProfile) -> BagStreams:
 
     errors: dict[int, BagToolsError] = {}  # id(stream) -> its first error (reading goes on)
     for raw in bag.raw_messages(sorted(set(handlers) | tf_topics)):
-        msg = bag.deserialize(raw)
+        msg = bag.deserialize_lean(raw)
         if raw.topic in tf_topics:
             _add_transforms(tf, msg, raw.log_time_ns,
                             static='/' + raw.topic.lstrip('/') == TF_STATIC)
@@ -314,16 +314,21 @@ def _state_handler(group: ArmSpec, stream: Stream) -> Handler:
     joints = set(group.joints)
     msgtype = stream.msgtype
 
+    controller = msgtype == CONTROLLER_STATE
+    relevant: dict[tuple[str, ...], bool] = {}  # name list -> names any wanted joint
+
     def value(msg: Any, log_ns: int) -> Any:
-        controller = msgtype == CONTROLLER_STATE
-        names = list(msg.joint_names if controller else msg.name)
-        if not names:
-            what = 'JointTrajectoryControllerState' if controller else 'JointState'
-            msg_ = f'{what} without joint names; cannot order its positions by name'
-            raise IngestError(msg_)
-        if not stream.names_seen:
-            stream.names_seen = names
-        if not joints.intersection(names):
+        names = tuple(msg.joint_names if controller else msg.name)
+        wanted = relevant.get(names)
+        if wanted is None:
+            if not names:
+                what = 'JointTrajectoryControllerState' if controller else 'JointState'
+                msg_ = f'{what} without joint names; cannot order its positions by name'
+                raise IngestError(msg_)
+            if not stream.names_seen:
+                stream.names_seen = list(names)
+            wanted = relevant[names] = bool(joints.intersection(names))
+        if not wanted:
             return None  # only other joints (another robot part on the same topic)
         # arm and gripper drivers may publish separate messages on one topic: NaN = not named
         if controller:

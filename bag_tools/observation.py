@@ -298,10 +298,23 @@ class MissingJointsError(IngestError):
         self.have = tuple(have)
 
 
+#: (message names, wanted names, allow_missing) -> index into [*values, nan]; a recorder sends
+#: the same name list in every message, so the reorder is worked out once per list.
+_ORDER: dict[tuple[tuple[str, ...], tuple[str, ...], bool], npt.NDArray[np.intp]] = {}
+
+
 def _reorder(
     names: Sequence[str], values: Any, wanted: Sequence[str], what: str, *,
     allow_missing: bool = False,
 ) -> npt.NDArray[np.float64]:
+    key = (tuple(names), tuple(wanted), allow_missing)
+    order = _ORDER.get(key)
+    if order is not None:
+        vals = np.asarray(values, dtype=np.float64).reshape(-1)
+        if len(vals) == len(key[0]):
+            if allow_missing:
+                return np.append(vals, np.nan)[order]
+            return vals[order]
     names = list(names)
     vals = np.asarray(values, dtype=np.float64).reshape(-1)
     if not names:
@@ -312,12 +325,14 @@ def _reorder(
         raise IngestError(msg)
     index = {n: i for i, n in enumerate(names)}
     missing = [n for n in wanted if n not in index]
-    if missing and allow_missing:
-        padded = np.append(vals, np.nan)
-        return padded[[index.get(n, len(vals)) for n in wanted]]
-    if missing:
+    if missing and not allow_missing:
         msg = f'{what} lacks joints {missing} (it has {names})'
         raise MissingJointsError(msg, missing, names)
+    if len(vals) == len(names) and len(_ORDER) < 4096:
+        _ORDER[key] = np.asarray([index.get(n, len(vals)) for n in wanted], np.intp)
+    if missing:
+        padded = np.append(vals, np.nan)
+        return padded[[index.get(n, len(vals)) for n in wanted]]
     return vals[[index[n] for n in wanted]]
 
 

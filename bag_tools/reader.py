@@ -18,6 +18,7 @@ from rosbags.highlevel.anyreader import AnyReaderError
 from rosbags.typesys import Stores, get_typestore
 
 from bag_tools.errors import BagOpenError, MissingTypeError
+from bag_tools.fastcdr import decode_joint_state
 from bag_tools.msgdefs import register_missing
 
 __all__ = [
@@ -263,6 +264,15 @@ class BagReader:
         except Exception as err:  # truncated chunks surface here, deep inside rosbags
             msg = f'{self.path}: corrupt or truncated bag while reading: {_one_line(err)}'
             raise BagOpenError(msg) from err
+
+    def deserialize_lean(self, raw: RawMessage) -> Any:
+        """Like ``deserialize``, but a rosbag2 ``sensor_msgs/JointState`` comes back with only
+        its header, names and positions (``bag_tools.fastcdr``; several times faster)."""
+        if raw.msgtype == 'sensor_msgs/msg/JointState' and self._reader.is2:
+            msg = decode_joint_state(raw.data)
+            if msg is not None:
+                return msg
+        return self.deserialize(raw)
 
     def deserialize(self, raw: RawMessage) -> Any:
         """Decode one message; harmless trailing bytes after a CDR message are tolerated."""
