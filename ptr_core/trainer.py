@@ -52,10 +52,11 @@ from ptr_core.checkpoint import (
 from ptr_core.configuration import TrainConfig, to_dict
 from ptr_core.data import DataBundle, MixtureSampler, Vocabulary, build_data, make_loader
 from ptr_core.errors import ConfigError, PtrError
+from ptr_core.policies.output import PolicyOutput
 from ptr_core.policies.policy import ActionPolicy, build_policy
 from ptr_core.preprocess import finish_images
 from ptr_core.weighting import build_weighter
-from ptr_core.weighting.base import PolicyOutput, SampleWeighter, WeightOutput, weighted_mean
+from ptr_core.weighting.base import SampleWeighter, WeightOutput, weighted_mean
 
 __all__ = ['EMA', 'TrainModule', 'TrainResult', 'lr_factor', 'resolve_device', 'train']
 

@@ -2,8 +2,9 @@
 
 ``bag_tools`` never imports torch, rclpy or a ``ptr_*`` package; ``ptr_core`` never imports
 rclpy, ``ptr_ros``, ``ptr_sim`` or ``ptr_cli``; ``ptr_sim`` never imports rclpy, ``ptr_ros`` or
-``ptr_cli``. Each layer's ``ruff.toml`` bans those imports (TID251); these tests run ruff on the
-tree and on a temporary copy of a layer with a forbidden import planted in it.
+``ptr_cli``; inside ``ptr_core``, ``policies`` never imports ``weighting`` or the trainer. Each
+layer's ``ruff.toml`` bans those imports (TID251); these tests run ruff on the tree and on a
+temporary copy of a layer with a forbidden import planted in it.
 """
 
 from __future__ import annotations
@@ -35,11 +36,16 @@ def test_the_tree_obeys_the_rule() -> None:
 
 
 def plant(tmp_path: Path, layer: str, source: str) -> Path:
-    """A copy of the root config and ``layer``'s config, with ``source`` as a module in it."""
+    """A copy of the root config and every ``ruff.toml`` down to ``layer`` (a package path such
+    as ``ptr_core/policies``), with ``source`` as a module in it."""
     shutil.copy(REPO / 'pyproject.toml', tmp_path / 'pyproject.toml')
-    (tmp_path / layer).mkdir()
-    shutil.copy(REPO / layer / 'ruff.toml', tmp_path / layer / 'ruff.toml')
-    (tmp_path / layer / '__init__.py').write_text('')
+    here = Path()
+    for part in Path(layer).parts:
+        here /= part
+        (tmp_path / here).mkdir()
+        (tmp_path / here / '__init__.py').write_text('')
+        if (REPO / here / 'ruff.toml').exists():
+            shutil.copy(REPO / here / 'ruff.toml', tmp_path / here / 'ruff.toml')
     path = tmp_path / layer / 'planted.py'
     path.write_text(source)
     return path
@@ -54,6 +60,10 @@ def plant(tmp_path: Path, layer: str, source: str) -> Path:
     ('ptr_core', 'from ptr_sim.evaluate import evaluate', 'ptr_sim'),
     ('ptr_core', 'from ptr_cli.main import main', 'ptr_cli'),
     ('ptr_sim', 'from ptr_ros.policy_node import PolicyNode', 'ptr_ros'),
+    # Inside ptr_core: the policies own their output type; weighting reads it, not the reverse.
+    ('ptr_core/policies', 'from ptr_core.weighting.base import WeightOutput',
+     'ptr_core.weighting'),
+    ('ptr_core/policies', 'import rclpy', 'rclpy'),
 ])
 def test_a_planted_forbidden_import_fails(
     tmp_path: Path, layer: str, statement: str, banned: str
@@ -63,7 +73,8 @@ def test_a_planted_forbidden_import_fails(
     res = ruff(path, cwd=tmp_path)
     assert res.returncode == 1, res.stdout + res.stderr
     assert 'TID251' in res.stdout
-    assert f'`{banned}` is banned: {layer} never imports {banned}' in res.stdout
+    owner = layer.replace('/', '.') if '.' in banned else layer.split('/')[0]
+    assert f'`{banned}` is banned: {owner} never imports {banned}' in res.stdout
 
 
 def test_allowed_imports_pass(tmp_path: Path) -> None:

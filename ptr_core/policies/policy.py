@@ -27,9 +27,9 @@ from bag_tools.dataset import UnifiedLayout
 from ptr_core import batch as K
 from ptr_core.configuration import PolicyConfig
 from ptr_core.policies.encoder import ObservationEncoder
+from ptr_core.policies.output import PolicyOutput
 from ptr_core.policies.unet import ConditionalUnet1D
 from ptr_core.preprocess import Preprocessor
-from ptr_core.weighting.base import PolicyOutput
 
 __all__ = [
     'ActionPolicy', 'DiffusionPolicy', 'FlowPolicy', 'build_policy', 'cosine_alphas_cumprod',

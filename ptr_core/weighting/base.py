@@ -20,14 +20,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
+from ptr_core.policies.output import PolicyOutput  # the policy package owns it; re-exported
 
-@dataclass
-class PolicyOutput:
-    """What the policy's training forward returns."""
-
-    loss: Tensor  # [B] per-sample action loss, unreduced, masked by robot dims and padding
-    h: Tensor  # [B, Dh] pooled context of the backbone (keeps its graph)
-    e: Tensor  # [B, De] pooled action summary the head computes (keeps its graph)
+__all__ = ['PolicyOutput', 'SampleWeighter', 'UniformWeighter', 'WeightOutput', 'weighted_mean']
 
 
 @dataclass

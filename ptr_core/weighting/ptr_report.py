@@ -29,7 +29,11 @@ import torch
 from torch import Tensor
 
 from ptr_core import batch as K
+from ptr_core.checkpoint import load_checkpoint
+from ptr_core.configuration import DatasetSpec
+from ptr_core.data import SOURCE_TAG, Vocabulary, build_data
 from ptr_core.errors import CheckpointError
+from ptr_core.policies.policy import build_policy
 from ptr_core.weighting.ptr import PTRWeighter
 from ptr_core.weighting.ptr_scorer import ptr_weight
 
@@ -66,11 +70,6 @@ def score_dataset(
     progress: Callable[[int, int], None] | None = None,
 ) -> SampleScores:
     """T and the weight of every window of ``datasets`` under ``checkpoint``'s PTR scorer."""
-    from ptr_core.checkpoint import load_checkpoint
-    from ptr_core.configuration import DatasetSpec
-    from ptr_core.data import SOURCE_TAG, Vocabulary, build_data
-    from ptr_core.policies.policy import build_policy
-
     ckpt = load_checkpoint(checkpoint)
     cfg = ckpt.config
     if cfg.weighter.name != 'ptr' or ckpt.weighter is None:
