@@ -33,9 +33,11 @@ __all__ = [
     'controller_point',
     'decode_image',
     'extra_state_values',
+    'image_channels',
     'image_dims',
     'joint_positions',
     'resize_color',
+    'resize_image',
     'stamp_ns',
 ]
 
@@ -260,6 +262,22 @@ def _decode_compressed_depth(
         return out
     depth16: npt.NDArray[np.uint16] = img.astype(np.uint16, copy=False)[..., None]
     return depth16
+
+
+def image_channels(depth: bool) -> int:
+    """Channels of a decoded frame: depth is ``[H, W, 1]`` (uint16 mm), color ``[H, W, 3]`` RGB."""
+    return 1 if depth else 3
+
+
+def resize_image(
+    img: npt.NDArray[Any], size: tuple[int, int], *, depth: bool
+) -> npt.NDArray[Any]:
+    """The one resize rule, for ingest and serving alike: ``[h, w(, C)]`` -> ``[H, W, C]``.
+
+    Color is area-averaged (``cv2.INTER_AREA``); depth takes the nearest sample
+    (``cv2.INTER_NEAREST``) so that no depth is blended across an edge.
+    """
+    return _resize(img, size, depth=depth)
 
 
 def resize_color(img: npt.NDArray[np.uint8], size: tuple[int, int]) -> npt.NDArray[np.uint8]:

@@ -21,13 +21,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import cv2
 import numpy as np
 import numpy.typing as npt
 import torch
 from torch import Tensor
 
 from bag_tools.dataset import FeatureStats, RobotEntry, UnifiedLayout
+from bag_tools.observation import resize_image
 from ptr_core import batch as K
 from ptr_core.errors import PtrError
 
@@ -180,7 +180,8 @@ def image_to_tensor(
 ) -> Tensor:
     """``[T, H, W, C]`` uint8 (or uint16 depth, or float in [0, 1]) → float ``[T, C, H', W']``.
 
-    Frames of another size are resized to ``size`` (area interpolation), as ingestion does.
+    Frames of another size are resized to ``size`` by ``bag_tools.observation.resize_image``,
+    the rule ingestion uses (area for color, nearest for uint16 depth).
     """
     arr = np.asarray(frames)
     if arr.ndim == 3:  # [T, H, W] single channel
@@ -190,8 +191,8 @@ def image_to_tensor(
         raise PtrError(msg)
     h, w = size
     if arr.shape[1:3] != (h, w):
-        resized = [cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA) for f in arr]
-        arr = np.stack([r[..., None] if r.ndim == 2 else r for r in resized])
+        depth = arr.dtype == np.uint16
+        arr = np.stack([resize_image(f, (h, w), depth=depth) for f in arr])
     if arr.dtype == np.uint8 and defer_uint8:  # scaled later by finish_images (on the device)
         out = torch.from_numpy(np.array(arr))
     elif arr.dtype == np.uint8:

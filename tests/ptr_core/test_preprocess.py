@@ -134,3 +134,38 @@ def test_deferred_uint8_images_finish_to_the_same_tensors(image_dataset: Path,
     assert done.keys() == plain.keys()
     for k in plain:
         assert torch.equal(done[k], plain[k]), k
+
+
+class _ImageMsg:
+    """The fields of ``sensor_msgs/Image`` that ``bag_tools.observation.decode_image`` reads."""
+
+    def __init__(self, frame: np.ndarray, encoding: str) -> None:
+        self.height, self.width = frame.shape[:2]
+        self.encoding = encoding
+        self.is_bigendian = 0
+        self.step = frame.shape[1] * frame.itemsize * (frame.shape[2] if frame.ndim == 3 else 1)
+        self.data = frame.tobytes()
+
+
+@pytest.mark.parametrize('depth', [False, True])
+def test_one_resize_rule_for_ingest_and_serving(depth: bool) -> None:
+    """A frame at another size than the profile's: ingest (decode at the profile size, then the
+    loader's tensors) and serving (the raw frame through the preprocessor) give equal arrays."""
+    from bag_tools.observation import decode_image
+    from ptr_core.preprocess import image_to_tensor
+
+    rng = np.random.default_rng(3)
+    size = (24, 32)
+    if depth:  # sharp edges: nearest keeps them, area averaging would blend them
+        raw = np.where(rng.random((60, 70)) < 0.5, 500, 3000).astype(np.uint16)
+        msg = _ImageMsg(raw, '16UC1')
+    else:
+        raw = rng.integers(0, 256, (60, 70, 3), dtype=np.uint8)
+        msg = _ImageMsg(raw, 'rgb8')
+    ingested = decode_image(msg, size=size, depth=depth)  # what the dataset stores
+    assert ingested.shape == (*size, 1 if depth else 3)
+    trained = image_to_tensor(ingested[None], size, depth_max=4000.0)
+    served = image_to_tensor((raw[..., None] if depth else raw)[None], size, depth_max=4000.0)
+    assert torch.equal(trained, served)
+    if depth:  # no value in between the two depths was invented
+        assert set(np.unique(served.numpy() * 4000.0).round().astype(int)) <= {500, 3000}
