@@ -29,6 +29,7 @@ from bag_tools.observation import (
     controller_positions,
     decode_image,
     extra_state_values,
+    image_channels,
     joint_positions,
     stamp_ns,
     trajectory_points,
@@ -719,7 +720,7 @@ class _Aligner:
         s = self.s.cameras[cam.role]
         idx, valid = held
         h, w = self.p.image_size
-        shape = (len(grid), h, w, 1 if cam.depth else 3)
+        shape = (len(grid), h, w, image_channels(cam.depth))
         out = np.zeros(shape, np.uint16 if cam.depth else np.uint8)
         for t in np.flatnonzero(valid):
             value = s.values[int(idx[t])]

@@ -36,6 +36,7 @@ from bag_tools.episodes import bag_to_episodes
 from bag_tools.errors import BagToolsError, DatasetError, IngestError
 from bag_tools.lerobot.format import is_lerobot_dataset
 from bag_tools.lifetime import die_with
+from bag_tools.observation import image_channels
 from bag_tools.profile import RobotProfile
 from bag_tools.reader import bag_content_hash, is_bag_path
 
@@ -103,7 +104,7 @@ def robot_entry(profile: RobotProfile) -> RobotEntry:
         joint_upper=list(profile.joint_upper),
         camera_roles=profile.camera_roles,
         image_size=list(profile.image_size),
-        image_channels={c.role: 1 if c.depth else 3 for c in profile.cameras},
+        image_channels={c.role: image_channels(c.depth) for c in profile.cameras},
         image_dtypes={c.role: 'uint16' if c.depth else 'uint8' for c in profile.cameras},
         rate_hz=profile.rate_hz,
         profile=profile.to_dict(),
