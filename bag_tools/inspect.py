@@ -12,7 +12,8 @@ __all__ = ['BagSummary', 'TopicSummary', 'summarize_bag']
 
 class TopicSummary(TypedDict):
     topic: str
-    type: str
+    type: str  # the first connection's type
+    types: list[str]  # every type on the topic (several: a mixed-type topic)
     count: int
     rate_hz: float  # mean rate from log times; 0.0 with fewer than two messages
     header_stamps: bool
@@ -51,6 +52,7 @@ def summarize_bag(path: str | Path) -> BagSummary:
                 TopicSummary(
                     topic=topic,
                     type=info.msgtype,
+                    types=list(info.msgtypes or (info.msgtype,)),
                     count=n,
                     rate_hz=(n - 1) / span if span > 0 else 0.0,
                     header_stamps=info.has_header,

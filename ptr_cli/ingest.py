@@ -14,6 +14,7 @@ example:
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from pathlib import Path
@@ -22,7 +23,7 @@ from tqdm import tqdm
 
 from bag_tools.dataset import MANIFEST, Dataset
 from bag_tools.dataset_summary import format_sync, worst_sync
-from bag_tools.errors import ProfileError
+from bag_tools.errors import BagOpenError, ProfileError
 from bag_tools.ingest import BagResult, BagStatus, IngestResult, find_bags, ingest
 from bag_tools.lerobot import is_lerobot_dataset
 from bag_tools.profile import load_profile
@@ -43,14 +44,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--no-progress', action='store_true', help='no progress bar')
 
 
-def _summary(result: IngestResult) -> None:
+def _summary(result: IngestResult, printed: frozenset[str] | set[str] = frozenset()) -> None:
     ok, skipped, failed = (result.count(s) for s in BagStatus)
     print(f'ptr ingest: {ok} bag(s) ingested, {skipped} skipped, {failed} failed; '
           f'{sum(len(b.episodes) for b in result.bags)} episode(s), {result.frames} frames '
           f'-> {result.out}')
     if not (result.out / MANIFEST).is_file():  # nothing landed, so nothing was created
         print(f'nothing written: {result.out} was not created')
-        _print_failures(result)
+        _print_failures(result, printed)
         return
     ds = Dataset.open(result.out)
     new = {i for b in result.bags for i in b.episodes}
@@ -61,13 +62,31 @@ def _summary(result: IngestResult) -> None:
     print(f'dataset: {len(ds)} episode(s), '
           f'{sum(e["length"] for e in ds.manifest["episodes"])} frames, robots '
           f'{", ".join(sorted(ds.manifest["robots"]))}')
-    _print_failures(result)
+    _print_failures(result, printed)
 
 
-def _print_failures(result: IngestResult) -> None:
+def _print_failures(result: IngestResult, printed: frozenset[str] | set[str] = frozenset()
+                    ) -> None:
+    """One line per failed bag: those the progress callback has not printed yet."""
     for b in result.bags:
-        if b.status is BagStatus.FAILED:
+        if b.status is BagStatus.FAILED and b.path not in printed:
             print(f'  FAILED {b.reason}', file=sys.stderr)
+
+
+class _FailureLines(logging.Filter):
+    """Drop bag_tools.ingest's own line per failed bag: the progress callback prints it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.name == 'bag_tools.ingest' and record.msg == '%s'
+                    and record.levelno == logging.WARNING)
+
+
+def check_paths(paths: list[Path]) -> None:
+    """A path that does not exist is a usage error (exit 2), before anything is read or made."""
+    for path in paths:
+        if not path.exists():
+            msg = f'{path}: no such file or directory'
+            raise BagOpenError(msg)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -78,20 +97,28 @@ def run(args: argparse.Namespace) -> int:
     if args.profile is None:
         msg = '--profile: required for bags (a robot profile, config/robots/*.yaml)'
         raise ProfileError(msg)
+    check_paths(args.bags)
     profile = load_profile(args.profile)
     total = len(find_bags(args.bags))
     bar = tqdm(total=total, unit='bag', disable=args.no_progress or None, file=sys.stderr,
                dynamic_ncols=True)
+
+    printed: set[str] = set()
 
     def progress(res: BagResult) -> None:
         bar.update(1)
         bar.set_postfix_str(f'{Path(res.path).name}: {res.status.value}')
         if res.status is BagStatus.FAILED:
             bar.write(f'failed: {res.reason}', file=sys.stderr)
+            printed.add(res.path)
 
+    quiet = _FailureLines()
+    logger = logging.getLogger('bag_tools.ingest')
+    logger.addFilter(quiet)
     try:
         result = ingest(args.bags, profile, args.out, workers=args.workers, progress=progress)
     finally:
         bar.close()
-    _summary(result)
+        logger.removeFilter(quiet)
+    _summary(result, printed)
     return 0 if result.ok else 1

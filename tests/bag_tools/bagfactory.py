@@ -375,11 +375,12 @@ def write_bag(content: BagContent, path: Path, fmt: str, *, distro: str = 'humbl
         path = path.with_suffix('.bag')
         with Writer1(path) as writer:
             conns: dict[str, Any] = {}
-            for m in msgs:
-                if m.topic not in conns:
-                    conns[m.topic] = writer.add_connection(m.topic, m.msgtype, typestore=ROS1)
-                writer.write(conns[m.topic], m.log_ns, ROS1.serialize_ros1(m.build(ROS1),
-                                                                          m.msgtype))
+            for m in msgs:  # one connection per topic and type (a topic may mix types)
+                key = (m.topic, m.msgtype)
+                if key not in conns:
+                    conns[key] = writer.add_connection(m.topic, m.msgtype, typestore=ROS1)
+                writer.write(conns[key], m.log_ns, ROS1.serialize_ros1(m.build(ROS1),
+                                                                      m.msgtype))
         return path
     plugin = {'sqlite3': StoragePlugin.SQLITE3, 'mcap': StoragePlugin.MCAP}[fmt]
     with Writer2(path, version=9, storage_plugin=plugin) as writer:
