@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'ros'))
 
-from launchharness import ColconInstall, build_ptr, launch_stack_missing
+from launchharness import REPO, ColconInstall, build_ptr, launch_stack_missing
 
 
 @pytest.fixture(scope='session')
@@ -28,3 +29,14 @@ def ptr_install(tmp_path_factory: pytest.TempPathFactory) -> ColconInstall:
         return build_ptr(tmp_path_factory.mktemp('colcon_ws'))
     except RuntimeError as err:
         pytest.fail(str(err))
+
+
+@pytest.fixture(scope='session')
+def sim_checkpoint(tmp_path_factory: pytest.TempPathFactory, ptr_install: ColconInstall) -> Path:
+    """A debug checkpoint of the sim arm (bags written here -> ingest -> 30 steps, seconds)."""
+    import simdata
+
+    root = tmp_path_factory.mktemp('sim_checkpoint')
+    bags = simdata.write_bags(root / 'bags')
+    dataset = simdata.build_dataset(root, bags)
+    return simdata.train_checkpoint(REPO, dataset, root / 'run')

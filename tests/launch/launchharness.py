@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -93,18 +94,36 @@ def sourced_env(setup: Path) -> dict[str, str]:
             if os.environ.get(k) != v and k not in ('_', 'SHLVL', 'PWD', 'OLDPWD')}
 
 
+def wait_for_start(context: Any, action: Any, timeout: float) -> bool:
+    """Wait until the ExecuteProcess ``action`` has started; False after ``timeout`` seconds.
+
+    Unlike ``launch_pytest.tools.process.wait_for_start_sync`` this cannot miss a start that
+    happened before it was called (the test body may begin after the process is up): the
+    handler is registered first, then the action's state is read.
+    """
+    from launch.event_handlers import OnProcessStart
+
+    done = threading.Event()
+    handler = OnProcessStart(target_action=action, on_start=lambda *_: done.set())
+    return _wait(context, handler, done, lambda: action.process_details is not None, timeout)
+
+
 def wait_for_exit(context: Any, action: Any, timeout: float) -> bool:
     """Wait until the ExecuteProcess ``action`` has exited; False after ``timeout`` seconds.
 
-    Unlike ``launch_pytest.tools.process.wait_for_exit_sync`` this cannot miss an exit that
-    happened before it was called: the handler is registered first, then the return code read.
+    Race-free like :func:`wait_for_start`.
     """
     from launch.event_handlers import OnProcessExit
 
     done = threading.Event()
     handler = OnProcessExit(target_action=action, on_exit=lambda *_: done.set())
+    return _wait(context, handler, done, lambda: action.return_code is not None, timeout)
+
+
+def _wait(context: Any, handler: Any, done: threading.Event, happened: Callable[[], bool],
+          timeout: float) -> bool:
     context.register_event_handler(handler, append=True)
     try:
-        return action.return_code is not None or done.wait(timeout)
+        return happened() or done.wait(timeout) or happened()
     finally:
         context.unregister_event_handler(handler)
