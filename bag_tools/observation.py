@@ -330,7 +330,7 @@ def _reorder(
     if order is not None:
         vals = np.asarray(values, dtype=np.float64).reshape(-1)
         if len(vals) == len(key[0]):
-            if allow_missing:
+            if allow_missing and order.max(initial=-1) >= len(vals):
                 return np.append(vals, np.nan)[order]
             return vals[order]
     names = list(names)
