@@ -2,7 +2,11 @@
 
 One process, one batch, the full training step of ``ptr_core.trainer`` (policy forward, weighter,
 weighted loss, backward, AdamW, weighter.after_step); the arms alternate round-robin so machine
-load drifts hit them alike. Reports the median step time, the ratio to uniform (goal: <= 1.15
+load drifts hit them alike. The ``trust`` arms apply a trust file (``ptr score``): by sampling
+the step is the uniform step and the only extra work is the sampler's draw (timed separately,
+per batch); as loss weights it adds one table lookup. The scoring pass itself is a separate cost,
+reported by ``ptr score`` and the benchmark (scoring time / post-training time).
+Reports the median step time, the ratio to uniform (goal: <= 1.15
 for the default ``action`` score) and the extra memory: the weighter's parameters + buffers
 (+ Adam state), and on CUDA the peak-allocated difference. On a shared CPU the wall clock is
 noisy; the process CPU time per step (all threads) is the steadier measure of the extra work.
@@ -41,7 +45,39 @@ ARMS: dict[str, tuple[str, dict[str, Any]]] = {
                                              'target': 'future', 'hard_negatives': 'none'}),
     'ptr future, hard negatives': ('ptr', {'warmup_steps': 0, 'score_mode': 'future',
                                            'target': 'future', 'controller': False}),
+    'trust, sampling': ('trust', {'apply': 'sampling'}),
+    'trust, loss weights': ('trust', {'apply': 'loss'}),
 }
+
+
+def _trust_file(root: Path) -> Path:
+    """A trust file for the synthetic dataset (random trust per episode and frame)."""
+    import numpy as np
+
+    from bag_tools.dataset import Dataset
+    from bag_tools.trust import EpisodeTrust, dataset_content_hash, make_trust_file, write_trust
+
+    ds = Dataset.open(root)
+    rng = np.random.default_rng(0)
+    eps = [EpisodeTrust(dataset_content_hash(ds), e['id'], trust=float(rng.uniform(0.02, 1)),
+                        score=0.0, fold=0, frame_trust=rng.uniform(0, 1, e['length']))
+           for e in ds.manifest['episodes']]
+    return write_trust(root.with_name('bench.trust.json'),
+                       make_trust_file({'w_min': 0.02}, [(ds, eps)]))
+
+
+def _draw_ms(bundle: Any, batch: int, weights: Any) -> float:
+    """Median ms to draw one batch of window keys from the sampler (fresh blocks each time)."""
+    out = []
+    for seed in range(20):
+        sampler = MixtureSampler(bundle.train.sizes, bundle.weights, batch_size=batch, seed=seed,
+                                 window_weights=weights)
+        it = iter(sampler)
+        t0 = time.perf_counter()
+        for _ in range(batch):
+            next(it)
+        out.append(1000 * (time.perf_counter() - t0))
+    return statistics.median(out)
 
 
 def _batch(args: argparse.Namespace, root: Path) -> tuple[dict[str, Tensor], Any]:
@@ -59,13 +95,18 @@ def _batch(args: argparse.Namespace, root: Path) -> tuple[dict[str, Tensor], Any
 
 
 def _arm(
-    name: str, options: dict[str, Any], bundle: Any, device: torch.device, head: str
+    name: str, options: dict[str, Any], bundle: Any, device: torch.device, head: str,
+    root: Path,
 ) -> tuple[ActionPolicy, SampleWeighter, torch.optim.Optimizer]:
     torch.manual_seed(0)
     policy = build_policy(PolicyConfig(head=head), bundle.preprocessor, chunk_length=16)
     policy.to(device)
+    if name == 'trust':
+        options = {**options, 'file': str(_trust_file(root))}
     weighter = build_weighter(name, options)
     weighter.bind(policy)
+    if name == 'trust':
+        weighter.bind_data(bundle, [str(root)])  # type: ignore[operator]
     weighter.to(device)
     params = [p for m in (policy, weighter) for p in m.parameters() if p.requires_grad]
     return policy, weighter, torch.optim.AdamW(params, lr=1e-4)
@@ -108,13 +149,14 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     cuda = device.type == 'cuda'
-    with tempfile.TemporaryDirectory() as tmp:
-        batch, bundle = _batch(args, Path(tmp) / 'data')
+    tmp = tempfile.TemporaryDirectory()
+    root = Path(tmp.name) / 'data'
+    batch, bundle = _batch(args, root)
     batch = {k: v.to(device) for k, v in batch.items()}
     wanted = [a.strip() for a in args.arms.split(';') if a.strip()]
     arms = {k: v for k, v in ARMS.items()
             if not wanted or k == 'uniform' or any(w in k for w in wanted)}
-    built = {k: _arm(*v, bundle, device, args.head) for k, v in arms.items()}
+    built = {k: _arm(*v, bundle, device, args.head, root) for k, v in arms.items()}
     for k, (_, weighter, _) in built.items():
         if 'hard' in k:  # the controller's share at high accuracy: half the draws are hard
             weighter.controller.r_hard.fill_(0.5)  # type: ignore[operator]
@@ -152,6 +194,14 @@ def main() -> None:
         cpu = statistics.median(cpu_times[k])
         print(f'| {k:<30} | {1000 * med:8.1f} | {med / base:9.3f} | {1000 * cpu:8.1f} |'
               f' {cpu / cpu_base:9.3f} | {mb + adam:11.2f} | {peak_s} |')
+    trusted = next((w for _, w, _ in built.values() if w.name == 'trust'
+                    and w.window_weights() is not None), None)  # type: ignore[operator]
+    if trusted is not None:
+        plain = _draw_ms(bundle, args.batch, None)
+        weighted = _draw_ms(bundle, args.batch, trusted.window_weights())  # type: ignore[operator]
+        print(f'sampler, one batch of {args.batch} keys: uniform {plain:.3f} ms, trust-weighted '
+              f'{weighted:.3f} ms (vs the uniform step {1000 * base:.0f} ms)')
+    tmp.cleanup()
 
 
 if __name__ == '__main__':

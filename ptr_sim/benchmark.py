@@ -181,8 +181,12 @@ def _run_cell(args: tuple[BenchmarkConfig, str, Cell, str | None]) -> dict[str, 
     data = out / 'data' / cell.task / cell.data
     method, trust = cell.method, None
     if method.weighter == 'trust':  # score before training, then sample by trust
-        file, trust = _score_trust(out, cell, base)
-        opts = {k: v for k, v in method.options.items() if k != 'score'}
+        scorer_base = base
+        if method.options.get('base') == 'uniform':  # the demo: no pretraining stage
+            scorer_base = str(out / 'runs' / Cell(cell.task, cell.head, MethodSpec(
+                'uniform', 'uniform'), cell.seed, cell.data).key / 'final')
+        file, trust = _score_trust(out, cell, scorer_base)
+        opts = {k: v for k, v in method.options.items() if k not in ('score', 'base')}
         method = MethodSpec(method.name, 'trust', {**opts, 'file': str(file)})
     final, train_s = _train(cfg, run, [data], cell.head, cfg.posttrain_steps, cell.seed,
                             method, Path(base) if base else None)
@@ -228,12 +232,13 @@ def _score_trust(out: Path, cell: Cell, base: str | None) -> tuple[Path, dict[st
     from bag_tools.trust import write_trust
     from ptr_core.trust import TrustConfig, score_datasets
 
-    if base is None:
-        msg = f'{cell.method.name}: trust methods need a pretrained base (pretrain_tasks)'
+    if base is None or not (Path(base) / 'config.json').exists():
+        msg = (f'{cell.method.name}: trust methods need a base checkpoint (pretrain_tasks, or '
+               f'base: uniform after the uniform cell); {base} is missing')
         raise RuntimeError(msg)
     opts = {**dict(cell.method.options.get('score', {})), 'seed': cell.seed}
     key = hashlib.sha256(json.dumps(opts, sort_keys=True).encode()).hexdigest()[:10]
-    folder = out / 'trust' / cell.task / cell.data / cell.head / key
+    folder = out / 'trust' / cell.task / cell.data / cell.head / Path(base).parent.name / key
     file, report = folder / 'trust.json', folder / 'report.json'
     folder.mkdir(parents=True, exist_ok=True)
     lock = folder / '.lock'
@@ -633,6 +638,7 @@ def _plots(summary: dict[str, Any], out: Path) -> None:
         fig.savefig(out / 'weights_by_source.png', dpi=120)
         plt.close(fig)
 
+    _trust_plot(summary, out)
     ptr_cells = [c for c in summary['cells'] if c['data'] == 'mix' and c.get('weights_by_source')]
     if ptr_cells:
         first = ptr_cells[0]
@@ -658,3 +664,37 @@ def _plots(summary: dict[str, Any], out: Path) -> None:
         fig.tight_layout()
         fig.savefig(out / 'diagnostics.png', dpi=110)
         plt.close(fig)
+
+
+def _trust_plot(summary: dict[str, Any], out: Path) -> None:
+    """``trust_by_episode.png``: every episode's trust, coloured by its source (first trust
+    cell of each task on the mixed data)."""
+    import matplotlib.pyplot as plt
+
+    firsts: dict[str, dict[str, Any]] = {}
+    for c in summary['cells']:
+        if c['data'] == 'mix' and c.get('trust_file'):
+            firsts.setdefault(c['task'], c)
+    if not firsts:
+        return
+    fig, axes = plt.subplots(len(firsts), 1, figsize=(10, 2.8 * len(firsts)), squeeze=False)
+    for ax, (task, c) in zip(axes[:, 0], sorted(firsts.items())):
+        report = Path(c['trust_file']).with_name('report.json')
+        if not report.exists():
+            continue
+        eps = json.loads(report.read_text())['episodes']
+        eps = sorted(eps, key=lambda e: (e['source'] != 'expert', e['source']))
+        sources = sorted({e['source'] for e in eps})
+        colours = {s: plt.get_cmap('tab10')(i) for i, s in enumerate(sources)}
+        ax.bar(range(len(eps)), [e['trust'] for e in eps],
+               color=[colours[e['source']] for e in eps])
+        for s_name, col in colours.items():
+            ax.bar([], [], color=col, label=s_name)
+        ax.set_ylim(0, 1.05)
+        ax.set_ylabel('trust')
+        ax.set_title(f'{task}: trust per episode ({c["method"]}, seed {c["seed"]})')
+        ax.legend(fontsize=7, ncol=len(sources), loc='lower right')
+    axes[-1, 0].set_xlabel('episode (grouped by source)')
+    fig.tight_layout()
+    fig.savefig(out / 'trust_by_episode.png', dpi=110)
+    plt.close(fig)

@@ -26,7 +26,8 @@ class MethodSpec:
     """One post-training method: a weighter name and its options."""
 
     name: str  # the label in tables and plots
-    weighter: str  # uniform | ptr | trust (options: apply, level, score: {ptr score options})
+    weighter: str  # uniform | ptr | trust (options: apply, level, score: {ptr score options},
+    #                base: uniform = score on the same seed's uniform checkpoint, else the base)
     options: dict[str, Any] = field(default_factory=dict)
 
 
@@ -73,9 +74,12 @@ class BenchmarkConfig:
              'a list with distinct names')
         need(all(m.weighter in ('uniform', 'ptr', 'trust') for m in self.methods), 'methods',
              'weighters uniform | ptr | trust')
+        names = {m.name for m in self.methods}
         need(all(m.weighter != 'trust' or (self.pretrain_tasks and self.pretrain_episodes)
+                 or (m.options.get('base') == 'uniform' and 'uniform' in names)
                  for m in self.methods), 'methods',
-             'trust methods with a pretrained base (pretrain_tasks, pretrain_episodes)')
+             'trust methods with a pretrained base (pretrain_tasks, pretrain_episodes) or '
+             "base: uniform (the uniform cell's checkpoint; needs the uniform method)")
         need(bool(self.mix) and all(n >= 0 for n in self.mix.values()), 'mix',
              'a mapping source -> episodes')
         for tag in [*self.mix, *self.control_mix]:

@@ -78,16 +78,17 @@ def test_demo_tiny_runs_every_stage(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=600, env=env,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    for name in ('results.md', 'results.json', 'success.png', 'weights_by_source.png',
-                 'diagnostics.png'):
+    for name in ('results.md', 'results.json', 'success.png', 'trust_by_episode.png'):
         assert (out / name).is_file(), name
     summary = json.loads((out / 'results.json').read_text())
     methods = {c['method'] for c in summary['cells']}
-    assert methods == {'uniform', 'ptr_action_detach'}
-    ptr = next(c for c in summary['cells'] if c['method'] == 'ptr_action_detach')
-    assert set(ptr['weights_by_source']) == {'expert', 'noisy_0.5', 'random_labels',
-                                             'delayed_6'}
+    assert methods == {'uniform', 'trust'}
+    ptr = next(c for c in summary['cells'] if c['method'] == 'trust')
+    assert set(ptr['trust_by_source']) == {'expert', 'noisy_0.5', 'random_labels', 'delayed_6'}
+    assert all(0.0 <= v <= 1.0 for v in ptr['trust_by_source'].values())
+    assert summary['paired'][0]['pairs'] == len(ptr['successes'])
     assert (Path(ptr['checkpoint']) / 'model.safetensors').is_file()
+    assert 'Paired difference vs uniform' in proc.stdout
     assert '| uniform (flow) |' in proc.stdout
     assert 'checkpoint:' in proc.stdout
     if importlib.util.find_spec('rclpy') is not None:
