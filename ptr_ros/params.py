@@ -123,6 +123,8 @@ class PolicyNodeParams:
     state_timeout_s: float
     cameras: Mapping[str, CameraParams]
     extras: Mapping[str, ExtraStateParams]
+    max_step_accel: float = 0.0  # largest change of the per-step change; 0: off
+    joint_limit_tolerance: float = 0.05  # a measured state further outside the limits: fault
 
     def __post_init__(self) -> None:
         if self.interface not in INTERFACES:
@@ -201,6 +203,14 @@ def _declare_control(node: Node, p: RobotProfile, chunk_length: int) -> dict[str
         'joint_limit_margin': declare(node, 'joint_limit_margin', 0.0, 'Commands stay this far '
                                       "inside the profile's joint limits (rad or m).",
                                       lo=0.0, hi=10.0),
+        'max_step_accel': declare(node, 'max_step_accel', 0.0, 'Largest change of the '
+                                  'per-step command change between control steps (rad or m '
+                                  'per step per step); 0: off. Commands ramp in from rest.',
+                                  lo=0.0, hi=10.0),
+        'joint_limit_tolerance': declare(node, 'joint_limit_tolerance', 0.05, 'A measured '
+                                         'joint further than this outside its limits is a '
+                                         'fault: nothing is published until ~/enable.',
+                                         lo=0.0, hi=10.0),
         'diagnostics_rate_hz': declare(node, 'diagnostics_rate_hz', 2.0,
                                        '/diagnostics rate (Hz).', lo=0.1, hi=100.0),
     }

@@ -15,7 +15,10 @@ result (``ptr_ros.safety``) and publishes ``trajectory_msgs/JointTrajectory`` or
 
 Safety: starts disabled; ``~/enable`` (``std_srvs/SetBool``) arms it, ``~/stop``
 (``std_srvs/Trigger``) disarms it at once. Nothing is published while any observation has not
-arrived yet or is older than its timeout; ``/diagnostics`` says why. Messages with the wrong
+arrived yet or is older than its timeout; ``/diagnostics`` says why. Every published point is
+inside the joint limits and within the step bound of the last published one
+(``ptr_ros.safety.CommandLimiter``); a measured state outside the limits latches ``fault`` until
+a new ``~/enable``. Messages with the wrong
 joint set, a wrong image size or an undecodable payload are rejected, counted and never reach
 the model.
 """
@@ -42,14 +45,27 @@ from std_srvs.srv import SetBool, Trigger
 from trajectory_msgs.msg import JointTrajectory
 
 from bag_tools.errors import BagToolsError
-from bag_tools.observation import decode_image, extra_state_values, joint_positions, stamp_ns
+from bag_tools.observation import (
+    decode_image,
+    extra_state_values,
+    image_channels,
+    joint_positions,
+    stamp_ns,
+)
 from bag_tools.profile import RobotProfile
 from ptr_core.errors import PtrError
 from ptr_core.history import ObservationHistory
 from ptr_core.inference import ChunkExecutor
 from ptr_ros.conversions import forward_command, image_dims, message_class, trajectory_command
 from ptr_ros.params import RunnerParams, declare_policy_params, declare_runner_params
-from ptr_ros.safety import NodeState, RejectionCounter, SafetyGate, clamp_trajectory
+from ptr_ros.safety import (
+    CommandLimiter,
+    NodeState,
+    RejectionCounter,
+    SafetyFaultError,
+    SafetyGate,
+    limit_violation,
+)
 from ptr_ros.worker import InferenceWorker, LatencyWindow
 
 __all__ = ['PolicyNode', 'main']
@@ -88,6 +104,9 @@ class PolicyNode(Node):
         self.action_names = list(self.profile.action_names)
         self.lower, self.upper = command_limits(self.profile, self.action_names,
                                                 self.params.joint_limit_margin)
+        self.limiter = CommandLimiter(self.lower, self.upper,
+                                      max_step=self.params.max_step_change,
+                                      max_accel=self.params.max_step_accel)
         self._setup_state()
         self._warm_up()
         self._setup_io()
@@ -132,7 +151,6 @@ class PolicyNode(Node):
         self._received = 0.0
         self._tick = 0
         self._epoch = 0
-        self._last_command: npt.NDArray[np.float64] | None = None
         self._state = NodeState.DISABLED
         self._reason = ''
         self._unused_chunks: list[float] = []  # receipt times of chunks not yet commanded
@@ -266,10 +284,19 @@ class PolicyNode(Node):
         if request.data:
             if not self.gate.enabled and hasattr(self.runner, 'reset') and not self.worker.busy:
                 self.runner.reset()  # a new episode: the sampling noise restarts from its seed
-            self.gate.enable()
+            with self._lock:
+                if self.gate.faulted:  # the operator's decision: start over from the arm
+                    self.limiter.forget()
+                self.gate.enable()
+            why = self._check_state()
             status = self.gate.evaluate(time.monotonic())
             response.message = f'enabled; {status.state.value}' + (
                 f': {status.reason}' if status.reason else '')
+            if why:
+                response.message = f'refused: {status.reason}'
+                response.success = False
+                self._publish_diagnostics()
+                return response
             self.get_logger().info(response.message)
         else:
             self._disable('disabled by ~/enable false')
@@ -290,19 +317,41 @@ class PolicyNode(Node):
         self._reset(why)
         self.get_logger().warning(why)
 
+    def _fault(self, why: str) -> None:
+        """Latch the fault state: nothing is published until a new ``~/enable``."""
+        self.gate.fault(why)
+        self._reset(why)
+        self.get_logger().error(f'fault: {why}')
+        self._publish_diagnostics()
+
+    def _check_state(self) -> str:
+        """Fault (and say why) when the measured joints are implausible: outside the limits
+        by more than joint_limit_tolerance."""
+        with self._lock:
+            joints = self._joints
+        if joints is None or not self.gate.enabled:
+            return ''
+        p = self.profile
+        why = limit_violation(p.joints, joints, lower=p.joint_lower, upper=p.joint_upper,
+                              tolerance=self.params.joint_limit_tolerance)
+        if why:
+            self._fault(why)
+        return why
+
     def _reset(self, why: str) -> None:
         """Drop every chunk and the history; results still in flight are discarded."""
         with self._lock:
             self._epoch += 1
             self.chunk_executor.reset()
             self.history.clear()
-            self._last_command = None
+            self.limiter.hold()  # the next command ramps in from the measured position
             self._unused_chunks.clear()
             self._last_publish = None
             self._state, self._reason = self.gate.evaluate(time.monotonic()).state, why
 
     # -- control loop ---------------------------------------------------------------------
     def _on_control_tick(self) -> None:
+        self._check_state()
         now = time.monotonic()
         status = self.gate.evaluate(now)
         with self._lock:
@@ -316,6 +365,8 @@ class PolicyNode(Node):
             # One call site per severity: rclpy refuses to change a call site's severity.
             if status.state in (NodeState.RUNNING, NodeState.DISABLED):
                 self.get_logger().info(text)
+            elif status.state is NodeState.FAULT:
+                self.get_logger().error(text)
             else:
                 self.get_logger().warning(text)
             self._publish_diagnostics()
@@ -333,14 +384,15 @@ class PolicyNode(Node):
             plan = self.chunk_executor.plan(tick, self.params.points)
             if plan is None:
                 return  # the first chunk is still being computed
-            previous = self._last_command if self._last_command is not None else self._measured()
-            cmd = clamp_trajectory(plan, np.where(np.isnan(previous), plan[0], previous),
-                                   lower=self.lower, upper=self.upper,
-                                   max_step=self.params.max_step_change)
+            try:
+                cmd = self.limiter.limit(plan, self._measured())
+            except SafetyFaultError as err:
+                self._fault(str(err))
+                return
             if not self.gate.enabled:  # ~/stop from another thread since the evaluation
                 return
             self._publish_command(cmd)
-            self._last_command = cmd[0]
+            self.limiter.published(cmd)
             stamp = time.monotonic()
             for received in self._unused_chunks:
                 self.command_latency.add(stamp - received)
@@ -368,7 +420,7 @@ class PolicyNode(Node):
         to, (h, w) = int(self.runner.obs_horizon), self.profile.image_size
         state = np.zeros((to, len(self.profile.state_names)), np.float32)
         images = {
-            role: np.zeros((to, h, w, self._channels.get(role, 1 if cam.depth else 3)),
+            role: np.zeros((to, h, w, self._channels.get(role, image_channels(cam.depth))),
                            np.uint16 if cam.depth else np.uint8)
             for role, cam in self.params.cameras.items()
         }
@@ -410,7 +462,8 @@ class PolicyNode(Node):
         status = self.gate.evaluate(now)
         level = {NodeState.DISABLED: DiagnosticStatus.OK, NodeState.RUNNING: DiagnosticStatus.OK,
                  NodeState.WAITING: DiagnosticStatus.WARN,
-                 NodeState.STALE: DiagnosticStatus.ERROR}[status.state]
+                 NodeState.STALE: DiagnosticStatus.ERROR,
+                 NodeState.FAULT: DiagnosticStatus.ERROR}[status.state]
         values = {'state': status.state.value, 'reason': status.reason,
                   'robot': self.robot, 'command_interface': self.params.interface,
                   'commands_published': str(self.commands_published),

@@ -1,12 +1,18 @@
 """The safety layer of the policy node, as plain Python (no rclpy): testable without ROS.
 
 * ``SafetyGate``: the node's state machine. It starts **disabled**; ``enable()`` arms it;
-  ``stop()`` disables at once. While enabled it is ``waiting`` until every observation has sent
-  its first message, ``stale`` while any observation is older than its timeout, else ``running``.
-  Only ``running`` may publish a command.
-* ``clamp_trajectory``: every commanded point is clamped to the joint limits and to a maximum
-  change per control step relative to the point before it (the first one relative to the last
-  command, or the measured position when nothing was commanded yet).
+  ``stop()`` disables at once; ``fault(reason)`` disables and latches ``fault`` until the next
+  ``enable()``. While enabled it is ``waiting`` until every observation has sent its first
+  message, ``stale`` while any observation is older than its timeout, else ``running``. Only
+  ``running`` may publish a command.
+* ``CommandLimiter``: what may be published. Every point lies inside the joint limits (always,
+  whatever the measured state), within ``max_step`` of the point before it -- the first one of
+  the last *published* command -- and, when ``max_accel`` is set, changes its per-step change by
+  at most ``max_accel`` (ramping in from rest after a hold). After any hold the first point is
+  also within ``max_step`` of the measured position; when both bounds cannot hold at once (the
+  arm moved while held) it raises ``SafetyFaultError`` instead of jumping.
+* ``limit_violation``: a measured state outside the joint limits by more than a tolerance.
+* ``clamp_trajectory``: the limits and per-step bound for one plan, relative to one point.
 * ``RejectionCounter``: messages refused before they reach the model, by source and reason.
 
 Times are seconds on one monotonic clock chosen by the caller.
@@ -16,7 +22,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -26,11 +32,14 @@ import numpy.typing as npt
 from ptr_core.errors import PtrError
 
 __all__ = [
+    'CommandLimiter',
     'NodeState',
     'RejectionCounter',
+    'SafetyFaultError',
     'SafetyGate',
     'SafetyStatus',
     'clamp_trajectory',
+    'limit_violation',
 ]
 
 FloatArray = npt.NDArray[np.float64]
@@ -43,6 +52,11 @@ class NodeState(str, Enum):
     WAITING = 'waiting'
     RUNNING = 'running'
     STALE = 'stale'
+    FAULT = 'fault'  # latched: a state outside the limits, or the arm moved while held
+
+
+class SafetyFaultError(PtrError):
+    """A command cannot be made safe (the node latches ``fault`` until the next enable)."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +77,7 @@ class SafetyGate:
     timeouts: Mapping[str, float]
     _last: dict[str, float] = field(default_factory=dict, init=False)
     _enabled: bool = field(default=False, init=False)
+    _fault: str = field(default='', init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -76,13 +91,26 @@ class SafetyGate:
         with self._lock:
             return self._enabled
 
+    @property
+    def faulted(self) -> bool:
+        with self._lock:
+            return bool(self._fault)
+
     def enable(self) -> None:
+        """Arm the gate; clears a latched fault (the operator's decision)."""
         with self._lock:
             self._enabled = True
+            self._fault = ''
 
     def stop(self) -> None:
         with self._lock:
             self._enabled = False
+
+    def fault(self, reason: str) -> None:
+        """Disable and latch ``fault`` with ``reason`` until the next ``enable()``."""
+        with self._lock:
+            self._enabled = False
+            self._fault = reason
 
     def mark(self, name: str, now: float) -> None:
         if name not in self.timeouts:
@@ -105,7 +133,11 @@ class SafetyGate:
             for name, age in ages.items()
             if age is not None and age > self.timeouts[name]
         ]
-        if not self.enabled:
+        with self._lock:
+            enabled, fault = self._enabled, self._fault
+        if fault:
+            return SafetyStatus(NodeState.FAULT, f'{fault}; call ~/enable once it is fixed', ages)
+        if not enabled:
             return SafetyStatus(NodeState.DISABLED, 'call ~/enable to start', ages)
         if missing:
             return SafetyStatus(NodeState.WAITING, f'no message yet on {", ".join(missing)}', ages)
@@ -124,32 +156,133 @@ def clamp_trajectory(
 ) -> FloatArray:
     """Clamp ``points [N, D]`` to ``[lower, upper]`` and to ``|p[i] - p[i-1]| <= max_step``.
 
-    ``p[-1]`` is ``previous [D]`` (the last command, or the measured position). NaN targets hold
-    the previous value. Limits may be ``±inf`` for unlimited dimensions.
+    ``p[-1]`` is ``previous [D]``; a ``previous`` outside the limits is first brought inside
+    (the limits are absolute: no point ever leaves them). NaN targets hold the previous value.
+    Limits may be ``±inf`` for unlimited dimensions.
     """
-    pts = np.array(points, dtype=np.float64, ndmin=2)
     prev = np.asarray(previous, dtype=np.float64)
     lo = np.broadcast_to(np.asarray(lower, dtype=np.float64), prev.shape)
     hi = np.broadcast_to(np.asarray(upper, dtype=np.float64), prev.shape)
-    step = np.broadcast_to(np.asarray(max_step, dtype=np.float64), prev.shape)
-    if pts.shape[1] != prev.shape[0]:
-        msg = f'command has {pts.shape[1]} values, the previous command has {prev.shape[0]}'
-        raise PtrError(msg)
-    if np.any(step < 0) or np.any(lo > hi):
-        msg = 'clamp: max_step must be >= 0 and lower <= upper'
-        raise PtrError(msg)
-    # A previous value outside the limits (the arm was moved there by hand) may only move
-    # back towards the range; clipping it first would allow a jump of max_step + distance.
-    out = np.empty_like(pts)
-    last = prev
-    for i, target in enumerate(pts):
-        target = np.where(np.isnan(target), last, target)
-        stepped = np.clip(target, last - step, last + step)
-        bounded = np.clip(stepped, lo, hi)
-        # Never let the limit clip itself produce a jump bigger than max_step.
-        out[i] = np.clip(bounded, last - step, last + step)
-        last = out[i]
-    return out
+    limiter = CommandLimiter(lo, hi, max_step=max_step)
+    return limiter.limit(np.array(points, dtype=np.float64, ndmin=2), prev, reference=prev)
+
+
+def limit_violation(
+    names: Sequence[str],
+    measured: npt.ArrayLike,
+    *,
+    lower: npt.ArrayLike,
+    upper: npt.ArrayLike,
+    tolerance: float,
+) -> str:
+    """Why ``measured`` is implausible (outside ``[lower - tol, upper + tol]``), or ``''``.
+
+    NaN entries (actions that are not joints) are not checked.
+    """
+    pos = np.asarray(measured, dtype=np.float64)
+    lo = np.asarray(lower, dtype=np.float64) - tolerance
+    hi = np.asarray(upper, dtype=np.float64) + tolerance
+    bad = [i for i in range(len(pos)) if np.isfinite(pos[i]) and not lo[i] <= pos[i] <= hi[i]]
+    if not bad:
+        return ''
+    shown = ', '.join(f'{names[i]} = {pos[i]:.4g} not in [{lo[i] + tolerance:.4g}, '
+                      f'{hi[i] - tolerance:.4g}]' for i in bad[:4])
+    return f'measured state outside the joint limits by more than {tolerance:g}: {shown}'
+
+
+class CommandLimiter:
+    """The last line before a command is published: joint limits, step and ramp bounds.
+
+    ``limit(plan, measured)`` returns the points to publish; ``published(points)`` records what
+    was published (the reference of the next step bound); ``hold()`` marks a hold (stale, stop,
+    fault: the next plan ramps in from the measured position, from rest); ``forget()`` also
+    drops the last published command (after an operator's ``~/enable`` following a fault).
+    ``max_accel`` (per step per step; 0: off) yields only to the joint limits.
+    """
+
+    def __init__(
+        self,
+        lower: npt.ArrayLike,
+        upper: npt.ArrayLike,
+        *,
+        max_step: npt.ArrayLike,
+        max_accel: float = 0.0,
+    ) -> None:
+        self.lower = np.asarray(lower, dtype=np.float64)
+        self.upper = np.asarray(upper, dtype=np.float64)
+        self.max_step = np.broadcast_to(np.asarray(max_step, dtype=np.float64),
+                                        self.lower.shape).copy()
+        self.max_accel = float(max_accel)
+        if np.any(self.max_step < 0) or np.any(self.lower > self.upper) or self.max_accel < 0:
+            msg = 'command limits: max_step and max_accel must be >= 0 and lower <= upper'
+            raise PtrError(msg)
+        self.last: FloatArray | None = None  # first point of the last published command
+        self._delta = np.zeros_like(self.lower)  # its change from the one before
+        self._origin: FloatArray | None = None  # what the last limit() started from
+        self._held = True
+
+    def hold(self) -> None:
+        self._held = True
+
+    def forget(self) -> None:
+        self.last = None
+        self._held = True
+
+    def published(self, points: npt.ArrayLike) -> None:
+        """Record ``points`` (the output of the last ``limit``) as published."""
+        first = np.array(points, dtype=np.float64, ndmin=2)[0]
+        origin = self._origin if self._origin is not None else first
+        self._delta = first - origin
+        self.last = first
+        self._held = False
+
+    def limit(
+        self,
+        plan: npt.ArrayLike,
+        measured: npt.ArrayLike,
+        *,
+        reference: npt.ArrayLike | None = None,
+    ) -> FloatArray:
+        """Bound ``plan [N, D]``; ``measured [D]`` (NaN where unknown) anchors a start after a
+        hold. ``reference`` replaces the last published point (``clamp_trajectory``)."""
+        pts = np.array(plan, dtype=np.float64, ndmin=2)
+        pos = np.asarray(measured, dtype=np.float64)
+        if pts.shape[1] != self.lower.shape[0] or pos.shape != self.lower.shape:
+            msg = (f'command has {pts.shape[1]} values, measured {pos.shape[0]}, the limits '
+                   f'{self.lower.shape[0]}')
+            raise PtrError(msg)
+        lo, hi, step = self.lower, self.upper, self.max_step
+        last = self.last if reference is None else np.asarray(reference, dtype=np.float64)
+        if last is not None and not self._held:
+            box_lo, box_hi, delta = last - step, last + step, self._delta
+        else:  # after a hold: from the measured position (else the last command), at rest
+            start = np.where(np.isfinite(pos), pos, last if last is not None else pts[0])
+            start = np.where(np.isnan(start), pts[0], start)
+            start = np.clip(start, lo, hi)
+            box_lo, box_hi, delta = start - step, start + step, np.zeros_like(start)
+            if last is not None and reference is None:
+                box_lo, box_hi = np.maximum(box_lo, last - step), np.minimum(box_hi, last + step)
+                if np.any(box_lo > box_hi):
+                    i = int(np.argmax(box_lo - box_hi))
+                    msg = (f'the measured position moved {abs(start[i] - last[i]):.4g} from '
+                           f'the last command while held (dimension {i}; more than 2 x '
+                           f'max_step {step[i]:g}): no command can follow both')
+                    raise SafetyFaultError(msg)
+            last = start
+        self._origin = last
+        out = np.empty_like(pts)
+        for i, target in enumerate(pts):
+            target = np.where(np.isnan(target), last, target)
+            if i:
+                box_lo, box_hi = last - step, last + step
+            hard_lo, hard_hi = np.maximum(box_lo, lo), np.minimum(box_hi, hi)  # never empty
+            if self.max_accel > 0:  # soft: yields to the limits and the step bound
+                target = np.clip(target, last + delta - self.max_accel,
+                                 last + delta + self.max_accel)
+            point = np.clip(target, hard_lo, hard_hi)
+            delta, last = point - last, point
+            out[i] = point
+        return out
 
 
 class RejectionCounter:

@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from typing import Any
+
 import numpy as np
 import pytest
+import simdata
 
 from ptr_core.errors import PtrError
-from ptr_ros.safety import NodeState, RejectionCounter, SafetyGate, clamp_trajectory
+from ptr_ros.safety import (
+    CommandLimiter,
+    NodeState,
+    RejectionCounter,
+    SafetyFaultError,
+    SafetyGate,
+    clamp_trajectory,
+    limit_violation,
+)
 
 
 def test_gate_starts_disabled_even_with_fresh_observations() -> None:
@@ -83,10 +96,10 @@ def test_clamp_keeps_points_inside_joint_limits() -> None:
     assert np.all(out >= [-1, -0.5])
 
 
-def test_clamp_never_jumps_when_starting_outside_the_limits() -> None:
-    # The arm was pushed past its limit by hand: come back at most max_step per step.
+def test_clamp_never_leaves_the_limits_even_from_outside() -> None:
+    # The limits are absolute: a previous point past them starts at the limit, then steps.
     out = clamp_trajectory([[0.0], [0.0]], [1.5], lower=[-1], upper=[1], max_step=0.2)
-    np.testing.assert_allclose(out[:, 0], [1.3, 1.1])
+    np.testing.assert_allclose(out[:, 0], [0.8, 0.6])
 
 
 def test_clamp_holds_nan_targets_and_checks_shapes() -> None:
@@ -119,3 +132,255 @@ def test_rejection_counter_counts_by_source_and_reason() -> None:
     assert counter.by_source() == {'joint_states': 2, 'camera/front': 1}
     assert counter.items() == [('camera/front', 'image size 10x10', 1),
                                ('joint_states', 'wrong joint set', 2)]
+
+
+# -- CommandLimiter: what the node may publish ----------------------------------------------
+LO4, HI4 = np.full(4, -2.0), np.full(4, 2.0)
+
+
+def test_limits_are_absolute_whatever_the_measured_state() -> None:
+    """The issue's numbers: state [100, -100, 50, 3], limits ±2. Before, the node published
+    [99.95, -99.95, 49.95, 2.95] (moving back by max_step); now every point is inside ±2 (and
+    the node faults on such a state before it gets here, see limit_violation)."""
+    limiter = CommandLimiter(LO4, HI4, max_step=0.05)
+    state = np.array([100.0, -100.0, 50.0, 3.0])
+    out = limiter.limit(np.tile(state, (8, 1)), state)
+    assert np.all(np.abs(out) <= 2.0)
+    np.testing.assert_allclose(out[0], [2.0, -2.0, 2.0, 2.0])
+    why = limit_violation(['a', 'b', 'c', 'd'], state, lower=LO4, upper=HI4, tolerance=0.05)
+    assert why.startswith('measured state outside the joint limits by more than 0.05: a = 100')
+    assert limit_violation(['a'] * 4, [2.04, -2.04, 0, 0], lower=LO4, upper=HI4,
+                           tolerance=0.05) == ''
+
+
+def test_step_bound_is_relative_to_the_last_published_command() -> None:
+    limiter = CommandLimiter(LO4, HI4, max_step=0.1)
+    measured = np.zeros(4)
+    first = limiter.limit(np.ones((3, 4)), measured)
+    np.testing.assert_allclose(first[:, 0], [0.1, 0.2, 0.3])
+    limiter.published(first)
+    # not published: the next bound is still relative to what was
+    limiter.limit(np.full((1, 4), -1.0), measured)
+    nxt = limiter.limit(np.ones((1, 4)), measured)
+    np.testing.assert_allclose(nxt[0], 0.2)
+
+
+def test_a_hold_ramps_in_from_the_measured_state_or_faults() -> None:
+    limiter = CommandLimiter(LO4, HI4, max_step=0.1)
+    limiter.published(np.full((1, 4), 1.0))
+    limiter.hold()  # stale: the arm drifted 0.15 while held (less than 2 steps)
+    out = limiter.limit(np.full((1, 4), -2.0), np.full(4, 1.15))
+    np.testing.assert_allclose(out[0], 1.05)  # within a step of both
+    limiter.published(out)
+    limiter.hold()  # the issue's stale -> resume jump: the arm is now 99.8 away
+    with pytest.raises(SafetyFaultError, match='moved'):
+        limiter.limit(np.zeros((1, 4)), np.full(4, -1.5))
+    limiter.forget()  # a new ~/enable after the fault: from the measured state only
+    out = limiter.limit(np.zeros((1, 4)), np.full(4, -1.5))
+    np.testing.assert_allclose(out[0], -1.4)
+
+
+def test_the_acceleration_bound_ramps_in_from_rest() -> None:
+    limiter = CommandLimiter(LO4[:1], HI4[:1], max_step=0.1, max_accel=0.02)
+    out = limiter.limit(np.full((8, 1), 2.0), np.zeros(1))
+    np.testing.assert_allclose(np.diff(np.concatenate([[0.0], out[:, 0]])),
+                               [0.02, 0.04, 0.06, 0.08, 0.1, 0.1, 0.1, 0.1])
+    limiter.published(out[:1])
+    nxt = limiter.limit(np.full((1, 1), -2.0), np.zeros(1))  # reversing: decelerate first
+    assert nxt[0, 0] == pytest.approx(0.02)
+
+
+def test_random_sequences_never_leave_the_bounds() -> None:
+    """Random plans, holds, drifts and measured states far outside the limits: every point
+    published is inside the limits and within a step of the previous one (or, after forget,
+    of the clamped measured state)."""
+    rng = np.random.default_rng(0)
+    lo, hi, step = np.array([-1.0, -2.0, 0.0]), np.array([1.0, 0.5, 3.0]), 0.07
+    limiter = CommandLimiter(lo, hi, max_step=step, max_accel=0.03)
+    last = None
+    for _ in range(500):
+        event = rng.random()
+        if event < 0.1:
+            limiter.hold()
+        elif event < 0.15:
+            limiter.forget()
+            last = None
+        measured = rng.normal(0, 5, 3) if rng.random() < 0.2 else (
+            last if last is not None else np.zeros(3)) + rng.normal(0, 0.05, 3)
+        try:
+            out = limiter.limit(rng.normal(0, 3, size=(4, 3)), measured)
+        except SafetyFaultError:
+            limiter.forget()
+            last = None
+            continue
+        assert np.all(out >= lo - 1e-12)
+        assert np.all(out <= hi + 1e-12)
+        ref = last if last is not None else np.clip(measured, lo, hi)
+        assert np.all(np.abs(np.diff(np.vstack([ref, out]), axis=0)) <= step + 1e-12)
+        limiter.published(out)
+        last = out[0]
+
+
+def test_fault_latches_until_enable() -> None:
+    gate = SafetyGate({'joint_states': 1.0})
+    gate.enable()
+    gate.mark('joint_states', 0.0)
+    gate.fault('measured state outside the joint limits')
+    status = gate.evaluate(0.1)
+    assert status.state is NodeState.FAULT
+    assert 'outside the joint limits; call ~/enable' in status.reason
+    gate.stop()
+    assert gate.evaluate(0.1).state is NodeState.FAULT
+    gate.enable()
+    assert gate.evaluate(0.1).state is NodeState.RUNNING
+
+
+# -- the node, over DDS: a scripted arm publishes the measured state ------------------------
+class ScriptedArm:
+    """Joint states and camera frames at 20 Hz from a test thread; ``follow`` makes the arm
+    go where the first point of each command says (a perfect controller)."""
+
+    def __init__(self, probe: Any, names: dict[str, str], position: list[float]) -> None:
+        from rclpy.qos import qos_profile_sensor_data
+        from sensor_msgs.msg import Image, JointState
+        from trajectory_msgs.msg import JointTrajectory
+
+        self.position = np.array(position, dtype=np.float64)
+        self.publishing = True
+        self.follow = False
+        self._js = probe.node.create_publisher(JointState, names['joint_states'],
+                                               qos_profile_sensor_data)
+        self._img = probe.node.create_publisher(Image, names['camera'], qos_profile_sensor_data)
+        h, w = simdata.SOURCE_SIZE
+        self._frame = Image(height=h, width=w, encoding='rgb8', step=3 * w, data=bytes(3 * h * w))
+        self._msg_type = JointState
+        probe.node.create_subscription(JointTrajectory, names['trajectory'], self._on_command, 10)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _on_command(self, msg: Any) -> None:
+        if self.follow:
+            self.position = np.array(msg.points[0].positions, dtype=np.float64)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.05):
+            if self.publishing:
+                self._js.publish(self._msg_type(name=list(simdata.JOINTS),
+                                                position=self.position.tolist()))
+                self._img.publish(self._frame)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+
+
+@pytest.mark.ros
+def test_node_never_commands_past_a_limit_or_a_step(
+    sim_run: Any, launch_node: Any, probe: Any, names: dict[str, str],
+) -> None:
+    """Each path of the issue through one node: enable, an implausible state (fault, latched
+    until ~/enable), stale -> resume (ramps in; an arm moved while held faults instead of the
+    old 99.8 jump), ~/stop -> ~/enable. Across all of it every published point is inside the
+    limits and within max_step of the previous published point -- or, for the first command
+    after an operator's ~/enable that followed a fault, of the measured state."""
+    pytest.importorskip('rclpy')
+    from diagnostic_msgs.msg import DiagnosticArray
+    from rosharness import wait_for
+    from std_srvs.srv import SetBool, Trigger
+    from trajectory_msgs.msg import JointTrajectory
+
+    step, limit = 0.02, simdata.LIMIT
+    policy = launch_node('ptr_ros.policy_node', {
+        'checkpoint': str(sim_run.checkpoint), 'torch_threads': 1,
+        'joint_states_topic': names['joint_states'], 'cameras.front.topic': names['camera'],
+        'joint_states_timeout_s': 0.4, 'camera_timeout_s': 0.5,
+        'command_topic': names['trajectory'], 'max_step_change': step, 'execute_steps': 4,
+        'joint_limit_tolerance': 0.05, 'diagnostics_rate_hz': 5.0,
+    }, names['policy'])
+    probe.record('command', JointTrajectory, names['trajectory'])
+    probe.record('diagnostics', DiagnosticArray, '/diagnostics')
+    arm = ScriptedArm(probe, names, [1.0, -1.0, 0.5])
+    commands = lambda: probe.recorded.get('command')  # noqa: E731
+    enable = f'/{names["policy"]}/enable'
+
+    def state(want: str, timeout: float = 30.0) -> dict[str, str]:
+        def check() -> dict[str, str] | None:
+            assert policy.alive(), policy.output()[-3000:]
+            diag = probe.latest_diagnostics(names['policy'])
+            return diag if diag is not None and diag['state'] == want else None
+        got: dict[str, str] = wait_for(check, timeout, f'state {want}')
+        return got
+
+    def more(n: int) -> None:
+        have = len(commands())
+        wait_for(lambda: len(commands()) >= have + n, 60, f'{n} more commands')
+
+    def quiet(seconds: float) -> None:
+        have = len(commands())
+        time.sleep(seconds)
+        assert len(commands()) == have, 'published while it must hold'
+
+    try:
+        state('disabled', timeout=120)
+        arm.follow = True
+        assert probe.call(SetBool, enable, SetBool.Request(data=True)).success
+        more(10)
+        first = np.array(commands()[0][1].points[0].positions)
+        assert np.abs(first - [1.0, -1.0, 0.5]).max() <= step + 1e-9  # ramps in from the arm
+
+        # The issue's implausible state (outside ±1.5 by far): fault at once, latched.
+        arm.follow = False
+        arm.position = np.array([100.0, -100.0, 50.0])
+        diag = state('fault', timeout=10)
+        assert 'outside the joint limits' in diag['reason']
+        faulted_at = len(commands())
+        arm.position = np.array([1.2, -1.2, 0.3])  # back inside: still latched
+        quiet(1.0)
+        assert probe.latest_diagnostics(names['policy'])['state'] == 'fault'
+        assert probe.call(SetBool, enable, SetBool.Request(data=True)).success
+        arm.follow = True
+        more(5)
+        after = np.array(commands()[faulted_at][1].points[0].positions)
+        assert np.abs(after - [1.2, -1.2, 0.3]).max() <= step + 1e-9
+        refreshed = faulted_at  # the one allowed restart point (after an operator's enable)
+
+        # Stale -> resume where the arm was: ramps on within the step bound.
+        arm.publishing = False
+        state('stale', timeout=10)
+        quiet(0.5)
+        arm.publishing = True
+        state('running', timeout=10)
+        more(5)
+
+        # Stale -> resume with the arm moved 0.8 while held: a fault, not a jump.
+        arm.publishing = False
+        state('stale', timeout=10)
+        arm.follow = False
+        arm.position = arm.position - np.sign(arm.position) * [0.8, 0.0, 0.0]  # inside
+        arm.publishing = True
+        diag = state('fault', timeout=10)
+        assert 'moved' in diag['reason']
+        quiet(0.5)
+
+        # ~/stop then ~/enable: within a step of the last command and of the arm.
+        arm.position = np.array(commands()[-1][1].points[0].positions)
+        assert probe.call(SetBool, enable, SetBool.Request(data=True)).success
+        arm.follow = True
+        more(5)
+        assert probe.call(Trigger, f'/{names["policy"]}/stop', Trigger.Request()).success
+        state('disabled', timeout=10)
+        quiet(0.5)
+        assert probe.call(SetBool, enable, SetBool.Request(data=True)).success
+        more(5)
+    finally:
+        arm.close()
+
+    points = [np.array([p.positions for p in m.points]) for _, m in commands()]
+    assert np.all(np.abs(np.concatenate(points)) <= limit + 1e-9)
+    previous = None
+    for i, pts in enumerate(points):
+        ref = pts[0] if previous is None or i == refreshed else previous
+        steps = np.abs(np.diff(np.vstack([ref, pts]), axis=0))
+        assert steps.max() <= step + 1e-9, (i, steps.max())
+        previous = pts[0]
