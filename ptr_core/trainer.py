@@ -18,6 +18,7 @@ by the config, not by code paths.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import logging
 import math
@@ -343,7 +344,7 @@ def _train(
                          device=run.device)
     if dinfo.main:
         run.out_dir.mkdir(parents=True, exist_ok=True)
-        (run.out_dir / 'config.json').write_text(json.dumps(to_dict(config), indent=1))
+        (run.out_dir / 'config.json').write_text(json.dumps(to_dict(run.config), indent=1))
     metrics = _loop(run, loader, progress)
 
     final = None
@@ -420,6 +421,9 @@ def _setup_run(
         load_matching(policy, pretrained.ema if pretrained.ema is not None else pretrained.model,
                       reinit_mismatched=config.reinit_mismatched, source=str(init))
     weighter = _make_weighter(config, policy, bundle, device)
+    # Saved configs hold every effective option, not only the ones the YAML named.
+    config = dataclasses.replace(config, weighter=dataclasses.replace(
+        config.weighter, options=weighter.resolved_options() or dict(config.weighter.options)))
     ema = EMA(policy, config.ema_decay)
     module = TrainModule(policy, weighter)
     optimizer = _make_optimizer(module, config)

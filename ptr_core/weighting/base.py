@@ -15,11 +15,14 @@ state, queue) are saved in checkpoints, so resume restores them.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from ptr_core.configuration import to_dict
 from ptr_core.policies.output import PolicyOutput  # the policy package owns it; re-exported
 
 __all__ = ['PolicyOutput', 'SampleWeighter', 'UniformWeighter', 'WeightOutput', 'weighted_mean']
@@ -39,6 +42,16 @@ class SampleWeighter(nn.Module):
 
     def bind(self, policy: nn.Module) -> None:
         """Called once before training with the (unwrapped) policy, e.g. to copy its encoder."""
+
+    def resolved_options(self) -> dict[str, Any]:
+        """Every option's effective value (defaults filled in): what checkpoints save as
+        ``weighter.options``. The dataclass a weighter keeps in ``config`` or ``options``;
+        ``{}`` for a weighter without options."""
+        for attr in ('config', 'options'):
+            value = getattr(self, attr, None)
+            if dataclasses.is_dataclass(value) and not isinstance(value, type):
+                return to_dict(value)
+        return {}
 
     def forward(  # type: ignore[override]
         self, batch: dict[str, Tensor], out: PolicyOutput, step: int

@@ -91,3 +91,48 @@ def test_broken_checkpoints_have_clear_errors(tmp_path: Path) -> None:
     (tmp_path / 'empty').mkdir()
     with pytest.raises(CheckpointError, match=r'not a ptr checkpoint \(no config.json\)'):
         load_checkpoint(tmp_path / 'empty')
+
+
+def _fields(cls: type, value: object, where: str) -> list[str]:
+    """Every field of dataclass ``cls`` (recursively) missing from the JSON ``value``."""
+    import dataclasses
+    import typing
+
+    missing = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if not isinstance(value, dict) or f.name not in value:
+            missing.append(f'{where}.{f.name}')
+            continue
+        sub = hints[f.name]
+        if dataclasses.is_dataclass(sub):
+            missing += _fields(sub, value[f.name], f'{where}.{f.name}')  # type: ignore[arg-type]
+    return missing
+
+
+def test_checkpoint_config_holds_every_effective_option(
+    state_dataset: Path, tmp_path: Path, tiny_config  # type: ignore[no-untyped-def]
+) -> None:
+    """config.json: every field of every config dataclass, and the weighter's options resolved
+    (a YAML that names one PTR option still saves all of them, with their effective values)."""
+    import json
+
+    from ptr_core.configuration import TrainConfig
+    from ptr_core.weighting.ptr_config import PTRConfig
+
+    result = train(tiny_config(state_dataset, tmp_path / 'run', 'steps=2', 'weighter.name=ptr',
+                               'weighter.options={warmup_steps: 1}'))
+    assert result.final is not None
+    meta = json.loads((result.final / 'config.json').read_text())
+    saved = meta['train_config']
+    assert _fields(TrainConfig, saved, 'train_config') == []
+    options = saved['weighter']['options']
+    assert _fields(PTRConfig, options, 'weighter.options') == []
+    assert options['warmup_steps'] == 1  # the configured value ...
+    assert options['detach'] == PTRConfig().detach  # ... and the default it ran with
+    assert meta['weighter']['options'] == options
+    run_config = json.loads((tmp_path / 'run' / 'config.json').read_text())
+    assert run_config['weighter']['options'] == options
+    # the resolved options load back into the same weighter config
+    ckpt = load_checkpoint(result.final)
+    assert PTRConfig.from_options(ckpt.config.weighter.options) == PTRConfig(warmup_steps=1)
