@@ -8,7 +8,6 @@
 #                       when a ROS 2 install is sourced -- its own rclpy is used then)
 #   PTR_ROS2_LAUNCH     vendored ROS 2 launch stack installed into the environment when no
 #                       ROS install is sourced (default: <repo>/../shared/vendor/ros2_launch)
-#   PTR_NO_APT          set to 1 to skip the apt-get step
 #   ROS_DOMAIN_ID       DDS domain of this run                 (default: random in 1..100)
 
 PTR_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -67,6 +66,8 @@ _ptr_launch_stack() {
   fi
   stamp="$PTR_VENV/.ptr-launch-stamp"
   want="$(cat "$src/install" "$src/../README.md" 2>/dev/null | sha256sum | cut -c1-16)"
+  # Installed here, so tests/launch must run: its skip becomes a failure (PTR_LAUNCH_REQUIRED).
+  export PTR_LAUNCH_REQUIRED=1
   if [ "$(cat "$stamp" 2>/dev/null)" = "$want" ] &&
      "$PTR_VENV/bin/python" -c 'import launch_pytest, launch_ros, ros2cli' 2>/dev/null; then
     return 0

@@ -3,11 +3,13 @@
 ``ptr_install`` runs ``colcon build`` of this checkout into a scratch workspace (a few seconds)
 and yields the environment of ``. install/setup.sh``; the launch tests start ``ros2 launch`` and
 ``ros2 run`` with it. Without the ROS 2 launch stack (no ROS install sourced and no
-``../shared/vendor/ros2_launch`` for scripts/env.sh to install) they skip, saying so.
+``../shared/vendor/ros2_launch`` for scripts/env.sh to install) they skip, saying so; where
+scripts/env.sh did install it (``PTR_LAUNCH_REQUIRED=1``) a missing stack fails instead.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -23,6 +25,8 @@ from launchharness import REPO, ColconInstall, build_ptr, launch_stack_missing
 def ptr_install(tmp_path_factory: pytest.TempPathFactory) -> ColconInstall:
     """``ptr`` colcon-built into a session workspace; skips where the launch stack is absent."""
     missing = launch_stack_missing()
+    if missing and os.environ.get('PTR_LAUNCH_REQUIRED') == '1':
+        pytest.fail(f'{missing}, yet scripts/env.sh installed it (PTR_LAUNCH_REQUIRED=1)')
     if missing:
         pytest.skip(missing)
     try:
