@@ -352,3 +352,38 @@ def test_tf_without_a_path_names_the_frames(tmp_path: Path) -> None:
     with pytest.raises(BagToolsError, match=r"topic /tf: no TF path from 'map' to 'base_link' "
                        r'\(frames: base_link, odom\)'):
         bag_to_episodes(bag, prof)
+
+
+# -- the shipped example profiles on replicas of the bags they are for ------------------------
+
+def test_shipped_two_arm_profile_ingests_its_rig(tmp_path: Path, repo_root: Path) -> None:
+    from bag_tools.profile import load_profile
+
+    prof = load_profile(repo_root / 'config/robots/airbot_bimanual.yaml')
+    assert len(prof.state_names) == 14
+    assert prof.action_names[7] == 'right/joint1'
+    (ep,) = bag_to_episodes(two_arm_bag(tmp_path), prof)
+    assert ep.state.shape[1] == 14
+    assert ep.action.shape[1] == 14
+    assert ep.images['left'].shape[1:] == (96, 128, 3)
+    t = 0.01 + 0.05 * np.arange(len(ep.timestamp))
+    np.testing.assert_allclose(ep.state[:, 7:], follow('right', t[:, None]).astype(np.float32),
+                               rtol=1e-6)
+
+
+def test_shipped_controller_profile_ingests_humble_and_jazzy(tmp_path: Path,
+                                                             repo_root: Path) -> None:
+    from bag_tools.profile import load_profile
+
+    prof = load_profile(repo_root / 'config/robots/tiago_arm_controller.yaml')
+    names = list(prof.joints)
+    for distro in ('humble', 'jazzy'):
+        c = BagContent()
+        for i in range(101):
+            pts = {'actual' if distro == 'humble' else 'feedback': [0.1 * i] * 7,
+                   'desired' if distro == 'humble' else 'reference': [0.2 * i] * 7}
+            c.controller_state('/arm_right_controller/state', ns(i / 50), names, pts)
+        (ep,) = bag_to_episodes(write_bag(c, tmp_path / distro, 'mcap', distro=distro), prof)
+        k = np.arange(len(ep.timestamp))
+        np.testing.assert_allclose(ep.state[:, 0], 0.5 * k, rtol=1e-6)  # i = 5 k
+        np.testing.assert_allclose(ep.action[:, 3], 1.0 * k, rtol=1e-6)
