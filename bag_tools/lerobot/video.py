@@ -153,6 +153,8 @@ class VideoEncoder:
             options = {'g': str(self.gop)}
             if self.codec != 'mpeg4':  # MPEG-4 part 2 has no crf: a generous bit rate instead
                 options['crf'] = str(self.crf)
+            if self.codec == 'libx265':
+                options['x265-params'] = 'log-level=error'
             self._stream: Any = cast(Any, self._container.add_stream(
                 self.codec, rate=rate, options=options))
             if self.codec == 'mpeg4':
@@ -182,5 +184,10 @@ class VideoEncoder:
     @property
     def codec_name(self) -> str:
         """The codec as LeRobot's ``video.codec`` spells it (``h264``, ``av1``, ...)."""
-        return str(self._stream.codec_context.codec.name).removeprefix('lib').replace(
-            'x264', 'h264').replace('svtav1', 'av1').replace('aom-av1', 'av1')
+        name = str(self._stream.codec_context.codec.name)
+        return _CODEC_NAMES.get(name, name)
+
+
+#: FFmpeg encoder -> the codec name LeRobot's info.json uses
+_CODEC_NAMES = {'libx264': 'h264', 'libx265': 'hevc', 'libsvtav1': 'av1', 'libaom-av1': 'av1',
+                'librav1e': 'av1', 'libvpx-vp9': 'vp9'}

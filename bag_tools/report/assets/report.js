@@ -119,9 +119,10 @@
     const sorted = eps.filter((e) => e.trust !== null).sort((a, b) => a.trust - b.trust);
     bars($('#trust-episodes'), sorted.map((e) => e.id), sorted.map((e) => e.trust), {ymax: 1, rotate: true, color: trustColor});
   } else {
-    bars($('#trust-source'), D.sources.map((s) => s.source), D.sources.map((s) => s.episodes), {});
-    $('#trust-source-title').textContent = 'Episodes per source (no trust file given: ptr report --trust FILE)';
     $('#trust-episodes-box').style.display = 'none';
+    $('#trust-episodes-box').parentElement.style.gridTemplateColumns = 'minmax(0, 1fr)';
+    $('#trust-source-title').textContent = 'Episodes per source (no trust file given: ptr report --trust FILE)';
+    bars($('#trust-source'), D.sources.map((s) => s.source), D.sources.map((s) => s.episodes), {});
   }
   const st = $('#source-table tbody');
   for (const s of D.sources) {
@@ -250,9 +251,12 @@
     $('#training-run').textContent = tr.run + ' \u00b7 ' + tr.steps + ' logged steps';
     const grid = $('#curves');
     const names = Object.keys(tr.curves);
-    const main = ['loss', 'aux_loss', 'lr', 'grad_norm', 'samples_per_s', 'val/action_mse'];
-    const order = main.filter((n) => names.includes(n)).concat(names.filter((n) => n.startsWith('weighter/') && !n.includes('/source/') && !n.includes('/robot/') && !n.includes('/dataset/')));
-    for (const n of order.slice(0, 18)) {
+    // the curves that say most about a run first; every metric stays in the diagnostics
+    const main = ['loss', 'aux_loss', 'val/action_mse', 'lr', 'grad_norm',
+                  'weighter/ess_ratio', 'weighter/nce_acc', 'weighter/w_at_min_share',
+                  'weighter/w_at_max_share'];
+    const order = main.filter((n) => names.includes(n));
+    for (const n of order) {
       const pts = tr.curves[n];
       plotBox(grid, n, {t: pts.map((p) => p[0]), names: [n], series: [pts.map((p) => p[1])]}, {xlabel: 'step'});
     }
@@ -264,7 +268,7 @@
     function pts0(ns) { return tr.curves[ns[0]].map((p) => p[0]); }
     const dt = $('#diagnostics tbody');
     const rows = Object.entries(tr.config).map(([k, v]) => [k, JSON.stringify(v)]);
-    for (const [k, v] of Object.entries(tr.final)) rows.push(['final ' + k, fmt(v, 4)]);
+    for (const [k, v] of Object.entries(tr.final)) rows.push(['final ' + k, Number(v).toPrecision(4)]);
     if (tr.result) for (const [k, v] of Object.entries(tr.result)) if (typeof v !== 'object') rows.push(['result ' + k, String(v)]);
     for (const [k, v] of rows) { const r = el('tr'); r.append(el('td', {}, k), el('td', {}, v)); dt.append(r); }
   }
