@@ -42,7 +42,12 @@ __all__ = [
 SCHEMA_VERSION = 1
 
 NORMALIZATION_MODES = ('minmax', 'minmax_p', 'meanstd')
-HEADS = ('diffusion', 'flow')
+#: The one registry of action heads: name -> ``'module:Class'`` (an ``ActionPolicy`` subclass,
+#: built by ``ptr_core.policies.build_policy``). A new head is its module plus one line here.
+HEADS: dict[str, str] = {
+    'diffusion': 'ptr_core.policies.policy:DiffusionPolicy',
+    'flow': 'ptr_core.policies.policy:FlowPolicy',
+}
 TRUNKS = ('conv', 'resnet18')
 AMP_MODES = ('auto', 'bf16', 'none')
 
@@ -171,7 +176,7 @@ class OptimConfig:
 
 @dataclass(frozen=True)
 class WeighterConfig:
-    name: str = 'uniform'  # uniform | ptr
+    name: str = 'uniform'  # a name in ptr_core.weighting.WEIGHTERS (uniform, ptr, trust)
     options: dict[str, Any] = field(default_factory=dict)
 
 

@@ -15,6 +15,7 @@ action dims (``action_mask``); the trainer weights and reduces it. Units are nor
 
 from __future__ import annotations
 
+import importlib
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -25,7 +26,8 @@ from torch import Tensor, nn
 
 from bag_tools.dataset import UnifiedLayout
 from ptr_core import batch as K
-from ptr_core.configuration import PolicyConfig
+from ptr_core.configuration import HEADS, PolicyConfig
+from ptr_core.errors import ConfigError
 from ptr_core.policies.encoder import ObservationEncoder
 from ptr_core.policies.output import PolicyOutput
 from ptr_core.policies.unet import ConditionalUnet1D
@@ -33,6 +35,7 @@ from ptr_core.preprocess import Preprocessor
 
 __all__ = [
     'ActionPolicy', 'DiffusionPolicy', 'FlowPolicy', 'build_policy', 'cosine_alphas_cumprod',
+    'policy_class',
 ]
 
 
@@ -207,7 +210,17 @@ class FlowPolicy(ActionPolicy):
         return x
 
 
-POLICIES: dict[str, type[ActionPolicy]] = {'diffusion': DiffusionPolicy, 'flow': FlowPolicy}
+def policy_class(head: str) -> type[ActionPolicy]:
+    """The ``ActionPolicy`` subclass registered as ``head`` in ``configuration.HEADS``."""
+    if head not in HEADS:
+        msg = f'policy.head: unknown head {head!r}; choose one of {" | ".join(HEADS)}'
+        raise ConfigError(msg)
+    module_name, _, cls_name = HEADS[head].partition(':')
+    cls = getattr(importlib.import_module(module_name), cls_name)
+    if not (isinstance(cls, type) and issubclass(cls, ActionPolicy)):
+        msg = f'configuration.HEADS[{head!r}] = {HEADS[head]!r} is not an ActionPolicy'
+        raise ConfigError(msg)
+    return cls
 
 
 def build_policy(
@@ -216,7 +229,7 @@ def build_policy(
     """The policy for ``preprocessor``'s layout (robots, widths, camera roles)."""
     layout = preprocessor.layout
     mask = torch.from_numpy(np.stack([layout.action_mask[r] for r in layout.robots]))
-    policy = POLICIES[config.head](
+    policy = policy_class(config.head)(
         config,
         roles=layout.camera_roles,
         channels=preprocessor.channels,

@@ -143,3 +143,26 @@ def test_configs_differ_only_in_head_share_weights(state_dataset: Path, tiny_con
     flow = build_policy(dataclasses.replace(cfg.policy, head='flow'), bundle.preprocessor,
                         chunk_length=4)
     flow.load_state_dict(diff.state_dict())  # same names and shapes: strict load works
+
+
+def test_every_registered_head_and_weighter_resolves() -> None:
+    """One registry each: ``configuration.HEADS`` (policy.head is validated against it) and
+    ``weighting.WEIGHTERS``; every entry names a class of the right kind."""
+    from ptr_core.configuration import HEADS, PolicyConfig
+    from ptr_core.errors import ConfigError
+    from ptr_core.policies.policy import ActionPolicy, policy_class
+    from ptr_core.weighting import WEIGHTERS, SampleWeighter, build_weighter
+
+    for head in HEADS:
+        cls = policy_class(head)
+        assert issubclass(cls, ActionPolicy)
+        assert cls.head == head
+    with pytest.raises(ConfigError, match=r"policy\.head: 'unet' is invalid; expected diffusion"):
+        PolicyConfig(head='unet')
+    for name in WEIGHTERS:
+        if name == 'trust':  # needs a trust file to build; resolving its class is enough
+            module, cls_name = WEIGHTERS[name]
+            assert issubclass(getattr(__import__(module, fromlist=[cls_name]), cls_name),
+                              SampleWeighter)
+            continue
+        assert isinstance(build_weighter(name), SampleWeighter)
