@@ -32,6 +32,7 @@ from ptr_core.errors import PtrError
 from ptr_ros.commands import plan_training, split_list
 
 _NEXT = {'ingest': 'not training', 'train': 'no final checkpoint'}
+GRACE_S = '30'
 
 
 def _failed(step: str, returncode: int) -> PtrError:
@@ -48,7 +49,11 @@ def _actions(context: LaunchContext) -> list:
         bags=split_list(arg('bags')), profile=arg('profile'), dataset_out=arg('dataset_out'),
         device=arg('device'), gpus=int(arg('gpus')), extra=split_list(arg('extra_args')),
     )
-    train = ExecuteProcess(cmd=plan.train, name='ptr_train', output='screen')
+    # Ctrl-C: each step gets GRACE_S to exit after SIGINT before SIGTERM (launch's default, 5 s,
+    # is less than torch's interpreter teardown takes on a loaded machine).
+    grace = LaunchConfiguration('sigterm_timeout', default=GRACE_S)
+    train = ExecuteProcess(cmd=plan.train, name='ptr_train', output='screen',
+                           sigterm_timeout=grace)
     shown = [LogInfo(msg=f'{step} command: {shlex.join(cmd)}')
              for step, cmd in (('ingest', plan.ingest), ('train', plan.train)) if cmd]
 
@@ -63,7 +68,8 @@ def _actions(context: LaunchContext) -> list:
                                                           on_exit=after_train))
     if plan.ingest is None:
         return [*shown, train, stop_after_train]
-    ingest = ExecuteProcess(cmd=plan.ingest, name='ptr_ingest', output='screen')
+    ingest = ExecuteProcess(cmd=plan.ingest, name='ptr_ingest', output='screen',
+                            sigterm_timeout=grace)
 
     def after_ingest(event, ctx):  # type: ignore[no-untyped-def]
         if ctx.is_shutdown:
