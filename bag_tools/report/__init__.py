@@ -8,6 +8,7 @@ curves and diagnostics. No torch: datasets are read with numpy, runs from their 
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from datetime import datetime, timezone
@@ -21,6 +22,8 @@ __all__ = ['REPORT_FILE', 'ReportError', 'build_report', 'find_run', 'write_repo
 
 REPORT_FILE = 'index.html'
 
+log = logging.getLogger(__name__)
+
 
 def build_report(
     datasets: Sequence[str | Path] = (),
@@ -30,17 +33,24 @@ def build_report(
     max_details: int = 200,
 ) -> str:
     """The page's HTML for ``datasets`` (and/or a training ``run``; its datasets are added
-    when they exist and none are given)."""
+    when they exist and none are given, and the trust file it trained with when ``trust`` is
+    not given and that file still matches the datasets)."""
     training = collect_training(run) if run is not None else None
     paths = list(datasets)
     if not paths and training is not None:
         paths = [p for p in training['datasets'] if (Path(p) / 'manifest.json').is_file()]
-    tf: Any = None
-    if trust is not None:
-        from bag_tools.trust import read_trust
+    from bag_tools.trust import TrustError, read_trust
 
-        tf = read_trust(trust)
-    data = collect_datasets(paths, trust=tf, max_details=max_details)
+    tf: Any = read_trust(trust) if trust is not None else None
+    data: dict[str, Any] | None = None
+    auto = training.get('trust_file') if training is not None and tf is None else None
+    if auto and Path(auto).is_file():  # the trust file the run trained with
+        try:
+            data = collect_datasets(paths, trust=read_trust(auto), max_details=max_details)
+        except TrustError as err:
+            log.warning('%s; the report shows no trust', err)
+    if data is None:
+        data = collect_datasets(paths, trust=tf, max_details=max_details)
     data['training'] = training
     names = ', '.join(str(p) for p in paths) or 'no dataset'
     title = f'ptr report: {Path(str(run)).name if run is not None else names}'

@@ -274,5 +274,8 @@ def collect_training(path: str | Path) -> dict[str, Any]:
                 if isinstance(d, Mapping) and 'path' in d]
     summary = {k: config[k] for k in ('step', 'head', 'weighter', 'git_revision')
                if k in config}
+    weighter = config.get('weighter') or train_cfg.get('weighter') or {}
+    trust = (weighter.get('options') or {}).get('file') if isinstance(weighter, Mapping) else None
     return {'run': str(run), 'checkpoint': str(path), 'curves': curves, 'final': final,
-            'steps': len(records), 'config': summary, 'result': result, 'datasets': datasets}
+            'steps': len(records), 'config': summary, 'result': result, 'datasets': datasets,
+            'trust_file': str(trust) if trust else None}

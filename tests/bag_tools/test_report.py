@@ -38,7 +38,7 @@ def trust_file(dataset: Path) -> Path:
 
 
 @pytest.fixture(scope='module')
-def run_dir(tmp_path_factory: pytest.TempPathFactory, dataset: Path) -> Path:
+def run_dir(tmp_path_factory: pytest.TempPathFactory, dataset: Path, trust_file: Path) -> Path:
     """A training run folder as ``ptr train`` leaves it: metrics.jsonl (the trainer's format,
     one JSON object per logged step) and final/config.json naming the dataset."""
     run = tmp_path_factory.mktemp('run')
@@ -50,8 +50,9 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory, dataset: Path) -> Path:
                                 'weighter/w_mean/source/teleop': 0.8}) + '\n')
     (run / 'final').mkdir()
     (run / 'final' / 'config.json').write_text(json.dumps({
-        'step': 100, 'head': 'flow', 'train_config': {'data': {'datasets': [
-            {'path': str(dataset), 'weight': 1.0}]}}}))
+        'step': 100, 'head': 'flow',
+        'weighter': {'name': 'trust', 'options': {'file': str(trust_file)}},
+        'train_config': {'data': {'datasets': [{'path': str(dataset), 'weight': 1.0}]}}}))
     return run / 'final'
 
 
@@ -94,6 +95,14 @@ def test_page_content(dataset: Path, trust_file: Path) -> None:
     assert detail['frame_trust']['series'][0][0] == pytest.approx(0.2)
 
 
+def test_run_brings_its_datasets_and_trust(run_dir: Path, dataset: Path) -> None:
+    data = _data(build_report(run=run_dir))
+    assert data['datasets'][0]['path'] == str(dataset)
+    assert sorted(e['trust'] for e in data['episodes']) == [0.3, 0.7, 0.9]
+    assert data['training']['steps'] == 10
+    assert data['training']['final']['loss'] == pytest.approx(0.01)
+
+
 def test_stale_trust_is_refused(dataset: Path, trust_file: Path, tmp_path: Path) -> None:
     stale = json.loads(trust_file.read_text())
     stale['datasets'][0]['content_hash'] = 'e' * 64
@@ -117,7 +126,7 @@ def test_cli(dataset: Path, trust_file: Path, tmp_path: Path,
 @NEEDS_CHROMIUM
 def test_page_in_chromium(dataset: Path, trust_file: Path, run_dir: Path,
                           tmp_path: Path) -> None:
-    file = write_report(tmp_path / 'report', trust=trust_file, run=run_dir)
+    file = write_report(tmp_path / 'report', run=run_dir)  # its datasets and trust file
     n = len(Dataset.open(dataset))
     with Chromium() as browser:
         page = browser.open(file, width=1280, height=900)

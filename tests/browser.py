@@ -159,3 +159,21 @@ class Chromium:
         page.send('Page.navigate', url=file.resolve().as_uri())
         page.wait_for('Page.loadEventFired')
         return page
+
+
+def check_report_page(file: Path, *, episodes: int, screenshot: Path | None = None) -> Page:
+    """Load a ``ptr report`` page; assert one table row per episode, canvases drawn, no console
+    error and no request but ``file:``/``data:``. Returns the (closed) page for more checks."""
+    with Chromium() as browser:
+        page = browser.open(file)
+        try:
+            rows = page.evaluate('document.querySelectorAll("#episodes tbody tr").length')
+            assert rows == episodes, (rows, episodes)
+            assert int(page.evaluate('document.body.dataset.rendered') or 0) >= 1
+            if screenshot is not None:
+                page.screenshot(screenshot)
+            assert page.console_errors == [], page.console_errors
+            assert all(u.startswith(('file:', 'data:')) for u in page.requests), page.requests
+        finally:
+            page.close()
+    return page
