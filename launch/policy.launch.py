@@ -23,6 +23,9 @@ def generate_launch_description() -> LaunchDescription:
     share = FindPackageShare('ptr')
     checkpoint = LaunchConfiguration('checkpoint')
     log_level = ['--ros-args', '--log-level', LaunchConfiguration('log_level')]
+    # Ctrl-C: each node gets this long to exit after SIGINT before SIGTERM (launch's default,
+    # 5 s, is less than torch + Fast DDS teardown has taken on a loaded machine).
+    grace = LaunchConfiguration('sigterm_timeout', default='20')
     policy = Node(
         package='ptr', executable='policy_node', name='policy_node',
         namespace=LaunchConfiguration('namespace'), output='screen', emulate_tty=True,
@@ -34,13 +37,13 @@ def generate_launch_description() -> LaunchDescription:
                 'command_interface': LaunchConfiguration('command_interface'),
             },
         ],
-        arguments=log_level,
+        arguments=log_level, sigterm_timeout=grace,
     )
     sim = Node(
         package='ptr', executable='sim_arm_node', name='sim_arm',
         namespace=LaunchConfiguration('namespace'), output='screen', emulate_tty=True,
         parameters=[LaunchConfiguration('sim_params_file'), {'profile': checkpoint}],
-        arguments=log_level,
+        arguments=log_level, sigterm_timeout=grace,
         condition=IfCondition(LaunchConfiguration('sim')),
     )
     return LaunchDescription([

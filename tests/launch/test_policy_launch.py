@@ -32,10 +32,7 @@ def ros2_launch(ptr_install: ColconInstall, sim_checkpoint: Path,
                 tmp_path: Path) -> launch.actions.ExecuteProcess:
     return launch.actions.ExecuteProcess(
         cmd=['ros2', 'launch', 'ptr', 'policy.launch.py', f'checkpoint:={sim_checkpoint}',
-             'sim:=true', 'device:=cpu',
-             # SIGINT -> exit grace for each node before SIGTERM (launch's default: 5 s). Fast
-             # DDS teardown on a loaded 2-core machine has been seen to need more.
-             'sigterm_timeout:=20'],
+             'sim:=true', 'device:=cpu'],
         cwd=str(tmp_path), additional_env={**ptr_install.env, 'OMP_NUM_THREADS': '1'},
         output='screen', cached_output=True, sigterm_timeout='60', sigkill_timeout='30')
 
