@@ -9,8 +9,9 @@
   whatever the measured state), within ``max_step`` of the point before it -- the first one of
   the last *published* command -- and, when ``max_accel`` is set, changes its per-step change by
   at most ``max_accel`` (ramping in from rest after a hold). After any hold the first point is
-  also within ``max_step`` of the measured position; when both bounds cannot hold at once (the
-  arm moved while held) it raises ``SafetyFaultError`` instead of jumping.
+  within ``max_step`` of the measured position and of the last published command (any of its
+  points: the controller may have finished that trajectory while we held); when both bounds
+  cannot hold at once (the arm moved while held) it raises ``SafetyFaultError``, not a jump.
 * ``limit_violation``: a measured state outside the joint limits by more than a tolerance.
 * ``clamp_trajectory``: the limits and per-step bound for one plan, relative to one point.
 * ``RejectionCounter``: messages refused before they reach the model, by source and reason.
@@ -219,6 +220,7 @@ class CommandLimiter:
         self.last: FloatArray | None = None  # first point of the last published command
         self._delta = np.zeros_like(self.lower)  # its change from the one before
         self._origin: FloatArray | None = None  # what the last limit() started from
+        self._span: tuple[FloatArray, FloatArray] | None = None  # of the last published points
         self._held = True
 
     def hold(self) -> None:
@@ -226,14 +228,17 @@ class CommandLimiter:
 
     def forget(self) -> None:
         self.last = None
+        self._span = None
         self._held = True
 
     def published(self, points: npt.ArrayLike) -> None:
         """Record ``points`` (the output of the last ``limit``) as published."""
-        first = np.array(points, dtype=np.float64, ndmin=2)[0]
+        pts = np.array(points, dtype=np.float64, ndmin=2)
+        first = pts[0]
         origin = self._origin if self._origin is not None else first
         self._delta = first - origin
         self.last = first
+        self._span = (pts.min(axis=0), pts.max(axis=0))
         self._held = False
 
     def limit(
@@ -260,13 +265,18 @@ class CommandLimiter:
             start = np.where(np.isnan(start), pts[0], start)
             start = np.clip(start, lo, hi)
             box_lo, box_hi, delta = start - step, start + step, np.zeros_like(start)
-            if last is not None and reference is None:
-                box_lo, box_hi = np.maximum(box_lo, last - step), np.minimum(box_hi, last + step)
+            if self._span is not None and reference is None:
+                # The controller may still have run the rest of the last published trajectory
+                # while we held: any of its points is where the arm may rightly be.
+                span_lo, span_hi = self._span
+                box_lo = np.maximum(box_lo, span_lo - step)
+                box_hi = np.minimum(box_hi, span_hi + step)
                 if np.any(box_lo > box_hi):
                     i = int(np.argmax(box_lo - box_hi))
-                    msg = (f'the measured position moved {abs(start[i] - last[i]):.4g} from '
-                           f'the last command while held (dimension {i}; more than 2 x '
-                           f'max_step {step[i]:g}): no command can follow both')
+                    gap = max(span_lo[i] - start[i], start[i] - span_hi[i])
+                    msg = (f'the measured position moved {gap:.4g} away from the last '
+                           f'command while held (dimension {i}; more than 2 x max_step '
+                           f'{step[i]:g}): no command can follow both')
                     raise SafetyFaultError(msg)
             last = start
         self._origin = last

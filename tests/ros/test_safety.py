@@ -192,33 +192,43 @@ def test_the_acceleration_bound_ramps_in_from_rest() -> None:
 
 def test_random_sequences_never_leave_the_bounds() -> None:
     """Random plans, holds, drifts and measured states far outside the limits: every point
-    published is inside the limits and within a step of the previous one (or, after forget,
-    of the clamped measured state)."""
+    published is inside the limits and within a step of the point before it; a first point
+    within a step of the last published first point -- after a hold, of the last published
+    command's span and of the (clamped) measured state; after forget, of the measured state."""
     rng = np.random.default_rng(0)
     lo, hi, step = np.array([-1.0, -2.0, 0.0]), np.array([1.0, 0.5, 3.0]), 0.07
     limiter = CommandLimiter(lo, hi, max_step=step, max_accel=0.03)
-    last = None
-    for _ in range(500):
+    last, span, held, faults = None, None, True, 0
+    for _ in range(2000):
         event = rng.random()
         if event < 0.1:
             limiter.hold()
-        elif event < 0.15:
+            held = True
+        elif event < 0.13:
             limiter.forget()
-            last = None
-        measured = rng.normal(0, 5, 3) if rng.random() < 0.2 else (
+            last, span, held = None, None, True
+        measured = rng.normal(0, 5, 3) if rng.random() < 0.1 else (
             last if last is not None else np.zeros(3)) + rng.normal(0, 0.05, 3)
         try:
             out = limiter.limit(rng.normal(0, 3, size=(4, 3)), measured)
         except SafetyFaultError:
+            faults += 1
             limiter.forget()
-            last = None
+            last, span, held = None, None, True
             continue
         assert np.all(out >= lo - 1e-12)
         assert np.all(out <= hi + 1e-12)
-        ref = last if last is not None else np.clip(measured, lo, hi)
-        assert np.all(np.abs(np.diff(np.vstack([ref, out]), axis=0)) <= step + 1e-12)
+        assert np.all(np.abs(np.diff(out, axis=0)) <= step + 1e-12)
+        if held:
+            assert np.all(np.abs(out[0] - np.clip(measured, lo, hi)) <= step + 1e-12)
+            if span is not None:
+                assert np.all(out[0] >= span[0] - step - 1e-12)
+                assert np.all(out[0] <= span[1] + step + 1e-12)
+        else:
+            assert np.all(np.abs(out[0] - last) <= step + 1e-12)
         limiter.published(out)
-        last = out[0]
+        last, span, held = out[0], (out.min(axis=0), out.max(axis=0)), False
+    assert faults > 10  # the fault path ran too
 
 
 def test_fault_latches_until_enable() -> None:
