@@ -172,7 +172,7 @@ def score_datasets(
     from ptr_core.inference import load_policy
 
     config = config or TrustConfig()
-    t_start = time.monotonic()
+    t_start, cpu_start = time.monotonic(), time.process_time()
     torch.manual_seed(config.seed)
     policy, ckpt = load_policy(init)
     policy.requires_grad_(False)
@@ -268,7 +268,8 @@ def score_datasets(
     trust = make_trust_file(scorer, list(zip(datasets, per_dataset)))
     t_end = time.monotonic()
     seconds = {'features_s': t_feat - t_start, 'scorer_s': t_fit - t_feat,
-               'probes_s': t_probe - t_fit, 'total_s': t_end - t_start}
+               'probes_s': t_probe - t_fit, 'total_s': t_end - t_start,
+               'cpu_s': time.process_time() - cpu_start, 'threads': torch.get_num_threads()}
     log.info('trust: %d episodes, %d windows scored in %.1f s (attribution mixture %s)',
              n_ep, len(rows), seconds['total_s'], mix_a.to_json())
     return ScoreResult(trust, sources, lengths, seconds, len(rows),
