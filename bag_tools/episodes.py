@@ -737,12 +737,20 @@ class _Aligner:
 
 
 def bag_to_episodes(
-    path: str | Path, profile: RobotProfile, *, content_hash: str | None = None
+    path: str | Path, profile: RobotProfile, *, content_hash: str | None = None,
+    salvage: bool = False,
 ) -> list[EpisodeData]:
-    """Read one bag and return its episodes (raises a ``BagToolsError`` on bad input)."""
+    """Read one bag and return its episodes (raises a ``BagToolsError`` on bad input).
+
+    ``salvage``: a truncated bag is read up to the damage (its episodes' sync reports say what
+    was lost) instead of refused."""
     path = Path(path)
-    with open_bag(path) as bag:
+    with open_bag(path, salvage=salvage) as bag:
         streams = read_streams(bag, profile)
         choose_clocks(streams.all())
         digest = content_hash if content_hash is not None else bag_content_hash(path)
-        return _Aligner(bag, streams, profile, digest).episodes()
+        episodes = _Aligner(bag, streams, profile, digest).episodes()
+        if bag.salvaged:
+            for ep in episodes:
+                ep.sync_report['salvaged'] = bag.salvaged
+        return episodes

@@ -141,23 +141,23 @@ def _bag_size(path: Path) -> int:
 
 
 def ingest_one(
-    path: Path, profile: RobotProfile, out: Path, done: frozenset[str]
+    path: Path, profile: RobotProfile, out: Path, done: frozenset[str], salvage: bool = False
 ) -> BagResult:
     """Worker: hash, skip if done, read and align, write the episode directories."""
     cpu = time.process_time()
-    res = _ingest_one(path, profile, out, done)
+    res = _ingest_one(path, profile, out, done, salvage)
     return res._replace(cpu_s=time.process_time() - cpu)
 
 
 def _ingest_one(
-    path: Path, profile: RobotProfile, out: Path, done: frozenset[str]
+    path: Path, profile: RobotProfile, out: Path, done: frozenset[str], salvage: bool = False
 ) -> BagResult:
     try:
         digest = bag_content_hash(path) if path.exists() else ''
         if digest and digest in done:
             return BagResult(str(path), BagStatus.SKIPPED, 'already ingested (same content hash)',
                              digest)
-        episodes = bag_to_episodes(path, profile, content_hash=digest)
+        episodes = bag_to_episodes(path, profile, content_hash=digest, salvage=salvage)
         written = []
         for ep in episodes:
             # An existing directory is the same bag under the same name twice in one run
@@ -233,8 +233,12 @@ def ingest(
     *,
     workers: int = 1,
     progress: ProgressCallback | None = None,
+    salvage: bool = False,
 ) -> IngestResult:
     """Ingest ``bags`` with ``profile`` into the dataset at ``out`` (created if needed).
+
+    ``salvage``: read truncated bags up to the damage (``bag_tools.salvage``) instead of
+    failing them.
 
     Bad bags fail one by one (``BagResult.reason``); the others carry on and the dataset stays
     valid. Raises ``DatasetError`` only when ``out`` itself cannot be used (before anything is
@@ -249,7 +253,7 @@ def ingest(
     created = not (out / MANIFEST).exists()
     ds = Dataset.create_or_open(out, rate_hz=profile.rate_hz)
     try:
-        return _ingest_into(ds, paths, profile, workers, progress)
+        return _ingest_into(ds, paths, profile, workers, progress, salvage)
     finally:
         if created and not ds.manifest['episodes']:
             _remove_empty_dataset(ds, made)
@@ -279,6 +283,7 @@ def _ingest_into(
     profile: RobotProfile,
     workers: int,
     progress: ProgressCallback | None,
+    salvage: bool = False,
 ) -> IngestResult:
     out = ds.root
     new_robot = profile.robot not in ds.manifest['robots']
@@ -319,9 +324,9 @@ def _ingest_into(
     try:
         if workers <= 1 or len(paths) == 1:
             for path in paths:
-                collect(ingest_one(path, profile, out, done))
+                collect(ingest_one(path, profile, out, done, salvage))
         else:
-            _run_pool(paths, profile, out, done, workers, collect)
+            _run_pool(paths, profile, out, done, workers, collect, salvage)
     finally:
         flush()  # also on Ctrl-C: index what finished
     if new_robot and not any(e['robot'] == profile.robot for e in ds.manifest['episodes']):
@@ -353,6 +358,7 @@ def _run_pool(
     done: frozenset[str],
     workers: int,
     collect: Callable[[BagResult], None],
+    salvage: bool = False,
 ) -> None:
     pool = ProcessPoolExecutor(max_workers=min(workers, len(paths)), mp_context=_context(),
                                initializer=_init_worker, initargs=(os.getpid(),))
@@ -361,7 +367,7 @@ def _run_pool(
         # Ctrl-C reaches only this process: one line, no traceback from a half-started helper.
         with _DeferSigint():
             futures: dict[Future[BagResult], Path] = {
-                pool.submit(ingest_one, p, profile, out, done): p for p in paths
+                pool.submit(ingest_one, p, profile, out, done, salvage): p for p in paths
             }
         for fut in as_completed(futures):
             try:

@@ -117,18 +117,32 @@ def _one_line(err: BaseException) -> str:
 
 
 class BagReader:
-    """An open bag. Use as a context manager; every error is a ``BagToolsError``."""
+    """An open bag. Use as a context manager; every error is a ``BagToolsError``.
 
-    def __init__(self, path: Path) -> None:
+    ``salvage``: a truncated MCAP is read up to the damage (``bag_tools.salvage``) with one
+    warning saying what was lost; without it, such a bag is refused with a line saying how
+    much ``--salvage`` would recover.
+    """
+
+    def __init__(self, path: Path, *, salvage: bool = False) -> None:
         self.path = path
+        self.salvage = salvage
+        self.salvaged: str = ''  # what a salvage lost ('' when the bag was whole)
+        self._salvage_dir: Path | None = None
         self._reader = AnyReader([path], default_typestore=_typestore())
         self._cuts: dict[int, int] = {}  # id(connection) -> trailing bytes its messages carry
 
     def __enter__(self) -> BagReader:
         try:
-            self._reader.open()
-            if self.path.is_dir() and self._metadata_disagrees_with_storage():
-                self._reopen_storage_files()
+            try:
+                self._reader.open()
+                if self.path.is_dir() and self._metadata_disagrees_with_storage():
+                    self._reopen_storage_files()
+            except Exception as err:
+                if not self._try_salvage(err):
+                    raise
+        except BagOpenError:
+            raise
         except (AnyReaderError, OSError, ValueError, KeyError, IndexError) as err:
             msg = f'{self.path}: cannot open bag: {_one_line(err)}'
             raise BagOpenError(msg) from err
@@ -136,6 +150,42 @@ class BagReader:
             msg = f'{self.path}: corrupt or truncated bag: {_one_line(err)}'
             raise BagOpenError(msg) from err
         return self
+
+    def _mcap_file(self) -> Path | None:
+        if self.path.is_file() and self.path.suffix == '.mcap':
+            return self.path
+        if self.path.is_dir():
+            files = sorted(self.path.glob('*.mcap'))
+            return files[0] if len(files) == 1 else None
+        return None
+
+    def _try_salvage(self, err: Exception) -> bool:
+        """A damaged MCAP: salvage it when asked, else refuse it saying what is readable."""
+        import shutil
+
+        from bag_tools.salvage import salvage_mcap, scan_mcap
+
+        mcap = self._mcap_file()
+        if mcap is None:
+            return False
+        if not self.salvage:
+            found = scan_mcap(mcap)
+            if not found.messages:
+                return False
+            msg = (f'{self.path}: truncated or corrupt bag ({_one_line(err)}); {found.lost}; '
+                   'ingest the readable part with --salvage')
+            raise BagOpenError(msg) from err
+        folder, found = salvage_mcap(mcap)
+        self._salvage_dir = folder.parent
+        self.salvaged = found.lost
+        log.warning('%s: truncated bag salvaged: %s', self.path, found.lost)
+        try:
+            self._reader = AnyReader([folder], default_typestore=_typestore())
+            self._reader.open()
+        except Exception:
+            shutil.rmtree(folder.parent, ignore_errors=True)
+            raise
+        return True
 
     def _metadata_disagrees_with_storage(self) -> bool:
         """rosbags matches metadata.yaml topics to storage topics by QoS too; old rosbag2
@@ -170,6 +220,10 @@ class BagReader:
         tb: TracebackType | None,
     ) -> None:
         self._reader.close()
+        if self._salvage_dir is not None:
+            import shutil
+
+            shutil.rmtree(self._salvage_dir, ignore_errors=True)
 
     @property
     def start_ns(self) -> int:
@@ -320,8 +374,8 @@ class BagReader:
         return None
 
 
-def open_bag(path: str | Path) -> BagReader:
+def open_bag(path: str | Path, *, salvage: bool = False) -> BagReader:
     """Check ``path`` and return an unopened ``BagReader`` (open it with ``with``)."""
     path = Path(path)
     _check_path(path)
-    return BagReader(path)
+    return BagReader(path, salvage=salvage)

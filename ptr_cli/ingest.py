@@ -41,6 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help='worker processes, one bag each (default: %(default)s)')
     parser.add_argument('--episodes', metavar='LIST',
                         help='LeRobot folders only: episode indices to import, e.g. 1,2 or 0-9')
+    parser.add_argument('--salvage', action='store_true',
+                        help='ingest the readable part of truncated bags (a crashed recorder); '
+                        'one warning per bag says what was lost')
     parser.add_argument('--no-progress', action='store_true', help='no progress bar')
 
 
@@ -116,7 +119,8 @@ def run(args: argparse.Namespace) -> int:
     logger = logging.getLogger('bag_tools.ingest')
     logger.addFilter(quiet)
     try:
-        result = ingest(args.bags, profile, args.out, workers=args.workers, progress=progress)
+        result = ingest(args.bags, profile, args.out, workers=args.workers, progress=progress,
+                        salvage=args.salvage)
     finally:
         bar.close()
         logger.removeFilter(quiet)

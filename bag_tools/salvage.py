@@ -1,0 +1,194 @@
+"""Read what is readable from a truncated bag (a recorder that crashed).
+
+MCAP: records are scanned from the start; every complete record before the damage counts —
+schemas, channels and messages, inside chunks (decompressed) or not — and the first incomplete
+or corrupt record ends the scan. What was read is rewritten into a temporary MCAP rosbag2 that
+the normal reader opens; ``Salvage.lost`` says what was lost (bytes, and the time the readable
+part ends). Bags are salvaged only when asked (``ptr ingest --salvage``); otherwise the error
+says how much a salvage would recover.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bag_tools.errors import BagOpenError
+
+__all__ = ['MCAP_MAGIC', 'Salvage', 'salvage_mcap', 'scan_mcap']
+
+log = logging.getLogger(__name__)
+
+MCAP_MAGIC = b'\x89MCAP0\r\n'
+_Q = struct.Struct('<Q')
+_I = struct.Struct('<I')
+_H = struct.Struct('<H')
+
+
+@dataclass
+class Salvage:
+    """What a scan of a damaged MCAP file recovered."""
+
+    path: Path
+    size: int
+    good_bytes: int  # the readable prefix
+    #: schema id -> (type name, encoding, definition)
+    schemas: dict[int, tuple[str, str, bytes]] = field(default_factory=dict)
+    #: channel id -> (schema id, topic, message encoding)
+    channels: dict[int, tuple[int, str, str]] = field(default_factory=dict)
+    messages: list[tuple[int, int, bytes]] = field(default_factory=list)  # channel, log ns, data
+    chunks: int = 0
+    reason: str = ''
+
+    @property
+    def lost(self) -> str:
+        end = max((t for _, t, _ in self.messages), default=0)
+        start = min((t for _, t, _ in self.messages), default=0)
+        span = f', {(end - start) / 1e9:.3f} s from the start' if self.messages else ''
+        return (f'read {len(self.messages)} messages in {self.chunks} chunk(s){span}; lost '
+                f'everything after byte {self.good_bytes} of {self.size} '
+                f'({self.size - self.good_bytes} bytes: {self.reason})')
+
+
+def _string(buf: bytes, pos: int) -> tuple[str, int]:
+    (n,) = _I.unpack_from(buf, pos)
+    end = pos + 4 + n
+    if end > len(buf):
+        raise struct.error('string past the record')
+    return buf[pos + 4:end].decode(), end
+
+
+def _records(buf: bytes, pos: int) -> Iterator[tuple[int, bytes, int]]:
+    """(opcode, body, end) of each complete record from ``pos``."""
+    while pos + 9 <= len(buf):
+        op = buf[pos]
+        (length,) = _Q.unpack_from(buf, pos + 1)
+        end = pos + 9 + length
+        if end > len(buf):
+            return
+        yield op, buf[pos + 9:end], end
+        pos = end
+
+
+def _decompress(data: bytes, compression: str, size: int) -> bytes:
+    if compression == '':
+        return data
+    if compression == 'zstd':
+        try:
+            from compression import zstd  # type: ignore[import-not-found]
+        except ImportError:
+            from backports import zstd  # type: ignore[import-not-found,no-redef]
+        out: bytes = zstd.decompress(data)
+        return out
+    if compression == 'lz4':
+        from lz4.frame import decompress  # type: ignore[import-untyped]
+
+        lz4: bytes = decompress(data)
+        return lz4
+    msg = f'unknown chunk compression {compression!r}'
+    raise ValueError(msg)
+
+
+def _take(s: Salvage, op: int, body: bytes) -> None:
+    if op == 0x03:  # Schema
+        (sid,) = _H.unpack_from(body, 0)
+        name, pos = _string(body, 2)
+        enc, pos = _string(body, pos)
+        (n,) = _I.unpack_from(body, pos)
+        s.schemas[sid] = (name, enc, body[pos + 4:pos + 4 + n])
+    elif op == 0x04:  # Channel
+        cid, sid = struct.unpack_from('<HH', body, 0)
+        topic, pos = _string(body, 4)
+        enc, pos = _string(body, pos)
+        s.channels[cid] = (sid, topic, enc)
+    elif op == 0x05:  # Message
+        (cid,) = _H.unpack_from(body, 0)
+        (log_ns,) = _Q.unpack_from(body, 6)
+        s.messages.append((cid, log_ns, body[22:]))
+
+
+def scan_mcap(path: Path) -> Salvage:
+    """Every complete record of a (damaged) MCAP file, up to the first incomplete one."""
+    buf = path.read_bytes()
+    s = Salvage(path, len(buf), 0)
+    if not buf.startswith(MCAP_MAGIC):
+        s.reason = 'no MCAP magic at the start'
+        return s
+    s.good_bytes = len(MCAP_MAGIC)
+    s.reason = 'the file ends inside a record'
+    for op, body, end in _records(buf, len(MCAP_MAGIC)):
+        try:
+            if op == 0x06:  # Chunk: start, end, uncompressed size, crc, compression, records
+                (usize,) = _Q.unpack_from(body, 16)
+                compression, pos = _string(body, 28)
+                (n,) = _Q.unpack_from(body, pos)
+                inner = _decompress(body[pos + 8:pos + 8 + n], compression, usize)
+                got = list(_records(inner, 0))
+                if not got or got[-1][2] != len(inner):
+                    raise ValueError('chunk records do not fill the chunk')
+                for iop, ibody, _ in got:
+                    _take(s, iop, ibody)
+                s.chunks += 1
+            else:
+                _take(s, op, body)
+        except (struct.error, ValueError, UnicodeDecodeError) as err:
+            s.reason = f'corrupt record at byte {s.good_bytes}: {err}'
+            break
+        s.good_bytes = end
+        if op == 0x0F:  # DataEnd: everything after it is summary
+            s.reason = 'only the summary section'
+            break
+    return s
+
+
+def _rihs01(name: str, definition: str) -> str:
+    """The type hash of an embedded ros2msg definition (readers check it)."""
+    import re
+
+    from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+
+    from bag_tools.msgdefs import register_missing
+    from bag_tools.profile import normalize_msgtype
+
+    store = get_typestore(Stores.EMPTY)
+    parts = re.split(r'^={80}\n', definition, flags=re.MULTILINE)
+    types = dict(get_types_from_msg(parts[0], name))
+    for part in parts[1:]:
+        header, _, body = part.partition('\n')
+        if header.startswith('MSG: '):
+            types.update(get_types_from_msg(body, normalize_msgtype(header[5:].strip())))
+    try:
+        store.register(types)
+        return str(store.hash_rihs01(name))
+    except Exception:  # an incomplete definition: the standard one's hash
+        return str(register_missing(get_typestore(Stores.ROS2_HUMBLE)).hash_rihs01(name))
+
+
+def salvage_mcap(path: Path) -> tuple[Path, Salvage]:
+    """Rewrite the readable part of ``path`` into a temporary rosbag2 folder (the caller
+    removes its parent directory); returns (folder, what was recovered)."""
+    from rosbags.rosbag2 import StoragePlugin, Writer
+
+    s = scan_mcap(path)
+    if not s.messages:
+        msg = f'{path}: truncated or corrupt MCAP with nothing readable ({s.lost})'
+        raise BagOpenError(msg)
+    work = Path(tempfile.mkdtemp(prefix='ptr-salvage-'))
+    out = work / 'salvaged'
+    conns = {}
+    with Writer(out, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+        for cid, (sid, topic, _) in sorted(s.channels.items()):
+            if sid not in s.schemas:
+                continue
+            name, _, data = s.schemas[sid]
+            text = data.decode()
+            conns[cid] = writer.add_connection(topic, name, msgdef=text,
+                                               rihs01=_rihs01(name, text))
+        for cid, log_ns, data in sorted(s.messages, key=lambda m: m[1]):
+            if cid in conns:
+                writer.write(conns[cid], log_ns, data)
+    return out, s
