@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from browser import check_report_page, chromium_binary
 
 from ptr_core.errors import ConfigError, PtrError
 from ptr_sim.benchmark import cells, markdown, summarize
@@ -91,6 +92,12 @@ def test_demo_tiny_runs_every_stage(tmp_path: Path) -> None:
     assert 'Paired difference vs uniform' in proc.stdout
     assert '| uniform (flow) |' in proc.stdout
     assert 'checkpoint:' in proc.stdout
+    report = out / 'report' / 'index.html'  # the demo ends with its report page
+    assert proc.stdout.rstrip().splitlines()[-1].startswith(f'report:     {report}')
+    if chromium_binary() is not None:  # the page in a real browser: a row per episode
+        episodes = json.loads((out / 'data' / 'pick-place-v3' / 'mix' / 'manifest.json')
+                              .read_text())['episodes']
+        check_report_page(report, episodes=len(episodes))
     if importlib.util.find_spec('rclpy') is not None:
         ros = json.loads((out / 'ros_stage.json').read_text())
         assert ros['enabled']
