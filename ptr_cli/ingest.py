@@ -100,6 +100,9 @@ def run(args: argparse.Namespace) -> int:
     if args.profile is None:
         msg = '--profile: required for bags (a robot profile, config/robots/*.yaml)'
         raise ProfileError(msg)
+    if args.episodes:
+        msg = '--episodes: selects episodes of LeRobot folders; bags are ingested whole'
+        raise ProfileError(msg)
     check_paths(args.bags)
     profile = load_profile(args.profile)
     total = len(find_bags(args.bags))
