@@ -137,8 +137,8 @@ class LeRobotSource:
                     file_index=int(row.get('data/file_index', 0)))
                 videos = {}
                 for key in video_keys:
-                    if f'videos/{key}/chunk_index' not in row:
-                        continue
+                    if f'videos/{key}/chunk_index' not in row or not self.info.get('video_path'):
+                        continue  # no file named for it: the camera is reported missing
                     path = self.root / self.info['video_path'].format(
                         video_key=key, chunk_index=int(row[f'videos/{key}/chunk_index']),
                         file_index=int(row[f'videos/{key}/file_index']))
