@@ -12,15 +12,20 @@ Layout::
       weighter.safetensors   the weighter's state (PTR: scorer, EMA target encoder, queue, ...)
       training_state/        exact resume: optimizer.safetensors + optimizer.json,
                              rng.safetensors, state.json (step, python/numpy RNG)
+      checksums.json         sha256 of every other file, verified on load
 
 A run directory holds ``checkpoints/step_<N>/`` (periodic, last ``keep_last`` kept) and ``final/``.
 Loading checks that every weight file really is safetensors and refuses anything that looks like
 a pickle (``.pt``/``.pth``/``.pkl``/``.ckpt``/``.bin`` or pickle/zip magic bytes) with a
-``CheckpointError``: loading a checkpoint never executes code.
+``CheckpointError``: loading a checkpoint never executes code. A file whose sha256 differs from
+``checksums.json`` (a flipped bit, a truncated copy) is refused naming the file. Files get the
+umask's permissions (a node running as another user can read them). A save killed half-way
+leaves a marked temp directory that the next save in the same folder removes.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -54,11 +59,14 @@ __all__ = [
     'prune_checkpoints',
     'refuse_pickles',
     'save_checkpoint',
+    'verify_checksums',
 ]
 
 log = logging.getLogger(__name__)
 
 FORMAT = 'ptr-checkpoint'
+CHECKSUMS = 'checksums.json'
+TEMP_MARKER = '.ptr-temp'
 PICKLE_SUFFIXES = ('.pt', '.pth', '.pkl', '.pickle', '.ckpt', '.bin', '.joblib')
 STEP_PREFIX = 'step_'
 
@@ -184,10 +192,12 @@ def save_checkpoint(
     """Write a checkpoint directory atomically (temp dir, then rename) and return its path."""
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
+    _drop_stale_temps(final.parent)
     tmp = final.parent / f'.tmp-{final.name}-{os.getpid()}'
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
+    (tmp / TEMP_MARKER).write_text(json.dumps({'pid': os.getpid(), 'writer': 'ptr'}))
     weighter_cfg = config.weighter
     _write_json(tmp / 'config.json', {
         'format': FORMAT,
@@ -216,10 +226,97 @@ def save_checkpoint(
         save_file(rng_tensors, str(state_dir / 'rng.safetensors'))
         _write_json(state_dir / 'state.json',
                     {'step': step, 'rng': rng_meta, **(extra_state or {})})
+    (tmp / TEMP_MARKER).unlink()
+    _write_json(tmp / CHECKSUMS, _checksums(tmp))
+    _apply_umask(tmp)
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)
     return final
+
+
+def _checksums(root: Path) -> dict[str, str]:
+    return {str(f.relative_to(root)): _sha256(f) for f in sorted(root.rglob('*'))
+            if f.is_file() and f.name != CHECKSUMS}
+
+
+def _sha256(file: Path) -> str:
+    digest = hashlib.sha256()
+    with file.open('rb') as f:
+        for block in iter(lambda: f.read(1 << 20), b''):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _umask() -> int:
+    try:  # Linux: read it without the race of setting it
+        for line in Path('/proc/self/status').read_text().splitlines():
+            if line.startswith('Umask:'):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _apply_umask(root: Path) -> None:
+    """safetensors writes 0600; give every file and folder the umask's permissions."""
+    mask = _umask()
+    root.chmod(0o777 & ~mask)
+    for p in root.rglob('*'):
+        p.chmod((0o777 if p.is_dir() else 0o666) & ~mask)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, OverflowError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _drop_stale_temps(folder: Path) -> None:
+    """Remove temp directories a save killed half-way left in ``folder`` (ours: marked, and
+    their writer is dead); anything else is left alone."""
+    for tmp in folder.glob('.tmp-*'):
+        try:
+            marker = json.loads((tmp / TEMP_MARKER).read_text())
+        except (OSError, ValueError):
+            continue
+        pid = marker.get('pid') if isinstance(marker, dict) else None
+        if (isinstance(marker, dict) and marker.get('writer') == 'ptr' and isinstance(pid, int)
+                and not _pid_alive(pid)):
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def verify_checksums(root: Path) -> None:
+    """Refuse a checkpoint whose files differ from ``checksums.json`` (one line, the file).
+
+    Checkpoints written before checksums existed have none: nothing to verify.
+    """
+    file = root / CHECKSUMS
+    if not file.is_file():
+        log.debug('%s: no %s (an older checkpoint); not verified', root, CHECKSUMS)
+        return
+    recorded = _read_json(file)
+    if not isinstance(recorded, dict):
+        msg = f'{file}: expected a mapping of file -> sha256'
+        raise CheckpointError(msg)
+    for name, digest in recorded.items():
+        target = root / name
+        if '..' in Path(name).parts or Path(name).is_absolute():
+            msg = f'{file}: entry {name!r} points outside the checkpoint'
+            raise CheckpointError(msg)
+        if not target.is_file():
+            msg = f'{target}: missing (listed in {CHECKSUMS}); the checkpoint is incomplete'
+            raise CheckpointError(msg)
+        if _sha256(target) != digest:
+            msg = (f'{target}: checksum mismatch (sha256 differs from {CHECKSUMS}): the file is '
+                   f'corrupt or was changed; refusing to load it')
+            raise CheckpointError(msg)
 
 
 # -- loading --------------------------------------------------------------------------------
@@ -250,6 +347,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         msg = f'{root}: checkpoint not found'
         raise CheckpointError(msg)
     refuse_pickles(root)
+    verify_checksums(root)
     meta = _read_json(root / 'config.json')
     if meta.get('format') != FORMAT:
         msg = f'{root / "config.json"}: not a ptr checkpoint (format {meta.get("format")!r})'
@@ -272,17 +370,38 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         msg = f'{root}: not a ptr checkpoint (no model.safetensors)'
         raise CheckpointError(msg)
     opt = {n: root / f'{n}.safetensors' for n in ('ema', 'weighter')}
+    robots = _read_json(root / 'robots.json')
+    _check_robots(root / 'robots.json', robots)
     return Checkpoint(
         path=root,
         config=config,
         meta=meta,
         preprocessor=pre,
-        robots=_read_json(root / 'robots.json'),
+        robots=robots,
         vocab=_read_json(root / 'vocab.json'),
         model=_load_tensors(root / 'model.safetensors'),
         ema=_load_tensors(opt['ema']) if opt['ema'].is_file() else None,
         weighter=_load_tensors(opt['weighter']) if opt['weighter'].is_file() else None,
     )
+
+
+def _check_robots(file: Path, robots: Any) -> None:
+    """Refuse robot entries whose joint limits do not match their joints (one line)."""
+    if not isinstance(robots, dict):
+        msg = f'{file}: expected a mapping of robot -> entry'
+        raise CheckpointError(msg)
+    for name, entry in robots.items():
+        if not isinstance(entry, dict):
+            msg = f'{file}: robot {name!r}: expected a mapping'
+            raise CheckpointError(msg)
+        joints = entry.get('joint_names', [])
+        for key in ('joint_lower', 'joint_upper'):
+            values = entry.get(key)
+            if (not isinstance(values, list) or len(values) != len(joints)
+                    or not all(isinstance(v, (int, float)) for v in values)):
+                msg = (f'{file}: robot {name!r}: {key} must be {len(joints)} numbers (one per '
+                       f'joint of joint_names), got {values!r}')
+                raise CheckpointError(msg)
 
 
 def load_training_state(path: str | Path, optimizer: torch.optim.Optimizer) -> dict[str, Any]:

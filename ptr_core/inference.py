@@ -36,8 +36,8 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from ptr_core.checkpoint import Checkpoint, load_checkpoint
-from ptr_core.errors import CheckpointError, PtrError
+from ptr_core.checkpoint import Checkpoint, load_checkpoint, load_matching
+from ptr_core.errors import PtrError
 from ptr_core.policies.policy import ActionPolicy, build_policy
 from ptr_core.preprocess import Preprocessor, observation_batch
 
@@ -50,11 +50,10 @@ def load_policy(path: str | Path, *, use_ema: bool = True) -> tuple[ActionPolicy
     policy = build_policy(ckpt.config.policy, ckpt.preprocessor,
                           chunk_length=ckpt.config.data.chunk_length)
     state = ckpt.ema if use_ema and ckpt.ema is not None else ckpt.model
-    try:
-        policy.load_state_dict(state)
-    except RuntimeError as err:
-        msg = f'{path}: weights do not fit the stored config: {str(err).splitlines()[0]}'
-        raise CheckpointError(msg) from err
+    weights = 'ema' if state is ckpt.ema else 'model'
+    # names every tensor whose shape or name does not fit the stored config
+    load_matching(policy, state, reinit_mismatched=False,
+                  source=f'{Path(path) / weights}.safetensors')
     return policy, ckpt
 
 
