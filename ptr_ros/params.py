@@ -125,6 +125,7 @@ class PolicyNodeParams:
     extras: Mapping[str, ExtraStateParams]
     max_step_accel: float = 0.0  # largest change of the per-step change; 0: off
     joint_limit_tolerance: float = 0.05  # a measured state further outside the limits: fault
+    allow_rate_mismatch: bool = False  # serve at a rate other than the training rate
 
     def __post_init__(self) -> None:
         if self.interface not in INTERFACES:
@@ -207,6 +208,10 @@ def _declare_control(node: Node, p: RobotProfile, chunk_length: int) -> dict[str
                                   'per-step command change between control steps (rad or m '
                                   'per step per step); 0: off. Commands ramp in from rest.',
                                   lo=0.0, hi=10.0),
+        'allow_rate_mismatch': declare(node, 'allow_rate_mismatch', False, 'Serve at a '
+                                       'control_rate_hz other than the training rate (the '
+                                       'motion is then played faster or slower than '
+                                       'learned): for latency benchmarks only.'),
         'joint_limit_tolerance': declare(node, 'joint_limit_tolerance', 0.05, 'A measured '
                                          'joint further than this outside its limits is a '
                                          'fault: nothing is published until ~/enable.',
@@ -249,7 +254,9 @@ def _declare_cameras(node: Node, p: RobotProfile) -> dict[str, CameraParams]:
     cameras: dict[str, CameraParams] = {}
     for cam in p.cameras:
         key = f'cameras.{cam.role}'
-        topic = declare(node, f'{key}.topic', cam.topic, f'Camera {cam.role!r} input.')
+        # a camera the bags held as a video file has no topic in the profile: name the live one
+        topic = declare(node, f'{key}.topic', cam.topic or f'/{cam.role}/image_raw',
+                        f'Camera {cam.role!r} input.')
         transport = declare(node, f'{key}.transport', default_transport, f'Camera '
                             f'{cam.role!r} message type.', choices=TRANSPORTS)
         timeout = declare(node, f'{key}.timeout_s', float(camera_timeout),

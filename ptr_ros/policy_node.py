@@ -133,7 +133,7 @@ class PolicyNode(Node):
     # -- state ----------------------------------------------------------------------------
     def _setup_state(self) -> None:
         p = self.params
-        timeouts = {JOINT_STATES: p.state_timeout_s}
+        timeouts = dict.fromkeys(self._state_sources(), p.state_timeout_s)
         timeouts.update({f'camera/{r}': c.timeout_s for r, c in p.cameras.items()})
         timeouts.update({f'extra/{n}': e.timeout_s for n, e in p.extras.items()})
         self.gate = SafetyGate(timeouts)
@@ -146,6 +146,8 @@ class PolicyNode(Node):
         self._source_sizes = {r: c.source_size for r, c in p.cameras.items()}
         self.history = ObservationHistory(int(self.runner.obs_horizon))
         self._joints: npt.NDArray[np.float64] | None = None
+        self._group_joints: list[npt.NDArray[np.float64] | None] = [None] * len(
+            self.profile.groups)  # arm-group profiles: each group's newest joints
         self._extra: dict[str, npt.NDArray[np.float64]] = {}
         self._images: dict[str, npt.NDArray[Any]] = {}
         self._received = 0.0
@@ -168,7 +170,10 @@ class PolicyNode(Node):
     def _setup_io(self) -> None:
         sensor = qos_profile_sensor_data
         p = self.params
-        self.create_subscription(JointState, p.state_topic, self._on_joint_states, sensor)
+        if self.profile.multi_arm:
+            self._setup_arm_groups(sensor)
+        else:
+            self.create_subscription(JointState, p.state_topic, self._on_joint_states, sensor)
         for role, cam in p.cameras.items():
             msg_type = CompressedImage if cam.compressed else Image
             self.create_subscription(
@@ -179,7 +184,11 @@ class PolicyNode(Node):
                 lambda m, n=name: self._on_extra_state(n, m), sensor)
         reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         msg_type = JointTrajectory if p.interface == 'trajectory' else Float64MultiArray
-        self._command_pub = self.create_publisher(msg_type, p.command_topic, reliable)
+        if self.profile.multi_arm:  # one command per arm group, on its own topic
+            self._group_pubs = [self.create_publisher(msg_type, topic, reliable)
+                                for topic in self._group_command_topics]
+        else:
+            self._command_pub = self.create_publisher(msg_type, p.command_topic, reliable)
         self._diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
         self.create_service(SetBool, '~/enable', self._on_enable)
         self.create_service(Trigger, '~/stop', self._on_stop)
@@ -213,6 +222,63 @@ class PolicyNode(Node):
             self.received[JOINT_STATES] += 1
             self.last_stamps[JOINT_STATES] = stamp_ns(msg)
         self.gate.mark(JOINT_STATES, now)
+
+    # -- arm groups (profiles with ``arms:``) ------------------------------------------------
+    def _state_sources(self) -> list[str]:
+        """Watchdog sources of the joint states: one per arm group of an arm-group profile."""
+        if not self.profile.multi_arm:
+            return [JOINT_STATES]
+        return [f'{JOINT_STATES}/{g.name}' for g in self.profile.groups]
+
+    def _setup_arm_groups(self, qos: Any) -> None:
+        """Per group: ``arms.<group>.state_topic`` in (JointState, the group's joint names) and
+        ``arms.<group>.command_topic`` out (the group's actions under its own joint names)."""
+        from ptr_ros.params import DEFAULT_COMMAND_TOPICS, declare
+
+        interface = self.params.interface
+        self._group_command_topics = []
+        for k, g in enumerate(self.profile.groups):
+            topic = declare(self, f'arms.{g.name}.state_topic', g.state_topic,
+                            f'sensor_msgs/JointState input of arm group {g.name!r}.')
+            self.create_subscription(JointState, topic,
+                                     lambda m, k=k: self._on_group_state(k, m), qos)
+            default = f'/{g.name}{DEFAULT_COMMAND_TOPICS[interface]}'
+            self._group_command_topics.append(declare(
+                self, f'arms.{g.name}.command_topic', default,
+                f'Command topic of arm group {g.name!r} ({interface} interface).'))
+
+    def _on_group_state(self, k: int, msg: JointState) -> None:
+        g = self.profile.groups[k]
+        source = f'{JOINT_STATES}/{g.name}'
+        try:
+            joints = joint_positions(msg, g.joints)
+        except BagToolsError as err:
+            self._reject(source, 'wrong joint set', str(err))
+            return
+        if not np.all(np.isfinite(joints)):
+            self._reject(source, 'non-finite value', f'positions {joints.tolist()}')
+            return
+        now = time.monotonic()
+        with self._lock:
+            self._group_joints[k] = joints
+            if all(j is not None for j in self._group_joints):
+                self._joints = np.concatenate(self._group_joints)  # type: ignore[arg-type]
+            self._received = max(self._received, now)
+            self.received[source] += 1
+            self.last_stamps[source] = stamp_ns(msg)
+        self.gate.mark(source, now)
+
+    def _publish_groups(self, cmd: npt.NDArray[np.float64]) -> None:
+        """Each group's slice of the command, named by the group's own joints."""
+        start = 0
+        for g, pub in zip(self.profile.groups, self._group_pubs):
+            names = list(g.action.names)
+            part = cmd[:, start:start + len(names)]
+            start += len(names)
+            if self.params.interface == 'trajectory':
+                pub.publish(trajectory_command(names, part, 1.0 / self.params.rate_hz))
+            else:
+                pub.publish(forward_command(names, part[0]))
 
     def _on_extra_state(self, name: str, msg: Any) -> None:
         try:
@@ -407,7 +473,9 @@ class PolicyNode(Node):
         return np.array([joints.get(n, np.nan) for n in self.action_names], dtype=np.float64)
 
     def _publish_command(self, cmd: npt.NDArray[np.float64]) -> None:
-        if self.params.interface == 'trajectory':
+        if self.profile.multi_arm:
+            self._publish_groups(cmd)
+        elif self.params.interface == 'trajectory':
             self._command_pub.publish(
                 trajectory_command(self.action_names, cmd, 1.0 / self.params.rate_hz))
         else:
