@@ -22,6 +22,7 @@ from bag_tools.report import build_report, write_report
 from bag_tools.trust import TrustError
 from ptr_cli.main import main
 
+FIRST_TRUST = 'document.querySelector(\'#episodes tbody tr td[data-col="trust"]\').textContent'
 NEEDS_CHROMIUM = pytest.mark.skipif(
     chromium_binary() is None,
     reason='chromium is not installed (apt-get install -y chromium; scripts/env.sh tries)')
@@ -147,12 +148,10 @@ def test_page_in_chromium(dataset: Path, trust_file: Path, run_dir: Path,
                 'document.querySelectorAll("#detail img")[0].naturalWidth') > 6 * 60
             # sort by trust (click the header): the lowest first
             page.evaluate('document.querySelector(\'th[data-col="trust"]\').click()')
-            first = page.evaluate('document.querySelector("#episodes tbody tr td:last-child")'
-                                  '.textContent')
+            first = page.evaluate(FIRST_TRUST)
             assert float(first) == pytest.approx(0.3)
             page.evaluate('document.querySelector(\'th[data-col="trust"]\').click()')
-            first = page.evaluate('document.querySelector("#episodes tbody tr td:last-child")'
-                                  '.textContent')
+            first = page.evaluate(FIRST_TRUST)
             assert float(first) == pytest.approx(0.9)
             # filter by text
             page.evaluate("""(() => { const f = document.getElementById("text-filter");

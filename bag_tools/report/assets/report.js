@@ -135,9 +135,9 @@
   // -- the episode table --------------------------------------------------------------------
   const COLS = [
     ['id', 'episode', false], ['robot', 'robot', false], ['task', 'task', false],
-    ['source', 'source', false], ['frames', 'frames', true], ['duration_s', 'duration s', true],
-    ['worst_sync_s', 'worst sync ms', true], ['held', 'held', true], ['dropped', 'dropped', true],
-    ['invalid', 'invalid', true], ['trust', 'trust', true],
+    ['source', 'source', false], ['trust', 'trust', true], ['frames', 'frames', true],
+    ['duration_s', 'duration s', true], ['worst_sync_s', 'worst sync ms', true],
+    ['held', 'held', true], ['dropped', 'dropped', true], ['invalid', 'invalid', true],
   ];
   const thead = $('#episodes thead tr'), tbody = $('#episodes tbody');
   let sortCol = null, sortDir = 1;
@@ -176,7 +176,7 @@
       const tr = el('tr', {'data-key': e.key});
       if (e.key === current) tr.classList.add('sel');
       for (const [key, , num] of COLS) {
-        const td = el('td', {class: num ? 'num' : ''}, cell(e, key));
+        const td = el('td', {class: num ? 'num' : '', 'data-col': key}, cell(e, key));
         if (key === 'trust' && e.trust !== null && e.trust < 0.5) td.classList.add('bad');
         if (key === 'worst_sync_s' && e.late_topics.length) td.classList.add('bad');
         if (key === 'invalid' && e.invalid > 0) td.classList.add('warn');
