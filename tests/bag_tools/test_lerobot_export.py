@@ -13,12 +13,16 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from armbags import arm_content, arm_profile
+from bagfactory import write_bag
 from camerabags import H, W, camera_dataset, trust_for
 
 from bag_tools.dataset import Dataset
+from bag_tools.ingest import ingest
 from bag_tools.lerobot import LeRobotError
 from bag_tools.lerobot.exporter import ExportConfig, export_lerobot
 from bag_tools.lerobot.importer import import_lerobot
+from bag_tools.profile import RobotProfile
 from bag_tools.trust import TrustError
 from ptr_cli.main import main
 
@@ -252,3 +256,19 @@ def test_lerobot_loads_the_export(exported: Path) -> None:  # pragma: no cover -
     item = ds[0]
     assert tuple(item['observation.state'].shape) == (info['features']['observation.state'][
         'shape'][0],)
+
+
+def test_one_robot_per_export(tmp_path: Path) -> None:
+    ds = camera_dataset(tmp_path, episodes=1)
+    bag = write_bag(arm_content(camera=False), tmp_path / 'state_only', 'mcap')
+    other = RobotProfile.from_dict(arm_profile(robot='arm3b', cameras={}, image_size=None),
+                                   source='b')
+    assert ingest([bag], other, ds).ok
+    with pytest.raises(LeRobotError, match=r"holds robots \['arm3', 'arm3b'\].*--robot"):
+        export_lerobot(ds, tmp_path / 'x')
+    export_lerobot(ds, tmp_path / 'b', robot='arm3b')
+    got = check_v3(tmp_path / 'b')
+    assert got['info']['robot_type'] == 'arm3b'
+    assert got['info']['video_path'] is None  # no camera, no videos folder
+    assert not (tmp_path / 'b' / 'videos').exists()
+    assert len(got['episodes']) == 1
