@@ -340,9 +340,8 @@ class _Writer:
             stats[_key(role)] = _image_stats(np.asarray(ep.images[role]))
         for feature, s in stats.items():
             self.frame_stats.setdefault(feature, []).append(s)
-            for name, value in s.items():
-                row[f'stats/{feature}/{name}'] = np.ravel(value).tolist() if name != 'count' \
-                    else value
+            for name, value in s.items():  # shaped as in stats.json ([C, 1, 1] for images)
+                row[f'stats/{feature}/{name}'] = value
         row['meta/episodes/chunk_index'] = 0
         row['meta/episodes/file_index'] = 0
         row.update({
