@@ -151,8 +151,8 @@ class BagReader:
             raise BagOpenError(msg) from err
         return self
 
-    def _mcap_file(self) -> Path | None:
-        if self.path.is_file() and self.path.suffix == '.mcap':
+    def _damaged_file(self) -> Path | None:
+        if self.path.is_file() and self.path.suffix in ('.mcap', '.bag'):
             return self.path
         if self.path.is_dir():
             files = sorted(self.path.glob('*.mcap'))
@@ -160,30 +160,32 @@ class BagReader:
         return None
 
     def _try_salvage(self, err: Exception) -> bool:
-        """A damaged MCAP: salvage it when asked, else refuse it saying what is readable."""
+        """A damaged MCAP or unindexed ROS 1 bag: salvage it when asked, else refuse it saying
+        what is readable."""
         import shutil
 
-        from bag_tools.salvage import salvage_mcap, scan_mcap
+        from bag_tools import salvage
 
-        mcap = self._mcap_file()
-        if mcap is None:
+        damaged = self._damaged_file()
+        if damaged is None:
             return False
+        ros1 = damaged.suffix == '.bag'
         if not self.salvage:
-            found = scan_mcap(mcap)
+            found = (salvage.scan_ros1 if ros1 else salvage.scan_mcap)(damaged)
             if not found.messages:
                 return False
             msg = (f'{self.path}: truncated or corrupt bag ({_one_line(err)}); {found.lost}; '
                    'ingest the readable part with --salvage')
             raise BagOpenError(msg) from err
-        folder, found = salvage_mcap(mcap)
-        self._salvage_dir = folder.parent
+        rewritten, found = (salvage.salvage_ros1 if ros1 else salvage.salvage_mcap)(damaged)
+        self._salvage_dir = rewritten.parent
         self.salvaged = found.lost
         log.warning('%s: truncated bag salvaged: %s', self.path, found.lost)
         try:
-            self._reader = AnyReader([folder], default_typestore=_typestore())
+            self._reader = AnyReader([rewritten], default_typestore=_typestore())
             self._reader.open()
         except Exception:
-            shutil.rmtree(folder.parent, ignore_errors=True)
+            shutil.rmtree(rewritten.parent, ignore_errors=True)
             raise
         return True
 

@@ -3,9 +3,11 @@
 MCAP: records are scanned from the start; every complete record before the damage counts —
 schemas, channels and messages, inside chunks (decompressed) or not — and the first incomplete
 or corrupt record ends the scan. What was read is rewritten into a temporary MCAP rosbag2 that
-the normal reader opens; ``Salvage.lost`` says what was lost (bytes, and the time the readable
-part ends). Bags are salvaged only when asked (``ptr ingest --salvage``); otherwise the error
-says how much a salvage would recover.
+the normal reader opens. ROS 1: a bag without its index (the recorder died before writing it,
+or the file was cut) is scanned the same way, chunk by chunk (connections and message data),
+and rewritten into a temporary indexed ``.bag``. ``Salvage.lost`` says what was lost (bytes,
+and the time the readable part spans). Bags are salvaged only when asked
+(``ptr ingest --salvage``); otherwise the error says how much a salvage would recover.
 """
 
 from __future__ import annotations
@@ -19,11 +21,13 @@ from pathlib import Path
 
 from bag_tools.errors import BagOpenError
 
-__all__ = ['MCAP_MAGIC', 'Salvage', 'salvage_mcap', 'scan_mcap']
+__all__ = ['MCAP_MAGIC', 'ROS1_MAGIC', 'Salvage', 'salvage_mcap', 'salvage_ros1', 'scan_mcap',
+           'scan_ros1']
 
 log = logging.getLogger(__name__)
 
 MCAP_MAGIC = b'\x89MCAP0\r\n'
+ROS1_MAGIC = b'#ROSBAG V2.0\n'
 _Q = struct.Struct('<Q')
 _I = struct.Struct('<I')
 _H = struct.Struct('<H')
@@ -41,6 +45,8 @@ class Salvage:
     #: channel id -> (schema id, topic, message encoding)
     channels: dict[int, tuple[int, str, str]] = field(default_factory=dict)
     messages: list[tuple[int, int, bytes]] = field(default_factory=list)  # channel, log ns, data
+    #: ROS 1 connection id -> its connection header fields (topic, type, md5sum, ...)
+    connections: dict[int, dict[str, str]] = field(default_factory=dict)
     chunks: int = 0
     reason: str = ''
 
@@ -49,8 +55,10 @@ class Salvage:
         end = max((t for _, t, _ in self.messages), default=0)
         start = min((t for _, t, _ in self.messages), default=0)
         span = f', {(end - start) / 1e9:.3f} s from the start' if self.messages else ''
-        return (f'read {len(self.messages)} messages in {self.chunks} chunk(s){span}; lost '
-                f'everything after byte {self.good_bytes} of {self.size} '
+        read = f'read {len(self.messages)} messages in {self.chunks} chunk(s){span}'
+        if self.good_bytes == self.size:
+            return f'{read}; every record is whole, only {self.reason} is missing'
+        return (f'{read}; lost everything after byte {self.good_bytes} of {self.size} '
                 f'({self.size - self.good_bytes} bytes: {self.reason})')
 
 
@@ -188,6 +196,121 @@ def salvage_mcap(path: Path) -> tuple[Path, Salvage]:
             text = data.decode()
             conns[cid] = writer.add_connection(topic, name, msgdef=text,
                                                rihs01=_rihs01(name, text))
+        for cid, log_ns, data in sorted(s.messages, key=lambda m: m[1]):
+            if cid in conns:
+                writer.write(conns[cid], log_ns, data)
+    return out, s
+
+
+# -- ROS 1 ------------------------------------------------------------------------------------
+
+def _ros1_header(buf: bytes) -> dict[str, bytes]:
+    out: dict[str, bytes] = {}
+    pos = 0
+    while pos + 4 <= len(buf):
+        (n,) = _I.unpack_from(buf, pos)
+        key, sep, value = buf[pos + 4:pos + 4 + n].partition(b'=')
+        if not sep or pos + 4 + n > len(buf):
+            raise ValueError('bad header field')
+        out[key.decode()] = value
+        pos += 4 + n
+    return out
+
+
+def _ros1_records(buf: bytes, pos: int) -> Iterator[tuple[dict[str, bytes], bytes, int]]:
+    while pos + 8 <= len(buf):
+        (hlen,) = _I.unpack_from(buf, pos)
+        if pos + 8 + hlen > len(buf):
+            return
+        header = _ros1_header(buf[pos + 4:pos + 4 + hlen])
+        (dlen,) = _I.unpack_from(buf, pos + 4 + hlen)
+        end = pos + 8 + hlen + dlen
+        if end > len(buf):
+            return
+        yield header, buf[pos + 8 + hlen:end], end
+        pos = end
+
+
+def _ros1_decompress(data: bytes, compression: str) -> bytes:
+    if compression == 'none':
+        return data
+    if compression == 'bz2':
+        import bz2
+
+        return bz2.decompress(data)
+    if compression == 'lz4':
+        from lz4.frame import decompress  # type: ignore[import-untyped]
+
+        lz4: bytes = decompress(data)
+        return lz4
+    msg = f'unknown chunk compression {compression!r}'
+    raise ValueError(msg)
+
+
+def _ros1_take(s: Salvage, header: dict[str, bytes], data: bytes) -> None:
+    op = header.get('op', b'\0')[0]
+    if op == 0x07:  # connection
+        (conn,) = _I.unpack_from(header['conn'], 0)
+        s.connections[conn] = {k: v.decode() for k, v in _ros1_header(data).items()}
+    elif op == 0x02:  # message data
+        (conn,) = _I.unpack_from(header['conn'], 0)
+        sec, nsec = struct.unpack_from('<II', header['time'], 0)
+        s.messages.append((conn, sec * 1_000_000_000 + nsec, data))
+
+
+def scan_ros1(path: Path) -> Salvage:
+    """Every complete chunk (and loose record) of a ROS 1 bag, up to the first damage."""
+    buf = path.read_bytes()
+    s = Salvage(path, len(buf), 0)
+    if not buf.startswith(ROS1_MAGIC):
+        s.reason = 'no ROS 1 bag magic at the start'
+        return s
+    s.good_bytes = len(ROS1_MAGIC)
+    s.reason = 'the file ends inside a record'
+    for header, data, end in _ros1_records(buf, len(ROS1_MAGIC)):
+        try:
+            op = header.get('op', b'\0')[0]
+            if op == 0x05:  # chunk
+                inner = _ros1_decompress(data, header['compression'].decode())
+                got = list(_ros1_records(inner, 0))
+                if not got or got[-1][2] != len(inner):
+                    raise ValueError('chunk records do not fill the chunk')
+                for iheader, idata, _ in got:
+                    _ros1_take(s, iheader, idata)
+                s.chunks += 1
+            else:
+                _ros1_take(s, header, data)
+        except (struct.error, ValueError, KeyError, OSError, UnicodeDecodeError) as err:
+            s.reason = f'corrupt record at byte {s.good_bytes}: {err}'
+            break
+        s.good_bytes = end
+    if s.good_bytes == len(buf):
+        s.reason = 'the index'
+    return s
+
+
+def salvage_ros1(path: Path) -> tuple[Path, Salvage]:
+    """Rewrite the readable part of a ROS 1 bag into a temporary indexed ``.bag`` (the caller
+    removes its parent directory); returns (file, what was recovered)."""
+    from rosbags.rosbag1 import Writer
+
+    from bag_tools.profile import normalize_msgtype
+
+    s = scan_ros1(path)
+    if not s.messages:
+        msg = f'{path}: truncated or unindexed ROS 1 bag with nothing readable ({s.lost})'
+        raise BagOpenError(msg)
+    work = Path(tempfile.mkdtemp(prefix='ptr-salvage-'))
+    out = work / 'salvaged.bag'
+    conns = {}
+    with Writer(out) as writer:
+        for cid, fields in sorted(s.connections.items()):
+            latching = fields.get('latching')
+            conns[cid] = writer.add_connection(
+                fields['topic'], normalize_msgtype(fields['type']),
+                msgdef=fields.get('message_definition', ''), md5sum=fields['md5sum'],
+                callerid=fields.get('callerid'),
+                latching=int(latching) if latching and latching.isdigit() else None)
         for cid, log_ns, data in sorted(s.messages, key=lambda m: m[1]):
             if cid in conns:
                 writer.write(conns[cid], log_ns, data)

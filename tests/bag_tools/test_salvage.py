@@ -95,3 +95,50 @@ def test_ptr_ingest_salvage_flag(tmp_path: Path) -> None:
     assert ok.returncode == 0, ok.stderr
     assert '1 bag(s) ingested' in ok.stdout
     assert ok.stderr.count('truncated bag salvaged: read ') == 1
+
+
+def unindexed_ros1(bag: Path, dst: Path, keep: float = 1.0) -> Path:
+    """A ROS 1 bag as a crashed recorder leaves it: header index_pos 0, no index section;
+    ``keep`` < 1 also cuts into the chunks."""
+    import struct
+
+    data = bytearray(bag.read_bytes())
+    at = data.index(b'index_pos=') + len(b'index_pos=')
+    (index_pos,) = struct.unpack_from('<Q', data, at)
+    data[at:at + 8] = struct.pack('<Q', 0)
+    dst.write_bytes(bytes(data[:int(index_pos * keep)]))
+    return dst
+
+
+def test_ros1_bag_without_its_index(tmp_path: Path) -> None:
+    from armbags import arm_content
+
+    whole = write_bag(arm_content(duration_s=4.0), tmp_path / 'rec', 'ros1')
+    broken = unindexed_ros1(whole, tmp_path / 'crashed.bag')
+    with pytest.raises(BagOpenError, match=r'not indexed.*every record is whole, only the index '
+                       r'is missing; ingest the readable part with --salvage'):
+        bag_to_episodes(broken, profile())
+    (full,) = bag_to_episodes(whole, profile())
+    (got,) = bag_to_episodes(broken, profile(), salvage=True)
+    np.testing.assert_array_equal(got.timestamp, full.timestamp)
+    np.testing.assert_array_equal(got.state, full.state)
+    np.testing.assert_array_equal(got.images['wrist'], full.images['wrist'])
+
+
+def test_ros1_bag_cut_inside_its_chunks(tmp_path: Path) -> None:
+    c = BagContent()
+    for i in range(2001):  # 40 s of joint states, commands and filler: several chunks
+        t = i / 50
+        c.joint_state('/joint_states', T0 + round(t * 1e9), ['j1', 'j2', 'j3'], joint_value(t))
+        c.trajectory('/arm/joint_trajectory', T0 + round(t * 1e9), ['j1', 'j2', 'j3'],
+                     [float(i)] * 3)
+        c.string('/filler', T0 + round(t * 1e9), 'x' * 1500)
+    whole = write_bag(c, tmp_path / 'rec', 'ros1')
+    broken = unindexed_ros1(whole, tmp_path / 'crashed.bag', keep=0.6)
+    prof = RobotProfile.from_dict(arm_profile(cameras={}, image_size=None), source='p')
+    (full,) = bag_to_episodes(whole, prof)
+    (got,) = bag_to_episodes(broken, prof, salvage=True)
+    n = len(got.timestamp)
+    assert 16 < n < len(full.timestamp)
+    np.testing.assert_array_equal(got.state, full.state[:n])
+    assert 'lost everything after byte' in got.sync_report['salvaged']
