@@ -121,9 +121,16 @@ class PolicyNode(Node):
         """Warn about settings that work but change what the policy was trained for."""
         p, trained = self.params, self.profile.rate_hz
         if abs(p.rate_hz - trained) > 1e-6:
-            self.get_logger().warning(
-                f'control_rate_hz {p.rate_hz:g} differs from the training rate '
-                f'{trained:g} Hz: the observation history and chunk timing are rescaled')
+            # Nothing is resampled: the history would be spaced 1/rate, not 1/trained s, and
+            # each chunk action would last 1/rate s -- another motion than the one learned.
+            what = (f'control_rate_hz {p.rate_hz:g} differs from the training rate '
+                    f'{trained:g} Hz: observations would be sampled and actions played '
+                    f'{p.rate_hz / trained:.3g}x as fast as in training')
+            if not p.allow_rate_mismatch:
+                msg = f'{what}; serve at {trained:g} Hz (or allow_rate_mismatch:=true to ' \
+                      'measure latency only)'
+                raise PtrError(msg)
+            self.get_logger().warning(f'{what} (allow_rate_mismatch: for benchmarks only)')
         length = int(self.runner.chunk_length)
         if p.execute_steps >= length:
             self.get_logger().warning(
@@ -146,6 +153,8 @@ class PolicyNode(Node):
         self._source_sizes = {r: c.source_size for r, c in p.cameras.items()}
         self.history = ObservationHistory(int(self.runner.obs_horizon))
         self._joints: npt.NDArray[np.float64] | None = None
+        self._joint_parts: npt.NDArray[np.float64] | None = None  # merged by joint name
+        self._joint_seen = np.full(len(self.profile.joints), -np.inf)  # receipt time per joint
         self._group_joints: list[npt.NDArray[np.float64] | None] = [None] * len(
             self.profile.groups)  # arm-group profiles: each group's newest joints
         self._extra: dict[str, npt.NDArray[np.float64]] = {}
@@ -162,6 +171,7 @@ class PolicyNode(Node):
         self.ready_latency = LatencyWindow()  # newest observation -> chunk ready
         self.command_latency = LatencyWindow()  # newest observation -> first command from it
         self.periods = LatencyWindow()
+        self.state_age = LatencyWindow()  # newest joint state's age when sampled
         self.commands_published = 0
         self.chunks_received = 0
         self.worker: InferenceWorker[_Job, Any] = InferenceWorker(
@@ -207,21 +217,39 @@ class PolicyNode(Node):
                 f'rejected {source} message: {reason}: {detail} ({n} so far)')
 
     def _on_joint_states(self, msg: JointState) -> None:
+        # Arm and gripper drivers may publish separate messages on one topic: joints are merged
+        # by name, as ingest does. The state is complete once every joint was named, and as old
+        # as its oldest joint (a silent gripper driver trips the watchdog).
+        joints_ = self.profile.joints
         try:
-            joints = joint_positions(msg, self.profile.joints)
+            joints = joint_positions(msg, joints_, allow_missing=True)
         except BagToolsError as err:
             self._reject(JOINT_STATES, 'wrong joint set', str(err))
             return
-        if not np.all(np.isfinite(joints)):
+        named = np.isin(np.array(joints_), np.array(list(msg.name), dtype=object))
+        if not named.any():
+            self._reject(JOINT_STATES, 'wrong joint set', f'names {list(msg.name)}, none of '
+                         f'the profile joints {list(joints_)}')
+            return
+        if not np.all(np.isfinite(joints[named])):
             self._reject(JOINT_STATES, 'non-finite value', f'positions {joints.tolist()}')
             return
         now = time.monotonic()
         with self._lock:
-            self._joints = joints
+            if self._joint_parts is None:
+                self._joint_parts = np.full(len(joints_), np.nan)
+                self._joint_seen = np.full(len(joints_), -np.inf)
+            self._joint_parts[named] = joints[named]
+            self._joint_seen[named] = now
+            complete = bool(np.isfinite(self._joint_seen).all())
+            if complete:
+                self._joints = self._joint_parts.copy()
             self._received = max(self._received, now)
             self.received[JOINT_STATES] += 1
             self.last_stamps[JOINT_STATES] = stamp_ns(msg)
-        self.gate.mark(JOINT_STATES, now)
+            oldest = float(self._joint_seen.min())
+        if complete:
+            self.gate.mark(JOINT_STATES, oldest)
 
     # -- arm groups (profiles with ``arms:``) ------------------------------------------------
     def _state_sources(self) -> list[str]:
@@ -344,6 +372,11 @@ class PolicyNode(Node):
         """Append the newest observation to the history (once per control tick)."""
         with self._lock:
             self.history.push(self.state_vector(), self._images, self._received)
+            # Training interpolates joint states onto the grid (the state at t); serving holds
+            # the newest sample, this old: the train/serve lag, reported in diagnostics.
+            age = time.monotonic() - float(self._joint_seen.min())
+            if np.isfinite(age):
+                self.state_age.add(age)
 
     # -- services -------------------------------------------------------------------------
     def _on_enable(self, request: SetBool.Request, response: SetBool.Response) -> Any:
@@ -542,7 +575,8 @@ class PolicyNode(Node):
         for label, window in (('inference_ms', self.inference_latency),
                               ('obs_to_ready_ms', self.ready_latency),
                               ('obs_to_command_ms', self.command_latency),
-                              ('command_period_ms', self.periods)):
+                              ('command_period_ms', self.periods),
+                              ('state_age_ms', self.state_age)):
             for q in (50, 99):
                 got = window.percentile_ms(q)
                 values[f'{label}.p{q}'] = 'n/a' if got is None else f'{got:.3f}'

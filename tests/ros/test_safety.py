@@ -258,6 +258,7 @@ class ScriptedArm:
         self.position = np.array(position, dtype=np.float64)
         self.publishing = True
         self.follow = False
+        self.split: bool | None = None  # True: two messages; False: the second driver is silent
         self._js = probe.node.create_publisher(JointState, names['joint_states'],
                                                qos_profile_sensor_data)
         self._img = probe.node.create_publisher(Image, names['camera'], qos_profile_sensor_data)
@@ -276,8 +277,13 @@ class ScriptedArm:
     def _run(self) -> None:
         while not self._stop.wait(0.05):
             if self.publishing:
-                self._js.publish(self._msg_type(name=list(simdata.JOINTS),
-                                                position=self.position.tolist()))
+                joints, q = list(simdata.JOINTS), self.position.tolist()
+                if self.split is None:
+                    self._js.publish(self._msg_type(name=joints, position=q))
+                else:  # arm and gripper drivers: separate messages on one topic
+                    self._js.publish(self._msg_type(name=joints[:2], position=q[:2]))
+                    if self.split:
+                        self._js.publish(self._msg_type(name=joints[2:], position=q[2:]))
                 self._img.publish(self._frame)
 
     def close(self) -> None:
@@ -394,3 +400,70 @@ def test_node_never_commands_past_a_limit_or_a_step(
         steps = np.abs(np.diff(np.vstack([ref, pts]), axis=0))
         assert steps.max() <= step + 1e-9, (i, steps.max())
         previous = pts[0]
+
+
+def _policy_params(run: Any, names: dict[str, str], **extra: Any) -> dict[str, Any]:
+    return {
+        'checkpoint': str(run.checkpoint), 'torch_threads': 1,
+        'joint_states_topic': names['joint_states'], 'cameras.front.topic': names['camera'],
+        'joint_states_timeout_s': 0.4, 'command_topic': names['trajectory'],
+        'max_step_change': 0.02, 'execute_steps': 4, 'diagnostics_rate_hz': 5.0, **extra,
+    }
+
+
+@pytest.mark.ros
+def test_node_merges_joint_states_published_separately(
+    sim_run: Any, launch_node: Any, probe: Any, names: dict[str, str],
+) -> None:
+    """Arm and gripper JointState messages on one topic are merged by name (as ingest does):
+    the node runs; when one driver falls silent its joints age and the watchdog holds."""
+    pytest.importorskip('rclpy')
+    from diagnostic_msgs.msg import DiagnosticArray
+    from rosharness import wait_for
+    from std_srvs.srv import SetBool
+    from trajectory_msgs.msg import JointTrajectory
+
+    policy = launch_node('ptr_ros.policy_node', _policy_params(sim_run, names),
+                         names['policy'])
+    probe.record('command', JointTrajectory, names['trajectory'])
+    probe.record('diagnostics', DiagnosticArray, '/diagnostics')
+    arm = ScriptedArm(probe, names, [0.2, -0.3, 0.4])
+    arm.split = True
+
+    def state(want: str, timeout: float = 30.0) -> dict[str, str]:
+        def check() -> dict[str, str] | None:
+            assert policy.alive(), policy.output()[-3000:]
+            diag = probe.latest_diagnostics(names['policy'])
+            return diag if diag is not None and diag['state'] == want else None
+        got: dict[str, str] = wait_for(check, timeout, f'state {want}')
+        return got
+
+    try:
+        state('disabled', timeout=120)
+        enable = f"/{names['policy']}/enable"
+        assert probe.call(SetBool, enable, SetBool.Request(data=True)).success
+        wait_for(lambda: len(probe.recorded.get('command')) >= 5, 60, 'commands')
+        diag = state('running')
+        assert diag['rejected_total'] == '0'
+        # the train/serve lag: the held state's age at each control tick (20 Hz states here)
+        assert 0 < float(diag['state_age_ms.p50']) < 200
+        first = np.array(probe.recorded.get('command')[0][1].points[0].positions)
+        assert np.abs(first - [0.2, -0.3, 0.4]).max() <= 0.02 + 1e-9  # all three joints known
+        arm.split = False  # the gripper driver stops; the arm's messages keep coming
+        diag = state('stale', timeout=10)
+        assert 'joint_states' in diag['reason']
+    finally:
+        arm.close()
+
+
+@pytest.mark.ros
+def test_a_control_rate_other_than_the_training_rate_is_refused(
+    sim_run: Any, launch_node: Any, names: dict[str, str],
+) -> None:
+    policy = launch_node('ptr_ros.policy_node',
+                         _policy_params(sim_run, names, control_rate_hz=30.0), names['policy'])
+    assert policy.proc.wait(120) == 2
+    out = policy.output()
+    assert ('control_rate_hz 30 differs from the training rate 10 Hz: observations would be '
+            'sampled and actions played 3x as fast as in training; serve at 10 Hz') in out
+    assert 'Traceback' not in out
