@@ -101,8 +101,12 @@ class LeRobotSource:
         self.tasks: dict[int, str] = {}
         self.episodes: dict[int, EpisodeRef] = {}
         ptr_meta = root / PTR_META
-        self.ptr_meta: dict[str, Any] = (
-            json.loads(ptr_meta.read_text()) if ptr_meta.is_file() else {})
+        try:
+            self.ptr_meta: dict[str, Any] = (
+                json.loads(ptr_meta.read_text()) if ptr_meta.is_file() else {})
+        except ValueError as err:
+            msg = f'{ptr_meta}: not valid JSON: {err}'
+            raise LeRobotError(msg) from err
         if self.version == 'v3.0':
             self._open_v3()
         else:
@@ -470,22 +474,22 @@ def read_episode(
     first_index = int(table.column('index')[0].as_py()) if 'index' in present else 0
     ptr = ref.ptr
     if ptr.get('episode_id'):  # a ptr export: the episode as it was (same id, hash, tags)
-        tags: dict[str, Any] = json.loads(ptr.get('tags') or '{}')
+        tags: dict[str, Any] = _ptr_json(ptr, 'tags', {}, where)
     else:
         tags = {'lerobot.dataset': src.root.name, 'lerobot.codebase_version': src.version,
                 'lerobot.episode_index': ref.index, 'lerobot.index_from': first_index}
         if len(tasks) > 1:
             tags['lerobot.tasks'] = tasks
     digest = str(ptr.get('content_hash') or _content_hash(state, action, timestamp, task, ref))
-    report: dict[str, Any] = (json.loads(ptr['sync_report']) if ptr.get('sync_report') else {
+    report: dict[str, Any] = _ptr_json(ptr, 'sync_report', {
         'grid': {'start_ns': int(timestamp[0]), 'period_ns': period_ns, 'steps': n},
         'clock': [CLOCK],
         'episode_in_bag': [0, 1],
         'ignored_state_messages': 0,
         'topics': reports,
         'lerobot': {'dataset': str(src.root), 'episode_index': ref.index},
-    })
-    part = tuple(json.loads(ptr['part'])) if ptr.get('part') else (0, 1)
+    }, where)
+    part = tuple(_ptr_json(ptr, 'part', [0, 1], where))
     stem = re.sub(r'[^A-Za-z0-9_.-]+', '_', src.root.name).strip('._') or 'lerobot'
     return EpisodeData(
         id=str(ptr.get('episode_id') or f'{stem}_ep{ref.index:06d}-{digest[:10]}-{robot}-000'),
@@ -504,6 +508,18 @@ def read_episode(
         sync_report=report,
         part=(int(part[0]), int(part[1])),
     )
+
+
+def _ptr_json(ptr: Mapping[str, Any], key: str, default: Any, where: str) -> Any:
+    """A ``ptr/<key>`` JSON column of the episodes table, parsed."""
+    text = ptr.get(key)
+    if not text:
+        return default
+    try:
+        return json.loads(text)
+    except (TypeError, ValueError) as err:
+        msg = f'{where}: column ptr/{key} of meta/episodes is not valid JSON: {err}'
+        raise LeRobotError(msg) from err
 
 
 def _schema_names(file: Path) -> list[str]:

@@ -272,3 +272,20 @@ def test_one_robot_per_export(tmp_path: Path) -> None:
     assert got['info']['video_path'] is None  # no camera, no videos folder
     assert not (tmp_path / 'b' / 'videos').exists()
     assert len(got['episodes']) == 1
+
+
+def test_tampered_ptr_columns_fail_one_episode_each(exported: Path, tmp_path: Path) -> None:
+    import shutil
+
+    copy = tmp_path / 'copy'
+    shutil.copytree(exported, copy)
+    file = copy / 'meta/episodes/chunk-000/file-000.parquet'
+    rows = pq.read_table(file).to_pylist()
+    rows[0]['ptr/sync_report'] = '{not json'
+    rows[1]['ptr/episode_id'] = '../escape'
+    pq.write_table(pa.Table.from_pylist(rows), file)
+    result = import_lerobot(copy, None, tmp_path / 'ds')
+    first, second = result.bags
+    assert 'column ptr/sync_report of meta/episodes is not valid JSON' in first.reason
+    assert "episode id '../escape' contains a path separator" in second.reason
+    assert not (tmp_path / 'escape').exists()
