@@ -65,8 +65,8 @@ def _print_results(result: DemoResult, ros_seconds: float) -> None:
               f'{ros["successes"]}/{ros["episodes"]} episodes |')
     print()
     print(f'results:    {out / "results.md"}')
-    print(f'plots:      {out / "success.png"}, {out / "weights_by_source.png"}, '
-          f'{out / "diagnostics.png"}')
+    print(f'plots:      {out / "success.png"}, {out / "trust_by_episode.png"} (trust per '
+          'episode, by source)')
     if checkpoint is not None:
         print(f'checkpoint: {checkpoint}  (serve it: ros2 run ptr policy_node --ros-args '
               f'-p checkpoint:={checkpoint} -p robot:=sawyer_mw_a)')
