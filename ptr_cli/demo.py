@@ -5,8 +5,9 @@ small mixed-quality set of ROS 2 bags (expert, noisy, recovery, random/shuffled/
 recording setups); ingests them; post-trains a policy with uniform weights and with PTR; evaluates
 both in the simulator on held-out goals; shows where PTR put its weight per source; then, when
 rclpy is available, runs the policy node against the simulated arm over ROS 2 for a few seconds.
-It ends with a results table and the paths of the plots and checkpoint. About 10 minutes on a
-2-core CPU; --tiny runs every stage in about a minute (numbers then mean nothing).
+It ends with a results table, the paths of the plots and checkpoint, and last its report page
+(ptr report: the dataset, the trust and the training curves). About 10 minutes on a 2-core
+CPU; --tiny runs every stage in about a minute (numbers then mean nothing).
 """
 
 from __future__ import annotations
