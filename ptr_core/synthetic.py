@@ -12,13 +12,49 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from bag_tools.dataset import Dataset, EpisodeData, RobotEntry, write_episode
+from bag_tools.errors import BagToolsError
+from bag_tools.ingest import robot_entry as ingest_robot_entry
+from bag_tools.profile import RobotProfile
+from ptr_core.errors import PtrError
 
-__all__ = ['make_synthetic_dataset', 'robot_entry']
+__all__ = ['make_synthetic_dataset', 'robot_entry', 'synthetic_profile']
+
+
+def synthetic_profile(
+    robot: str,
+    *,
+    state_dim: int,
+    action_dim: int,
+    cameras: Sequence[str] = (),
+    image_size: tuple[int, int] = (32, 32),
+    rate_hz: float = 10.0,
+) -> RobotProfile:
+    """The robot profile of a synthetic robot, validated as every profile is: joints on a
+    ``JointState`` topic, commands on a command topic, cameras on image topics."""
+    joints = [f'{robot}_joint{i}' for i in range(state_dim)]
+    spec: dict[str, Any] = {
+        'robot': robot,
+        'joints': joints,
+        'state_topic': f'/{robot}/joint_states',
+        'action': {'source': 'command', 'topic': f'/{robot}/commands',
+                   'names': [f'{robot}_cmd{i}' for i in range(action_dim)]},
+        'joint_limits': {'lower': [-2.0] * state_dim, 'upper': [2.0] * state_dim},
+        'cameras': {c: {'topic': f'/{robot}/{c}/image_raw'} for c in cameras},
+        'rate_hz': rate_hz,
+        'task': 'reach',
+    }
+    if cameras:
+        spec['image_size'] = [int(image_size[0]), int(image_size[1])]
+    try:
+        return RobotProfile.from_dict(spec, source=f'synthetic:{robot}')
+    except BagToolsError as err:
+        raise PtrError(str(err)) from err
 
 
 def robot_entry(
@@ -30,21 +66,10 @@ def robot_entry(
     image_size: tuple[int, int] = (32, 32),
     rate_hz: float = 10.0,
 ) -> RobotEntry:
-    joints = [f'{robot}_joint{i}' for i in range(state_dim)]
-    return RobotEntry(
-        state_names=joints,
-        action_names=[f'{robot}_cmd{i}' for i in range(action_dim)],
-        joint_names=joints,
-        joint_lower=[-2.0] * state_dim,
-        joint_upper=[2.0] * state_dim,
-        camera_roles=sorted(cameras),
-        image_size=[int(image_size[0]), int(image_size[1])],
-        image_channels=dict.fromkeys(cameras, 3),
-        image_dtypes=dict.fromkeys(cameras, 'uint8'),
-        rate_hz=rate_hz,
-        profile={'name': robot, 'joints': joints, 'rate_hz': rate_hz,
-                 'cameras': {c: {'topic': f'/{c}/image_raw'} for c in cameras}},
-    )
+    """The manifest record of a synthetic robot, written the way ``ptr ingest`` writes it."""
+    return ingest_robot_entry(synthetic_profile(
+        robot, state_dim=state_dim, action_dim=action_dim, cameras=cameras,
+        image_size=image_size, rate_hz=rate_hz))
 
 
 def _render(
@@ -61,6 +86,22 @@ def _render(
         cx = int(np.clip((s[1 % len(s)] + 2) / 4, 0, 1) * (w - 1))
         frames[t, max(0, cy - half): cy + half + 1, max(0, cx - half): cx + half + 1, 1] = 255
     return frames
+
+
+def _reach(
+    s: npt.NDArray[np.float32], goal: npt.NDArray[np.float32], length: int, action_dim: int
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+    """``length`` steps of the point robot from ``s`` towards ``goal``: states and actions."""
+    state_dim = len(s)
+    states, actions = [], []
+    for _ in range(length):
+        a = np.clip(0.6 * (goal - s), -1.0, 1.0).astype(np.float32)
+        a_full = np.zeros(action_dim, np.float32)
+        a_full[: min(action_dim, state_dim)] = a[: min(action_dim, state_dim)]
+        states.append(s.copy())
+        actions.append(a_full)
+        s = (s + 0.5 * np.resize(a_full, state_dim)).astype(np.float32)
+    return np.stack(states), np.stack(actions)
 
 
 def make_synthetic_dataset(
@@ -93,15 +134,7 @@ def make_synthetic_dataset(
         goal = (rng.uniform(-1.5, 1.5, state_dim).astype(np.float32) if goal_per_episode
                 else shared_goal)
         s = rng.uniform(-1.5, 1.5, state_dim).astype(np.float32)
-        states, actions = [], []
-        for _ in range(length):
-            a = np.clip(0.6 * (goal - s), -1.0, 1.0).astype(np.float32)
-            a_full = np.zeros(action_dim, np.float32)
-            a_full[: min(action_dim, state_dim)] = a[: min(action_dim, state_dim)]
-            states.append(s.copy())
-            actions.append(a_full)
-            s = (s + 0.5 * np.resize(a_full, state_dim)).astype(np.float32)
-        state = np.stack(states)
+        state, action = _reach(s, goal, length, action_dim)
         images = {c: _render(state, goal, image_size, 40 * k) for k, c in enumerate(cameras)}
         tags = {'ptr.source': sources[i % len(sources)]} if sources else {}
         ep = EpisodeData(
@@ -109,7 +142,7 @@ def make_synthetic_dataset(
             robot=robot,
             timestamp=(np.arange(length, dtype=np.int64) * int(1e9 / rate_hz)),
             state=state,
-            action=np.stack(actions),
+            action=action,
             state_valid=np.ones(length, bool),
             action_valid=np.ones(length, bool),
             images=images,

@@ -34,7 +34,7 @@ def test_runner_api(cli_run: Path, state_dataset: Path) -> None:
     assert prof['joint_names'] == ['arm_joint0', 'arm_joint1', 'arm_joint2']
     assert prof['camera_roles'] == []
     assert prof['rate_hz'] == 10.0
-    assert prof['profile']['name'] == 'arm'
+    assert prof['profile']['robot'] == 'arm'  # a profile bag_tools' validator accepts
     state = np.zeros((5, 3), np.float32)  # longer history than To: the last To rows count
     first = runner.infer(state, {}, 'arm')
     assert first.shape == (4, 3)
