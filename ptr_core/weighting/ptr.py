@@ -105,6 +105,7 @@ class PTRWeighter(SampleWeighter):
         self.queue: TargetQueue | None = None
         self.robot_names: tuple[str, ...] = ()
         self.source_names: tuple[str, ...] = ()
+        self.chunk_length = 1  # L, the bound policy's (``bind``)
         self._online: list[nn.Module] = []  # the policy's encoder, deliberately not a submodule
         self._pending: _Pending | None = None
         self._warn = BoundWarning(self.config.bound_warn_share)
@@ -127,6 +128,7 @@ class PTRWeighter(SampleWeighter):
             raise ConfigError(msg)
         net = getattr(policy, 'net', None)
         first = getattr(getattr(encoder, 'state_mlp', None), '0', None)
+        self.chunk_length = _dim((policy,), ('chunk_length',))  # L: the policy owns it
         dims = {
             'h_dim': _dim((policy, encoder), ('context_dim', 'h_dim')),
             'e_dim': _dim((policy, net), ('action_summary_dim', 'summary_dim', 'e_dim')),
@@ -337,10 +339,9 @@ class PTRWeighter(SampleWeighter):
         return feature
 
     def _window(self, batch: dict[str, Tensor]) -> int:
-        if self.config.mask_window > 0:
-            return self.config.mask_window
-        action = batch.get(K.ACTION)
-        return int(action.shape[1]) if action is not None and action.dim() >= 2 else 1
+        """Frames around a sample masked as negatives: ``mask_window``, else the chunk length
+        L (the policy's, read at ``bind``)."""
+        return self.config.mask_window if self.config.mask_window > 0 else self.chunk_length
 
     def _queue_negatives(
         self, u: Tensor, batch: dict[str, Tensor], ids: Tensor, r_hard: float,

@@ -52,6 +52,7 @@ class StandInPolicy(nn.Module):
         self.head = nn.Linear(D, DA)
         self.action_summary_dim = D
         self.state_dim = DS
+        self.chunk_length = 3  # L of make_batch's action chunks
 
     def forward_train(self, batch: dict[str, Tensor]) -> PolicyOutput:
         h = self.encoder(batch)
