@@ -18,12 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import torch
 
 from ptr_core import batch as K
 from ptr_core.configuration import DatasetSpec
 from ptr_core.data import Vocabulary, build_data
 from ptr_core.inference import PolicyRunner
+from ptr_core.preprocess import Preprocessor
 
 __all__ = ['EvalReport', 'RobotReport', 'evaluate']
 
@@ -83,39 +85,18 @@ def evaluate(
     pre = ckpt.preprocessor
     gen = torch.Generator().manual_seed(seed)
     per_robot: dict[str, dict[str, Any]] = {}
-    policy = runner.policy
     for start in range(0, n, batch_size):
         samples = [windows[windows.flat_index(int(i))] for i in picks[start: start + batch_size]]
         batch = {k: torch.stack([s[k] for s in samples]).to(runner.device) for k in samples[0]}
         with torch.no_grad():
-            pred = policy.sample_actions(batch, steps, generator=gen).float().cpu().numpy()
+            pred = runner.policy.sample_actions(batch, steps, generator=gen).float().cpu().numpy()
         target = batch[K.ACTION].cpu().numpy()
         mask = batch[K.ACTION_MASK].cpu().numpy()
         for j, rid in enumerate(batch[K.ROBOT_ID].cpu().tolist()):
             robot = pre.layout.robots[rid]
-            acc = per_robot.setdefault(robot, {'n': 0, 'sq_n': 0.0, 'cnt': 0.0,
-                                               'abs': 0.0, 'sq': 0.0, 'abs_dim': None,
-                                               'cnt_dim': None})
-            da = pre.normalizer.action_dim(robot)
-            m = mask[j][:, :da]
-            p_phys = pre.normalizer.unnormalize_action(pred[j], robot)
-            t_phys = pre.normalizer.unnormalize_action(target[j], robot)
-            acc['n'] += 1
-            acc['sq_n'] += float((((pred[j] - target[j])[:, :da]) ** 2 * m).sum())
-            err = np.abs(p_phys - t_phys) * m
-            acc['abs'] += float(err.sum())
-            acc['sq'] += float((err**2).sum())
-            acc['cnt'] += float(m.sum())
-            acc['abs_dim'] = err.sum(0) if acc['abs_dim'] is None else acc['abs_dim'] + err.sum(0)
-            acc['cnt_dim'] = m.sum(0) if acc['cnt_dim'] is None else acc['cnt_dim'] + m.sum(0)
-    reports = []
-    for robot, acc in sorted(per_robot.items()):
-        cnt = max(acc['cnt'], 1.0)
-        reports.append(RobotReport(
-            robot=robot, windows=acc['n'], mse_normalized=acc['sq_n'] / cnt,
-            mae=acc['abs'] / cnt, rmse=float(np.sqrt(acc['sq'] / cnt)),
-            mae_per_dim=(acc['abs_dim'] / np.maximum(acc['cnt_dim'], 1)).tolist(),
-        ))
+            _accumulate(per_robot.setdefault(robot, _new_accumulator()), pre, robot,
+                        pred[j], target[j], mask[j])
+    reports = [_robot_report(robot, acc) for robot, acc in sorted(per_robot.items())]
     times = _time_inference(runner, windows, picks[:timing_chunks], steps)
     return EvalReport(
         checkpoint=str(checkpoint), datasets=[str(p) for p in datasets],
@@ -123,6 +104,39 @@ def evaluate(
         infer_ms_median=float(np.median(times)) if times else 0.0,
         infer_ms_p90=float(np.percentile(times, 90)) if times else 0.0,
         infer_chunks=len(times),
+    )
+
+
+def _new_accumulator() -> dict[str, Any]:
+    return {'n': 0, 'sq_n': 0.0, 'cnt': 0.0, 'abs': 0.0, 'sq': 0.0, 'abs_dim': None,
+            'cnt_dim': None}
+
+
+def _accumulate(
+    acc: dict[str, Any], pre: Preprocessor, robot: str, pred: npt.NDArray[Any],
+    target: npt.NDArray[Any], mask: npt.NDArray[Any],
+) -> None:
+    """Add one window's errors (normalized, and physical per dim) to ``robot``'s sums."""
+    da = pre.normalizer.action_dim(robot)
+    m = mask[:, :da]
+    p_phys = pre.normalizer.unnormalize_action(pred, robot)
+    t_phys = pre.normalizer.unnormalize_action(target, robot)
+    acc['n'] += 1
+    acc['sq_n'] += float((((pred - target)[:, :da]) ** 2 * m).sum())
+    err = np.abs(p_phys - t_phys) * m
+    acc['abs'] += float(err.sum())
+    acc['sq'] += float((err**2).sum())
+    acc['cnt'] += float(m.sum())
+    acc['abs_dim'] = err.sum(0) if acc['abs_dim'] is None else acc['abs_dim'] + err.sum(0)
+    acc['cnt_dim'] = m.sum(0) if acc['cnt_dim'] is None else acc['cnt_dim'] + m.sum(0)
+
+
+def _robot_report(robot: str, acc: dict[str, Any]) -> RobotReport:
+    cnt = max(acc['cnt'], 1.0)
+    return RobotReport(
+        robot=robot, windows=acc['n'], mse_normalized=acc['sq_n'] / cnt,
+        mae=acc['abs'] / cnt, rmse=float(np.sqrt(acc['sq'] / cnt)),
+        mae_per_dim=(acc['abs_dim'] / np.maximum(acc['cnt_dim'], 1)).tolist(),
     )
 
 
