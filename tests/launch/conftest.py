@@ -10,6 +10,7 @@ scripts/env.sh did install it (``PTR_LAUNCH_REQUIRED=1``) a missing stack fails 
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -19,6 +20,14 @@ sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'ros'))
 
 from launchharness import REPO, ColconInstall, build_ptr, launch_stack_missing
+
+# A pytest started as a background job of a non-interactive shell (`cmd &` in a script, some CI
+# runners) inherits SIGINT ignored, and so would `ros2 launch`: launch reacts to SIGINT through
+# Python's own handler (signal.set_wakeup_fd), which Python does not install for an ignored
+# signal, so the SIGINT that launch_pytest sends on shutdown would go unnoticed. A handled
+# signal is reset to the default in exec'd children, so handling it here fixes that for them.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope='session')
