@@ -14,7 +14,7 @@ from ptr_core.errors import PtrError
 from ptr_sim.env import EVAL_SEED_OFFSET, MetaWorldEnv
 from ptr_sim.recorder import plan_episodes, record, write_bag
 from ptr_sim.setups import SETUPS, flat_state, get_setup
-from ptr_sim.sources import Rollout, Source, SourceKind, parse_mix, rollout
+from ptr_sim.sources import SOURCES, Rollout, Source, SourceBehavior, behavior, parse_mix, rollout
 
 TASK = 'pick-place-v3'
 
@@ -39,9 +39,21 @@ def _replay_expert(env: MetaWorldEnv, ro: Rollout) -> np.ndarray:
     return np.asarray(out)
 
 
+def test_every_registered_source_resolves_and_round_trips() -> None:
+    """One registry (``SOURCES``): each entry is a ``SourceBehavior`` of that name, and a tag
+    built from it parses back to itself."""
+    for name in SOURCES:
+        kind = behavior(name)
+        assert issubclass(kind, SourceBehavior)
+        assert kind.name == name
+        tag = f'{name}_2' if kind.param else name
+        assert Source.parse(tag).tag == tag
+
+
 def test_source_tags_parse_and_reject() -> None:
     assert Source.parse('noisy_0.30').tag == 'noisy_0.3'
-    assert Source.parse('delayed_4') == Source(SourceKind.DELAYED, delay=4)
+    assert Source.parse('delayed_4') == Source('delayed', 4)
+    assert Source.parse('delayed_4').tag == 'delayed_4'
     assert Source.parse('shuffled_labels').low_attribution
     assert not Source.parse('recovery').low_attribution
     with pytest.raises(PtrError, match='unknown source'):
