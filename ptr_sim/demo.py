@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ptr_core.errors import PtrError
+from ptr_sim.setups import get_setup
 
 __all__ = ['SIM_INSTALL', 'DemoOptions', 'DemoResult', 'check_simulator', 'ros_stage',
            'run_demo']
@@ -34,7 +35,7 @@ log = logging.getLogger(__name__)
 
 Say = Callable[[str], None]
 SIM_INSTALL = "pip install -e '.[sim]' (or: source scripts/env.sh)"
-ROBOT = 'sawyer_mw_a'  # the recording setup 'a' the ROS stage serves
+SETUP = 'a'  # the recording setup the ROS stage serves
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,7 @@ class DemoResult:
     out: Path
     summary: dict[str, Any]  # ``run_benchmark``'s summary (cells, table, ...)
     checkpoint: Path | None  # the PTR cell's final checkpoint
+    robot: str  # the robot (recording setup) the ROS stage serves
     ros: dict[str, Any] | None  # the arm node's summary of the ROS 2 stage (None: skipped)
 
 
@@ -84,7 +86,7 @@ def run_demo(options: DemoOptions, say: Say) -> DemoResult:
     ros = None
     if options.ros and checkpoint is not None:
         ros = ros_stage(checkpoint, cfg.tasks[0], options.ros_seconds, out, say)
-    return DemoResult(out, summary, checkpoint, ros)
+    return DemoResult(out, summary, checkpoint, get_setup(SETUP).robot, ros)
 
 
 def _ros_env() -> dict[str, str]:
@@ -119,7 +121,7 @@ def ros_stage(checkpoint: Path, task: str, seconds: float, out: Path,
     summary.unlink(missing_ok=True)
     node = subprocess.Popen(
         [*_node_command('policy_node', 'ptr_ros.policy_node'), '--ros-args',
-         '-p', f'checkpoint:={checkpoint}', '-p', f'robot:={ROBOT}',
+         '-p', f'checkpoint:={checkpoint}', '-p', f'robot:={get_setup(SETUP).robot}',
          '-p', 'command_interface:=forward', '-p', 'command_topic:=/arm/ee_delta_command',
          '-p', 'execute_steps:=4', '-p', 'max_step_change:=2.0', '-p', 'torch_threads:=1',
          '-p', 'temporal_ensembling:=false'],
@@ -128,7 +130,7 @@ def ros_stage(checkpoint: Path, task: str, seconds: float, out: Path,
     try:
         arm = subprocess.run(
             [*_node_command('metaworld_arm_node', 'ptr_ros.metaworld_arm_node'), '--ros-args',
-             '-p', f'task:={task}', '-p', 'setup:=a', '-p', f'duration_s:={seconds}',
+             '-p', f'task:={task}', '-p', f'setup:={SETUP}', '-p', f'duration_s:={seconds}',
              '-p', f'summary:={summary}', '-p', 'enable_service:=/policy_node/enable'],
             env=env, capture_output=True, text=True, timeout=seconds + 90,
         )
