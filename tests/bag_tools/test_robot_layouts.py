@@ -387,3 +387,17 @@ def test_shipped_controller_profile_ingests_humble_and_jazzy(tmp_path: Path,
         k = np.arange(len(ep.timestamp))
         np.testing.assert_allclose(ep.state[:, 0], 0.5 * k, rtol=1e-6)  # i = 5 k
         np.testing.assert_allclose(ep.action[:, 3], 1.0 * k, rtol=1e-6)
+
+
+@pytest.mark.parametrize(('codec', 'name'), [('libsvtav1', 'cam.mkv'), ('mpeg4', 'cam.mp4')])
+def test_video_codecs(tmp_path: Path, codec: str, name: str) -> None:
+    """AV1 in Matroska and MPEG-4 Part 2 decode like H.264: frame floor(15 t) at each step."""
+    bag = two_arm_bag(tmp_path, padded=False)
+    write_video(bag / name, [frame(k) for k in range(46)], codec=codec)
+    d = two_arm_profile()
+    d['cameras']['left']['file'] = name
+    (ep,) = bag_to_episodes(bag, RobotProfile.from_dict(d, source='rig'))
+    t = 0.01 + 0.1 * np.arange(len(ep.timestamp))
+    want_k = np.floor(15 * t + 1e-9).astype(int)
+    np.testing.assert_allclose(ep.images['left'][:, :, :, 0].mean(axis=(1, 2)),
+                               (12 * want_k) % 240, atol=6)
