@@ -177,6 +177,7 @@ def test_two_process_ddp_matches_one_process(image_dataset: Path, tmp_path: Path
     assert grads
     assert a.keys() == b.keys()
     worst = max((_relative_error(a[k], b[k]), k) for k in grads)
+    print(f'threads {threads}: worst relative gradient error {worst[0]:.2e} ({worst[1]})')
     assert worst[0] < 1e-4, worst
     assert sum(float(a[k].abs().max()) > 0 for k in grads) > len(grads) // 2  # real gradients
     wa, wb = _weights(single.final), _weights(tmp_path / 'ddp/final')
