@@ -199,6 +199,7 @@ class PolicyNode(Node):
                                 for topic in self._group_command_topics]
         else:
             self._command_pub = self.create_publisher(msg_type, p.command_topic, reliable)
+        self._setup_extra_actions(reliable)
         self._diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
         self.create_service(SetBool, '~/enable', self._on_enable)
         self.create_service(Trigger, '~/stop', self._on_stop)
@@ -506,14 +507,45 @@ class PolicyNode(Node):
         return np.array([joints.get(n, np.nan) for n in self.action_names], dtype=np.float64)
 
     def _publish_command(self, cmd: npt.NDArray[np.float64]) -> None:
+        n = self._arm_actions  # the arms' actions; extra_action dims (cmd_vel) follow
+        names = self.action_names[:n]
         if self.profile.multi_arm:
             self._publish_groups(cmd)
         elif self.params.interface == 'trajectory':
             self._command_pub.publish(
-                trajectory_command(self.action_names, cmd, 1.0 / self.params.rate_hz))
+                trajectory_command(names, cmd[:, :n], 1.0 / self.params.rate_hz))
         else:
-            self._command_pub.publish(forward_command(self.action_names, cmd[0]))
+            self._command_pub.publish(forward_command(names, cmd[0, :n]))
+        self._publish_extra_actions(cmd[0, n:])
         self.commands_published += 1
+
+    # -- extra actions (a base's cmd_vel) -------------------------------------------------
+    def _setup_extra_actions(self, qos: Any) -> None:
+        """``extra_action.<name>.topic``: each extra action (Twist[Stamped]) on its topic."""
+        from ptr_ros.params import declare
+
+        self._extra_action_pubs = []
+        for e in self.profile.extra_action:
+            topic = declare(self, f'extra_action.{e.name}.topic', e.topic,
+                            f'{e.type} output ({e.name}).')
+            self._extra_action_pubs.append(
+                (e, message_class(e.type), self.create_publisher(message_class(e.type), topic,
+                                                                 qos)))
+        self._arm_actions = len(self.action_names) - sum(
+            len(e.dim_names) for e in self.profile.extra_action)
+
+    def _publish_extra_actions(self, values: npt.NDArray[np.float64]) -> None:
+        start = 0
+        for e, cls, pub in self._extra_action_pubs:
+            v = [float(x) for x in values[start:start + len(e.dim_names)]]
+            start += len(e.dim_names)
+            twist = cls()
+            body = twist.twist if hasattr(twist, 'header') else twist
+            if hasattr(twist, 'header'):
+                twist.header.stamp = self.get_clock().now().to_msg()
+            body.linear.x, body.linear.y, body.linear.z = v[0], v[1], v[2]
+            body.angular.x, body.angular.y, body.angular.z = v[3], v[4], v[5]
+            pub.publish(twist)
 
     # -- inference (worker thread) --------------------------------------------------------
     def _warm_up(self) -> None:

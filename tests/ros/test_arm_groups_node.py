@@ -120,3 +120,71 @@ def test_node_subscribes_to_both_arms_and_commands_both(
         assert list(msg.joint_names) == JOINTS
         first = np.asarray(msg.points[0].positions)
         assert np.all(np.abs(first - positions[arm]) <= 0.05 + 1e-9), (arm, first)
+
+
+@pytest.fixture(scope='module')
+def base_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A one-joint arm on a mobile base: the joint's next state and the base's cmd_vel."""
+    pytest.importorskip('torch')
+    from bagfactory import BagContent, write_bag
+
+    from bag_tools.ingest import ingest
+    from bag_tools.profile import RobotProfile
+
+    root = tmp_path_factory.mktemp('base')
+    bags = []
+    for e in range(3):
+        c = BagContent()
+        for i in range(81):
+            t = i / 20
+            c.joint_state('/base/joint_states', T0 + round(t * 1e9), ['a'],
+                          [0.3 * np.sin(t + e)])
+            c.twist('/base/cmd_vel', T0 + round(t * 1e9) + 1000, [0.2, 0.0, 0.0],
+                    [0.0, 0.0, 0.1 * np.cos(t)])
+        bags.append(write_bag(c, root / f'base_{e}', 'mcap'))
+    prof = RobotProfile.from_dict({
+        'robot': 'base', 'joints': ['a'], 'state_topic': '/base/joint_states',
+        'action': {'source': 'next_state'}, 'rate_hz': 10.0, 'chunk_length': 8,
+        'joint_limits': {'lower': [-1.0], 'upper': [1.0]},
+        'extra_action': [{'topic': '/base/cmd_vel', 'type': 'geometry_msgs/msg/Twist',
+                          'name': 'base'}],
+    }, source='base')
+    result = ingest(bags, prof, root / 'dataset', workers=1)
+    assert result.ok, [b.reason for b in result.bags]
+    return simdata.train_checkpoint(REPO, root / 'dataset', root / 'run')
+
+
+def test_node_publishes_cmd_vel_apart_from_the_joint_command(
+    launch_node: Any, names: dict[str, str], probe: Probe, base_checkpoint: Path,
+) -> None:
+    from geometry_msgs.msg import Twist
+
+    ns = f'/{names["policy"]}'
+    policy = launch_node('ptr_ros.policy_node', {
+        'checkpoint': str(base_checkpoint), 'torch_threads': 1, 'execute_steps': 4,
+        'joint_states_topic': f'{ns}/joint_states', 'command_topic': f'{ns}/trajectory',
+        'extra_action.base.topic': f'{ns}/cmd_vel', 'max_step_change': 0.5,
+        'diagnostics_rate_hz': 5.0,
+    }, names['policy'])
+    probe.record('trajectory', JointTrajectory, f'{ns}/trajectory')
+    probe.record('cmd_vel', Twist, f'{ns}/cmd_vel')
+    pub = probe.node.create_publisher(JointState, f'{ns}/joint_states', qos_profile_sensor_data)
+    wait_for(lambda: pub.get_subscription_count() >= 1 or not policy.alive(), 120,
+             'the node subscribing', poll=0.2)
+    assert policy.alive(), policy.output()[-3000:]
+    probe.call(SetBool, f'{ns}/enable', SetBool.Request(data=True))
+    deadline = time.monotonic() + 60.0
+    while time.monotonic() < deadline and len(probe.recorded.get('cmd_vel')) < 3:
+        msg = JointState(name=['a'], position=[0.1])
+        msg.header.stamp = probe.node.get_clock().now().to_msg()
+        pub.publish(msg)
+        time.sleep(0.05)
+    twists = probe.recorded.get('cmd_vel')
+    assert len(twists) >= 3, policy.output()[-3000:]
+    trajectories = probe.recorded.get('trajectory')
+    assert trajectories
+    assert list(trajectories[0][1].joint_names) == ['a']  # no base.* dims in the arm command
+    assert len(trajectories[0][1].points[0].positions) == 1
+    v = twists[-1][1]
+    assert all(np.isfinite([v.linear.x, v.linear.y, v.linear.z,
+                            v.angular.x, v.angular.y, v.angular.z]))
