@@ -482,6 +482,10 @@ class Dataset:
             return
         known = {e['id'] for e in self.manifest['episodes']}
         _drop_stale_temps(self.root)
+        for path in episodes.iterdir():  # killed between rename and unmarking: finish that
+            pid = None if path.name.startswith('.') else _temp_owner(path)
+            if pid is not None and not _pid_alive(pid):
+                (path / TEMP_MARKER).unlink(missing_ok=True)
         orphans = [
             p for p in sorted(episodes.iterdir())
             if p.is_dir() and not p.is_symlink() and not p.name.startswith('.')

@@ -165,3 +165,12 @@ def test_out_naming_a_file_is_one_line(tmp_path: Path, bag: Path, repo_root: Pat
         f'ptr train: error: out_dir: {file} is a file, not a run directory; choose another --out')
     assert 'Traceback' not in trained.stderr
     assert file.read_text() == 'mine'
+
+
+def test_a_kill_between_rename_and_unmarking_leaves_no_marker(tmp_path: Path, bag: Path) -> None:
+    out = tmp_path / 'ds'
+    assert ingest([bag], prof(), out).ok
+    episode = next(p for p in (out / 'episodes').iterdir())
+    (episode / '.ptr-temp').write_text(json.dumps({'pid': 999_999_999, 'writer': 'ptr'}))
+    Dataset.open(out)
+    assert not (episode / '.ptr-temp').exists()
