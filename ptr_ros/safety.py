@@ -292,6 +292,9 @@ class CommandLimiter:
             point = np.clip(target, hard_lo, hard_hi)
             delta, last = point - last, point
             out[i] = point
+        if np.isnan(out).any():  # NaN actions with nothing to hold (no command, no state yet)
+            msg = 'the policy returned NaN actions and there is no position to hold'
+            raise SafetyFaultError(msg)
         return out
 
 

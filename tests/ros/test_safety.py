@@ -231,6 +231,14 @@ def test_random_sequences_never_leave_the_bounds() -> None:
     assert faults > 10  # the fault path ran too
 
 
+def test_nan_actions_hold_or_fault_never_publish_nan() -> None:
+    limiter = CommandLimiter(LO4[:2], HI4[:2], max_step=0.1)
+    out = limiter.limit([[np.nan, 1.0]], [0.5, np.nan])  # joint 0 known, action 1 is no joint
+    np.testing.assert_allclose(out, [[0.5, 1.0]])
+    with pytest.raises(SafetyFaultError, match='NaN'):
+        CommandLimiter(LO4[:1], HI4[:1], max_step=0.1).limit([[np.nan]], [np.nan])
+
+
 def test_fault_latches_until_enable() -> None:
     gate = SafetyGate({'joint_states': 1.0})
     gate.enable()
@@ -447,6 +455,7 @@ def test_node_merges_joint_states_published_separately(
         assert diag['rejected_total'] == '0'
         # the train/serve lag: the held state's age at each control tick (20 Hz states here)
         assert 0 < float(diag['state_age_ms.p50']) < 200
+        print(f"state_age_ms p50 {diag['state_age_ms.p50']} p99 {diag['state_age_ms.p99']}")
         first = np.array(probe.recorded.get('command')[0][1].points[0].positions)
         assert np.abs(first - [0.2, -0.3, 0.4]).max() <= 0.02 + 1e-9  # all three joints known
         arm.split = False  # the gripper driver stops; the arm's messages keep coming
