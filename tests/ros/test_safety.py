@@ -359,6 +359,10 @@ def test_node_never_commands_past_a_limit_or_a_step(
         diag = state('fault', timeout=10)
         assert 'outside the joint limits' in diag['reason']
         faulted_at = len(commands())
+        refused = probe.call(SetBool, enable, SetBool.Request(data=True))
+        assert not refused.success  # still outside: ~/enable is refused, the fault stays
+        assert 'outside the joint limits' in refused.message
+        quiet(0.5)
         arm.position = np.array([1.2, -1.2, 0.3])  # back inside: still latched
         quiet(1.0)
         assert probe.latest_diagnostics(names['policy'])['state'] == 'fault'
