@@ -1,12 +1,15 @@
 """Scores to trust: a two-component mixture posterior, and the AUROCs that check it.
 
-``fit_mixture(scores)`` fits two Gaussians with a shared variance by EM (so the posterior of the
-upper component is a logistic function of the score: monotone, no second crossing). It is
-*accepted* only when the data show a distinct bad group: the components are separated
-(``|mu_hi - mu_lo| / sigma >= separation``), the two-component fit beats one Gaussian by BIC,
+``fit_mixture(scores)`` fits two Gaussians, each with its own variance, by EM: good
+demonstrations form a tight group, bad ones a broad one (each degradation its own severity), so
+a shared variance would let the good component swallow the milder bad episodes. The posterior of
+the upper component is made monotone in the score (clamped at the vertex of its quadratic
+log-odds). The mixture is *accepted* only when the data show a distinct bad group: the
+components are separated (Ashman's ``D = |mu_hi - mu_lo| / sqrt((s_lo² + s_hi²) / 2) >=
+separation``), the two-component fit beats one Gaussian by BIC,
 the smaller component holds at least ``min_share`` of the episodes and, for a score with a
 natural chance level (``anchor``: 0 for the attribution score ``T``), the low component sits
-closer to chance than to the high one. Otherwise every episode keeps trust 1: a skewed but
+within a quarter of the way from chance to the high one. Otherwise every episode keeps trust 1: a skewed but
 unimodal spread of good demonstrations (expert-only data) is not reweighted.
 
 ``trust = w_min + (1 - w_min) · P(good)``; with several signals ``P(good)`` is the product of
@@ -15,6 +18,7 @@ their posteriors (an episode must look good on every count).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,79 +35,100 @@ Array = npt.NDArray[np.float64]
 class Mixture:
     mu_lo: float
     mu_hi: float
-    sigma: float
+    sigma_lo: float
+    sigma_hi: float
     share_lo: float  # weight of the low ("bad") component
     accepted: bool
     bic_gain: float = 0.0  # BIC(one Gaussian) - BIC(mixture); > 0 favours the mixture
 
     @property
     def separation(self) -> float:
-        return (self.mu_hi - self.mu_lo) / max(self.sigma, 1e-12)
+        """Ashman's D: the mean gap over the root mean variance (> 2: clearly bimodal)."""
+        pooled = math.sqrt(0.5 * (self.sigma_lo**2 + self.sigma_hi**2))
+        return (self.mu_hi - self.mu_lo) / max(pooled, 1e-12)
 
-    def posterior_good(self, x: npt.ArrayLike, *, sigma: float | None = None) -> Array:
-        """P(upper component | x); 1 everywhere when the mixture was not accepted."""
+    def _log_odds(self, x: Array) -> Array:
+        a = math.log(1 - self.share_lo) - math.log(self.sigma_hi) \
+            - 0.5 * ((x - self.mu_hi) / self.sigma_hi) ** 2
+        b = math.log(self.share_lo) - math.log(self.sigma_lo) \
+            - 0.5 * ((x - self.mu_lo) / self.sigma_lo) ** 2
+        out: Array = a - b
+        return out
+
+    def posterior_good(self, x: npt.ArrayLike) -> Array:
+        """P(upper component | x), made monotone in x; 1 everywhere when not accepted.
+
+        With unequal variances the log-odds are quadratic in x: past its vertex the broader
+        component would win again (a very high score called bad, or a very low one good), so x
+        is clamped at the vertex on that side."""
         arr = np.asarray(x, np.float64)
         if not self.accepted:
             return np.ones_like(arr)
-        s = self.sigma if sigma is None else sigma
-        # log-odds of hi vs lo with a shared variance: linear in x
-        slope = (self.mu_hi - self.mu_lo) / s**2
-        mid = 0.5 * (self.mu_hi + self.mu_lo)
-        prior = math.log((1 - self.share_lo) / self.share_lo)
-        z = np.clip(slope * (arr - mid) + prior, -50, 50)
+        inv_lo, inv_hi = 1.0 / self.sigma_lo**2, 1.0 / self.sigma_hi**2
+        if abs(inv_lo - inv_hi) > 1e-12:
+            vertex = (self.mu_lo * inv_lo - self.mu_hi * inv_hi) / (inv_lo - inv_hi)
+            arr = np.minimum(arr, vertex) if self.sigma_lo > self.sigma_hi else \
+                np.maximum(arr, vertex)
+        z = np.clip(self._log_odds(arr), -50, 50)
         out: Array = 1.0 / (1.0 + np.exp(-z))
         return out
 
     def to_json(self) -> dict[str, float | bool]:
-        return {'mu_lo': self.mu_lo, 'mu_hi': self.mu_hi, 'sigma': self.sigma,
-                'share_lo': self.share_lo, 'separation': self.separation,
-                'bic_gain': self.bic_gain, 'accepted': self.accepted}
+        return {'mu_lo': self.mu_lo, 'mu_hi': self.mu_hi, 'sigma_lo': self.sigma_lo,
+                'sigma_hi': self.sigma_hi, 'share_lo': self.share_lo,
+                'separation': self.separation, 'bic_gain': self.bic_gain,
+                'accepted': self.accepted}
+
+
+def _normal_logpdf(x: Array, mu: float, var: float) -> Array:
+    out: Array = -0.5 * ((x - mu) ** 2 / var + math.log(2 * math.pi * var))
+    return out
 
 
 def fit_mixture(
-    scores: npt.ArrayLike, *, separation: float = 3.0, min_share: float = 0.05,
-    anchor: float | None = None, iters: int = 200,
+    scores: npt.ArrayLike, *, separation: float = 1.5, min_share: float = 0.05,
+    anchor: float | None = None, iters: int = 300,
 ) -> Mixture:
-    """EM for two shared-variance Gaussians on 1-D ``scores`` (see the module docstring)."""
+    """EM for two Gaussians on 1-D ``scores`` (see the module docstring)."""
     x = np.asarray(scores, np.float64)
     x = x[np.isfinite(x)]
     if len(x) < 4 or float(np.std(x)) < 1e-12:
         mu = float(np.mean(x)) if len(x) else 0.0
-        return Mixture(mu, mu, 1.0, 0.5, False)
+        return Mixture(mu, mu, 1.0, 1.0, 0.5, False)
+    total = float(np.var(x))
+    floor = 1e-4 * total + 1e-12
     lo, hi = (float(v) for v in np.quantile(x, [0.2, 0.8]))
-    var = float(np.var(x)) / 4 + 1e-12
+    var_lo = var_hi = total / 4 + floor
     share = 0.5
-    floor = 1e-6 * float(np.var(x)) + 1e-12
     for _ in range(iters):
-        ll_lo = -0.5 * (x - lo) ** 2 / var + math.log(share)
-        ll_hi = -0.5 * (x - hi) ** 2 / var + math.log(1 - share)
-        r = 1.0 / (1.0 + np.exp(np.clip(ll_lo - ll_hi, -50, 50)))  # P(hi)
+        a = math.log(share) + _normal_logpdf(x, lo, var_lo)
+        b = math.log(1 - share) + _normal_logpdf(x, hi, var_hi)
+        r = 1.0 / (1.0 + np.exp(np.clip(a - b, -50, 50)))  # P(hi)
         n_hi = float(r.sum())
         n_lo = len(x) - n_hi
-        if n_hi < 1e-6 or n_lo < 1e-6:
+        if n_hi < 1.0 or n_lo < 1.0:
             break
         new_lo = float(((1 - r) * x).sum() / n_lo)
         new_hi = float((r * x).sum() / n_hi)
-        var = float(((1 - r) * (x - new_lo) ** 2 + r * (x - new_hi) ** 2).sum() / len(x))
-        var = max(var, floor)
+        var_lo = max(float(((1 - r) * (x - new_lo) ** 2).sum() / n_lo), floor)
+        var_hi = max(float((r * (x - new_hi) ** 2).sum() / n_hi), floor)
         share = min(max(n_lo / len(x), 1e-4), 1 - 1e-4)
-        done = abs(new_lo - lo) + abs(new_hi - hi) < 1e-9
+        done = abs(new_lo - lo) + abs(new_hi - hi) < 1e-10
         lo, hi = new_lo, new_hi
         if done:
             break
     if lo > hi:
-        lo, hi, share = hi, lo, 1 - share
-    sigma = math.sqrt(var)
-    sep = (hi - lo) / sigma
+        lo, hi, var_lo, var_hi, share = hi, lo, var_hi, var_lo, 1 - share
     n = len(x)
-    ll_one = -0.5 * n * (math.log(2 * math.pi * float(np.var(x))) + 1.0)
-    a = math.log(share) - 0.5 * (x - lo) ** 2 / var
-    b = math.log(1 - share) - 0.5 * (x - hi) ** 2 / var
-    ll_two = float(np.sum(np.logaddexp(a, b))) - 0.5 * n * math.log(2 * math.pi * var)
-    bic_gain = 2.0 * (ll_two - ll_one) - 2.0 * math.log(n)  # two extra parameters
-    accepted = (sep >= separation and bic_gain > 0 and min(share, 1 - share) >= min_share
-                and (anchor is None or lo - anchor < 0.5 * (hi - anchor)))
-    return Mixture(lo, hi, sigma, share, bool(accepted), bic_gain)
+    ll_one = float(np.sum(_normal_logpdf(x, float(np.mean(x)), total)))
+    ll_two = float(np.sum(np.logaddexp(math.log(share) + _normal_logpdf(x, lo, var_lo),
+                                       math.log(1 - share) + _normal_logpdf(x, hi, var_hi))))
+    bic_gain = 2.0 * (ll_two - ll_one) - 3.0 * math.log(n)  # three extra parameters
+    mix = Mixture(lo, hi, math.sqrt(var_lo), math.sqrt(var_hi), share, False, bic_gain)
+    accepted = (mix.separation >= separation and bic_gain > 0
+                and min(share, 1 - share) >= min_share
+                and (anchor is None or lo - anchor < 0.25 * (hi - anchor)))
+    return dataclasses.replace(mix, accepted=bool(accepted))
 
 
 def auroc(good: Sequence[float] | Array, bad: Sequence[float] | Array) -> float:

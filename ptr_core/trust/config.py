@@ -45,7 +45,7 @@ class TrustConfig:
     second_signal: str = 'none'  # none | bc_loss: out-of-fold loss of a behaviour-cloning probe
     signal: str = 'attribution'  # what drives the trust; the others are baselines (benchmark)
     w_min: float = 0.02  # trust floor
-    separation: float = 3.0  # mixture accepted when |mu_hi - mu_lo| / sigma >= this (and BIC)
+    separation: float = 1.5  # mixture accepted when Ashman's D >= this (and BIC, anchor)
     min_share: float = 0.05  # ... and the smaller component holds at least this share
     smooth: int = 0  # frame-score moving-average width (0: the chunk length L)
     seed: int = 0

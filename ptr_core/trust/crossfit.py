@@ -305,6 +305,8 @@ def signal_aurocs(
         return {}
     table: dict[str, dict[str, float]] = {}
     for name in SIGNALS:
+        if length_controlled and name == 'trust':  # bounded and saturated: control the scores
+            continue
         vals = np.asarray([ep.trust if name == 'trust' else ep.signals.get(name, np.nan)
                            for ep in trust.episodes], np.float64)
         if not np.isfinite(vals).any():
