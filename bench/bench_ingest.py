@@ -18,10 +18,10 @@ measured on this machine:
 * scaling: ``ingest`` of K copies of the bag with 1, 2, 4, ... worker processes.
 
 frames/s counts camera frames (both cameras) in the bag; MB/s is bag bytes per second. Each
-row is the best of --repeat runs. "cpu s" is CPU time: this process's, plus the workers' for
-multi-worker rows. On a busy machine wall time says little about scaling, but equal
-CPU totals for 1 and N workers mean the work splits without overhead: with N free cores the
-wall time drops ~N-fold (bags permitting).
+row is the best of --repeat runs; bare and ingest runs alternate. "cpu s" is CPU time: this
+process's, plus the workers' for multi-worker rows. On a busy machine wall time says little
+about scaling, but equal CPU totals for 1 and N workers mean the work splits without overhead:
+with N free cores the wall time drops ~N-fold (bags permitting).
 Goal: ingest >= 0.7x the bare rate per process, near-linear speed-up with workers.
 
     .venv/bin/python bench/bench_ingest.py [--seconds 20] [--copies 4] [--workers 1,2,4]
@@ -191,21 +191,29 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     state_bag = make_state_bag(work / 'state_bag', args.state_seconds)
     bare_padded(state_bag)  # warm the page cache
-    runs = [bare_padded(state_bag) for _ in range(args.repeat)]
+    # bare and ingest alternate, so a load change on a shared machine hits both alike
+    runs, ingests = [], []
+    for _ in range(args.repeat):
+        runs.append(bare_padded(state_bag))
+        ingests.append(timed_ingest([state_bag], 30.0, 1, work, state_profile(30.0)))
     t_sb, c_sb = best([(r[0], r[1]) for r in runs])
     n_state = runs[0][2]
-    t_si, c_si = best([timed_ingest([state_bag], 30.0, 1, work, state_profile(30.0))
-                       for _ in range(args.repeat)])
+    t_si, c_si = best(ingests)
     bag = make_bag(work / 'bench_bag', args.seconds)
     size_mb = bag_bytes(bag) / 1e6
     bare(bag)  # warm the page cache
-    runs = [bare(bag) for _ in range(args.repeat)]
+    runs = []
+    at: dict[float, list[tuple[float, float]]] = {30.0: [], 10.0: []}
+    for _ in range(args.repeat):  # alternating, as above
+        runs.append(bare(bag))
+        for rate, got in at.items():
+            got.append(timed_ingest([bag], rate, 1, work))
     t_bare, c_bare = best([(r[0], r[1]) for r in runs])
     frames = runs[0][2]
     rows: list[tuple[str, int, int, float, float | None, int, float]] = [
         ('bare read+deserialize+imdecode', 1, 1, t_bare, c_bare, frames, size_mb)]
-    for rate in (30.0, 10.0):
-        t, c = best([timed_ingest([bag], rate, 1, work) for _ in range(args.repeat)])
+    for rate, got in at.items():
+        t, c = best(got)
         rows.append((f'ingest @ {rate:g} Hz', 1, 1, t, c, frames, size_mb))
     copies = []
     for i in range(args.copies):
