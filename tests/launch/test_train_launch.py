@@ -2,8 +2,9 @@
 
 Against ``ptr`` colcon-built into a scratch workspace (``ptr_install``): ingests two bags, trains
 the debug config for a few steps and exits 0 by itself with the final checkpoint written; a bag
-that fails to ingest stops the launch with exit 1 and one error line before training starts;
-``gpus:=2`` trains under ``torchrun`` with two gloo processes on the CPU.
+that fails to ingest stops the launch with exit 1 and one error line before training starts,
+and so does a training that fails; ``gpus:=2`` trains under ``torchrun`` with two gloo
+processes on the CPU.
 """
 
 from __future__ import annotations
@@ -132,3 +133,29 @@ def test_two_gpus_train_under_torchrun(ddp, launch_context, workdir):  # type: i
         plan)
     state = json.loads((workdir / 'ddp' / 'final' / 'training_state' / 'state.json').read_text())
     assert state['world_size'] == 2
+
+
+@pytest.fixture
+def bad_train(ptr_install: ColconInstall, workdir: Path) -> launch.actions.ExecuteProcess:
+    return ros2_launch(ptr_install, workdir, f'datasets:={workdir / "no_such_dataset"}',
+                       f'output:={workdir / "bad_train"}', FEW_STEPS)
+
+
+@launch_pytest.fixture
+def bad_train_launch(bad_train: launch.actions.ExecuteProcess) -> launch.LaunchDescription:
+    return launch.LaunchDescription([bad_train, launch_pytest.actions.ReadyToTest()])
+
+
+@pytest.mark.launch(fixture=bad_train_launch)
+def test_failed_training_exits_nonzero(bad_train, launch_context, workdir):  # type: ignore[no-untyped-def]
+    assert wait_for_exit(launch_context, bad_train, TRAIN_S), 'ros2 launch did not exit'
+    yield
+    output = bad_train.get_stdout()
+    assert bad_train.return_code == 1, output[-3000:]
+    errors = [line for line in output.splitlines() if 'ptr train failed' in line]
+    assert len(errors) == 1, output[-3000:]
+    assert errors[0].startswith('[ERROR] [launch]: ')
+    assert 'no final checkpoint' in errors[0]
+    assert 'no_such_dataset' in output  # ptr train names the missing dataset
+    assert 'training finished' not in output
+    assert 'Traceback' not in output
