@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -127,3 +129,31 @@ def _wait(context: Any, handler: Any, done: threading.Event, happened: Callable[
         return happened() or done.wait(timeout) or happened()
     finally:
         context.unregister_event_handler(handler)
+
+
+_STARTED = re.compile(r'\[(\S+)\]: process started with pid \[(\d+)\]')
+
+
+def reap_children(output: str) -> list[str]:
+    """SIGKILL every process that ``ros2 launch`` reported starting and that still runs.
+
+    A ``ros2 launch`` that is itself killed (SIGTERM after a missed SIGINT) leaves its nodes
+    running; this keeps them from outliving the test. Returns the names of those it killed.
+    Only processes whose command line still names a ``ptr`` executable are touched (a pid can
+    be reused).
+    """
+    killed = []
+    for name, pid_text in _STARTED.findall(output):
+        pid = int(pid_text)
+        try:
+            cmdline = Path(f'/proc/{pid}/cmdline').read_bytes()
+        except OSError:
+            continue  # gone
+        if b'/lib/ptr/' not in cmdline and b'ptr_cli' not in cmdline:
+            continue
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            continue
+        killed.append(name)
+    return killed

@@ -14,7 +14,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from launchharness import LAUNCH_MISSING, ColconInstall, wait_for_start
+from launchharness import LAUNCH_MISSING, ColconInstall, reap_children, wait_for_start
 
 launch_pytest = pytest.importorskip('launch_pytest', reason=LAUNCH_MISSING)
 
@@ -82,6 +82,7 @@ def test_policy_drives_the_sim_arm_once_enabled(ros2_launch, launch_context):  #
     yield
     # launch_pytest has shut the launch down: SIGINT to `ros2 launch`, which stops both nodes.
     output = ros2_launch.get_stdout()
+    assert reap_children(output) == [], 'nodes outlived ros2 launch'
     assert ros2_launch.return_code == 0, output[-3000:]
     assert 'Traceback' not in output
     assert 'process has died' not in output
