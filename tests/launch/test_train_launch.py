@@ -18,7 +18,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from launchharness import LAUNCH_MISSING, ColconInstall, wait_for_exit
+from launchharness import LAUNCH_MISSING, ColconInstall, reap_children, wait_for_exit
 
 launch_pytest = pytest.importorskip('launch_pytest', reason=LAUNCH_MISSING)
 
@@ -73,6 +73,7 @@ def test_ingests_then_trains_then_exits(train, launch_context, workdir):  # type
     assert wait_for_exit(launch_context, train, TRAIN_S), 'ros2 launch did not exit by itself'
     yield
     output = train.get_stdout()
+    assert reap_children(output) == [], 'a ptr step outlived ros2 launch'
     assert train.return_code == 0, output[-3000:]
     assert 'training finished' in output
     assert output.index('[ptr_ingest-1]') < output.index('[ptr_train-2]')
@@ -127,6 +128,7 @@ def test_two_gpus_train_under_torchrun(ddp, launch_context, workdir):  # type: i
     assert wait_for_exit(launch_context, ddp, TRAIN_S), 'ros2 launch did not exit by itself'
     yield
     output = ddp.get_stdout()
+    assert reap_children(output) == [], 'a ptr step outlived ros2 launch'
     assert ddp.return_code == 0, output[-3000:]
     plan = next(line for line in output.splitlines() if 'train command:' in line)
     assert ' -m torch.distributed.run --standalone --nproc_per_node=2 -m ptr_cli.main train ' in (
