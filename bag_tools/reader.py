@@ -97,12 +97,19 @@ def _check_path(path: Path) -> None:
         raise BagOpenError(msg)
 
 
+#: Files inside a rosbag2 folder that are part of its content besides the storage files: camera
+#: videos recorded beside the messages and their frame-stamp sidecars.
+_CONTENT_SUFFIXES = (*BAG_SUFFIXES, '.mp4', '.mkv', '.webm', '.mov', '.avi', '.stamps')
+
+
 def bag_content_hash(path: Path, *, chunk: int = 1 << 20) -> str:
-    """SHA-256 over the bag's bytes (every storage file of a folder, in name order)."""
+    """SHA-256 over the bag's bytes (every storage file of a folder, and camera videos inside
+    it, in name order)."""
     files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
     digest = hashlib.sha256()
     for file in files:
-        if path.is_dir() and file.name != 'metadata.yaml' and file.suffix not in BAG_SUFFIXES:
+        if (path.is_dir() and file.name != 'metadata.yaml'
+                and file.suffix.lower() not in _CONTENT_SUFFIXES):
             continue
         digest.update(file.name.encode())
         with file.open('rb') as stream:

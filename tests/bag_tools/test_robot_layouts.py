@@ -401,3 +401,12 @@ def test_video_codecs(tmp_path: Path, codec: str, name: str) -> None:
     want_k = np.floor(15 * t + 1e-9).astype(int)
     np.testing.assert_allclose(ep.images['left'][:, :, :, 0].mean(axis=(1, 2)),
                                (12 * want_k) % 240, atol=6)
+
+
+def test_a_video_inside_the_bag_folder_is_part_of_its_content(tmp_path: Path) -> None:
+    from bag_tools.reader import bag_content_hash
+
+    bag = two_arm_bag(tmp_path, padded=False)
+    before = bag_content_hash(bag)
+    write_video(bag / 'robot.left_camera.color.image_raw.mp4', [frame(k + 1) for k in range(46)])
+    assert bag_content_hash(bag) != before  # a re-recorded video is a new bag
