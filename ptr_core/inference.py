@@ -114,6 +114,13 @@ class PolicyRunner:
         return self.preprocessor.layout.camera_roles
 
     @property
+    def image_size(self) -> tuple[int, int]:
+        """``(H, W)`` the policy sees: the checkpoint's layout owns it (the node decodes camera
+        frames to it, the preprocessing resizes anything else to it)."""
+        h, w = self.preprocessor.layout.image_size
+        return int(h), int(w)
+
+    @property
     def generator(self) -> torch.Generator:
         """The sampling noise generator (batched callers pass it to ``sample_actions``)."""
         return self._generator

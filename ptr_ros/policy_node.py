@@ -98,6 +98,7 @@ class PolicyNode(Node):
         self.profile = RobotProfile.from_dict(entry['profile'],
                                               source=f'{load.checkpoint}:{self.robot}')
         self._channels: dict[str, int] = dict(entry.get('image_channels', {}))
+        self.image_size = runner.image_size  # (H, W): the checkpoint's layout owns it
         self.params = declare_policy_params(self, self.profile,
                                             chunk_length=int(runner.chunk_length))
         self._check_params()
@@ -336,14 +337,14 @@ class PolicyNode(Node):
                          f'{expected[0]}x{expected[1]} (cameras.{role}.source_size)')
             return
         try:
-            frame = decode_image(msg, size=self.profile.image_size, depth=cam.depth)
+            frame = decode_image(msg, size=self.image_size, depth=cam.depth)
         except BagToolsError as err:
             self._reject(source, 'undecodable', str(err))
             return
         channels = self._channels.get(role, frame.shape[2])
-        if frame.shape != (*self.profile.image_size, channels):
+        if frame.shape != (*self.image_size, channels):
             self._reject(source, 'wrong channels', f'decoded shape {frame.shape}, the model '
-                         f'needs {(*self.profile.image_size, channels)}')
+                         f'needs {(*self.image_size, channels)}')
             return
         if expected is None and dims is not None:
             self._source_sizes[role] = dims  # the camera's resolution is fixed from here on
@@ -550,7 +551,7 @@ class PolicyNode(Node):
     # -- inference (worker thread) --------------------------------------------------------
     def _warm_up(self) -> None:
         """One inference on blank inputs, so the first real chunk is not slowed by lazy init."""
-        to, (h, w) = int(self.runner.obs_horizon), self.profile.image_size
+        to, (h, w) = int(self.runner.obs_horizon), self.image_size
         state = np.zeros((to, len(self.profile.state_names)), np.float32)
         images = {
             role: np.zeros((to, h, w, self._channels.get(role, image_channels(cam.depth))),
