@@ -6,6 +6,7 @@ node process a test starts: discovery stays on 127.0.0.1 and each pytest run get
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 from pathlib import Path
@@ -35,3 +36,19 @@ def shared_bags() -> Path:
 @pytest.fixture(scope='session')
 def repo_root() -> Path:
     return REPO
+
+
+_OUR_PACKAGES = ('bag_tools', 'ptr_core', 'ptr_ros', 'ptr_sim', 'ptr_cli')
+
+
+@pytest.fixture(autouse=True)
+def _our_loggers_propagate() -> None:
+    """Our library loggers reach ``caplog`` even when ROS 2's launch stack is installed.
+
+    Importing ``launch`` (the launch_pytest plugin does, at start-up) makes every logger created
+    afterwards a ``LaunchLogger`` with ``propagate = False``, so warnings of modules imported later
+    never reach the root logger that ``caplog`` listens on.
+    """
+    for name, logger in list(logging.root.manager.loggerDict.items()):
+        if isinstance(logger, logging.Logger) and name.split('.')[0] in _OUR_PACKAGES:
+            logger.propagate = True
