@@ -9,8 +9,8 @@ components are separated (Ashman's ``D = |mu_hi - mu_lo| / sqrt((s_lo² + s_hi²
 separation``), the two-component fit beats one Gaussian by BIC,
 the smaller component holds at least ``min_share`` of the episodes and, for a score with a
 natural chance level (``anchor``: 0 for the attribution score ``T``), the low component sits
-within a quarter of the way from chance to the high one. Otherwise every episode keeps trust 1: a skewed but
-unimodal spread of good demonstrations (expert-only data) is not reweighted.
+within a quarter of the way from chance to the high one. Otherwise every episode keeps trust
+1: a skewed but unimodal spread of good demonstrations (expert-only data) is not reweighted.
 
 ``trust = w_min + (1 - w_min) · P(good)``; with several signals ``P(good)`` is the product of
 their posteriors (an episode must look good on every count).
