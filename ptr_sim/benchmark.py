@@ -580,8 +580,8 @@ def _markdown_trust(summary: dict[str, Any]) -> list[str]:
         for sig, row in t['auroc'].items():
             ctrl = t['auroc_length'].get(sig, {})
             lines.append(f'| {sig} | ' + ' | '.join(
-                f'{row[s]:.2f} [{ctrl.get(s, float("nan")):.2f}]' if s in row else '—'
-                for s in sources) + ' |')
+                (f'{row[s]:.2f} [{ctrl[s]:.2f}]' if s in ctrl else f'{row[s]:.2f}')
+                if s in row else '—' for s in sources) + ' |')
         lines.append('')
         lines.append('Mean trust per source: ' + ', '.join(
             f'{k} {v:.2f}' for k, v in sorted(t['trust_by_source'].items()))
