@@ -182,47 +182,73 @@ Handler = Callable[[Any, int], Any]
 def read_streams(bag: BagReader, profile: RobotProfile) -> BagStreams:
     """Read and decode the profile's topics of an open bag."""
     infos = _check_topics(bag, profile)
+    streams = _open_streams(bag, profile, infos)
+    handlers, tf_topics = _stream_handlers(profile, streams, infos)
+    tf = TfTree()
+    errors = _dispatch(bag, streams, handlers, tf, tf_topics)
+    _raise_read_problems(bag, profile, streams, errors)
+    for s, spec in zip(streams.extra, profile.extra_state):
+        if spec.parent:
+            _tf_stream(s, tf, spec.parent, spec.child, bag)
+    for cam in profile.cameras:
+        if cam.is_video:
+            _video_stream(streams, cam, bag)
+    return streams
 
-    def stream(topic: str | None, msgtype: str | None = None) -> Stream | None:
-        if not topic or topic not in infos:
-            return None
-        return Stream(infos[topic].topic, msgtype or normalize_msgtype(infos[topic].msgtype))
 
-    groups = profile.groups
-    states = [stream(g.state_topic) for g in groups]
-    streams = BagStreams(
+def _stream(infos: dict[str, TopicInfo], topic: str | None, msgtype: str | None = None,
+            ) -> Stream | None:
+    """An empty stream of ``topic`` (None when the profile names none or the bag lacks it)."""
+    if not topic or topic not in infos:
+        return None
+    return Stream(infos[topic].topic, msgtype or normalize_msgtype(infos[topic].msgtype))
+
+
+def _open_streams(
+    bag: BagReader, profile: RobotProfile, infos: dict[str, TopicInfo],
+) -> BagStreams:
+    """Empty streams for every topic the profile reads from this bag."""
+    states = [_stream(infos, g.state_topic) for g in profile.groups]
+    return BagStreams(
         path=bag.path,
         states=[s for s in states if s is not None],
-        actions=[stream(g.action.topic) for g in groups],
+        actions=[_stream(infos, g.action.topic) for g in profile.groups],
         cameras={c.role: s for c in profile.cameras if not c.is_video
-                 and (s := stream(c.topic)) is not None},
+                 and (s := _stream(infos, c.topic)) is not None},
         extra=[Stream(infos[e.topic].topic, e.type) for e in profile.extra_state],
-        markers=stream(profile.episodes.marker_topic),
-        task=stream(profile.task_topic),
+        markers=_stream(infos, profile.episodes.marker_topic),
+        task=_stream(infos, profile.task_topic),
         extra_actions=[Stream(infos[e.topic].topic, e.type) for e in profile.extra_action],
         custom_data=bag.custom_data(),
     )
+
+
+def _stream_handlers(
+    profile: RobotProfile, streams: BagStreams, infos: dict[str, TopicInfo],
+) -> tuple[dict[str, list[tuple[Stream, Handler]]], set[str]]:
+    """Per topic, the streams it fills and how each decodes a message; and the tf topics
+    (read into the transform tree, not into a stream). Adds video stamp streams to
+    ``streams.cameras``."""
     handlers: dict[str, list[tuple[Stream, Handler]]] = {}
 
     def on(s: Stream | None, fn: Handler) -> None:
         if s is not None:
             handlers.setdefault(s.topic, []).append((s, fn))
 
-    for g, s in zip(groups, streams.states):
+    for g, s in zip(profile.groups, streams.states):
         on(s, _state_handler(g, s))
-    for g, a in zip(groups, streams.actions):
+    for g, a in zip(profile.groups, streams.actions):
         if a is not None:
             on(a, _action_handler(g, a.msgtype))
     for cam in profile.cameras:
         if cam.is_video:
             if cam.stamps_topic:
-                s = stream(cam.stamps_topic)
-                assert s is not None
-                streams.cameras[cam.role] = s
-                on(s, lambda m, t: _PENDING)  # value: the arrival index = the frame index
+                stamps = _stream(infos, cam.stamps_topic)
+                assert stamps is not None
+                streams.cameras[cam.role] = stamps
+                on(stamps, lambda m, t: _PENDING)  # value: the arrival index = the frame index
         else:
             on(streams.cameras[cam.role], _image_handler(cam, profile.image_size))
-    tf = TfTree()
     tf_topics: set[str] = set()
     for s, spec in zip(streams.extra, profile.extra_state):
         if spec.parent:
@@ -235,8 +261,16 @@ def read_streams(bag: BagReader, profile: RobotProfile) -> BagStreams:
         on(s, functools.partial(_extra_value, msgtype=s.msgtype, joints=()))
     on(streams.markers, lambda m, t: True)
     on(streams.task, lambda m, t: str(getattr(m, 'data', '')))
+    return handlers, tf_topics
 
-    errors: dict[int, BagToolsError] = {}  # id(stream) -> its first error (reading goes on)
+
+def _dispatch(
+    bag: BagReader, streams: BagStreams, handlers: dict[str, list[tuple[Stream, Handler]]],
+    tf: TfTree, tf_topics: set[str],
+) -> dict[int, BagToolsError]:
+    """One pass over the bag: each message decoded into its streams (and tf messages into
+    ``tf``). Returns id(stream) -> its first error; reading goes on past errors."""
+    errors: dict[int, BagToolsError] = {}
     for raw in bag.raw_messages(sorted(set(handlers) | tf_topics)):
         msg = bag.deserialize_lean(raw)
         if raw.topic in tf_topics:
@@ -259,14 +293,7 @@ def read_streams(bag: BagReader, profile: RobotProfile) -> BagStreams:
             s.log_ns.append(raw.log_time_ns)
             s.stamp_ns.append(stamp_ns(msg))
             s.values.append(value)
-    _raise_read_problems(bag, profile, streams, errors)
-    for s, spec in zip(streams.extra, profile.extra_state):
-        if spec.parent:
-            _tf_stream(s, tf, spec.parent, spec.child, bag)
-    for cam in profile.cameras:
-        if cam.is_video:
-            _video_stream(streams, cam, bag)
-    return streams
+    return errors
 
 
 def _raise_read_problems(
@@ -601,6 +628,40 @@ class _Aligner:
         holds: dict[str, tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]],
     ) -> EpisodeData:
         reports: list[Any] = []
+        parts, state_valid = self.states(grid, reports)
+        state = np.concatenate(parts, axis=1)
+        action, action_valid = self.actions(grid, parts, state_valid, reports)
+        for rep in reports:
+            if rep['role'].startswith(('state', 'action')):
+                self.outrun(rep)
+        images, image_valid = {}, {}
+        for cam in self.p.cameras:
+            images[cam.role], image_valid[cam.role] = self.frames(
+                cam, grid, holds[cam.role], reports)
+        tags: dict[str, Any] = dict(self.s.custom_data)
+        return EpisodeData(
+            id=episode_id(self.s.path, self.hash, self.p.robot, index),
+            robot=self.p.robot,
+            timestamp=grid,
+            state=state.astype(np.float32),
+            action=action.astype(np.float32),
+            state_valid=state_valid,
+            action_valid=action_valid,
+            images=images,
+            image_valid=image_valid,
+            task=self.task(grid, tags),
+            source=str(self.s.path),
+            content_hash=self.hash,
+            tags=tags,
+            sync_report=self.sync_report(grid, index, count, reports),
+            part=(index, count),
+        )
+
+    def states(
+        self, grid: npt.NDArray[np.int64], reports: list[Any],
+    ) -> tuple[list[npt.NDArray[np.float64]], npt.NDArray[np.bool_]]:
+        """The state parts on the grid (each group's joints, then each extra state) and where
+        all of them are valid; appends one report per source."""
         parts = []
         state_valid = np.ones(len(grid), bool)
         for k, g in enumerate(self.p.groups):
@@ -618,16 +679,12 @@ class _Aligner:
             parts.append(got)
             state_valid = state_valid & ok
             reports.append(report_interpolated(s, f'extra:{spec.name}', grid, ok))
-        state = np.concatenate(parts, axis=1)
-        action, action_valid = self.actions(grid, parts, state_valid, reports)
-        for rep in reports:
-            if rep['role'].startswith(('state', 'action')):
-                self.outrun(rep)
-        images, image_valid = {}, {}
-        for cam in self.p.cameras:
-            images[cam.role], image_valid[cam.role] = self.frames(
-                cam, grid, holds[cam.role], reports)
-        tags: dict[str, Any] = dict(self.s.custom_data)
+        return parts, state_valid
+
+    def sync_report(
+        self, grid: npt.NDArray[np.int64], index: int, count: int, reports: list[Any],
+    ) -> dict[str, Any]:
+        """The episode's sync report: its grid, clocks, place in the bag and per-topic reports."""
         report: dict[str, Any] = {
             'grid': {'start_ns': int(grid[0]), 'period_ns': self.p.period_ns,
                      'steps': len(grid)},
@@ -639,23 +696,7 @@ class _Aligner:
         if self.s.videos:
             report['videos'] = {role: {k: v for k, v in info.items() if k != 'path'}
                                 for role, info in self.s.videos.items()}
-        return EpisodeData(
-            id=episode_id(self.s.path, self.hash, self.p.robot, index),
-            robot=self.p.robot,
-            timestamp=grid,
-            state=state.astype(np.float32),
-            action=action.astype(np.float32),
-            state_valid=state_valid,
-            action_valid=action_valid,
-            images=images,
-            image_valid=image_valid,
-            task=self.task(grid, tags),
-            source=str(self.s.path),
-            content_hash=self.hash,
-            tags=tags,
-            sync_report=report,
-            part=(index, count),
-        )
+        return report
 
     def actions(
         self,

@@ -377,8 +377,7 @@ def export_lerobot(
     ``trust`` is a trust file (``ptr score``); a stale one (the dataset changed since scoring)
     is refused. ``out`` must not exist. Returns ``out``.
     """
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+    import pyarrow  # noqa: F401  (missing: fail before the dataset is read)
 
     cfg = config or ExportConfig()
     ds = Dataset.open(dataset)
@@ -386,30 +385,13 @@ def export_lerobot(
     if out.exists():
         msg = f'{out}: exists; export writes a new folder (remove it or choose another --out)'
         raise LeRobotError(msg)
-    robots = sorted(ds.manifest['robots'])
-    if robot is None:
-        if len(robots) != 1:
-            msg = (f'{ds.root}: holds robots {robots}; a LeRobot dataset has one robot_type: '
-                   'choose one with --robot')
-            raise LeRobotError(msg)
-        robot = robots[0]
-    if robot not in ds.manifest['robots']:
-        msg = f'{ds.root}: no robot {robot!r} (has {robots})'
-        raise LeRobotError(msg)
+    robot = _pick_robot(ds, robot)
     entry = ds.manifest['robots'][robot]
     episodes = [ds.episode(e['id']) for e in ds.manifest['episodes'] if e['robot'] == robot]
     if not episodes:
         msg = f'{ds.root}: robot {robot!r} has no episodes'
         raise LeRobotError(msg)
-    weights = None
-    trust_meta: dict[str, Any] | None = None
-    if trust is not None:
-        from bag_tools.trust import dataset_content_hash, read_trust
-
-        tf = read_trust(trust)
-        weights = tf.for_dataset(ds)
-        trust_meta = {'file': str(trust), 'created': tf.created, 'scorer': dict(tf.scorer),
-                      'dataset_content_hash': dataset_content_hash(ds)}
+    weights, trust_meta = _trust(ds, trust)
     fps = float(ds.manifest['rate_hz'])
     task_list = sorted({ep.task for ep in episodes})
     tasks = {t: i for i, t in enumerate(task_list)}
@@ -426,32 +408,12 @@ def export_lerobot(
                     progress(ep.id)
         finally:
             writer.close()
-        ep_file = tmp / EPISODES_PATH.format(chunk_index=0, file_index=0)
-        ep_file.parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(pa.Table.from_pylist(writer.rows), ep_file)
-        pq.write_table(_tasks_table(task_list), tmp / 'meta' / 'tasks.parquet')
-        stats = {k: _merge_stats(v) for k, v in writer.frame_stats.items()}
-        (tmp / 'meta' / 'stats.json').write_text(json.dumps(stats, indent=1))
         total = sum(ep.length for ep in episodes)
-        info = {
-            'codebase_version': CODEBASE_VERSION,
-            'robot_type': robot,
-            'total_episodes': len(episodes),
-            'total_frames': total,
-            'total_tasks': len(task_list),
-            'chunks_size': cfg.chunks_size,
-            'data_files_size_in_mb': cfg.data_files_size_in_mb,
-            'video_files_size_in_mb': cfg.video_files_size_in_mb,
-            'fps': int(fps) if float(fps).is_integer() else fps,
-            'splits': {'train': f'0:{len(episodes)}'},
-            'data_path': DATA_PATH,
-            'video_path': VIDEO_PATH if writer.color else None,
-            'features': _features(entry, fps, writer.codec, writer.pix_fmt, weights is not None),
-        }
-        (tmp / 'meta' / 'info.json').write_text(json.dumps(info, indent=4))
+        info = _info(robot, len(episodes), total, len(task_list), cfg, fps, bool(writer.color),
+                     _features(entry, fps, writer.codec, writer.pix_fmt, weights is not None))
         ptr_meta = {'schema': PTR_SCHEMA, 'source_dataset': str(Path(ds.root).resolve()),
                     'robot': dict(entry), 'rate_hz': fps, 'trust': trust_meta}
-        (tmp / 'meta' / 'ptr.json').write_text(json.dumps(ptr_meta, indent=1))
+        _write_meta(tmp, writer, task_list, info, ptr_meta)
         os.replace(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -459,3 +421,73 @@ def export_lerobot(
     log.info('%s: %d episode(s), %d frames as LeRobot %s', out, len(episodes), total,
              CODEBASE_VERSION)
     return out
+
+
+def _info(
+    robot: str, episodes: int, frames: int, tasks: int, cfg: ExportConfig, fps: float,
+    videos: bool, features: dict[str, Any],
+) -> dict[str, Any]:
+    """meta/info.json."""
+    return {
+        'codebase_version': CODEBASE_VERSION,
+        'robot_type': robot,
+        'total_episodes': episodes,
+        'total_frames': frames,
+        'total_tasks': tasks,
+        'chunks_size': cfg.chunks_size,
+        'data_files_size_in_mb': cfg.data_files_size_in_mb,
+        'video_files_size_in_mb': cfg.video_files_size_in_mb,
+        'fps': int(fps) if float(fps).is_integer() else fps,
+        'splits': {'train': f'0:{episodes}'},
+        'data_path': DATA_PATH,
+        'video_path': VIDEO_PATH if videos else None,
+        'features': features,
+    }
+
+
+def _trust(
+    ds: Dataset, trust: str | Path | None,
+) -> tuple[dict[str, tuple[float, npt.NDArray[np.float64]]] | None, dict[str, Any] | None]:
+    """Per-episode weights from the trust file (refused when stale) and its ptr.json entry."""
+    if trust is None:
+        return None, None
+    from bag_tools.trust import dataset_content_hash, read_trust
+
+    tf = read_trust(trust)
+    weights = tf.for_dataset(ds)
+    trust_meta = {'file': str(trust), 'created': tf.created, 'scorer': dict(tf.scorer),
+                  'dataset_content_hash': dataset_content_hash(ds)}
+    return weights, trust_meta
+
+
+def _pick_robot(ds: Dataset, robot: str | None) -> str:
+    """``robot``, checked to be in the dataset; by default the dataset's only robot."""
+    robots = sorted(ds.manifest['robots'])
+    if robot is None:
+        if len(robots) != 1:
+            msg = (f'{ds.root}: holds robots {robots}; a LeRobot dataset has one robot_type: '
+                   'choose one with --robot')
+            raise LeRobotError(msg)
+        robot = robots[0]
+    if robot not in ds.manifest['robots']:
+        msg = f'{ds.root}: no robot {robot!r} (has {robots})'
+        raise LeRobotError(msg)
+    return robot
+
+
+def _write_meta(
+    tmp: Path, writer: _Writer, task_list: list[str], info: dict[str, Any],
+    ptr_meta: dict[str, Any],
+) -> None:
+    """The meta/ folder: the episodes table, tasks, stats, info.json and our ptr.json."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    ep_file = tmp / EPISODES_PATH.format(chunk_index=0, file_index=0)
+    ep_file.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pylist(writer.rows), ep_file)
+    pq.write_table(_tasks_table(task_list), tmp / 'meta' / 'tasks.parquet')
+    stats = {k: _merge_stats(v) for k, v in writer.frame_stats.items()}
+    (tmp / 'meta' / 'stats.json').write_text(json.dumps(stats, indent=1))
+    (tmp / 'meta' / 'info.json').write_text(json.dumps(info, indent=4))
+    (tmp / 'meta' / 'ptr.json').write_text(json.dumps(ptr_meta, indent=1))

@@ -31,7 +31,7 @@ from bag_tools.lerobot.format import (
     feature_width,
     read_info,
 )
-from bag_tools.lerobot.profile import LeRobotProfile
+from bag_tools.lerobot.profile import LeRobotCamera, LeRobotProfile
 from bag_tools.lerobot.video import DecodedFrames, decode_frames, raw_image
 from bag_tools.observation import decode_image
 from bag_tools.sync import TopicReport
@@ -397,6 +397,55 @@ def read_episode(
     ``LeRobotError`` naming the episode and the file.
     """
     where = f'{src.root}: episode {ref.index} ({ref.data_file.relative_to(src.root)})'
+    table, present, images = _episode_table(src, ref, profile, where)
+    n = table.num_rows
+    state = np.concatenate([_vectors(table, k, feature_width(src.feature(k)), where)
+                            for k in profile.state], axis=1)
+    action = _vectors(table, profile.action, feature_width(src.feature(profile.action)), where)
+    period_ns = round(1e9 / src.fps)
+    ts, timestamp = _times(table, present, src.fps, period_ns)
+    grid_s = ts[0] + np.arange(n) / src.fps
+    state_valid = _flag(table, present, 'ptr.state_valid') & np.isfinite(state).all(axis=1)
+    action_valid = _flag(table, present, 'ptr.action_valid') & np.isfinite(action).all(axis=1)
+    reports = [_state_report(k, ts, grid_s, state_valid, 'state') for k in profile.state]
+    reports.append(_state_report(profile.action, ts, grid_s, action_valid, 'action'))
+    frames, frame_valid = _camera_frames(src, ref, profile, table, present, images, ts,
+                                         reports, warn, where)
+    task, tasks = _episode_task(src, ref, profile, table, present)
+    ptr = ref.ptr
+    tags = _episode_tags(src, ref, table, present, tasks, where)
+    digest = str(ptr.get('content_hash') or _content_hash(state, action, timestamp, task, ref))
+    report: dict[str, Any] = _ptr_json(ptr, 'sync_report', {
+        'grid': {'start_ns': int(timestamp[0]), 'period_ns': period_ns, 'steps': n},
+        'clock': [CLOCK], 'episode_in_bag': [0, 1], 'ignored_state_messages': 0,
+        'topics': reports, 'lerobot': {'dataset': str(src.root), 'episode_index': ref.index},
+    }, where)
+    part = tuple(_ptr_json(ptr, 'part', [0, 1], where))
+    stem = re.sub(r'[^A-Za-z0-9_.-]+', '_', src.root.name).strip('._') or 'lerobot'
+    return EpisodeData(
+        id=str(ptr.get('episode_id') or f'{stem}_ep{ref.index:06d}-{digest[:10]}-{robot}-000'),
+        robot=robot,
+        timestamp=timestamp,
+        state=state,
+        action=action,
+        state_valid=state_valid,
+        action_valid=action_valid,
+        images=frames,
+        image_valid=frame_valid,
+        task=task,
+        source=str(ptr.get('source') or f'{src.root}#episode={ref.index}'),
+        content_hash=digest,
+        tags=tags,
+        sync_report=report,
+        part=(int(part[0]), int(part[1])),
+    )
+
+
+def _episode_table(
+    src: LeRobotSource, ref: EpisodeRef, profile: LeRobotProfile, where: str,
+) -> tuple[Any, set[str], list[LeRobotCamera]]:
+    """The episode's rows (in frame order) with the columns the profile reads; the data file's
+    column names; the cameras stored as image columns (the others are videos)."""
     keys = [*profile.state, profile.action]
     for key in keys:
         src.feature(key)
@@ -415,31 +464,44 @@ def read_episode(
         import pyarrow.compute as pc
 
         table = table.take(pc.sort_indices(table, sort_keys=[('frame_index', 'ascending')]))
-    n = table.num_rows
-    if n == 0:
+    if table.num_rows == 0:
         msg = f'{where}: no rows'
         raise LeRobotError(msg)
-    state = np.concatenate([_vectors(table, k, feature_width(src.feature(k)), where)
-                            for k in profile.state], axis=1)
-    action = _vectors(table, profile.action, feature_width(src.feature(profile.action)), where)
-    period_ns = round(1e9 / src.fps)
+    return table, present, images
+
+
+def _times(
+    table: Any, present: set[str], fps: float, period_ns: int,
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
+    """Each row's time in seconds (the ``timestamp`` column, else frame / fps) and the
+    episode's grid in ns (a ptr export's own, else on the fps grid from the first row)."""
+    n = table.num_rows
     ts = (table.column('timestamp').to_numpy().astype(np.float64) if 'timestamp' in present
-          else np.arange(n) / src.fps)
-    if 'ptr.timestamp_ns' in ptr_cols:
+          else np.arange(n) / fps)
+    if 'ptr.timestamp_ns' in present:
         timestamp = table.column('ptr.timestamp_ns').to_numpy().astype(np.int64)
     else:
         timestamp = round(float(ts[0]) * 1e9) + np.arange(n, dtype=np.int64) * period_ns
+    return ts, timestamp
+
+
+def _flag(table: Any, present: set[str], col: str) -> npt.NDArray[np.bool_]:
+    """A ptr export's per-frame validity column; all valid when the file has none."""
+    if col in present:
+        return np.asarray(table.column(col).to_numpy(zero_copy_only=False), bool)
+    return np.ones(table.num_rows, bool)
+
+
+def _camera_frames(
+    src: LeRobotSource, ref: EpisodeRef, profile: LeRobotProfile, table: Any,
+    present: set[str], images: list[LeRobotCamera], ts: npt.NDArray[np.float64],
+    reports: list[TopicReport], warn: list[str], where: str,
+) -> tuple[dict[str, npt.NDArray[Any]], dict[str, npt.NDArray[np.bool_]]]:
+    """Each camera's frames at the profile's size and where they are valid, from its image
+    column or its video (a missing video: zeros, invalid, one line in ``warn``); appends one
+    report per camera."""
+    n = table.num_rows
     grid_s = ts[0] + np.arange(n) / src.fps
-
-    def flag(col: str) -> npt.NDArray[np.bool_]:
-        if col in ptr_cols:
-            return np.asarray(table.column(col).to_numpy(zero_copy_only=False), bool)
-        return np.ones(n, bool)
-
-    state_valid = flag('ptr.state_valid') & np.isfinite(state).all(axis=1)
-    action_valid = flag('ptr.action_valid') & np.isfinite(action).all(axis=1)
-    reports = [_state_report(k, ts, grid_s, state_valid, 'state') for k in profile.state]
-    reports.append(_state_report(profile.action, ts, grid_s, action_valid, 'action'))
     frames: dict[str, npt.NDArray[Any]] = {}
     frame_valid: dict[str, npt.NDArray[np.bool_]] = {}
     h, w = profile.image_size
@@ -465,49 +527,38 @@ def read_episode(
                                 depth=cam.depth, tolerance_s=0.5 / src.fps)
             frames[cam.role], frame_valid[cam.role] = got.frames, got.valid
             reports.append(_camera_report(cam.key, cam.role, got))
-        frame_valid[cam.role] = frame_valid[cam.role] & flag(f'ptr.image_valid.{cam.role}')
+        frame_valid[cam.role] = (frame_valid[cam.role]
+                                 & _flag(table, present, f'ptr.image_valid.{cam.role}'))
+    return frames, frame_valid
+
+
+def _episode_task(
+    src: LeRobotSource, ref: EpisodeRef, profile: LeRobotProfile, table: Any, present: set[str],
+) -> tuple[str, list[str]]:
+    """The episode's task (the profile's, else its first) and every task its frames name."""
+    n = table.num_rows
     task_index = (table.column('task_index').to_numpy() if 'task_index' in present
                   else np.zeros(n, np.int64))
     tasks = [src.tasks.get(int(i), '') for i in dict.fromkeys(task_index.tolist())]
     tasks = [t for t in tasks if t] or list(ref.tasks)
     task = profile.task if profile.task is not None else (tasks[0] if tasks else '')
+    return task, tasks
+
+
+def _episode_tags(
+    src: LeRobotSource, ref: EpisodeRef, table: Any, present: set[str], tasks: list[str],
+    where: str,
+) -> dict[str, Any]:
+    """A ptr export's tags as they were; for any other LeRobot episode, where it came from."""
+    if ref.ptr.get('episode_id'):  # a ptr export: the episode as it was (same id, hash, tags)
+        tags: dict[str, Any] = _ptr_json(ref.ptr, 'tags', {}, where)
+        return tags
     first_index = int(table.column('index')[0].as_py()) if 'index' in present else 0
-    ptr = ref.ptr
-    if ptr.get('episode_id'):  # a ptr export: the episode as it was (same id, hash, tags)
-        tags: dict[str, Any] = _ptr_json(ptr, 'tags', {}, where)
-    else:
-        tags = {'lerobot.dataset': src.root.name, 'lerobot.codebase_version': src.version,
-                'lerobot.episode_index': ref.index, 'lerobot.index_from': first_index}
-        if len(tasks) > 1:
-            tags['lerobot.tasks'] = tasks
-    digest = str(ptr.get('content_hash') or _content_hash(state, action, timestamp, task, ref))
-    report: dict[str, Any] = _ptr_json(ptr, 'sync_report', {
-        'grid': {'start_ns': int(timestamp[0]), 'period_ns': period_ns, 'steps': n},
-        'clock': [CLOCK],
-        'episode_in_bag': [0, 1],
-        'ignored_state_messages': 0,
-        'topics': reports,
-        'lerobot': {'dataset': str(src.root), 'episode_index': ref.index},
-    }, where)
-    part = tuple(_ptr_json(ptr, 'part', [0, 1], where))
-    stem = re.sub(r'[^A-Za-z0-9_.-]+', '_', src.root.name).strip('._') or 'lerobot'
-    return EpisodeData(
-        id=str(ptr.get('episode_id') or f'{stem}_ep{ref.index:06d}-{digest[:10]}-{robot}-000'),
-        robot=robot,
-        timestamp=timestamp,
-        state=state,
-        action=action,
-        state_valid=state_valid,
-        action_valid=action_valid,
-        images=frames,
-        image_valid=frame_valid,
-        task=task,
-        source=str(ptr.get('source') or f'{src.root}#episode={ref.index}'),
-        content_hash=digest,
-        tags=tags,
-        sync_report=report,
-        part=(int(part[0]), int(part[1])),
-    )
+    tags = {'lerobot.dataset': src.root.name, 'lerobot.codebase_version': src.version,
+            'lerobot.episode_index': ref.index, 'lerobot.index_from': first_index}
+    if len(tasks) > 1:
+        tags['lerobot.tasks'] = tasks
+    return tags
 
 
 def _ptr_json(ptr: Mapping[str, Any], key: str, default: Any, where: str) -> Any:

@@ -66,7 +66,7 @@ def decode_frames(
     Only frames inside the wanted span are resized and kept, so memory is bounded by the
     episode at the profile's size, not by the file.
     """
-    import av
+    import av  # noqa: F401  (missing: fail even for an empty span, as before)
 
     h, w = size
     channels = 1 if depth else 3
@@ -76,6 +76,33 @@ def decode_frames(
         return DecodedFrames(np.zeros((0, h, w, channels), dtype), np.zeros(0, bool),
                              np.zeros(0, np.int64), np.zeros(0), np.zeros(0))
     lo, hi = float(times_s[0]) - tolerance_s, float(times_s[-1]) + tolerance_s
+    kept, decoded = _decode_span(path, lo, hi, size=size, depth=depth)
+    out = np.zeros((n, h, w, channels), dtype)
+    index = np.full(n, -1, np.int64)
+    offset = np.full(n, np.nan)
+    if len(decoded):
+        order = np.argsort(decoded, kind='stable')
+        decoded_sorted = decoded[order]
+        right = np.clip(np.searchsorted(decoded_sorted, times_s), 0, len(decoded) - 1)
+        left = np.clip(right - 1, 0, len(decoded) - 1)
+        pick = np.where(np.abs(decoded_sorted[left] - times_s)
+                        <= np.abs(decoded_sorted[right] - times_s), left, right)
+        index = order[pick].astype(np.int64)
+        offset = np.abs(decoded[index] - times_s)
+    valid = np.isfinite(offset) & (offset <= tolerance_s)
+    for row in np.flatnonzero(valid):
+        out[row] = kept[int(index[row])]
+    index[~valid] = -1
+    return DecodedFrames(out, valid, index, offset, decoded)
+
+
+def _decode_span(
+    path: Path, lo: float, hi: float, *, size: tuple[int, int], depth: bool,
+) -> tuple[list[npt.NDArray[Any]], npt.NDArray[np.float64]]:
+    """The frames of ``path`` whose times (seconds from the stream's start) lie in [lo, hi],
+    resized to ``size``, and their times, in decode order."""
+    import av
+
     kept: list[npt.NDArray[Any]] = []
     times: list[float] = []
     try:
@@ -106,24 +133,7 @@ def decode_frames(
     except ImageDecodeError as err:
         msg = f'{path}: {err}'
         raise LeRobotError(msg) from err
-    out = np.zeros((n, h, w, channels), dtype)
-    index = np.full(n, -1, np.int64)
-    offset = np.full(n, np.nan)
-    decoded = np.asarray(times, np.float64)
-    if len(decoded):
-        order = np.argsort(decoded, kind='stable')
-        decoded_sorted = decoded[order]
-        right = np.clip(np.searchsorted(decoded_sorted, times_s), 0, len(decoded) - 1)
-        left = np.clip(right - 1, 0, len(decoded) - 1)
-        pick = np.where(np.abs(decoded_sorted[left] - times_s)
-                        <= np.abs(decoded_sorted[right] - times_s), left, right)
-        index = order[pick].astype(np.int64)
-        offset = np.abs(decoded[index] - times_s)
-    valid = np.isfinite(offset) & (offset <= tolerance_s)
-    for row in np.flatnonzero(valid):
-        out[row] = kept[int(index[row])]
-    index[~valid] = -1
-    return DecodedFrames(out, valid, index, offset, decoded)
+    return kept, np.asarray(times, np.float64)
 
 
 @dataclass

@@ -141,41 +141,54 @@ def collect_datasets(
             ep = ds.episode(entry['id'])
             sync = _sync_figures(ep, rate)
             w = weights.get(ep.id)
-            key = f'{n}:{ep.id}'
-            rows.append({
-                'key': key, 'dataset': n, 'id': ep.id, 'robot': ep.robot, 'task': ep.task,
-                'source': str(ep.tags.get('ptr.source', '')),
-                'tags': {k: v for k, v in ep.tags.items() if k != 'ptr.source'},
-                'frames': ep.length, 'duration_s': round(ep.length / rate, 3),
-                'rate_hz': rate,
-                'worst_sync_s': sync['worst_sync_s'], 'worst_topic': sync['worst_topic'],
-                'late_topics': sync['late_topics'],
-                'held': sync['held'], 'dropped': sync['dropped'], 'invalid': sync['invalid'],
-                'trust': None if w is None else round(float(w[0]), 4),
-            })
-            details[key] = (ds, ep, sync, w)
+            row = _episode_row(n, ep, rate, sync, w)
+            rows.append(row)
+            details[row['key']] = (ds, ep, sync, w)
     flagged = look_first(rows)
     keep = {r['key'] for r in rows[:max_details]} | {f['key'] for f in flagged}
-    out_details = {}
-    for key in keep:
-        ds, ep, sync, w = details[key]
-        robot = ds.manifest['robots'][ep.robot]
-        rate = float(ds.manifest['rate_hz'])
-        out_details[key] = {
-            'state': _series(ep.state, robot['state_names'], rate),
-            'action': _series(ep.action, robot['action_names'], rate),
-            'frame_trust': None if w is None else _series(
-                np.asarray(w[1], np.float64)[:, None], ['trust'], rate),
-            'thumbs': {role: _thumb_strip(ep.images[role], ep.image_valid[role])
-                       for role in sorted(ep.images)},
-            'sync': sync['topics'],
-            'source_path': str(ep.meta.get('source', '')),
-        }
+    out_details = {key: _episode_detail(*details[key]) for key in keep}
     return {'datasets': datasets, 'episodes': rows, 'details': out_details,
             'sources': per_source(rows), 'look_first': flagged,
             'trust': None if trust is None else {
                 'file': trust.source, 'created': trust.created,
                 'w_min': trust.scorer.get('w_min')}}
+
+
+def _episode_row(
+    n: int, ep: Episode, rate: float, sync: dict[str, Any],
+    w: tuple[float, npt.NDArray[np.float64]] | None,
+) -> dict[str, Any]:
+    """The episode's row of the table (``n``: its dataset's index)."""
+    return {
+        'key': f'{n}:{ep.id}', 'dataset': n, 'id': ep.id, 'robot': ep.robot, 'task': ep.task,
+        'source': str(ep.tags.get('ptr.source', '')),
+        'tags': {k: v for k, v in ep.tags.items() if k != 'ptr.source'},
+        'frames': ep.length, 'duration_s': round(ep.length / rate, 3),
+        'rate_hz': rate,
+        'worst_sync_s': sync['worst_sync_s'], 'worst_topic': sync['worst_topic'],
+        'late_topics': sync['late_topics'],
+        'held': sync['held'], 'dropped': sync['dropped'], 'invalid': sync['invalid'],
+        'trust': None if w is None else round(float(w[0]), 4),
+    }
+
+
+def _episode_detail(
+    ds: Dataset, ep: Episode, sync: dict[str, Any],
+    w: tuple[float, npt.NDArray[np.float64]] | None,
+) -> dict[str, Any]:
+    """The episode's detail panel: state/action/trust plots, thumbnails and sync table."""
+    robot = ds.manifest['robots'][ep.robot]
+    rate = float(ds.manifest['rate_hz'])
+    return {
+        'state': _series(ep.state, robot['state_names'], rate),
+        'action': _series(ep.action, robot['action_names'], rate),
+        'frame_trust': None if w is None else _series(
+            np.asarray(w[1], np.float64)[:, None], ['trust'], rate),
+        'thumbs': {role: _thumb_strip(ep.images[role], ep.image_valid[role])
+                   for role in sorted(ep.images)},
+        'sync': sync['topics'],
+        'source_path': str(ep.meta.get('source', '')),
+    }
 
 
 def per_source(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
