@@ -679,6 +679,7 @@ def _trust_plot(summary: dict[str, Any], out: Path) -> None:
     """``trust_by_episode.png``: every episode's trust, coloured by its source (first trust
     cell of each task on the mixed data)."""
     import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
 
     firsts: dict[str, dict[str, Any]] = {}
     for c in summary['cells']:
@@ -686,7 +687,7 @@ def _trust_plot(summary: dict[str, Any], out: Path) -> None:
             firsts.setdefault(c['task'], c)
     if not firsts:
         return
-    fig, axes = plt.subplots(len(firsts), 1, figsize=(10, 2.8 * len(firsts)), squeeze=False)
+    fig, axes = plt.subplots(len(firsts), 1, figsize=(10, 3.2 * len(firsts)), squeeze=False)
     for ax, (task, c) in zip(axes[:, 0], sorted(firsts.items())):
         report = Path(c['trust_file']).with_name('report.json')
         if not report.exists():
@@ -697,13 +698,13 @@ def _trust_plot(summary: dict[str, Any], out: Path) -> None:
         colours = {s: plt.get_cmap('tab10')(i) for i, s in enumerate(sources)}
         ax.bar(range(len(eps)), [e['trust'] for e in eps],
                color=[colours[e['source']] for e in eps])
-        for s_name, col in colours.items():
-            ax.bar([], [], color=col, label=s_name)
+        handles = [Patch(color=col, label=name) for name, col in colours.items()]
         ax.set_ylim(0, 1.05)
         ax.set_ylabel('trust')
-        ax.set_title(f'{task}: trust per episode ({c["method"]}, seed {c["seed"]})')
-        ax.legend(fontsize=7, ncol=len(sources), loc='lower right')
-    axes[-1, 0].set_xlabel('episode (grouped by source)')
+        ax.set_title(f'{task}: trust per episode, grouped by source ({c["method"]}, '
+                     f'seed {c["seed"]})')
+        ax.legend(handles=handles, fontsize=7, ncol=len(sources), loc='upper right',
+                  bbox_to_anchor=(1.0, -0.08))
     fig.tight_layout()
     fig.savefig(out / 'trust_by_episode.png', dpi=110)
     plt.close(fig)
