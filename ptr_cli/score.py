@@ -90,8 +90,10 @@ def run(args: argparse.Namespace) -> int:
         print('episode AUROC, expert vs source (length-controlled in brackets):')
         print(f'  {"signal":<18}' + ''.join(f'{s:>22}' for s in sources))
         for name, row in table.items():
+            ctrl = controlled.get(name, {})  # none for the (saturated) trust itself
             print(f'  {name:<18}' + ''.join(
-                f'{row[s]:>13.2f} [{controlled[name][s]:.2f}]' for s in sources))
+                f'{row[s]:>13.2f} [{ctrl[s]:.2f}]' if s in ctrl else f'{row[s]:>13.2f}       '
+                for s in sources))
     if args.report:
         Path(args.report).write_text(json.dumps({
             'trust_file': str(out), 'seconds': result.seconds, 'scoring_s': elapsed,
