@@ -196,3 +196,22 @@ def test_stale_trust_refused_by_train(labelled: tuple[Path, Path], tmp_path: Pat
     ])
     with pytest.raises(PtrError, match=rf'{path}.*stale'):
         train(cfg)
+
+
+def test_ptr_score_cli_writes_the_file_and_prints_aurocs(
+    labelled: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    from bag_tools.trust import read_trust
+    from ptr_cli.main import main
+
+    data, base = labelled
+    out = tmp_path / 'labels.trust.json'
+    code = main(['score', str(data), '--init', str(base), '--out', str(out), '--no-progress',
+                 '--report', str(tmp_path / 'r.json'), '--set', 'steps=10', '--set',
+                 'folds=2', '--set', 'hidden=16', '--set', 'score_draws=1'])
+    assert code == 0
+    text = capsys.readouterr().out
+    assert 'scored 16 episodes' in text
+    assert 'episode AUROC, expert vs source' in text
+    assert len(read_trust(out).for_dataset(Dataset.open(data))) == 16
+    assert main(['score', str(data), '--init', str(base), '--set', 'folds=1']) == 2
