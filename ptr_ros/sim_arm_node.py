@@ -81,16 +81,8 @@ class SimArmNode(Node):
                                'directory; when set it gives joints, limits, topics, rate.')
         robot = declare(self, 'robot', '', 'Robot of a multi-robot checkpoint (default: first).')
         profile = load_robot_profile(profile_path, robot) if profile_path else None
-        joints = list(profile.joints) if profile else ['joint_1', 'joint_2', 'joint_3']
-        joints = declare(self, 'joint_names', joints, 'Joint names, in order.')
-        lower = list(profile.joint_lower) if profile else [-2.5] * len(joints)
-        upper = list(profile.joint_upper) if profile else [2.5] * len(joints)
-        lower = declare(self, 'joint_lower', [float(v) for v in lower], 'Lower limits (rad).')
-        upper = declare(self, 'joint_upper', [float(v) for v in upper], 'Upper limits (rad).')
-        initial = declare(self, 'initial_positions', [0.0] * len(joints),
-                          'Start positions (rad), one per joint.')
-        max_velocity = declare(self, 'max_velocity', 2.0, 'Joint velocity limit (rad/s).',
-                               lo=0.01, hi=100.0)
+        self.arm = self._declare_arm(profile)
+        joints = self.arm.joint_names
         self.rate_hz = declare(self, 'rate_hz', 50.0, 'joint_states publish rate (Hz).',
                                lo=1.0, hi=1000.0)
         camera_rate = declare(self, 'camera_rate_hz', 15.0, 'Camera publish rate (Hz).',
@@ -100,23 +92,13 @@ class SimArmNode(Node):
                        'Rendered image [height, width] (before the policy resizes it).')
         state_topic = profile.state_topic if profile else '/joint_states'
         state_topic = declare(self, 'joint_states_topic', state_topic, 'JointState output.')
-        cameras = [f'{c.role}={c.topic}' for c in profile.cameras if not c.depth] if profile \
-            else ['front=/camera/front/image_raw']
-        cameras = declare(self, 'camera_topics', cameras or [''],
-                          'Cameras as role=topic entries (empty entries are ignored).')
-        transport = declare(self, 'image_transport', 'auto', 'Image type: auto (compressed '
-                            'when the topic ends in /compressed), raw or compressed.',
-                            choices=TRANSPORTS)
-        self.jpeg_quality = declare(self, 'jpeg_quality', 90, 'JPEG quality of compressed '
-                                    'images.', lo=1, hi=100)
+        cameras, transport = self._declare_cameras(profile)
         trajectory_topic = declare(
             self, 'trajectory_topic', '/joint_trajectory_controller/joint_trajectory',
             'JointTrajectory command input.')
         forward_topic = declare(self, 'forward_topic', '/forward_position_controller/commands',
                                 'Float64MultiArray command input (one value per joint).')
 
-        self.arm = SimArm(joints, lower=lower, upper=upper, initial=initial,
-                          max_velocity=max_velocity)
         self.image_size = (int(size[0]), int(size[1]))
         self.cameras_on = True
         self._last_step = time.monotonic()
@@ -147,6 +129,35 @@ class SimArmNode(Node):
         self.get_logger().info(
             f'sim arm: {len(joints)} joints, {len(self._camera_pubs)} cameras, '
             f'state on {state_topic}, commands on {trajectory_topic} and {forward_topic}')
+
+    def _declare_arm(self, profile: RobotProfile | None) -> SimArm:
+        """The arm from its parameters (joints, limits, start, speed; the profile's defaults)."""
+        joints = list(profile.joints) if profile else ['joint_1', 'joint_2', 'joint_3']
+        joints = declare(self, 'joint_names', joints, 'Joint names, in order.')
+        lower = list(profile.joint_lower) if profile else [-2.5] * len(joints)
+        upper = list(profile.joint_upper) if profile else [2.5] * len(joints)
+        lower = declare(self, 'joint_lower', [float(v) for v in lower], 'Lower limits (rad).')
+        upper = declare(self, 'joint_upper', [float(v) for v in upper], 'Upper limits (rad).')
+        initial = declare(self, 'initial_positions', [0.0] * len(joints),
+                          'Start positions (rad), one per joint.')
+        max_velocity = declare(self, 'max_velocity', 2.0, 'Joint velocity limit (rad/s).',
+                               lo=0.01, hi=100.0)
+        return SimArm(joints, lower=lower, upper=upper, initial=initial,
+                      max_velocity=max_velocity)
+
+    def _declare_cameras(self, profile: RobotProfile | None) -> tuple[list[str], str]:
+        """The camera parameters: role=topic entries and the image transport (and
+        ``self.jpeg_quality``)."""
+        cameras = [f'{c.role}={c.topic}' for c in profile.cameras if not c.depth] if profile \
+            else ['front=/camera/front/image_raw']
+        cameras = declare(self, 'camera_topics', cameras or [''],
+                          'Cameras as role=topic entries (empty entries are ignored).')
+        transport = declare(self, 'image_transport', 'auto', 'Image type: auto (compressed '
+                            'when the topic ends in /compressed), raw or compressed.',
+                            choices=TRANSPORTS)
+        self.jpeg_quality = declare(self, 'jpeg_quality', 90, 'JPEG quality of compressed '
+                                    'images.', lo=1, hi=100)
+        return cameras, transport
 
     # -- commands -------------------------------------------------------------------------
     def _on_trajectory(self, msg: JointTrajectory) -> None:
