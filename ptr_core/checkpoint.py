@@ -4,8 +4,11 @@ Layout::
 
     CHECKPOINT/
       config.json            format, schema version, git revision, step, resolved train config
-      preprocess.json        layout, normalizer, camera channels, To (ptr_core.preprocess)
-      robots.json            robot entries (profile, joint names/limits, cameras, image size, rate)
+      preprocess.json        layout (the one owner of the image size), normalizer, camera
+                             channels, To (ptr_core.preprocess)
+      robots.json            robot entries (profile, joint names/limits, cameras, rate); the
+                             image size is filled in from the layout on load
+                             (ptr_core.checkpoint_robots)
       vocab.json             task and source-tag vocabularies
       model.safetensors      policy weights
       ema.safetensors        EMA policy weights (what inference uses by default)
@@ -44,6 +47,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from bag_tools.dataset import RobotEntry
+from ptr_core.checkpoint_robots import robots_from_file, robots_to_file
 from ptr_core.configuration import SCHEMA_VERSION, TrainConfig, from_dict, to_dict
 from ptr_core.errors import CheckpointError, ConfigError
 from ptr_core.preprocess import Preprocessor
@@ -209,7 +213,7 @@ def save_checkpoint(
         'train_config': to_dict(config),
     })
     _write_json(tmp / 'preprocess.json', preprocessor.to_json())
-    _write_json(tmp / 'robots.json', dict(robots))
+    _write_json(tmp / 'robots.json', robots_to_file(robots, preprocessor.layout.image_size))
     _write_json(tmp / 'vocab.json', dict(vocab))
     save_file(_tensors(policy.state_dict()), str(tmp / 'model.safetensors'))
     if ema is not None:
@@ -372,6 +376,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     opt = {n: root / f'{n}.safetensors' for n in ('ema', 'weighter')}
     robots = _read_json(root / 'robots.json')
     _check_robots(root / 'robots.json', robots)
+    robots = robots_from_file(robots, pre.layout.image_size)
     return Checkpoint(
         path=root,
         config=config,

@@ -31,6 +31,7 @@ from std_srvs.srv import SetBool
 from trajectory_msgs.msg import JointTrajectory
 
 from bag_tools.profile import RobotProfile, load_profile
+from ptr_core.checkpoint_robots import read_robots
 from ptr_core.errors import PtrError
 from ptr_ros.conversions import message_class
 from ptr_ros.params import declare
@@ -51,7 +52,8 @@ def load_robot_profile(path: str, robot: str = '') -> RobotProfile:
         file = p / name
         if not file.is_file():
             continue
-        data = json.loads(file.read_text())
+        data = (read_robots(p) if name == 'robots.json' and (p / 'preprocess.json').is_file()
+                else json.loads(file.read_text()))  # the layout owns the image size
         robots = data.get('robots', data) if isinstance(data, dict) else {}
         for key, entry in robots.items():
             if isinstance(entry, dict) and isinstance(entry.get('profile'), dict):

@@ -136,3 +136,45 @@ def test_checkpoint_config_holds_every_effective_option(
     # the resolved options load back into the same weighter config
     ckpt = load_checkpoint(result.final)
     assert PTRConfig.from_options(ckpt.config.weighter.options) == PTRConfig(warmup_steps=1)
+
+
+def _keys(obj: object, key: str, where: str = '') -> list[str]:
+    """Where ``key`` occurs in a JSON document (``a.b.c`` paths)."""
+    if isinstance(obj, dict):
+        return [p for k, v in obj.items()
+                for p in ([f'{where}{k}'] if k == key else []) + _keys(v, key, f'{where}{k}.')]
+    if isinstance(obj, list):
+        return [p for i, v in enumerate(obj) for p in _keys(v, key, f'{where}{i}.')]
+    return []
+
+
+def test_checkpoint_files_hold_the_image_size_once(image_dataset: Path, tmp_path: Path,
+                                                   tiny_config) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    final = _train(image_dataset, tmp_path / 'run', tiny_config)
+    found = [f'{f.relative_to(final)}:{p}' for f in sorted(final.rglob('*.json'))
+             for p in _keys(json.loads(f.read_text()), 'image_size')]
+    assert found == ['preprocess.json:layout.image_size']
+    # every robot entry (and its profile) still answers with the layout's size
+    runner = PolicyRunner.from_checkpoint(final)
+    size = list(runner.image_size)
+    for robot in runner.robots:
+        entry = runner.profile(robot)
+        if entry['camera_roles']:
+            assert entry['image_size'] == size
+            assert entry['profile']['image_size'] == size
+
+
+def test_old_checkpoint_robot_entries_read_the_same() -> None:
+    from ptr_core.checkpoint_robots import robots_from_file, robots_to_file
+
+    old = {'arm': {'image_size': [16, 16], 'camera_roles': ['front'],
+                   'profile': {'robot': 'arm', 'image_size': [16, 16]}},
+           'bare': {'image_size': None, 'camera_roles': [], 'profile': {'image_size': None}}}
+    assert robots_from_file(old, (16, 16)) == old  # copies already there: kept as written
+    stored = robots_to_file(old, (16, 16))
+    assert 'image_size' not in stored['arm']
+    assert 'image_size' not in stored['arm']['profile']
+    assert stored['bare'] == old['bare']  # not a copy of the layout's size: kept
+    assert robots_from_file(stored, (16, 16)) == old
