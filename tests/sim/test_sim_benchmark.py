@@ -52,17 +52,17 @@ def test_summary_takes_mean_and_std_over_seeds_and_judges_the_margin() -> None:
     cfg = load_benchmark_config('tiny', ['seeds=[0, 1, 2]'])
     results = []
     for seed, (u, p) in enumerate([(0.2, 0.6), (0.3, 0.7), (0.25, 0.65)]):
-        for method, rate, w in (('uniform', u, {}), ('ptr_action_detach', p,
+        for method, rate, w in (('uniform', u, {}), ('trust', p,
                                                      {'expert': 2.0, 'random_labels': 0.3})):
             results.append({'task': 'pick-place-v3', 'data': 'mix', 'head': 'flow',
                             'method': method, 'seed': seed, 'success_rate': rate,
                             'episodes': 10, 'weights_by_source': w, 'nce_acc': 0.5})
     s = summarize(cfg, results)
-    row = next(t for t in s['table'] if t['method'] == 'ptr_action_detach')
+    row = next(t for t in s['table'] if t['method'] == 'trust')
     assert row['success_mean'] == pytest.approx(0.65)
     assert row['success_std'] == pytest.approx(0.05)
     assert s['verdicts'][0]['beats_uniform']
-    assert s['weights_by_source']['ptr_action_detach']['random_labels'][0] == pytest.approx(0.3)
+    assert s['weights_by_source']['trust']['random_labels'][0] == pytest.approx(0.3)
     text = markdown(s)
     assert '| pick-place-v3 | mix | flow | 0.25 ± 0.05 | 0.65 ± 0.05 |' in text
     assert 'beats uniform' in text
