@@ -37,6 +37,8 @@ from ptr_sim.setups import CONTROL_RATE_HZ, get_setup, pose_values, state_values
 
 __all__ = ['MetaWorldArmNode', 'main']
 
+FIRST_COMMAND_WAIT_S = 60.0  # after enable, how long to wait for the policy's first command
+
 
 class MetaWorldArmNode(Node):
     def __init__(self) -> None:
@@ -78,6 +80,7 @@ class MetaWorldArmNode(Node):
         self._enabled = self._enable is None
         self._enable_future: Any = None
         self.done = False
+        self._driving_since: float | None = None
         self.create_timer(1.0 / self.rate_hz, self._on_tick)
         self.get_logger().info(f'{self.task}, setup {setup}: {self.setup.state_topic} + poses '
                                f'at {self.rate_hz:g} Hz; commands on {self.setup.command_topic}')
@@ -90,6 +93,8 @@ class MetaWorldArmNode(Node):
             return
         self._command = data
         self._command_time = time.monotonic()
+        if self._enabled and self._driving_since is None:
+            self._driving_since = self._command_time  # the run is timed from the first command
         self.commands += 1
 
     def _publish(self) -> None:
@@ -123,7 +128,7 @@ class MetaWorldArmNode(Node):
             res = self._enable_future.result()
             self._enabled = bool(res is not None and res.success)
             self._enable_future = None
-            self._t0 = time.monotonic()  # the run is timed from the moment the policy is armed
+            self._t0 = time.monotonic()
             self.get_logger().info(f'enable: {res.message if res else "no response"}')
 
     def _on_tick(self) -> None:
@@ -142,8 +147,15 @@ class MetaWorldArmNode(Node):
                 self.env.reset(next(self._seeds))
         self._publish()
         self._arm()
-        if self._enabled and self.duration_s and time.monotonic() - self._t0 >= self.duration_s:
+        if self._enabled and self.duration_s and self._finished(time.monotonic()):
             self.done = True
+
+    def _finished(self, now: float) -> bool:
+        # Timed from the first command after enable, so a policy that loads slowly on a busy
+        # machine still drives for duration_s; one that never commands gives up after a minute.
+        if self._driving_since is None:
+            return now - self._t0 >= self.duration_s + FIRST_COMMAND_WAIT_S
+        return now - self._driving_since >= self.duration_s
 
     def write_summary(self) -> None:
         if not self.summary:
@@ -152,7 +164,7 @@ class MetaWorldArmNode(Node):
             'task': self.task, 'setup': self.setup.name, 'commands': self.commands,
             'sim_steps': self.sim_steps, 'episodes': self.episodes,
             'successes': self.successes, 'enabled': self._enabled,
-            'seconds': time.monotonic() - self._t0,
+            'seconds': time.monotonic() - (self._driving_since or self._t0),
         }))
 
 
