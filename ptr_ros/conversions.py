@@ -22,7 +22,8 @@ from bag_tools.observation import image_dims  # re-exported: one header parser, 
 from bag_tools.profile import normalize_msgtype
 from ptr_core.errors import PtrError
 
-__all__ = ['forward_command', 'image_dims', 'message_class', 'trajectory_command']
+__all__ = ['forward_command', 'image_dims', 'message_class', 'trajectory_command',
+           'twist_command']
 
 
 def message_class(msgtype: str) -> Any:
@@ -59,3 +60,17 @@ def forward_command(names: Sequence[str], values: npt.NDArray[np.float64]) -> Fl
     msg.layout.dim = [MultiArrayDimension(label='joints', size=len(names), stride=len(names))]
     msg.data = [float(v) for v in values]
     return msg
+
+
+def twist_command(cls: Any, values: Sequence[float] | npt.NDArray[np.float64], stamp: Any = None,
+                  ) -> Any:
+    """A ``cls`` (Twist or TwistStamped) message of six values: linear xyz, angular xyz;
+    ``stamp`` goes into a TwistStamped's header."""
+    v = [float(x) for x in values]
+    twist = cls()
+    body = twist.twist if hasattr(twist, 'header') else twist
+    if hasattr(twist, 'header'):
+        twist.header.stamp = stamp
+    body.linear.x, body.linear.y, body.linear.z = v[0], v[1], v[2]
+    body.angular.x, body.angular.y, body.angular.z = v[3], v[4], v[5]
+    return twist

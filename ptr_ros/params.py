@@ -27,8 +27,11 @@ __all__ = [
     'PolicyNodeParams',
     'RunnerParams',
     'declare',
+    'declare_arm_group_topics',
+    'declare_extra_action_topics',
     'declare_policy_params',
     'declare_runner_params',
+    'served_rate_warnings',
 ]
 
 INTERFACES = ('trajectory', 'forward')
@@ -271,3 +274,48 @@ def _declare_cameras(node: Node, p: RobotProfile) -> dict[str, CameraParams]:
             depth=cam.depth, source_size=(int(size[0]), int(size[1])) if any(size) else None,
         )
     return cameras
+
+
+def declare_arm_group_topics(
+    node: Node, p: RobotProfile, interface: str,
+) -> tuple[list[str], list[str]]:
+    """Per arm group of an arm-group profile: ``arms.<group>.state_topic`` (its JointState
+    input) and ``arms.<group>.command_topic`` (its command output, ``interface``)."""
+    states, commands = [], []
+    for g in p.groups:
+        states.append(declare(node, f'arms.{g.name}.state_topic', g.state_topic,
+                              f'sensor_msgs/JointState input of arm group {g.name!r}.'))
+        commands.append(declare(
+            node, f'arms.{g.name}.command_topic', f'/{g.name}{DEFAULT_COMMAND_TOPICS[interface]}',
+            f'Command topic of arm group {g.name!r} ({interface} interface).'))
+    return states, commands
+
+
+def declare_extra_action_topics(node: Node, p: RobotProfile) -> list[str]:
+    """``extra_action.<name>.topic``: the output topic of each extra action (a base's cmd_vel)."""
+    return [declare(node, f'extra_action.{e.name}.topic', e.topic, f'{e.type} output ({e.name}).')
+            for e in p.extra_action]
+
+
+def served_rate_warnings(
+    p: PolicyNodeParams, trained_rate_hz: float, chunk_length: int,
+) -> list[str]:
+    """Settings that work but change what the policy was trained for, one line each; a control
+    rate other than the training rate is refused unless ``allow_rate_mismatch``."""
+    warnings = []
+    if abs(p.rate_hz - trained_rate_hz) > 1e-6:
+        # Nothing is resampled: the history would be spaced 1/rate, not 1/trained s, and
+        # each chunk action would last 1/rate s -- another motion than the one learned.
+        what = (f'control_rate_hz {p.rate_hz:g} differs from the training rate '
+                f'{trained_rate_hz:g} Hz: observations would be sampled and actions played '
+                f'{p.rate_hz / trained_rate_hz:.3g}x as fast as in training')
+        if not p.allow_rate_mismatch:
+            msg = f'{what}; serve at {trained_rate_hz:g} Hz (or allow_rate_mismatch:=true to ' \
+                  'measure latency only)'
+            raise PtrError(msg)
+        warnings.append(f'{what} (allow_rate_mismatch: for benchmarks only)')
+    if p.execute_steps >= chunk_length:
+        warnings.append(
+            f'execute_steps {p.execute_steps} >= chunk length {chunk_length}: chunks cannot '
+            'overlap, so motion pauses while the next chunk is computed')
+    return warnings

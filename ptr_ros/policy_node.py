@@ -56,14 +56,28 @@ from bag_tools.profile import RobotProfile
 from ptr_core.errors import PtrError
 from ptr_core.history import ObservationHistory
 from ptr_core.inference import ChunkExecutor
-from ptr_ros.conversions import forward_command, image_dims, message_class, trajectory_command
-from ptr_ros.params import RunnerParams, declare_policy_params, declare_runner_params
+from ptr_ros.conversions import (
+    forward_command,
+    image_dims,
+    message_class,
+    trajectory_command,
+    twist_command,
+)
+from ptr_ros.params import (
+    RunnerParams,
+    declare_arm_group_topics,
+    declare_extra_action_topics,
+    declare_policy_params,
+    declare_runner_params,
+    served_rate_warnings,
+)
 from ptr_ros.safety import (
     CommandLimiter,
     NodeState,
     RejectionCounter,
     SafetyFaultError,
     SafetyGate,
+    diagnostic_values,
     limit_violation,
 )
 from ptr_ros.worker import InferenceWorker, LatencyWindow
@@ -120,23 +134,10 @@ class PolicyNode(Node):
 
     def _check_params(self) -> None:
         """Warn about settings that work but change what the policy was trained for."""
-        p, trained = self.params, self.profile.rate_hz
-        if abs(p.rate_hz - trained) > 1e-6:
-            # Nothing is resampled: the history would be spaced 1/rate, not 1/trained s, and
-            # each chunk action would last 1/rate s -- another motion than the one learned.
-            what = (f'control_rate_hz {p.rate_hz:g} differs from the training rate '
-                    f'{trained:g} Hz: observations would be sampled and actions played '
-                    f'{p.rate_hz / trained:.3g}x as fast as in training')
-            if not p.allow_rate_mismatch:
-                msg = f'{what}; serve at {trained:g} Hz (or allow_rate_mismatch:=true to ' \
-                      'measure latency only)'
-                raise PtrError(msg)
-            self.get_logger().warning(f'{what} (allow_rate_mismatch: for benchmarks only)')
-        length = int(self.runner.chunk_length)
-        if p.execute_steps >= length:
-            self.get_logger().warning(
-                f'execute_steps {p.execute_steps} >= chunk length {length}: chunks cannot '
-                'overlap, so motion pauses while the next chunk is computed')
+        # One call site: rclpy refuses to change a call site's severity, and both are warnings.
+        for line in served_rate_warnings(self.params, self.profile.rate_hz,
+                                         int(self.runner.chunk_length)):
+            self.get_logger().warning(line)
 
     # -- state ----------------------------------------------------------------------------
     def _setup_state(self) -> None:
@@ -263,19 +264,11 @@ class PolicyNode(Node):
     def _setup_arm_groups(self, qos: Any) -> None:
         """Per group: ``arms.<group>.state_topic`` in (JointState, the group's joint names) and
         ``arms.<group>.command_topic`` out (the group's actions under its own joint names)."""
-        from ptr_ros.params import DEFAULT_COMMAND_TOPICS, declare
-
-        interface = self.params.interface
-        self._group_command_topics = []
-        for k, g in enumerate(self.profile.groups):
-            topic = declare(self, f'arms.{g.name}.state_topic', g.state_topic,
-                            f'sensor_msgs/JointState input of arm group {g.name!r}.')
+        states, self._group_command_topics = declare_arm_group_topics(
+            self, self.profile, self.params.interface)
+        for k, topic in enumerate(states):
             self.create_subscription(JointState, topic,
                                      lambda m, k=k: self._on_group_state(k, m), qos)
-            default = f'/{g.name}{DEFAULT_COMMAND_TOPICS[interface]}'
-            self._group_command_topics.append(declare(
-                self, f'arms.{g.name}.command_topic', default,
-                f'Command topic of arm group {g.name!r} ({interface} interface).'))
 
     def _on_group_state(self, k: int, msg: JointState) -> None:
         g = self.profile.groups[k]
@@ -523,41 +516,26 @@ class PolicyNode(Node):
     # -- extra actions (a base's cmd_vel) -------------------------------------------------
     def _setup_extra_actions(self, qos: Any) -> None:
         """``extra_action.<name>.topic``: each extra action (Twist[Stamped]) on its topic."""
-        from ptr_ros.params import declare
-
-        self._extra_action_pubs = []
-        for e in self.profile.extra_action:
-            topic = declare(self, f'extra_action.{e.name}.topic', e.topic,
-                            f'{e.type} output ({e.name}).')
-            self._extra_action_pubs.append(
-                (e, message_class(e.type), self.create_publisher(message_class(e.type), topic,
-                                                                 qos)))
+        topics = declare_extra_action_topics(self, self.profile)
+        self._extra_action_pubs = [
+            (e, message_class(e.type), self.create_publisher(message_class(e.type), topic, qos))
+            for e, topic in zip(self.profile.extra_action, topics)]
         self._arm_actions = len(self.action_names) - sum(
             len(e.dim_names) for e in self.profile.extra_action)
 
     def _publish_extra_actions(self, values: npt.NDArray[np.float64]) -> None:
         start = 0
         for e, cls, pub in self._extra_action_pubs:
-            v = [float(x) for x in values[start:start + len(e.dim_names)]]
+            v = values[start:start + len(e.dim_names)]
             start += len(e.dim_names)
-            twist = cls()
-            body = twist.twist if hasattr(twist, 'header') else twist
-            if hasattr(twist, 'header'):
-                twist.header.stamp = self.get_clock().now().to_msg()
-            body.linear.x, body.linear.y, body.linear.z = v[0], v[1], v[2]
-            body.angular.x, body.angular.y, body.angular.z = v[3], v[4], v[5]
-            pub.publish(twist)
+            pub.publish(twist_command(cls, v, self.get_clock().now().to_msg()))
 
     # -- inference (worker thread) --------------------------------------------------------
     def _warm_up(self) -> None:
         """One inference on blank inputs, so the first real chunk is not slowed by lazy init."""
-        to, (h, w) = int(self.runner.obs_horizon), self.image_size
-        state = np.zeros((to, len(self.profile.state_names)), np.float32)
-        images = {
-            role: np.zeros((to, h, w, self._channels.get(role, image_channels(cam.depth))),
-                           np.uint16 if cam.depth else np.uint8)
-            for role, cam in self.params.cameras.items()
-        }
+        state, images = blank_observation(
+            int(self.runner.obs_horizon), len(self.profile.state_names), self.image_size,
+            {role: cam.depth for role, cam in self.params.cameras.items()}, self._channels)
         started = time.monotonic()
         self.runner.infer(state, images, self.robot, steps=self.params.sampling_steps or None)
         if hasattr(self.runner, 'reset'):
@@ -598,29 +576,16 @@ class PolicyNode(Node):
                  NodeState.WAITING: DiagnosticStatus.WARN,
                  NodeState.STALE: DiagnosticStatus.ERROR,
                  NodeState.FAULT: DiagnosticStatus.ERROR}[status.state]
-        values = {'state': status.state.value, 'reason': status.reason,
-                  'robot': self.robot, 'command_interface': self.params.interface,
-                  'commands_published': str(self.commands_published),
-                  'chunks': str(self.chunks_received),
-                  'rejected_total': str(self.rejections.total)}
-        for name, age in status.ages.items():
-            values[f'age.{name}'] = 'never' if age is None else f'{age:.4f}'
-        for label, window in (('inference_ms', self.inference_latency),
-                              ('obs_to_ready_ms', self.ready_latency),
-                              ('obs_to_command_ms', self.command_latency),
-                              ('command_period_ms', self.periods),
-                              ('state_age_ms', self.state_age)):
-            for q in (50, 99):
-                got = window.percentile_ms(q)
-                values[f'{label}.p{q}'] = 'n/a' if got is None else f'{got:.3f}'
-        for source, count in sorted(self.received.items()):
-            values[f'received.{source}'] = str(count)
-        for source, count in self.rejections.by_source().items():
-            values[f'rejected.{source}'] = str(count)
-        for source, reason, count in self.rejections.items():
-            values[f'rejected.{source}: {reason}'] = str(count)
-        if self._last_error:
-            values['last_inference_error'] = self._last_error
+        values = diagnostic_values(
+            status, robot=self.robot, interface=self.params.interface,
+            commands_published=self.commands_published, chunks=self.chunks_received,
+            rejections=self.rejections, received=self.received,
+            latencies={'inference_ms': self.inference_latency,
+                       'obs_to_ready_ms': self.ready_latency,
+                       'obs_to_command_ms': self.command_latency,
+                       'command_period_ms': self.periods,
+                       'state_age_ms': self.state_age},
+            last_error=self._last_error)
         diag = DiagnosticStatus(level=level, name=f'{self.get_name()}: policy',
                                 hardware_id=self.robot,
                                 message=status.state.value + (
@@ -635,6 +600,22 @@ class PolicyNode(Node):
         if worker is not None:
             worker.close()
         super().destroy_node()
+
+
+def blank_observation(
+    obs_horizon: int, state_dim: int, image_size: tuple[int, int], depth: dict[str, bool],
+    channels: dict[str, int],
+) -> tuple[npt.NDArray[np.float32], dict[str, npt.NDArray[Any]]]:
+    """An all-zero observation history (state, and each camera role's frames at ``image_size``
+    with the model's channels) -- the warm-up inference's input."""
+    h, w = image_size
+    state = np.zeros((obs_horizon, state_dim), np.float32)
+    images = {
+        role: np.zeros((obs_horizon, h, w, channels.get(role, image_channels(d))),
+                       np.uint16 if d else np.uint8)
+        for role, d in depth.items()
+    }
+    return state, images
 
 
 def _load_runner(load: RunnerParams) -> Any:

@@ -26,11 +26,15 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 
 from ptr_core.errors import PtrError
+
+if TYPE_CHECKING:
+    from ptr_ros.worker import LatencyWindow
 
 __all__ = [
     'CommandLimiter',
@@ -40,6 +44,7 @@ __all__ = [
     'SafetyGate',
     'SafetyStatus',
     'clamp_trajectory',
+    'diagnostic_values',
     'limit_violation',
 ]
 
@@ -325,3 +330,39 @@ class RejectionCounter:
     def items(self) -> list[tuple[str, str, int]]:
         with self._lock:
             return sorted((s, r, n) for (s, r), n in self._counts.items())
+
+
+def diagnostic_values(
+    status: SafetyStatus,
+    *,
+    robot: str,
+    interface: str,
+    commands_published: int,
+    chunks: int,
+    rejections: RejectionCounter,
+    received: Mapping[str, int],
+    latencies: Mapping[str, LatencyWindow],
+    last_error: str,
+) -> dict[str, str]:
+    """The policy node's ``/diagnostics`` key/values: state, counters, every source's age,
+    latency percentiles (p50/p99 of each window in ``latencies``, by label) and rejections."""
+    values = {'state': status.state.value, 'reason': status.reason,
+              'robot': robot, 'command_interface': interface,
+              'commands_published': str(commands_published),
+              'chunks': str(chunks),
+              'rejected_total': str(rejections.total)}
+    for name, age in status.ages.items():
+        values[f'age.{name}'] = 'never' if age is None else f'{age:.4f}'
+    for label, window in latencies.items():
+        for q in (50, 99):
+            got = window.percentile_ms(q)
+            values[f'{label}.p{q}'] = 'n/a' if got is None else f'{got:.3f}'
+    for source, count in sorted(received.items()):
+        values[f'received.{source}'] = str(count)
+    for source, count in rejections.by_source().items():
+        values[f'rejected.{source}'] = str(count)
+    for source, reason, count in rejections.items():
+        values[f'rejected.{source}: {reason}'] = str(count)
+    if last_error:
+        values['last_inference_error'] = last_error
+    return values

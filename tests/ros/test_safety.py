@@ -480,3 +480,29 @@ def test_a_control_rate_other_than_the_training_rate_is_refused(
     assert ('control_rate_hz 30 differs from the training rate 10 Hz: observations would be '
             'sampled and actions played 3x as fast as in training; serve at 10 Hz') in out
     assert 'Traceback' not in out
+
+
+def test_diagnostic_values_name_state_ages_latencies_and_rejections() -> None:
+    from ptr_ros.safety import diagnostic_values
+    from ptr_ros.worker import LatencyWindow
+
+    gate = SafetyGate({'joint_states': 0.2, 'camera/front': 0.5})
+    gate.mark('joint_states', 10.0)
+    rejections = RejectionCounter()
+    rejections.add('camera/front', 'wrong image size')
+    window = LatencyWindow()
+    window.add(0.010)
+    values = diagnostic_values(
+        gate.evaluate(10.1), robot='arm', interface='trajectory', commands_published=3,
+        chunks=2, rejections=rejections, received={'joint_states': 5},
+        latencies={'inference_ms': window, 'state_age_ms': LatencyWindow()}, last_error='')
+    assert values['state'] == 'disabled'  # the gate starts disabled
+    assert values['robot'] == 'arm'
+    assert values['commands_published'] == '3'
+    assert values['age.camera/front'] == 'never'
+    assert float(values['age.joint_states']) == pytest.approx(0.1, rel=1e-3)
+    assert float(values['inference_ms.p50']) == pytest.approx(10.0, rel=1e-6)
+    assert values['state_age_ms.p99'] == 'n/a'
+    assert values['received.joint_states'] == '5'
+    assert values['rejected.camera/front: wrong image size'] == '1'
+    assert 'last_inference_error' not in values
