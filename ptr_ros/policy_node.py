@@ -46,7 +46,6 @@ from trajectory_msgs.msg import JointTrajectory
 
 from bag_tools.errors import BagToolsError
 from bag_tools.observation import (
-    decode_image,
     extra_state_values,
     image_channels,
     joint_positions,
@@ -58,7 +57,6 @@ from ptr_core.history import ObservationHistory
 from ptr_core.inference import ChunkExecutor
 from ptr_ros.conversions import (
     forward_command,
-    image_dims,
     message_class,
     trajectory_command,
     twist_command,
@@ -74,9 +72,13 @@ from ptr_ros.params import (
 from ptr_ros.safety import (
     CommandLimiter,
     NodeState,
+    RejectedMessageError,
     RejectionCounter,
     SafetyFaultError,
     SafetyGate,
+    check_image,
+    check_joint_states,
+    check_values,
     diagnostic_values,
     limit_violation,
 )
@@ -225,17 +227,9 @@ class PolicyNode(Node):
         # as its oldest joint (a silent gripper driver trips the watchdog).
         joints_ = self.profile.joints
         try:
-            joints = joint_positions(msg, joints_, allow_missing=True)
-        except BagToolsError as err:
-            self._reject(JOINT_STATES, 'wrong joint set', str(err))
-            return
-        named = np.isin(np.array(joints_), np.array(list(msg.name), dtype=object))
-        if not named.any():
-            self._reject(JOINT_STATES, 'wrong joint set', f'names {list(msg.name)}, none of '
-                         f'the profile joints {list(joints_)}')
-            return
-        if not np.all(np.isfinite(joints[named])):
-            self._reject(JOINT_STATES, 'non-finite value', f'positions {joints.tolist()}')
+            joints, named = check_joint_states(msg, joints_)
+        except RejectedMessageError as err:
+            self._reject(JOINT_STATES, err.reason, err.detail)
             return
         now = time.monotonic()
         with self._lock:
@@ -278,8 +272,10 @@ class PolicyNode(Node):
         except BagToolsError as err:
             self._reject(source, 'wrong joint set', str(err))
             return
-        if not np.all(np.isfinite(joints)):
-            self._reject(source, 'non-finite value', f'positions {joints.tolist()}')
+        try:
+            check_values(joints, 'positions')
+        except RejectedMessageError as err:
+            self._reject(source, err.reason, err.detail)
             return
         now = time.monotonic()
         with self._lock:
@@ -310,8 +306,10 @@ class PolicyNode(Node):
         except BagToolsError as err:
             self._reject(f'extra/{name}', 'undecodable', str(err))
             return
-        if not np.all(np.isfinite(values)):
-            self._reject(f'extra/{name}', 'non-finite value', f'values {values.tolist()}')
+        try:
+            check_values(values, 'values')
+        except RejectedMessageError as err:
+            self._reject(f'extra/{name}', err.reason, err.detail)
             return
         now = time.monotonic()
         with self._lock:
@@ -321,23 +319,14 @@ class PolicyNode(Node):
         self.gate.mark(f'extra/{name}', now)
 
     def _on_image(self, role: str, msg: Any) -> None:
-        cam = self.params.cameras[role]
         source = f'camera/{role}'
-        dims = image_dims(msg)
         expected = self._source_sizes[role]
-        if dims is not None and expected is not None and dims != expected:
-            self._reject(source, 'wrong image size', f'{dims[0]}x{dims[1]}, expected '
-                         f'{expected[0]}x{expected[1]} (cameras.{role}.source_size)')
-            return
         try:
-            frame = decode_image(msg, size=self.image_size, depth=cam.depth)
-        except BagToolsError as err:
-            self._reject(source, 'undecodable', str(err))
-            return
-        channels = self._channels.get(role, frame.shape[2])
-        if frame.shape != (*self.image_size, channels):
-            self._reject(source, 'wrong channels', f'decoded shape {frame.shape}, the model '
-                         f'needs {(*self.image_size, channels)}')
+            frame, dims = check_image(
+                msg, role=role, expected=expected, size=self.image_size,
+                depth=self.params.cameras[role].depth, channels=self._channels.get(role))
+        except RejectedMessageError as err:
+            self._reject(source, err.reason, err.detail)
             return
         if expected is None and dims is not None:
             self._source_sizes[role] = dims  # the camera's resolution is fixed from here on

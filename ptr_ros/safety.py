@@ -26,11 +26,13 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
+from bag_tools.errors import BagToolsError
+from bag_tools.observation import decode_image, image_dims, joint_positions
 from ptr_core.errors import PtrError
 
 if TYPE_CHECKING:
@@ -39,10 +41,14 @@ if TYPE_CHECKING:
 __all__ = [
     'CommandLimiter',
     'NodeState',
+    'RejectedMessageError',
     'RejectionCounter',
     'SafetyFaultError',
     'SafetyGate',
     'SafetyStatus',
+    'check_image',
+    'check_joint_states',
+    'check_values',
     'clamp_trajectory',
     'diagnostic_values',
     'limit_violation',
@@ -366,3 +372,59 @@ def diagnostic_values(
     if last_error:
         values['last_inference_error'] = last_error
     return values
+
+
+class RejectedMessageError(PtrError):
+    """An observation message the node refuses: ``reason`` is one of a fixed set (a
+    diagnostics key), ``detail`` says what was wrong with this message."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f'{reason}: {detail}')
+        self.reason, self.detail = reason, detail
+
+
+def check_values(values: npt.NDArray[np.float64], what: str) -> npt.NDArray[np.float64]:
+    """``values``, refused as a whole when any is NaN or infinite."""
+    if not np.all(np.isfinite(values)):
+        raise RejectedMessageError('non-finite value', f'{what} {values.tolist()}')
+    return values
+
+
+def check_joint_states(
+    msg: Any, joints: Sequence[str],
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
+    """The positions of ``joints`` a JointState names (NaN for the others) and which it names;
+    refused when it names none of them or a named one is not finite."""
+    try:
+        positions = joint_positions(msg, joints, allow_missing=True)
+    except BagToolsError as err:
+        raise RejectedMessageError('wrong joint set', str(err)) from err
+    named = np.isin(np.array(joints), np.array(list(msg.name), dtype=object))
+    if not named.any():
+        raise RejectedMessageError('wrong joint set', f'names {list(msg.name)}, none of the '
+                                   f'profile joints {list(joints)}')
+    if not np.all(np.isfinite(positions[named])):
+        raise RejectedMessageError('non-finite value', f'positions {positions.tolist()}')
+    return positions, named
+
+
+def check_image(
+    msg: Any, *, role: str, expected: tuple[int, int] | None, size: tuple[int, int],
+    depth: bool, channels: int | None,
+) -> tuple[npt.NDArray[Any], tuple[int, int] | None]:
+    """A camera message decoded to ``size`` (the model's), and its resolution as sent;
+    refused when that is not ``expected`` (``cameras.<role>.source_size``), it does not decode,
+    or the frame's channels are not the model's ``channels``."""
+    dims = image_dims(msg)
+    if dims is not None and expected is not None and dims != expected:
+        raise RejectedMessageError('wrong image size', f'{dims[0]}x{dims[1]}, expected '
+                                   f'{expected[0]}x{expected[1]} (cameras.{role}.source_size)')
+    try:
+        frame = decode_image(msg, size=size, depth=depth)
+    except BagToolsError as err:
+        raise RejectedMessageError('undecodable', str(err)) from err
+    want = frame.shape[2] if channels is None else channels
+    if frame.shape != (*size, want):
+        raise RejectedMessageError('wrong channels', f'decoded shape {frame.shape}, the model '
+                                   f'needs {(*size, want)}')
+    return frame, dims

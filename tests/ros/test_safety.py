@@ -506,3 +506,30 @@ def test_diagnostic_values_name_state_ages_latencies_and_rejections() -> None:
     assert values['received.joint_states'] == '5'
     assert values['rejected.camera/front: wrong image size'] == '1'
     assert 'last_inference_error' not in values
+
+
+def test_message_checks_name_the_reason_and_what_was_wrong() -> None:
+    from sensor_msgs.msg import Image, JointState
+
+    from ptr_ros.safety import RejectedMessageError, check_image, check_joint_states
+
+    part, named = check_joint_states(JointState(name=['b'], position=[0.5]), ['a', 'b'])
+    assert named.tolist() == [False, True]
+    assert part[1] == 0.5
+    with pytest.raises(RejectedMessageError, match='none of the profile joints') as err:
+        check_joint_states(JointState(name=['z'], position=[0.0]), ['a', 'b'])
+    assert err.value.reason == 'wrong joint set'
+    with pytest.raises(RejectedMessageError) as err:
+        check_joint_states(JointState(name=['a'], position=[float('nan')]), ['a', 'b'])
+    assert err.value.reason == 'non-finite value'
+    img = Image(height=4, width=6, encoding='rgb8', step=18, data=bytes(4 * 18))
+    frame, dims = check_image(img, role='front', expected=None, size=(2, 3), depth=False,
+                              channels=3)
+    assert frame.shape == (2, 3, 3)
+    assert dims == (4, 6)
+    with pytest.raises(RejectedMessageError, match=r'4x6, expected 8x8') as err:
+        check_image(img, role='front', expected=(8, 8), size=(2, 3), depth=False, channels=3)
+    assert err.value.reason == 'wrong image size'
+    with pytest.raises(RejectedMessageError) as err:
+        check_image(img, role='front', expected=None, size=(2, 3), depth=False, channels=1)
+    assert err.value.reason == 'wrong channels'
