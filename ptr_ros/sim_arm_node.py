@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 import rclpy
 from rclpy.executors import ExternalShutdownException
+from rclpy.logging import get_logger
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image, JointState
@@ -30,6 +31,7 @@ from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import SetBool
 from trajectory_msgs.msg import JointTrajectory
 
+from bag_tools.errors import BagToolsError
 from bag_tools.profile import RobotProfile, load_profile
 from ptr_core.checkpoint_robots import read_robots
 from ptr_core.errors import PtrError
@@ -263,6 +265,10 @@ def main(args: list[str] | None = None) -> None:
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except (PtrError, BagToolsError) as err:
+        # A configuration error (e.g. a profile path that does not exist): one line.
+        get_logger('sim_arm_node').fatal(str(err))
+        raise SystemExit(2) from None
     finally:
         if node is not None:
             node.destroy_node()

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
@@ -114,3 +118,18 @@ def test_end_effector_matches_the_drawn_chain() -> None:
     assert pitch == pytest.approx(np.pi / 2)
     xyz, _ = end_effector([np.pi / 2, 0.0, 0.0])  # bent flat to one side
     np.testing.assert_allclose(xyz, [0.9, 0.0, 0.0], atol=1e-12)
+
+
+@pytest.mark.ros
+def test_node_with_a_missing_profile_exits_2_with_one_line(tmp_path: Path) -> None:
+    pytest.importorskip('rclpy', reason=NO_RCLPY)
+    missing = tmp_path / 'no_such_profile.yaml'
+    proc = subprocess.run(
+        [sys.executable, '-m', 'ptr_ros.sim_arm_node', '--ros-args', '-p', f'profile:={missing}'],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 2
+    assert 'Traceback' not in proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1
+    assert str(missing) in lines[0]
