@@ -543,20 +543,20 @@ class _Aligner:
         grids = []
         for a, b in segments:
             grid = make_grid(max(a, start), min(b, end), self.p.period_ns)
-            if len(grid) >= self.p.chunk_length:
+            if len(grid) >= self.p.min_episode_steps:
                 grids.append(grid)
             else:
-                log.info('%s: dropping a %d-step segment (shorter than chunk_length %d)',
-                         self.s.path, len(grid), self.p.chunk_length)
+                log.info('%s: dropping a %d-step segment (shorter than min_episode_steps %d)',
+                         self.s.path, len(grid), self.p.min_episode_steps)
         if not grids:
             longest = max(
                 (len(make_grid(max(a, start), min(b, end), self.p.period_ns))
                  for a, b in segments),
                 default=0,
             )
-            msg = (f'{self.s.path}: topic {self.p.state_topic}: shorter than one action chunk: '
-                   f'{longest} grid steps at {self.p.rate_hz:g} Hz < chunk_length '
-                   f'{self.p.chunk_length}')
+            msg = (f'{self.s.path}: topic {self.p.state_topic}: too short: '
+                   f'{longest} grid steps at {self.p.rate_hz:g} Hz < min_episode_steps '
+                   f'{self.p.min_episode_steps}')
             raise IngestError(msg)
         tol = round(self.p.image_tolerance_s * 1e9)
         holds = [

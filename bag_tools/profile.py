@@ -15,6 +15,7 @@ action, then ``extra_action``).
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,10 +27,13 @@ import yaml
 
 from bag_tools.errors import ProfileError
 
+log = logging.getLogger(__name__)
+
 __all__ = [
     'COMMAND_TYPES',
     'CONTROLLER_STATE',
     'EXTRA_STATE_TYPES',
+    'OLD_MIN_STEPS_KEY',
     'STATE_TYPES',
     'VIDEO_SUFFIXES',
     'ActionSource',
@@ -40,6 +44,7 @@ __all__ = [
     'ExtraStateSpec',
     'RobotProfile',
     'load_profile',
+    'min_episode_steps_key',
     'normalize_msgtype',
 ]
 
@@ -75,10 +80,15 @@ def _extra_types() -> dict[str, tuple[str, ...]]:
 #: Extra observation types and the names of their dimensions (from ``bag_tools.extras``).
 EXTRA_STATE_TYPES: dict[str, tuple[str, ...]] = _extra_types()
 
+#: The old name of ``min_episode_steps`` (it is not the policy's chunk length ``L``, which the
+#: training config's ``data.chunk_length`` sets); still read, with a warning.
+OLD_MIN_STEPS_KEY = 'chunk_length'
+_warned_old_key: set[str] = set()
 _ARM_KEYS = ('joints', 'state_topic', 'state_field', 'action', 'joint_limits')
 _TOP_KEYS = {
     'robot', 'arms', 'cameras', 'image_size', 'rate_hz', 'task', 'task_topic', 'extra_state',
-    'extra_action', 'episodes', 'image_tolerance_s', 'chunk_length', *_ARM_KEYS,
+    'extra_action', 'episodes', 'image_tolerance_s', 'min_episode_steps', OLD_MIN_STEPS_KEY,
+    *_ARM_KEYS,
 }
 _REQUIRED = ('robot', 'rate_hz')
 _ARM_REQUIRED = ('joints', 'state_topic', 'action', 'joint_limits')
@@ -185,7 +195,7 @@ class RobotProfile:
     extra_state: tuple[ExtraStateSpec, ...] = ()
     episodes: EpisodeSpec = EpisodeSpec()
     image_tolerance_s: float = 0.2
-    chunk_length: int = 16
+    min_episode_steps: int = 16  # ingest drops episode segments with fewer grid steps
     arms: tuple[ArmSpec, ...] = ()  # filled by the parser; one unnamed group for a single arm
     extra_action: tuple[ExtraStateSpec, ...] = ()  # e.g. a base's cmd_vel, after the arms
     source: str = field(default='<dict>', compare=False)  # where it was loaded from (messages)
@@ -273,7 +283,7 @@ class RobotProfile:
                 'max_gap_s': self.episodes.max_gap_s,
             },
             'image_tolerance_s': self.image_tolerance_s,
-            'chunk_length': self.chunk_length,
+            'min_episode_steps': self.min_episode_steps,
         })
         if self.extra_action:
             out['extra_action'] = [_extra_dict(e) for e in self.extra_action]
@@ -338,6 +348,27 @@ def load_profile(path: str | Path) -> RobotProfile:
         msg = f'{path}: not valid YAML: {detail}'
         raise ProfileError(msg) from err
     return RobotProfile.from_dict(data, source=str(path))
+
+
+def min_episode_steps_key(d: Mapping[str, Any], source: str) -> str:
+    """The key a profile mapping gives ``min_episode_steps`` under: ``min_episode_steps`` or,
+    in a profile written before the rename, ``chunk_length`` (logged once per ``source``).
+
+    Raises ``ProfileError`` when both are set.
+    """
+    if OLD_MIN_STEPS_KEY not in d:
+        return 'min_episode_steps'
+    if 'min_episode_steps' in d:
+        msg = (f'{source}: keys {OLD_MIN_STEPS_KEY} and min_episode_steps: both set; '
+               f'{OLD_MIN_STEPS_KEY} is the old name of min_episode_steps, keep only '
+               'min_episode_steps')
+        raise ProfileError(msg)
+    if source not in _warned_old_key:
+        _warned_old_key.add(source)
+        log.warning('%s: key %s was renamed to min_episode_steps (the fewest grid steps an '
+                    "episode keeps; the policy's chunk length is the training config's "
+                    'data.chunk_length); read as min_episode_steps', source, OLD_MIN_STEPS_KEY)
+    return OLD_MIN_STEPS_KEY
 
 
 class _Parser:
@@ -419,6 +450,7 @@ class _Parser:
             action = ActionSpec(sources.pop() if len(sources) == 1 else ActionSource.COMMAND,
                                 None, tuple(n for g in arms for n in g.action_dim_names))
         extra_state = self.extra_state(d.get('extra_state') or [], joints, 'extra_state')
+        steps_key = min_episode_steps_key(d, self.source)
         return RobotProfile(
             robot=robot,
             joints=joints,
@@ -434,7 +466,7 @@ class _Parser:
             extra_state=extra_state,
             episodes=self.episodes(d.get('episodes') or {}),
             image_tolerance_s=self.number(d.get('image_tolerance_s', 0.2), 'image_tolerance_s'),
-            chunk_length=self.integer(d.get('chunk_length', 16), 'chunk_length'),
+            min_episode_steps=self.integer(d.get(steps_key, 16), steps_key),
             arms=arms,
             extra_action=self.extra_state(d.get('extra_action') or [], (), 'extra_action'),
             source=self.source,

@@ -66,7 +66,7 @@ def resolve_profiles(
             cameras=tuple(LeRobotCamera(c.role, f'observation.images.{c.role}', c.depth)
                           for c in robot.cameras),
             image_size=robot.image_size if robot.cameras else (96, 96),
-            chunk_length=robot.chunk_length, source=f'{src.root}/meta/ptr.json')
+            min_episode_steps=robot.min_episode_steps, source=f'{src.root}/meta/ptr.json')
         return lp, robot
     lp = profile or derive_profile(src.info, source=str(src.root))
     state_names = src.names(lp.state)
@@ -166,10 +166,10 @@ def _import_one(src: LeRobotSource, idx: int, lp: LeRobotProfile, robot: RobotPr
         if ep.content_hash in done:
             return BagResult(path, BagStatus.SKIPPED, 'already ingested (same content hash)',
                              ep.content_hash)
-        if ep.length < lp.chunk_length:
+        if ep.length < lp.min_episode_steps:
             return BagResult(path, BagStatus.FAILED,
-                             f'{path}: {ep.length} frames, shorter than chunk_length '
-                             f'{lp.chunk_length}')
+                             f'{path}: {ep.length} frames, shorter than min_episode_steps '
+                             f'{lp.min_episode_steps}')
         write_episode(ds.root, ep)
     except DatasetError as err:
         return BagResult(path, BagStatus.SKIPPED, str(err)) if 'already exists' in str(err) \

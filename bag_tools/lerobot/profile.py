@@ -9,7 +9,7 @@ A LeRobot profile is a small YAML file (``format: lerobot``) or is derived from 
     cameras: {cam_high: observation.images.cam_high}     # role -> image/video feature key
     image_size: [96, 96]              # [H, W] frames are decoded at
     task: null                        # overrides the dataset's task text when set
-    chunk_length: 16                  # shorter episodes are skipped
+    min_episode_steps: 16             # shorter episodes are skipped
     joint_limits: {lower: [...], upper: [...]}   # default: the data's min/max per state dim
     depth: []                         # roles whose frames are depth (uint16 mm)
 
@@ -31,7 +31,7 @@ import yaml
 
 from bag_tools.errors import ProfileError
 from bag_tools.lerobot.format import role_of_key
-from bag_tools.profile import RobotProfile
+from bag_tools.profile import OLD_MIN_STEPS_KEY, RobotProfile, min_episode_steps_key
 
 __all__ = [
     'DERIVED_IMAGE_SIZE',
@@ -44,8 +44,8 @@ __all__ = [
 
 #: Image size of a profile derived from ``info.json``.
 DERIVED_IMAGE_SIZE = (96, 96)
-_KEYS = {'format', 'robot', 'state', 'action', 'cameras', 'image_size', 'task', 'chunk_length',
-         'joint_limits', 'depth'}
+_KEYS = {'format', 'robot', 'state', 'action', 'cameras', 'image_size', 'task',
+         'min_episode_steps', OLD_MIN_STEPS_KEY, 'joint_limits', 'depth'}
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ class LeRobotProfile:
     cameras: tuple[LeRobotCamera, ...] = ()
     image_size: tuple[int, int] = DERIVED_IMAGE_SIZE
     task: str | None = None
-    chunk_length: int = 16
+    min_episode_steps: int = 16  # shorter episodes are skipped
     joint_limits: tuple[tuple[float, ...], tuple[float, ...]] | None = None
     source: str = '<derived>'
 
@@ -92,8 +92,8 @@ class LeRobotProfile:
         if self.cameras and (h < 1 or w < 1):
             msg = f'{where}: key image_size: expected [H, W] > 0, got {list(self.image_size)}'
             raise ProfileError(msg)
-        if self.chunk_length < 1:
-            msg = f'{where}: key chunk_length: expected a positive integer'
+        if self.min_episode_steps < 1:
+            msg = f'{where}: key min_episode_steps: expected a positive integer'
             raise ProfileError(msg)
 
     def to_dict(self) -> dict[str, Any]:
@@ -106,7 +106,7 @@ class LeRobotProfile:
             'depth': [c.role for c in self.cameras if c.depth],
             'image_size': list(self.image_size),
             'task': self.task,
-            'chunk_length': self.chunk_length,
+            'min_episode_steps': self.min_episode_steps,
             'joint_limits': None if self.joint_limits is None else {
                 'lower': list(self.joint_limits[0]), 'upper': list(self.joint_limits[1])},
         }
@@ -135,7 +135,7 @@ class LeRobotProfile:
             'joint_limits': {'lower': [float(x) for x in lower],
                              'upper': [float(x) for x in upper]},
             'task': task,
-            'chunk_length': self.chunk_length,
+            'min_episode_steps': self.min_episode_steps,
         }, source=f'{self.source} (LeRobot)')
 
 
@@ -214,9 +214,10 @@ def load_lerobot_profile(path: str | Path) -> LeRobotProfile:
     if (not isinstance(size, list) or len(size) != 2
             or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)):
         raise _fail(src, 'image_size', f'expected [H, W] positive integers, got {size!r}')
-    chunk = data.get('chunk_length', 16)
-    if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
-        raise _fail(src, 'chunk_length', f'expected a positive integer, got {chunk!r}')
+    steps_key = min_episode_steps_key(data, src)
+    steps = data.get(steps_key, 16)
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise _fail(src, steps_key, f'expected a positive integer, got {steps!r}')
     task = data.get('task')
     if task is not None and not isinstance(task, str):
         raise _fail(src, 'task', f'expected a string, got {task!r}')
@@ -228,7 +229,7 @@ def load_lerobot_profile(path: str | Path) -> LeRobotProfile:
                       for r, k in sorted(cameras_raw.items())),
         image_size=(size[0], size[1]),
         task=task,
-        chunk_length=chunk,
+        min_episode_steps=steps,
         joint_limits=_limits(src, data.get('joint_limits')),
         source=src,
     )

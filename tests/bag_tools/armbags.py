@@ -64,7 +64,7 @@ def arm_profile(**overrides: Any) -> dict[str, Any]:
         'rate_hz': 10.0,
         'joint_limits': {'lower': [-3.0] * 3, 'upper': [3.0] * 3},
         'task': 'reach',
-        'chunk_length': 8,
+        'min_episode_steps': 8,
     }
     d.update(overrides)
     return d

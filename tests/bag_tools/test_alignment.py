@@ -27,7 +27,7 @@ def profile(**overrides: Any) -> RobotProfile:
         'action': {'source': 'command', 'topic': '/cmd'},
         'cameras': {'cam': {'topic': '/cam'}}, 'image_size': [4, 4], 'rate_hz': 10.0,
         'joint_limits': {'lower': [-9, -9], 'upper': [9, 9]}, 'image_tolerance_s': 0.05,
-        'chunk_length': 2,
+        'min_episode_steps': 2,
     }
     d.update(overrides)
     return RobotProfile.from_dict(d, source='test')
@@ -146,10 +146,10 @@ def test_gap_and_marker_split_episodes(tmp_path: Path) -> None:
         assert len({e.id for e in eps}) == 3
         expected = {} if fmt == 'ros1' else {'ptr.source': 'expert', 'ptr.success': 'true'}
         assert all(e.tags == expected for e in eps)
-    # a segment shorter than chunk_length is dropped; none long enough: one clear error
-    with pytest.raises(IngestError, match=r'/js: shorter than one action chunk: 20 grid steps'):
+    # a segment shorter than min_episode_steps is dropped; none long enough: one clear error
+    with pytest.raises(IngestError, match=r'/js: too short: 20 grid steps'):
         bag_to_episodes(paths['mcap'], profile(
-            action={'source': 'next_state'}, cameras={}, image_size=None, chunk_length=21))
+            action={'source': 'next_state'}, cameras={}, image_size=None, min_episode_steps=21))
 
 
 def test_arm_and_gripper_published_separately_on_one_topic(tmp_path: Path) -> None:

@@ -123,8 +123,8 @@ def test_bad_bags_fail_with_one_line_and_others_carry_on(tmp_path: Path) -> None
         custom_bag: r'topic /joint_states: type acme_msgs/msg/ArmState has no definition',
         yuv_bag: r"topic /cam/image_raw/compressed: unknown image encoding 'yuv422'",
         nameless_bag: r'topic /joint_states: JointState without joint names',
-        short: r'topic /joint_states: shorter than one action chunk: 6 grid steps at 10 Hz '
-               r'< chunk_length 8',
+        short: r'topic /joint_states: too short: 6 grid steps at 10 Hz '
+               r'< min_episode_steps 8',
         placeholder_bag: r"topic /cam/image_raw/compressed: CompressedImage format 'jpeg': "
                          r'payload of 3 bytes is neither JPEG nor PNG',
         not_a_bag: r'not a bag',
@@ -207,7 +207,7 @@ def test_two_robots_in_one_dataset(tmp_path: Path) -> None:
         'robot': 'base2', 'joints': ['j1', 'j2'], 'state_topic': '/joint_states',
         'action': {'source': 'next_state'}, 'rate_hz': 10.0,
         'joint_limits': {'lower': [-1, -1], 'upper': [1, 1]},
-        'extra_state': [], 'chunk_length': 8,
+        'extra_state': [], 'min_episode_steps': 8,
     }, source='base2')
     out = tmp_path / 'ds'
     assert ingest([arm_bag], prof(), out).ok

@@ -228,7 +228,7 @@ def test_profile_maps_keys_and_size(tmp_path: Path) -> None:
     prof = tmp_path / 'toy.yaml'
     prof.write_text('format: lerobot\nrobot: toy\nstate: observation.state\naction: action\n'
                     'cameras: {front: observation.images.top}\nimage_size: [8, 12]\n'
-                    'task: override\nchunk_length: 4\n')
+                    'task: override\nmin_episode_steps: 4\n')
     result = import_lerobot(src, load_lerobot_profile(prof), tmp_path / 'ds')
     assert result.ok
     ds = Dataset.open(tmp_path / 'ds')

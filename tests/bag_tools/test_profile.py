@@ -64,7 +64,7 @@ def test_defaults_are_filled_in() -> None:
     ({'extra_state': [{'topic': '/o', 'type': 'sensor_msgs/Imu'}]}, r'extra_state\[0\].type',
      'unsupported type'),
     ({'episodes': {'max_gap': 1}}, 'episodes.max_gap', 'unknown key'),
-    ({'chunk_length': 0}, 'chunk_length', 'positive integer'),
+    ({'min_episode_steps': 0}, 'min_episode_steps', 'positive integer'),
     ({'extra_state': [{'topic': '/g', 'type': 'sensor_msgs/JointState'}]},
      r'extra_state\[0\].joints', 'non-empty list'),
     ({'extra_state': [{'topic': '/g', 'type': 'sensor_msgs/JointState', 'joints': ['j2']}]},
@@ -107,3 +107,38 @@ def test_msgtype_spellings_and_extra_names() -> None:
     assert len(p.state_names) == 3 + 7 + 6
     assert p.state_names[3] == 'object_pose.position.x'
     assert p.state_names[-1] == 'ft_wrench.torque.z'
+
+
+def test_min_episode_steps_old_key_loads_with_warning_and_both_are_refused(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import yaml
+
+    # the new key round-trips through to_dict/from_dict
+    new = RobotProfile.from_dict(arm_profile(min_episode_steps=5), source='new')
+    assert new.min_episode_steps == 5
+    d = new.to_dict()
+    assert d['min_episode_steps'] == 5
+    assert 'chunk_length' not in d
+    assert RobotProfile.from_dict(d, source='copy') == new
+
+    # a profile written before the rename (YAML, or a checkpoint's stored dict) still loads
+    old = arm_profile(chunk_length=5)
+    del old['min_episode_steps']
+    path = tmp_path / 'old.yaml'
+    path.write_text(yaml.safe_dump(old))
+    with caplog.at_level('WARNING', logger='bag_tools.profile'):
+        loaded = load_profile(path)
+        again = load_profile(path)
+        stored = RobotProfile.from_dict(old, source='ckpt-old')
+    assert loaded == again == stored == new
+    warnings = [r.getMessage() for r in caplog.records if 'renamed' in r.getMessage()]
+    assert len(warnings) == 2  # once per source: the file, the stored dict
+    assert f'{path}: key chunk_length was renamed to min_episode_steps' in warnings[0]
+
+    # both keys: one line naming both
+    with pytest.raises(ProfileError) as err:
+        RobotProfile.from_dict(arm_profile(chunk_length=5), source='both')
+    message = str(err.value)
+    assert '\n' not in message
+    assert message.startswith('both: keys chunk_length and min_episode_steps: both set')

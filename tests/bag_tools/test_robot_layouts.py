@@ -73,7 +73,7 @@ def two_arm_profile(**camera: Any) -> dict[str, Any]:
     return {
         'robot': 'airbot', 'arms': arms, 'rate_hz': 10.0, 'image_size': [24, 32],
         'cameras': {'left': {'file': 'robot.left_camera.color.image_raw.mp4', **camera}},
-        'chunk_length': 8,
+        'min_episode_steps': 8,
     }
 
 
@@ -215,7 +215,7 @@ def controller_profile(**action: Any) -> dict[str, Any]:
         'robot': 'tiago_arm', 'joints': J7, 'state_topic': '/arm_right_controller/state',
         'action': {'source': 'command', 'topic': '/arm_right_controller/state', **action},
         'rate_hz': 10.0, 'joint_limits': {'lower': [-50.0] * 7, 'upper': [300.0] * 7},
-        'chunk_length': 8,
+        'min_episode_steps': 8,
     }
 
 
@@ -264,7 +264,7 @@ def test_multi_point_trajectory_uses_the_point_nearest_the_grid_time(tmp_path: P
     prof = RobotProfile.from_dict({
         'robot': 'one', 'joints': ['a'], 'state_topic': '/joint_states',
         'action': {'source': 'command', 'topic': '/cmd'}, 'rate_hz': 20.0,
-        'joint_limits': {'lower': [-1.0], 'upper': [9.0]}, 'chunk_length': 8}, source='t')
+        'joint_limits': {'lower': [-1.0], 'upper': [9.0]}, 'min_episode_steps': 8}, source='t')
     (ep,) = bag_to_episodes(bag, prof)
     t = 0.05 * np.arange(len(ep.timestamp))
     m = np.minimum(np.floor(t / 0.5 + 1e-9), 5)  # the last trajectory (2.5 s) stays
@@ -299,7 +299,7 @@ def test_odometry_pose_covariance_tf_and_cmd_vel(tmp_path: Path) -> None:
     prof = RobotProfile.from_dict({
         'robot': 'mobile', 'joints': ['a'], 'state_topic': '/joint_states',
         'action': {'source': 'next_state'}, 'rate_hz': 10.0,
-        'joint_limits': {'lower': [-1.0], 'upper': [9.0]}, 'chunk_length': 8,
+        'joint_limits': {'lower': [-1.0], 'upper': [9.0]}, 'min_episode_steps': 8,
         'extra_state': [
             {'topic': '/odom', 'type': 'nav_msgs/msg/Odometry', 'name': 'odom'},
             {'topic': '/amcl_pose', 'type': 'geometry_msgs/PoseWithCovarianceStamped',
@@ -346,7 +346,7 @@ def test_tf_without_a_path_names_the_frames(tmp_path: Path) -> None:
     prof = RobotProfile.from_dict({
         'robot': 'm', 'joints': ['a'], 'state_topic': '/joint_states',
         'action': {'source': 'next_state'}, 'rate_hz': 10.0,
-        'joint_limits': {'lower': [-1.0], 'upper': [1.0]}, 'chunk_length': 8,
+        'joint_limits': {'lower': [-1.0], 'upper': [1.0]}, 'min_episode_steps': 8,
         'extra_state': [{'type': 'tf2_msgs/TFMessage', 'parent': 'map', 'child': 'base_link'}],
     }, source='m')
     with pytest.raises(BagToolsError, match=r"topic /tf: no TF path from 'map' to 'base_link' "

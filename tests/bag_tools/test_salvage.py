@@ -47,7 +47,7 @@ def cut(mcap: Path, share: float, dst: Path) -> Path:
 
 
 def profile() -> RobotProfile:
-    return RobotProfile.from_dict(arm_profile(chunk_length=8), source='p')
+    return RobotProfile.from_dict(arm_profile(min_episode_steps=8), source='p')
 
 
 def test_truncated_mcap_is_refused_saying_what_salvage_would_read(tmp_path: Path) -> None:
@@ -83,7 +83,7 @@ def test_salvaged_part_equals_the_whole_bag_up_to_the_damage(tmp_path: Path) -> 
 def test_ptr_ingest_salvage_flag(tmp_path: Path) -> None:
     broken = cut(noisy_bag(tmp_path), 0.7, tmp_path / 'crashed.mcap')
     prof = tmp_path / 'arm.yaml'
-    prof.write_text(yaml.safe_dump(arm_profile(chunk_length=8)))
+    prof.write_text(yaml.safe_dump(arm_profile(min_episode_steps=8)))
     refused = subprocess.run([*PTR, 'ingest', str(broken), '-p', str(prof), '-o',
                               str(tmp_path / 'a'), '--no-progress'], capture_output=True,
                              text=True, timeout=120, check=False)

@@ -54,7 +54,7 @@ def profile_dict(
         'rate_hz': RATE_HZ,
         'joint_limits': {'lower': [-LIMIT] * 3, 'upper': [LIMIT] * 3},
         'task': 'reach',
-        'chunk_length': 8,
+        'min_episode_steps': 8,
         'extra_state': extra,
     }
 

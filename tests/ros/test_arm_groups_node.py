@@ -30,7 +30,7 @@ T0 = 1_700_000_000_000_000_000
 
 def rig_profile(prefix: str) -> dict[str, Any]:
     return {
-        'robot': 'rig', 'rate_hz': 10.0, 'chunk_length': 8,
+        'robot': 'rig', 'rate_hz': 10.0, 'min_episode_steps': 8,
         'arms': {arm: {
             'joints': JOINTS,
             'state_topic': f'{prefix}/arm_{arm}_follow/joint_states',
@@ -144,7 +144,7 @@ def base_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
         bags.append(write_bag(c, root / f'base_{e}', 'mcap'))
     prof = RobotProfile.from_dict({
         'robot': 'base', 'joints': ['a'], 'state_topic': '/base/joint_states',
-        'action': {'source': 'next_state'}, 'rate_hz': 10.0, 'chunk_length': 8,
+        'action': {'source': 'next_state'}, 'rate_hz': 10.0, 'min_episode_steps': 8,
         'joint_limits': {'lower': [-1.0], 'upper': [1.0]},
         'extra_action': [{'topic': '/base/cmd_vel', 'type': 'geometry_msgs/msg/Twist',
                           'name': 'base'}],
