@@ -171,9 +171,6 @@ def _run_cell(args: tuple[BenchmarkConfig, str, Cell, str | None]) -> dict[str, 
     cfg, out_s, cell, base = args
     import torch
 
-    from ptr_core.inference import ExecutionConfig
-    from ptr_sim.evaluate import CheckpointPolicy, evaluate
-
     out = Path(out_s)
     run = out / 'runs' / cell.key
     result_file = run / 'result.json'
@@ -196,16 +193,7 @@ def _run_cell(args: tuple[BenchmarkConfig, str, Cell, str | None]) -> dict[str, 
                             method, Path(base) if base else None)
     train_cpu_s = time.process_time() - cpu0
     t0 = time.monotonic()
-    per_setup: dict[str, float] = {}
-    successes: list[bool] = []
-    n = max(1, cfg.eval_episodes // len(cfg.setups))
-    for k, setup in enumerate(cfg.setups):
-        policy = CheckpointPolicy(final, get_setup(setup).robot, seed=cell.seed,
-                                  execution=ExecutionConfig(cfg.execute, ensemble=False))
-        res = evaluate(cell.task, policy, setup=setup, episodes=n, seed=cell.seed * 10 + k,
-                       max_steps=cfg.eval_max_steps, images=cfg.images)
-        per_setup[setup] = res.success_rate
-        successes += res.success
+    per_setup, successes = _evaluate_cell(cfg, cell, final)
     rows = _metrics(run)
     weights = _late_mean(rows, 'weighter/w_mean/source/')
     diag = _late_mean(rows, 'weighter/')
@@ -222,14 +210,39 @@ def _run_cell(args: tuple[BenchmarkConfig, str, Cell, str | None]) -> dict[str, 
         'checkpoint': str(final),
     }
     if trust is not None:
-        result.update({'trust_auroc': trust['auroc'],
-                       'trust_auroc_length': trust['auroc_length_controlled'],
-                       'trust_by_source': trust['trust_by_source'],
-                       'scoring_s': trust['scoring_s'],
-                       'scoring_cpu_s': trust['seconds'].get('cpu_s'),
-                       'trust_file': trust['file']})
+        result.update(_trust_fields(trust))
     _json(result_file, result)
     return result
+
+
+def _evaluate_cell(cfg: BenchmarkConfig, cell: Cell,
+                   final: Path) -> tuple[dict[str, float], list[bool]]:
+    """Success rate per setup and every episode's success, ``eval_episodes`` split over the
+    setups, each seeded from the cell's seed."""
+    from ptr_core.inference import ExecutionConfig
+    from ptr_sim.evaluate import CheckpointPolicy, evaluate
+
+    per_setup: dict[str, float] = {}
+    successes: list[bool] = []
+    n = max(1, cfg.eval_episodes // len(cfg.setups))
+    for k, setup in enumerate(cfg.setups):
+        policy = CheckpointPolicy(final, get_setup(setup).robot, seed=cell.seed,
+                                  execution=ExecutionConfig(cfg.execute, ensemble=False))
+        res = evaluate(cell.task, policy, setup=setup, episodes=n, seed=cell.seed * 10 + k,
+                       max_steps=cfg.eval_max_steps, images=cfg.images)
+        per_setup[setup] = res.success_rate
+        successes += res.success
+    return per_setup, successes
+
+
+def _trust_fields(trust: dict[str, Any]) -> dict[str, Any]:
+    """The trust-scoring columns of a cell's result."""
+    return {'trust_auroc': trust['auroc'],
+            'trust_auroc_length': trust['auroc_length_controlled'],
+            'trust_by_source': trust['trust_by_source'],
+            'scoring_s': trust['scoring_s'],
+            'scoring_cpu_s': trust['seconds'].get('cpu_s'),
+            'trust_file': trust['file']}
 
 
 def _score_trust(out: Path, cell: Cell, base: str | None) -> tuple[Path, dict[str, Any]]:
@@ -603,6 +616,15 @@ def _plots(summary: dict[str, Any], out: Path) -> None:
     import matplotlib
 
     matplotlib.use('Agg')
+
+    _success_plot(summary, out)
+    _weights_plot(summary, out)
+    _trust_plot(summary, out)
+    _diagnostics_plot(summary, out)
+
+
+def _success_plot(summary: dict[str, Any], out: Path) -> None:
+    """``success.png``: success per method for every (task, data, head), mean ± std over seeds."""
     import matplotlib.pyplot as plt
 
     cfg = summary['config']
@@ -628,51 +650,63 @@ def _plots(summary: dict[str, Any], out: Path) -> None:
     fig.savefig(out / 'success.png', dpi=120)
     plt.close(fig)
 
-    wt = summary['weights_by_source']
-    if wt:
-        sources = sorted({s for by in wt.values() for s in by})
-        fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(sources)), 4))
-        width = 0.8 / len(wt)
-        for j, (m, by) in enumerate(wt.items()):
-            ax.bar(np.arange(len(sources)) + j * width,
-                   [by.get(s, (np.nan, 0))[0] for s in sources], width,
-                   yerr=[by.get(s, (np.nan, 0))[1] for s in sources], capsize=3, label=m)
-        ax.axhline(1.0, color='grey', lw=0.8, ls='--')
-        ax.set_xticks(np.arange(len(sources)) + width * (len(wt) - 1) / 2)
-        ax.set_xticklabels(sources, rotation=20, fontsize=8)
-        ax.set_ylabel('mean sample weight')
-        ax.legend(fontsize=8)
-        ax.set_title('where PTR put its weight (per source tag)')
-        fig.tight_layout()
-        fig.savefig(out / 'weights_by_source.png', dpi=120)
-        plt.close(fig)
 
-    _trust_plot(summary, out)
+def _weights_plot(summary: dict[str, Any], out: Path) -> None:
+    """``weights_by_source.png``: the mean sample weight each method gave each source tag."""
+    import matplotlib.pyplot as plt
+
+    wt = summary['weights_by_source']
+    if not wt:
+        return
+    sources = sorted({s for by in wt.values() for s in by})
+    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(sources)), 4))
+    width = 0.8 / len(wt)
+    for j, (m, by) in enumerate(wt.items()):
+        ax.bar(np.arange(len(sources)) + j * width,
+               [by.get(s, (np.nan, 0))[0] for s in sources], width,
+               yerr=[by.get(s, (np.nan, 0))[1] for s in sources], capsize=3, label=m)
+    ax.axhline(1.0, color='grey', lw=0.8, ls='--')
+    ax.set_xticks(np.arange(len(sources)) + width * (len(wt) - 1) / 2)
+    ax.set_xticklabels(sources, rotation=20, fontsize=8)
+    ax.set_ylabel('mean sample weight')
+    ax.legend(fontsize=8)
+    ax.set_title('where PTR put its weight (per source tag)')
+    fig.tight_layout()
+    fig.savefig(out / 'weights_by_source.png', dpi=120)
+    plt.close(fig)
+
+
+def _diagnostics_plot(summary: dict[str, Any], out: Path) -> None:
+    """``diagnostics.png``: mean weight per source and the weighter diagnostics over training,
+    for the PTR arms of the first (task, head, seed) on the mixed data."""
+    import matplotlib.pyplot as plt
+
     ptr_cells = [c for c in summary['cells'] if c['data'] == 'mix' and c.get('weights_by_source')]
-    if ptr_cells:
-        first = ptr_cells[0]
-        chosen = [c for c in ptr_cells if (c['task'], c['head'], c['seed']) ==
-                  (first['task'], first['head'], first['seed'])]
-        fig, axes = plt.subplots(2, len(chosen), figsize=(5 * len(chosen), 6), squeeze=False)
-        for j, c in enumerate(chosen):
-            rows = _metrics(Path(c['checkpoint']).parent)
-            steps = [r['step'] for r in rows]
-            for key in sorted({k for r in rows for k in r
-                               if k.startswith('weighter/w_mean/source/')}):
-                axes[0, j].plot(steps, [r.get(key, np.nan) for r in rows],
-                                label=key.rsplit('/', 1)[-1])
-            axes[0, j].set_title(f'{c["method"]}: mean w per source')
-            axes[0, j].legend(fontsize=7)
-            for key in ('nce_acc', 'w_at_max_share', 'w_at_min_share', 'ess_ratio'):
-                axes[1, j].plot(steps, [r.get(f'weighter/{key}', np.nan) for r in rows],
-                                label=key)
-            axes[1, j].set_xlabel('step')
-            axes[1, j].legend(fontsize=7)
-        fig.suptitle(f'PTR diagnostics over training ({first["task"]}, {first["head"]}, '
-                     f'seed {first["seed"]})')
-        fig.tight_layout()
-        fig.savefig(out / 'diagnostics.png', dpi=110)
-        plt.close(fig)
+    if not ptr_cells:
+        return
+    first = ptr_cells[0]
+    chosen = [c for c in ptr_cells if (c['task'], c['head'], c['seed']) ==
+              (first['task'], first['head'], first['seed'])]
+    fig, axes = plt.subplots(2, len(chosen), figsize=(5 * len(chosen), 6), squeeze=False)
+    for j, c in enumerate(chosen):
+        rows = _metrics(Path(c['checkpoint']).parent)
+        steps = [r['step'] for r in rows]
+        for key in sorted({k for r in rows for k in r
+                           if k.startswith('weighter/w_mean/source/')}):
+            axes[0, j].plot(steps, [r.get(key, np.nan) for r in rows],
+                            label=key.rsplit('/', 1)[-1])
+        axes[0, j].set_title(f'{c["method"]}: mean w per source')
+        axes[0, j].legend(fontsize=7)
+        for key in ('nce_acc', 'w_at_max_share', 'w_at_min_share', 'ess_ratio'):
+            axes[1, j].plot(steps, [r.get(f'weighter/{key}', np.nan) for r in rows],
+                            label=key)
+        axes[1, j].set_xlabel('step')
+        axes[1, j].legend(fontsize=7)
+    fig.suptitle(f'PTR diagnostics over training ({first["task"]}, {first["head"]}, '
+                 f'seed {first["seed"]})')
+    fig.tight_layout()
+    fig.savefig(out / 'diagnostics.png', dpi=110)
+    plt.close(fig)
 
 
 def _trust_plot(summary: dict[str, Any], out: Path) -> None:

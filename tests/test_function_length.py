@@ -20,7 +20,6 @@ ALLOWED_FILES = frozenset({
     'ptr_core/trust/features.py',
     'ptr_core/weighting/ptr.py',
     'ptr_core/weighting/ptr_report.py',
-    'ptr_sim/benchmark.py',
 })
 
 
