@@ -19,7 +19,6 @@ ALLOWED_FILES = frozenset({
     'ptr_core/trust/crossfit.py',
     'ptr_core/trust/features.py',
     'ptr_core/weighting/ptr.py',
-    'ptr_core/weighting/ptr_report.py',
 })
 
 

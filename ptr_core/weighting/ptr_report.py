@@ -29,11 +29,11 @@ import torch
 from torch import Tensor
 
 from ptr_core import batch as K
-from ptr_core.checkpoint import load_checkpoint
+from ptr_core.checkpoint import Checkpoint, load_checkpoint
 from ptr_core.configuration import DatasetSpec
-from ptr_core.data import SOURCE_TAG, Vocabulary, build_data
+from ptr_core.data import SOURCE_TAG, Vocabulary, WindowDataset, build_data
 from ptr_core.errors import CheckpointError
-from ptr_core.policies.policy import build_policy
+from ptr_core.policies.policy import ActionPolicy, build_policy
 from ptr_core.weighting.ptr import PTRWeighter
 from ptr_core.weighting.ptr_scorer import ptr_weight
 
@@ -70,13 +70,51 @@ def score_dataset(
     progress: Callable[[int, int], None] | None = None,
 ) -> SampleScores:
     """T and the weight of every window of ``datasets`` under ``checkpoint``'s PTR scorer."""
+    dev = torch.device(device)
+    ckpt, policy, weighter = _load_scorer(checkpoint, dev)
+    cfg = ckpt.config
+    data_cfg = dataclasses.replace(
+        cfg.data, datasets=tuple(DatasetSpec(str(p)) for p in datasets), val_fraction=0.0,
+        image_shift=0,
+    )
+    bundle = build_data(data_cfg, seed=seed, preprocessor=ckpt.preprocessor,
+                        vocab=Vocabulary.from_json(ckpt.vocab), robots=ckpt.robots)
+    windows = bundle.train
+    b = min(batch_size or cfg.batch_size, len(windows))
+    rows = _score_windows(windows, policy, weighter, int(ckpt.step), b, dev, seed, progress)
+    score, valid = rows['score'], rows['valid'].astype(bool)
+    episodes = [windows.refs[int(r)].episode for r in rows['refs']]
+    c = weighter.config
+    beta = float(weighter.controller.beta)
+    ep_ids = [ep.id for ep in episodes]
+    effective, weight = _effective_weights(ep_ids, score, valid, weighter, beta)
+    log_lo = math.log(c.w_min) if c.w_min > 0 else -math.inf
+    return SampleScores(
+        episode=ep_ids,
+        robot=[ep.robot for ep in episodes],
+        source=[str(ep.tags.get(SOURCE_TAG, '')) for ep in episodes],
+        dataset=rows['dataset'], frame=rows['frame'], score=score, weight=weight, valid=valid,
+        at_min=valid & (effective / beta <= log_lo),
+        at_max=valid & (effective / beta >= math.log(c.w_max)),
+        meta={
+            'checkpoint': str(ckpt.path), 'step': ckpt.step, 'score_mode': c.score_mode,
+            'beta': beta, 'tau': float(weighter.controller.tau), 'w_min': c.w_min,
+            'w_max': c.w_max, 'alpha': c.alpha, 'center': c.center, 'smoothing': c.smoothing,
+            'batch_size': b, 'datasets': [str(p) for p in datasets],
+        },
+    )
+
+
+def _load_scorer(
+    checkpoint: str | Path, dev: torch.device,
+) -> tuple[Checkpoint, ActionPolicy, PTRWeighter]:
+    """The checkpoint, its policy and its PTR weighter, loaded and in eval mode on ``dev``."""
     ckpt = load_checkpoint(checkpoint)
     cfg = ckpt.config
     if cfg.weighter.name != 'ptr' or ckpt.weighter is None:
         msg = (f'{ckpt.path}: trained with weighter {cfg.weighter.name!r}; ptr weights needs a '
                f'checkpoint trained with weighter.name: ptr')
         raise CheckpointError(msg)
-    dev = torch.device(device)
     policy = build_policy(cfg.policy, ckpt.preprocessor, chunk_length=cfg.data.chunk_length)
     policy.load_state_dict(ckpt.model)
     weighter = PTRWeighter.from_options(cfg.weighter.options)
@@ -88,16 +126,22 @@ def score_dataset(
         raise CheckpointError(msg) from err
     policy.to(dev).eval()
     weighter.to(dev).eval()
+    return ckpt, policy, weighter
 
-    data_cfg = dataclasses.replace(
-        cfg.data, datasets=tuple(DatasetSpec(str(p)) for p in datasets), val_fraction=0.0,
-        image_shift=0,
-    )
-    bundle = build_data(data_cfg, seed=seed, preprocessor=ckpt.preprocessor,
-                        vocab=Vocabulary.from_json(ckpt.vocab), robots=ckpt.robots)
-    windows = bundle.train
+
+def _score_windows(
+    windows: WindowDataset,
+    policy: ActionPolicy,
+    weighter: PTRWeighter,
+    step: int,
+    b: int,
+    dev: torch.device,
+    seed: int,
+    progress: Callable[[int, int], None] | None,
+) -> dict[str, npt.NDArray[Any]]:
+    """T, validity, frame, dataset and episode ref of every window, scored in shuffled batches
+    of ``b`` (the last batch completed with repeats; each window keeps its first score)."""
     n = len(windows)
-    b = min(batch_size or cfg.batch_size, n)
     order = np.random.default_rng(seed).permutation(n)
     if n % b:
         order = np.concatenate([order, order[: b - n % b]])  # complete the last batch
@@ -113,7 +157,7 @@ def score_dataset(
             samples = [windows[windows.flat_index(int(i))] for i in idx]
             batch = {k: torch.stack([s[k] for s in samples]).to(dev) for k in samples[0]}
             out = policy.forward_train(batch)
-            scored = weighter.score(batch, out, step=int(ckpt.step))
+            scored = weighter.score(batch, out, step=step)
             keep = ~done[idx]
             rows = idx[keep]
             score[rows] = scored.score.double().cpu().numpy()[keep]
@@ -124,10 +168,18 @@ def score_dataset(
             done[rows] = True
             if progress is not None:
                 progress(int(done.sum()), n)
-    episodes = [windows.refs[int(r)].episode for r in refs]
+    return {'score': score, 'valid': valid, 'frame': frame, 'dataset': dataset, 'refs': refs}
+
+
+def _effective_weights(
+    ep_ids: Sequence[str],
+    score: npt.NDArray[np.float64],
+    valid: npt.NDArray[np.bool_],
+    weighter: PTRWeighter,
+    beta: float,
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """The T each weight uses (episode-smoothed and centred as configured) and the weights."""
     c = weighter.config
-    beta = float(weighter.controller.beta)
-    ep_ids = [ep.id for ep in episodes]
     effective = score.copy()
     if c.smoothing == 'episode':
         sums: dict[str, list[float]] = defaultdict(list)
@@ -140,21 +192,7 @@ def score_dataset(
         effective = effective - effective[valid].mean()
     weight = ptr_weight(torch.from_numpy(effective), beta, c.w_min, c.w_max, c.alpha).numpy()
     weight = np.where(valid, weight, 1.0)
-    log_lo = math.log(c.w_min) if c.w_min > 0 else -math.inf
-    return SampleScores(
-        episode=ep_ids,
-        robot=[ep.robot for ep in episodes],
-        source=[str(ep.tags.get(SOURCE_TAG, '')) for ep in episodes],
-        dataset=dataset, frame=frame, score=score, weight=weight, valid=valid,
-        at_min=valid & (effective / beta <= log_lo),
-        at_max=valid & (effective / beta >= math.log(c.w_max)),
-        meta={
-            'checkpoint': str(ckpt.path), 'step': ckpt.step, 'score_mode': c.score_mode,
-            'beta': beta, 'tau': float(weighter.controller.tau), 'w_min': c.w_min,
-            'w_max': c.w_max, 'alpha': c.alpha, 'center': c.center, 'smoothing': c.smoothing,
-            'batch_size': b, 'datasets': [str(p) for p in datasets],
-        },
-    )
+    return effective, weight
 
 
 def _group(keys: Sequence[str], s: SampleScores) -> list[dict[str, Any]]:
