@@ -189,8 +189,38 @@ def score_datasets(
     folds = _folds(n_ep, config.folds, config.seed)
     rows = torch.arange(feats.n)[feats.has_next]
     fold_of_row = folds[feats.episode[rows].numpy()]
+    score = _attribution(feats, rows, fold_of_row, neighbours, config, progress)
+    t_fit = time.monotonic()
+    bc_err, inv_err = _probe_errors(feats, rows, fold_of_row, config)
+    t_probe = time.monotonic()
+    post = _signal_posteriors(feats, rows, score, bc_err, inv_err, config)
+    digests = [dataset_content_hash(ds) for ds in datasets]
+    per_dataset, sources, lengths = _episode_trusts(feats, post, folds, digests, config)
+    drive, mix_a, mix_b = post.drive, post.mix_a, post.mix_b
+    scorer = {
+        **config.to_dict(), 'init': str(Path(init).resolve()),
+        'init_hash': _checkpoint_hash(Path(init)), 'chunk_length': feats.chunk_length,
+        'delta': data_cfg.delta, 'candidates': config.candidates,
+        'combine': f'P_{drive}*P_bc_loss' if post.use_bc else f'P_{drive}',
+        f'mixture_{drive}': mix_a.to_json(), 'mixture_bc_loss': mix_b.to_json(),
+    }
+    trust = make_trust_file(scorer, list(zip(datasets, per_dataset)))
+    t_end = time.monotonic()
+    seconds = {'features_s': t_feat - t_start, 'scorer_s': t_fit - t_feat,
+               'probes_s': t_probe - t_fit, 'total_s': t_end - t_start,
+               'cpu_s': time.process_time() - cpu_start, 'threads': torch.get_num_threads()}
+    log.info('trust: %d episodes, %d windows scored in %.1f s (attribution mixture %s)',
+             n_ep, len(rows), seconds['total_s'], mix_a.to_json())
+    return ScoreResult(trust, sources, lengths, seconds, len(rows),
+                       {drive: mix_a.to_json(), 'bc_loss': mix_b.to_json()})
 
-    # 1. attribution: out-of-fold consequence score per window
+
+def _attribution(
+    feats: WindowFeatures, rows: Tensor, fold_of_row: npt.NDArray[np.int64],
+    neighbours: Tensor, config: TrustConfig, progress: Progress | None,
+) -> Tensor:
+    """Out-of-fold (or in-sample) consequence score of every window in ``rows``: copy ``k``
+    trains on every fold but ``k`` and scores fold ``k``."""
     score = torch.zeros(len(rows))
     copies = 1 if config.in_sample else config.folds
     for k in range(copies):
@@ -204,16 +234,43 @@ def score_datasets(
                                         seed=config.seed + 7 + k)
     if progress is not None:
         progress('scorer', copies, copies)
-    t_fit = time.monotonic()
+    return score
 
-    # 2. second signal and baselines (probes)
+
+def _probe_errors(
+    feats: WindowFeatures, rows: Tensor, fold_of_row: npt.NDArray[np.int64],
+    config: TrustConfig,
+) -> tuple[Tensor, Tensor]:
+    """The second signal and the inverse-dynamics baseline: out-of-fold probe errors."""
     bc_err = _oof_regression(feats.h, feats.action, _chunk_mask(feats), rows, fold_of_row,
                              config, seed=config.seed + 500)
     inv_x = torch.cat([feats.state, feats.next_state_delta], dim=1)
     inv_err = _oof_regression(inv_x, feats.first_action, feats.dim_mask, rows, fold_of_row,
                               config, seed=config.seed + 900)
-    t_probe = time.monotonic()
+    return bc_err, inv_err
 
+
+@dataclass
+class _Posteriors:
+    """Every episode signal and the P(good) of the driving signal (``a``) and of ``bc_loss``."""
+
+    drive: str
+    per_episode: dict[str, npt.NDArray[np.float64]]
+    mix_a: Mixture
+    p_a: npt.NDArray[np.float64]
+    pf_a: list[npt.NDArray[np.float64]]
+    mix_b: Mixture
+    p_b: npt.NDArray[np.float64]
+    pf_b: list[npt.NDArray[np.float64]]
+    use_bc: bool
+    p_good: npt.NDArray[np.float64]
+
+
+def _signal_posteriors(
+    feats: WindowFeatures, rows: Tensor, score: Tensor, bc_err: Tensor, inv_err: Tensor,
+    config: TrustConfig,
+) -> _Posteriors:
+    """Per-episode signals, and episode and frame P(good) of the driving signal and bc_loss."""
     width = config.smooth or feats.chunk_length
     attribution = _episode_mean(score, feats, rows)
     bc = _episode_mean(-bc_err, feats, rows)
@@ -234,46 +291,38 @@ def score_datasets(
                                    anchor=None)
     use_bc = config.second_signal == 'bc_loss' and drive != 'bc_loss'
     p_good = p_a * p_b if use_bc else p_a
+    return _Posteriors(drive, per_episode, mix_a, p_a, pf_a, mix_b, p_b, pf_b, use_bc, p_good)
 
+
+def _episode_trusts(
+    feats: WindowFeatures, post: _Posteriors, folds: npt.NDArray[np.int64],
+    digests: Sequence[str], config: TrustConfig,
+) -> tuple[list[list[EpisodeTrust]], list[str], list[int]]:
+    """Each dataset's episode trusts, and every episode's source and length in that order."""
     lo = config.w_min
-    digests = [dataset_content_hash(ds) for ds in datasets]
-    per_dataset: list[list[EpisodeTrust]] = [[] for _ in datasets]
+    drive, sig = post.drive, post.per_episode
+    per_dataset: list[list[EpisodeTrust]] = [[] for _ in digests]
     sources, lengths = [], []
     for e, info in enumerate(feats.episodes):
-        frame_p = pf_a[e] * pf_b[e] if use_bc else pf_a[e]
+        frame_p = post.pf_a[e] * post.pf_b[e] if post.use_bc else post.pf_a[e]
         signals = {
-            'attribution': _num(attribution[e]), 'bc_loss': _num(bc[e]),
-            'inverse_dynamics': _num(inv[e]), 'length': -float(info.length),
-            'smoothness': _num(smooth[e]), f'p_{drive}': float(p_a[e]),
-            'p_bc_loss': float(p_b[e]),
+            'attribution': _num(sig['attribution'][e]), 'bc_loss': _num(sig['bc_loss'][e]),
+            'inverse_dynamics': _num(sig['inverse_dynamics'][e]), 'length': -float(info.length),
+            'smoothness': _num(sig['smoothness'][e]), f'p_{drive}': float(post.p_a[e]),
+            'p_bc_loss': float(post.p_b[e]),
         }
         per_dataset[info.dataset].append(EpisodeTrust(
             dataset_hash=digests[info.dataset], episode_id=info.episode_id,
-            trust=float(lo + (1 - lo) * p_good[e]), score=_num(per_episode[drive][e]),
+            trust=float(lo + (1 - lo) * post.p_good[e]), score=_num(sig[drive][e]),
             fold=-1 if config.in_sample else int(folds[e]),
             frame_trust=np.clip(lo + (1 - lo) * frame_p, lo, 1.0), signals=signals,
         ))
-    order = [(d, ep) for d in range(len(datasets)) for ep in per_dataset[d]]
+    order = [(d, ep) for d in range(len(digests)) for ep in per_dataset[d]]
     info_by = {(i.dataset, i.episode_id): i for i in feats.episodes}
     for d, ep in order:
         sources.append(info_by[(d, ep.episode_id)].source)
         lengths.append(info_by[(d, ep.episode_id)].length)
-    scorer = {
-        **config.to_dict(), 'init': str(Path(init).resolve()),
-        'init_hash': _checkpoint_hash(Path(init)), 'chunk_length': feats.chunk_length,
-        'delta': data_cfg.delta, 'candidates': config.candidates,
-        'combine': f'P_{drive}*P_bc_loss' if use_bc else f'P_{drive}',
-        f'mixture_{drive}': mix_a.to_json(), 'mixture_bc_loss': mix_b.to_json(),
-    }
-    trust = make_trust_file(scorer, list(zip(datasets, per_dataset)))
-    t_end = time.monotonic()
-    seconds = {'features_s': t_feat - t_start, 'scorer_s': t_fit - t_feat,
-               'probes_s': t_probe - t_fit, 'total_s': t_end - t_start,
-               'cpu_s': time.process_time() - cpu_start, 'threads': torch.get_num_threads()}
-    log.info('trust: %d episodes, %d windows scored in %.1f s (attribution mixture %s)',
-             n_ep, len(rows), seconds['total_s'], mix_a.to_json())
-    return ScoreResult(trust, sources, lengths, seconds, len(rows),
-                       {drive: mix_a.to_json(), 'bc_loss': mix_b.to_json()})
+    return per_dataset, sources, lengths
 
 
 def _num(x: float) -> float:
