@@ -19,15 +19,22 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import torch
 from torch import Tensor
 
-from bag_tools.dataset import Dataset
+from bag_tools.dataset import Dataset, UnifiedLayout
 from ptr_core import batch as K
-from ptr_core.data import SOURCE_TAG, WindowDataset, build_vocabulary, index_windows
+from ptr_core.data import (
+    SOURCE_TAG,
+    WindowDataset,
+    WindowIndex,
+    build_vocabulary,
+    index_windows,
+)
 from ptr_core.policies.policy import ActionPolicy
 from ptr_core.preprocess import Preprocessor
 
@@ -109,6 +116,40 @@ def extract_features(
     layout = preprocessor.layout
     L, da, ds_dim = chunk_length, layout.action_dim, layout.state_dim
 
+    episodes, table, states = _episode_tables(index, preprocessor, L, da, ds_dim)
+
+    rows = np.concatenate([w for w in index.train if len(w)]) if len(windows) else \
+        np.zeros((0, 2), np.int64)
+    total = len(rows)
+    hs, gs, acts, smask, dmask = _encode_windows(policy, windows, layout, rows, consequence,
+                                                 batch_size, progress)
+    ep_idx = torch.as_tensor(rows[:, 0], dtype=torch.long)
+    frames = torch.as_tensor(rows[:, 1], dtype=torch.long)
+    lengths = np.asarray([e.length for e in episodes])
+    cur, nxt, steps = _state_features(states, rows, lengths, L, ds_dim)
+    parts = [torch.cat(gs)] if gs else []
+    if consequence == 'steps':
+        parts.insert(0, torch.from_numpy(steps).flatten(1))
+    cons = _standardize(torch.cat(parts, dim=1))
+    first = torch.from_numpy(np.stack([table[episodes[r].offset + t] for r, t in rows])) \
+        if total else torch.zeros(0, da)
+    log.info('trust features: %d windows of %d episodes (h %d, consequence %d, action %d)',
+             total, len(episodes), hs[0].shape[1] if hs else 0, cons.shape[1], L * da)
+    return WindowFeatures(
+        h=torch.cat(hs), action=torch.cat(acts), step_mask=torch.cat(smask),
+        dim_mask=torch.cat(dmask), consequence=cons, state=torch.from_numpy(cur).float(),
+        next_state_delta=torch.from_numpy(nxt - cur).float(), first_action=first.float(),
+        episode=ep_idx, frame=frames, has_next=torch.from_numpy(rows[:, 1] + 1 < lengths[
+            rows[:, 0]]), action_table=torch.from_numpy(table), episodes=episodes,
+        chunk_length=L,
+    )
+
+
+def _episode_tables(
+    index: WindowIndex, preprocessor: Preprocessor, L: int, da: int, ds_dim: int,
+) -> tuple[list[EpisodeInfo], npt.NDArray[np.float32], list[npt.NDArray[np.float32]]]:
+    """Every episode's info, the action table (``L`` zero rows after each episode) and its
+    normalized states (zero-padded to the layout's state width)."""
     episodes: list[EpisodeInfo] = []
     tables: list[npt.NDArray[np.float32]] = []
     states: list[npt.NDArray[np.float32]] = []
@@ -127,9 +168,15 @@ def extract_features(
                                     ref.robot, offset))
         offset += n + L
     table = np.concatenate(tables) if tables else np.zeros((0, da), np.float32)
+    return episodes, table, states
 
-    rows = np.concatenate([w for w in index.train if len(w)]) if len(windows) else \
-        np.zeros((0, 2), np.int64)
+
+def _encode_windows(
+    policy: ActionPolicy, windows: WindowDataset, layout: UnifiedLayout,
+    rows: npt.NDArray[np.int64], consequence: str, batch_size: int, progress: Progress | None,
+) -> tuple[list[Tensor], list[Tensor], list[Tensor], list[Tensor], list[Tensor]]:
+    """Per batch of ``rows``: the context ``h``, the target-feature change (``steps``/``delta``
+    consequence only), the masked chunk, the step mask and the robot's action-dim mask."""
     total = len(rows)
     hs, gs, acts, smask, dmask = [], [], [], [], []
     for start in range(0, total, batch_size):
@@ -149,10 +196,16 @@ def extract_features(
                                                 for r, _ in part])))
         if progress is not None:
             progress(min(start + batch_size, total), total)
+    return hs, gs, acts, smask, dmask
 
-    ep_idx = torch.as_tensor(rows[:, 0], dtype=torch.long)
-    frames = torch.as_tensor(rows[:, 1], dtype=torch.long)
-    lengths = np.asarray([e.length for e in episodes])
+
+def _state_features(
+    states: list[npt.NDArray[np.float32]], rows: npt.NDArray[np.int64],
+    lengths: npt.NDArray[np.int64], L: int, ds_dim: int,
+) -> tuple[npt.NDArray[Any], npt.NDArray[Any], npt.NDArray[np.float32]]:
+    """Per window: the current state, the next state (clamped to the episode) and the ``L``
+    per-step state changes after ``t`` (zero past the episode's end)."""
+    total = len(rows)
     cur = np.stack([states[r][t] for r, t in rows]) if total else np.zeros((0, ds_dim))
     nxt = np.stack([states[r][min(t + 1, lengths[r] - 1)] for r, t in rows]) if total else cur
     steps = np.zeros((total, L, ds_dim), np.float32)
@@ -160,19 +213,4 @@ def extract_features(
         seg = states[r][t: t + L + 1]
         d = np.diff(seg, axis=0)
         steps[i, : len(d)] = d
-    parts = [torch.cat(gs)] if gs else []
-    if consequence == 'steps':
-        parts.insert(0, torch.from_numpy(steps).flatten(1))
-    cons = _standardize(torch.cat(parts, dim=1))
-    first = torch.from_numpy(np.stack([table[episodes[r].offset + t] for r, t in rows])) \
-        if total else torch.zeros(0, da)
-    log.info('trust features: %d windows of %d episodes (h %d, consequence %d, action %d)',
-             total, len(episodes), hs[0].shape[1] if hs else 0, cons.shape[1], L * da)
-    return WindowFeatures(
-        h=torch.cat(hs), action=torch.cat(acts), step_mask=torch.cat(smask),
-        dim_mask=torch.cat(dmask), consequence=cons, state=torch.from_numpy(cur).float(),
-        next_state_delta=torch.from_numpy(nxt - cur).float(), first_action=first.float(),
-        episode=ep_idx, frame=frames, has_next=torch.from_numpy(rows[:, 1] + 1 < lengths[
-            rows[:, 0]]), action_table=torch.from_numpy(table), episodes=episodes,
-        chunk_length=L,
-    )
+    return cur, nxt, steps
