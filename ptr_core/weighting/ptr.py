@@ -200,16 +200,29 @@ class PTRWeighter(SampleWeighter):
         n_local = scored.score.shape[0]
         ids = _ids(batch, n_local, scored.score.device)
         # Everything below is over the global batch so the weights equal a one-process run.
-        flt = torch.stack([
-            scored.score, scored.log_p.detach(), scored.rank.detach(), scored.valid.float(),
-            scored.post.correct.float(), scored.post.margin.detach(),
-            scored.post.n_candidates.float(),
-        ], dim=1).float()
-        g_flt, g_ids = _gather(flt), _gather(ids)
-        score, log_p, rank_l, valid_f, correct, margin, n_cand = g_flt.unbind(1)
-        valid = valid_f > 0.5
-        robot, task, dataset, source, episode, frame = g_ids.unbind(1)
+        g_flt, g_ids = _gather(_score_columns(scored)), _gather(ids)
+        valid = g_flt[:, 3] > 0.5
+        weights, clip_arg, slots, values = self._weights(g_flt[:, 0], valid, g_ids[:, 4], beta)
+        warmup = step < c.warmup_steps
+        if warmup:
+            weights = torch.ones_like(weights)
+        aux = _aux_loss(c, scored, valid, world)
+        metrics = self._metrics(g_flt, g_ids, weights, clip_arg, tau=tau, beta=beta,
+                                r_hard=r_hard, warmup=warmup)
+        if not warmup and rank == 0:  # every rank holds the same global metrics
+            self._warn(metrics, step)
+        self._pending = self._pending_commit(batch, scored, step, g_ids, valid, slots, values,
+                                             metrics)
+        local = weights[rank * n_local:(rank + 1) * n_local]
+        return WeightOutput(weights=local.detach().float(), aux_loss=aux,
+                            metrics=metrics)
 
+    def _weights(
+        self, score: Tensor, valid: Tensor, episode: Tensor, beta: float,
+    ) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
+        """The global batch's weights (1 without a future), ``T'/β`` (clip diagnostics) and
+        the per-episode EMA update to commit: smoothing, centring, then the weight map."""
+        c = self.config
         effective, slots, values = self._smooth(score, valid, episode)
         if c.center:
             n_valid = valid.sum().clamp_min(1)
@@ -217,19 +230,17 @@ class PTRWeighter(SampleWeighter):
         clip_arg = effective / beta
         weights = ptr_weight(effective, beta, c.w_min, c.w_max, c.alpha)
         weights = torch.where(valid, weights, torch.ones_like(weights))
-        warmup = step < c.warmup_steps
-        if warmup:
-            weights = torch.ones_like(weights)
+        return weights, clip_arg, slots, values
 
-        # Scorer losses: local sums over the global valid count (× world: DDP averages grads).
-        n_valid_global = valid.sum().clamp_min(1).to(scored.log_p.dtype)
-        vf = scored.valid.to(scored.log_p.dtype)
-        loss_id = -(scored.log_p * vf).sum() / n_valid_global * world
-        loss_rank = (scored.rank * vf).sum() / n_valid_global * world
-        aux = c.lambda_id * loss_id + c.lambda_rank * loss_rank
-        if scored.pred is not None:
-            aux = aux + c.lambda_pred * (scored.pred * vf).sum() / n_valid_global * world
-
+    def _metrics(
+        self, g_flt: Tensor, g_ids: Tensor, weights: Tensor, clip_arg: Tensor, *, tau: float,
+        beta: float, r_hard: float, warmup: bool,
+    ) -> dict[str, float]:
+        """The step's diagnostics over the global batch (``_score_columns``, ``_ids``)."""
+        c = self.config
+        score, log_p, rank_l, valid_f, correct, margin, n_cand = g_flt.unbind(1)
+        valid = valid_f > 0.5
+        robot, _, dataset, source, _, _ = g_ids.unbind(1)
         stats = StepStats(
             score=score, weights=weights,
             at_min=clip_arg <= (math.log(c.w_min) if c.w_min > 0 else -math.inf),
@@ -238,25 +249,29 @@ class PTRWeighter(SampleWeighter):
             robot=robot, dataset=dataset, source=source,
         )
         vsum = valid_f.sum().clamp_min(1)
-        metrics = step_metrics(
+        return step_metrics(
             stats, tau=tau, beta=beta, r_hard=r_hard,
             loss_id=-(log_p * valid_f).sum() / vsum, loss_rank=(rank_l * valid_f).sum() / vsum,
             warmup=warmup, robot_names=self.robot_names, source_names=self.source_names,
         )
-        if not warmup and rank == 0:  # every rank holds the same global metrics
-            self._warn(metrics, step)
+
+    def _pending_commit(
+        self, batch: dict[str, Tensor], scored: ScoredBatch, step: int, g_ids: Tensor,
+        valid: Tensor, slots: Tensor | None, values: Tensor | None, metrics: dict[str, float],
+    ) -> _Pending:
+        """What ``after_step`` commits: the valid samples' queue push and the EMA update."""
+        c = self.config
+        robot, task, _, _, episode, frame = g_ids.unbind(1)
         keep = valid
         push: tuple[Tensor, Tensor] | None = None
         if c.score_mode == 'future' and c.queue_draws > 0:  # only the future score reads it
+            n_local = scored.score.shape[0]
             state = _current_state(batch, n_local, scored.score.device)
             push = (_gather(scored.target)[keep], _gather(state)[keep])
-        self._pending = _Pending(
+        return _Pending(
             step=step, push=push, robot=robot[keep], task=task[keep], episode=episode[keep],
             frame=frame[keep], episode_slots=slots, episode_values=values, metrics=metrics,
         )
-        local = weights[rank * n_local:(rank + 1) * n_local]
-        return WeightOutput(weights=local.detach().float(), aux_loss=aux,
-                            metrics=metrics)
 
     def score(
         self, batch: dict[str, Tensor], out: PolicyOutput, *, step: int, tau: float | None = None,
@@ -275,22 +290,10 @@ class PTRWeighter(SampleWeighter):
         n = h.shape[0]
         device = h.device
         valid = _future_valid(batch, n, device)
-        with torch.no_grad():
-            y = normalize(self._target(batch).float())
-        pred_loss: Tensor | None = None
-        with torch.autocast(device.type, enabled=False):
-            a = self.scorer.context(h.float())
-            b = self.scorer.action(e.float())
-            if self.predictor is not None:
-                # residual target: what the context alone does not predict of the future
-                guess = self.predictor(h.detach().float())
-                pred_loss = ((guess - y) ** 2).sum(-1)
-                y = normalize(y - guess.detach())
+        a, b, y, pred_loss = self._halves(batch, h, e)
         world, rank = _world()
         ids = _ids(batch, n, device)
         g_ids = _gather(ids)
-        episode, frame = ids[:, 4], ids[:, 5]
-        g_episode, g_frame = g_ids[:, 4], g_ids[:, 5]
         n_global = n * world
         own = rank * n + torch.arange(n, device=device)
         gen = _generator(c.seed, step, device)
@@ -300,34 +303,59 @@ class PTRWeighter(SampleWeighter):
         if c.score_mode == 'action':
             logits = action_logits(a, b_all, y, tau, c.logit_clamp)  # [B, G]
             pos = logits.gather(1, own[:, None])[:, 0]
-            masked = _self_and_episode_mask(own, n_global, episode, frame, g_episode, g_frame,
-                                            window)
+            masked = _self_and_episode_mask(own, n_global, ids[:, 4], ids[:, 5], g_ids[:, 4],
+                                            g_ids[:, 5], window)
             negs = logits.masked_fill(masked, -math.inf)
         else:
-            u = a + b
-            y_all = _gather(y)
-            logits = future_logits(u, y_all, tau, c.logit_clamp)  # [B, G]
-            pos = logits.gather(1, own[:, None])[:, 0]
-            masked = _self_and_episode_mask(own, n_global, episode, frame, g_episode, g_frame,
-                                            window)
-            g_valid = _gather(valid[:, None].long())[:, 0] > 0
-            negs = logits.masked_fill(masked | ~g_valid[None, :], -math.inf)
-            queue_negs = self._queue_negatives(u, batch, ids, r_hard, window, gen, rank, n, tau)
-            if queue_negs is not None:
-                negs = torch.cat([negs, queue_negs], dim=1)
+            pos, negs = self._future_candidates(a + b, y, valid, batch, ids, g_ids, own,
+                                                r_hard=r_hard, window=window, gen=gen, tau=tau)
         post = Posterior(pos, negs)
         score = ptr_score(post.log_p, post.n_candidates).detach()
-
-        # L_rank: the matched target scored with a batch-permuted (derangement) action summary.
-        if n_global > 1:
-            shift = int(torch.randint(1, n_global, (1,), generator=_cpu_generator(c.seed, step)))
-            partner = b_all[(own + shift) % n_global]
-            d_neg = action_logits_rowwise(a, partner, y, tau, c.logit_clamp)
-            rank_l = rank_loss(pos, d_neg)
-        else:
-            rank_l = pos * 0.0
+        rank_l = _rank_term(a, b_all, y, pos, own, n_global, tau=tau, clamp=c.logit_clamp,
+                            seed=c.seed, step=step)
         return ScoredBatch(score=score, log_p=post.log_p, rank=rank_l, post=post, target=y,
                            valid=valid, pred=pred_loss)
+
+    def _halves(
+        self, batch: dict[str, Tensor], h: Tensor, e: Tensor,
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+        """The scorer's context and action halves ``a``, ``b``, the unit targets ``y`` (target
+        ``residual``: minus the context predictor's guess) and the predictor's loss."""
+        assert self.scorer is not None
+        with torch.no_grad():
+            y = normalize(self._target(batch).float())
+        pred_loss: Tensor | None = None
+        with torch.autocast(h.device.type, enabled=False):
+            a = self.scorer.context(h.float())
+            b = self.scorer.action(e.float())
+            if self.predictor is not None:
+                # residual target: what the context alone does not predict of the future
+                guess = self.predictor(h.detach().float())
+                pred_loss = ((guess - y) ** 2).sum(-1)
+                y = normalize(y - guess.detach())
+        return a, b, y, pred_loss
+
+    def _future_candidates(
+        self, u: Tensor, y: Tensor, valid: Tensor, batch: dict[str, Tensor], ids: Tensor,
+        g_ids: Tensor, own: Tensor, *, r_hard: float, window: int | None,
+        gen: torch.Generator, tau: float,
+    ) -> tuple[Tensor, Tensor]:
+        """Future mode: the own future's logit and the negatives' (in-batch over every rank,
+        then the queue's random and hard draws)."""
+        c = self.config
+        world, rank = _world()
+        n = u.shape[0]
+        y_all = _gather(y)
+        logits = future_logits(u, y_all, tau, c.logit_clamp)  # [B, G]
+        pos = logits.gather(1, own[:, None])[:, 0]
+        masked = _self_and_episode_mask(own, n * world, ids[:, 4], ids[:, 5], g_ids[:, 4],
+                                        g_ids[:, 5], window)
+        g_valid = _gather(valid[:, None].long())[:, 0] > 0
+        negs = logits.masked_fill(masked | ~g_valid[None, :], -math.inf)
+        queue_negs = self._queue_negatives(u, batch, ids, r_hard, window, gen, rank, n, tau)
+        if queue_negs is not None:
+            negs = torch.cat([negs, queue_negs], dim=1)
+        return pos, negs
 
     def _target(self, batch: dict[str, Tensor]) -> Tensor:
         encoder = self.target_encoder
@@ -426,6 +454,41 @@ def action_logits_rowwise(
 
 
 # -- helpers ------------------------------------------------------------------------------
+
+def _score_columns(scored: ScoredBatch) -> Tensor:
+    """``[B, 7]`` float: T, log p, rank loss, valid, correct, margin, |Y| (detached)."""
+    return torch.stack([
+        scored.score, scored.log_p.detach(), scored.rank.detach(), scored.valid.float(),
+        scored.post.correct.float(), scored.post.margin.detach(),
+        scored.post.n_candidates.float(),
+    ], dim=1).float()
+
+
+def _aux_loss(c: PTRConfig, scored: ScoredBatch, valid: Tensor, world: int) -> Tensor:
+    """Scorer losses: local sums over the global valid count (× world: DDP averages grads)."""
+    n_valid_global = valid.sum().clamp_min(1).to(scored.log_p.dtype)
+    vf = scored.valid.to(scored.log_p.dtype)
+    loss_id = -(scored.log_p * vf).sum() / n_valid_global * world
+    loss_rank = (scored.rank * vf).sum() / n_valid_global * world
+    aux = c.lambda_id * loss_id + c.lambda_rank * loss_rank
+    if scored.pred is not None:
+        aux = aux + c.lambda_pred * (scored.pred * vf).sum() / n_valid_global * world
+    return aux
+
+
+def _rank_term(
+    a: Tensor, b_all: Tensor, y: Tensor, pos: Tensor, own: Tensor, n_global: int, *,
+    tau: float, clamp: float, seed: int, step: int,
+) -> Tensor:
+    """Per-sample L_rank: the matched target scored with a batch-permuted (derangement)
+    action summary."""
+    if n_global > 1:
+        shift = int(torch.randint(1, n_global, (1,), generator=_cpu_generator(seed, step)))
+        partner = b_all[(own + shift) % n_global]
+        d_neg = action_logits_rowwise(a, partner, y, tau, clamp)
+        return rank_loss(pos, d_neg)
+    return pos * 0.0
+
 
 def _dim(objs: Sequence[object], names: Sequence[str], default: int | None = None) -> int:
     for obj in objs:
