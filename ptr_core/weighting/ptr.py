@@ -400,27 +400,10 @@ class PTRWeighter(SampleWeighter):
         self, score: Tensor, valid: Tensor, episode: Tensor
     ) -> tuple[Tensor, Tensor | None, Tensor | None]:
         """Per-episode EMA of T: the value each sample uses and the table update to commit."""
-        c = self.config
-        if c.smoothing != 'episode':
+        if self.config.smoothing != 'episode':
             return score, None, None
-        size = self.episode_score.shape[0]
-        slot = episode.long() % size
-        keep = valid & (episode >= 0)
-        if not bool(keep.any()):
-            return score, None, None
-        uniq, inverse = torch.unique(slot[keep], return_inverse=True)
-        sums = torch.zeros(len(uniq), device=score.device).index_add_(0, inverse, score[keep])
-        counts = torch.zeros(len(uniq), device=score.device).index_add_(
-            0, inverse, torch.ones_like(score[keep]))
-        batch_mean = sums / counts
-        old = self.episode_score[uniq]
-        seen = self.episode_seen[uniq]
-        decay = c.smoothing_decay
-        new = torch.where(seen, decay * old + (1.0 - decay) * batch_mean, batch_mean)
-        table = torch.zeros(size, device=score.device)
-        table[uniq] = new
-        effective = torch.where(keep, table[slot], score)
-        return effective, uniq, new
+        return smooth_per_episode(score, valid, episode, self.episode_score, self.episode_seen,
+                                  self.config.smoothing_decay)
 
     @torch.no_grad()
     def after_step(self, batch: dict[str, Tensor], out: PolicyOutput, step: int) -> None:
@@ -451,6 +434,31 @@ def action_logits_rowwise(
     """``cos(a_i + b_i, y_i) / τ`` for matched rows (``[B]``)."""
     cos = (normalize(a + b) * y).sum(-1)
     return (cos / tau).clamp(-clamp, clamp)
+
+
+def smooth_per_episode(
+    score: Tensor, valid: Tensor, episode: Tensor, table_score: Tensor, table_seen: Tensor,
+    decay: float,
+) -> tuple[Tensor, Tensor | None, Tensor | None]:
+    """The EMA of T per episode slot (``episode mod len(table)``): the value each sample uses,
+    and the slots and values to commit (None when no valid sample has an episode)."""
+    size = table_score.shape[0]
+    slot = episode.long() % size
+    keep = valid & (episode >= 0)
+    if not bool(keep.any()):
+        return score, None, None
+    uniq, inverse = torch.unique(slot[keep], return_inverse=True)
+    sums = torch.zeros(len(uniq), device=score.device).index_add_(0, inverse, score[keep])
+    counts = torch.zeros(len(uniq), device=score.device).index_add_(
+        0, inverse, torch.ones_like(score[keep]))
+    batch_mean = sums / counts
+    old = table_score[uniq]
+    seen = table_seen[uniq]
+    new = torch.where(seen, decay * old + (1.0 - decay) * batch_mean, batch_mean)
+    table = torch.zeros(size, device=score.device)
+    table[uniq] = new
+    effective = torch.where(keep, table[slot], score)
+    return effective, uniq, new
 
 
 # -- helpers ------------------------------------------------------------------------------
