@@ -527,7 +527,7 @@ def _gather(x: Tensor) -> Tensor:
     import torch.distributed as dist
 
     parts = [torch.empty_like(x) for _ in range(world)]
-    dist.all_gather(parts, x.detach().contiguous())
+    dist.all_gather(parts, x.detach().contiguous(), group=_group())
     return torch.cat(parts, dim=0)
 
 
@@ -538,8 +538,28 @@ def _gather_with_grad(x: Tensor) -> Tensor:
         return x
     from torch.distributed.nn.functional import all_gather
 
-    parts: Sequence[Tensor] = all_gather(x.contiguous())  # type: ignore[no-untyped-call]
+    parts: Sequence[Tensor] = all_gather(  # type: ignore[no-untyped-call]
+        x.contiguous(), group=_group())
     return torch.cat(list(parts), dim=0)
+
+
+_GROUPS: dict[int, Any] = {}
+
+
+def _group() -> Any:
+    """The weighter's own process group (one per default group, made on first use by every rank).
+
+    ``_gather_with_grad``'s backward runs a collective inside autograd, while DDP all-reduces
+    gradient buckets from its hooks on the default group; the order of the two differs between
+    ranks with thread timing, and on one shared group that deadlocks (seen: both ranks spinning in
+    backward on a loaded machine). On a group of their own they never meet.
+    """
+    import torch.distributed as dist
+
+    key = id(dist.group.WORLD)
+    if key not in _GROUPS:
+        _GROUPS[key] = dist.new_group(ranks=list(range(dist.get_world_size())))
+    return _GROUPS[key]
 
 
 def _ids(batch: dict[str, Tensor], n: int, device: torch.device) -> Tensor:
