@@ -265,6 +265,11 @@ def main(args: list[str] | None = None) -> None:
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except RuntimeError:
+        if rclpy.ok():
+            raise
+        # SIGINT shut the context down while the executor was taking a message (rclpy raises
+        # "Unable to convert call argument" from take_message then): a clean stop, not a crash.
     except (PtrError, BagToolsError) as err:
         # A configuration error (e.g. a profile path that does not exist): one line.
         get_logger('sim_arm_node').fatal(str(err))

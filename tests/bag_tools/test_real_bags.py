@@ -81,8 +81,8 @@ def test_fetch_relative_topic_and_sparse_poses(shared_bags: Path) -> None:
          'action': {'source': 'next_state'}, 'rate_hz': 10.0,
          'joint_limits': {'lower': [-7.0] * 7, 'upper': [7.0] * 7}}
     bag = shared_bags / 'real/fetch_calibration_poses.bag'
-    with pytest.raises(IngestError, match=r'/calibration_joint_states: shorter than one action '
-                                          r'chunk: 1 grid steps'):
+    with pytest.raises(IngestError, match=r'/calibration_joint_states: too short: '
+                                          r'1 grid steps'):
         bag_to_episodes(bag, RobotProfile.from_dict(d, source='fetch'))
     d['episodes'] = {'max_gap_s': 60.0}  # accept the sparse stream as one episode
     (ep,) = bag_to_episodes(bag, RobotProfile.from_dict(d, source='fetch'))
