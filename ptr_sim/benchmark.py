@@ -53,7 +53,7 @@ class Cell:
     head: str
     method: MethodSpec
     seed: int
-    data: str  # 'mix' | 'control'
+    data: str  # 'mix' | 'control' | a name in ``mixes``
 
     @property
     def key(self) -> str:
@@ -315,14 +315,16 @@ def _pool_map(fn: Callable[[Any], Any], items: Sequence[Any], workers: int,
 
 
 def cells(cfg: BenchmarkConfig) -> list[Cell]:
-    out = [Cell(task, head, method, seed, 'mix')
-           for task in cfg.tasks for head in cfg.heads for seed in cfg.seeds
-           for method in cfg.methods]
-    if cfg.control_mix:
-        control = [m for m in cfg.methods if m.name in cfg.control_methods]
-        out += [Cell(task, head, method, seed, 'control')
-                for task in cfg.tasks for head in cfg.control_heads for seed in cfg.seeds
-                for method in control]
+    """Every cell, seed by seed (a partial run has whole seeds): per task, each mixed data set
+    with every method, then the control set with ``control_methods``."""
+    control = [m for m in cfg.methods if m.name in cfg.control_methods] if cfg.control_mix else []
+    out = []
+    for seed in cfg.seeds:
+        for task in cfg.tasks:
+            out += [Cell(task, head, method, seed, data) for data in cfg.mixed_data
+                    for head in cfg.heads for method in cfg.methods]
+            out += [Cell(task, head, method, seed, 'control') for head in cfg.control_heads
+                    for method in control]
     return out
 
 
@@ -335,7 +337,8 @@ def run_benchmark(cfg: BenchmarkConfig, out: str | Path, *, say: Say = log.info)
     t0 = time.monotonic()
     say(f'[1/4] record + ingest ({len(cfg.tasks)} target tasks, mix {cfg.mix})')
     for i, task in enumerate(cfg.tasks):
-        _record_and_ingest(cfg, f'{task}/mix', [task], cfg.mix, 100 + i, out, say)
+        for j, (data, mix) in enumerate(cfg.mixed_data.items()):
+            _record_and_ingest(cfg, f'{task}/{data}', [task], mix, 100 + i + 200 * j, out, say)
         if cfg.control_mix:
             _record_and_ingest(cfg, f'{task}/control', [task], cfg.control_mix, 200 + i, out,
                                say)
@@ -412,31 +415,40 @@ def summarize(cfg: BenchmarkConfig, results: Sequence[dict[str, Any]]) -> dict[s
                       'samples_per_s': _mean_std([r.get('samples_per_s') for r in rs])[0]})
     weights: dict[str, dict[str, list[float]]] = {}
     for r in results:
-        if r['data'] != 'mix':
+        if r['data'] == 'control':
             continue
         for src, w in (r.get('weights_by_source') or {}).items():
             weights.setdefault(r['method'], {}).setdefault(src, []).append(w)
     weight_table = {m: {s: _mean_std(v) for s, v in by.items()} for m, by in weights.items()}
     verdicts = []
     for task in cfg.tasks:
-        for head in cfg.heads:
-            base = next((t for t in table if (t['task'], t['data'], t['head'], t['method']) ==
-                         (task, 'mix', head, 'uniform')), None)
-            if base is None:
-                continue
-            for t in table:
-                if (t['task'], t['data'], t['head']) != (task, 'mix', head) or \
-                        t['method'] == 'uniform':
-                    continue
-                margin = t['success_mean'] - base['success_mean']
-                noise = max(t['success_std'], base['success_std'])
-                verdicts.append({'task': task, 'head': head, 'method': t['method'],
-                                 'margin': margin, 'std': noise,
-                                 'beats_uniform': bool(margin > noise and len(cfg.seeds) > 1)})
+        for data in cfg.mixed_data:
+            for head in cfg.heads:
+                verdicts += _verdicts(table, (task, data, head), len(cfg.seeds))
     return {'config': cfg.to_dict(), 'degraded_share': cfg.degraded_share, 'table': table,
             'weights_by_source': weight_table, 'verdicts': verdicts,
             'paired': paired_differences(results), 'trust': trust_summary(results),
             'cells': list(results)}
+
+
+def _verdicts(table: Sequence[dict[str, Any]], key: tuple[str, str, str],
+              n_seeds: int) -> list[dict[str, Any]]:
+    """Each method's mean margin over uniform on one (task, data, head), against the larger std
+    over seeds."""
+    base = next((t for t in table if (t['task'], t['data'], t['head']) == key
+                 and t['method'] == 'uniform'), None)
+    if base is None:
+        return []
+    out = []
+    for t in table:
+        if (t['task'], t['data'], t['head']) != key or t['method'] == 'uniform':
+            continue
+        margin = t['success_mean'] - base['success_mean']
+        noise = max(t['success_std'], base['success_std'])
+        out.append({'task': key[0], 'data': key[1], 'head': key[2], 'method': t['method'],
+                    'margin': margin, 'std': noise,
+                    'beats_uniform': bool(margin > noise and n_seeds > 1)})
+    return out
 
 
 def paired_differences(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -527,7 +539,11 @@ def markdown(summary: dict[str, Any]) -> str:
         f'({summary["degraded_share"]:.0%} degraded or low-attribution); base pretrained on '
         f'{", ".join(cfg["pretrain_tasks"]) or "nothing"}; {cfg["posttrain_steps"]} post-training '
         f'steps; {len(cfg["seeds"])} seeds; {cfg["eval_episodes"]} held-out goals per cell; '
-        f'{"image" if cfg["images"] else "state"} observations.', '',
+        f'{"image" if cfg["images"] else "state"} observations.'
+        + ''.join(f' Mixed data `{name}`: {mix}.'
+                  for name, mix in (cfg.get('mixes') or {}).items())
+        + (f' Clean (`control`): {cfg["control_mix"]}.' if cfg.get('control_mix') else ''),
+        '',
         '## Success rate (mean ± std over seeds)', '',
         '| task | data | head | ' + ' | '.join(methods) + ' |',
         '|---|---|---|' + '---|' * len(methods),
@@ -560,7 +576,8 @@ def markdown(summary: dict[str, Any]) -> str:
     if summary['verdicts']:
         lines += ['', '## PTR vs uniform (margin > 1 std over seeds?)', '']
         for v in summary['verdicts']:
-            lines.append(f'- {v["task"]} {v["head"]} {v["method"]}: {v["margin"]:+.2f} '
+            lines.append(f'- {v["task"]} {v.get("data", "mix")} {v["head"]} {v["method"]}: '
+                         f'{v["margin"]:+.2f} '
                          f'(std {v["std"]:.2f}) → '
                          f'{"beats uniform" if v["beats_uniform"] else "no clear win"}')
     lines += _markdown_trust(summary)
@@ -681,7 +698,8 @@ def _diagnostics_plot(summary: dict[str, Any], out: Path) -> None:
     for the PTR arms of the first (task, head, seed) on the mixed data."""
     import matplotlib.pyplot as plt
 
-    ptr_cells = [c for c in summary['cells'] if c['data'] == 'mix' and c.get('weights_by_source')]
+    ptr_cells = [c for c in summary['cells']
+                 if c['data'] == 'mix' and c.get('weights_by_source')]
     if not ptr_cells:
         return
     first = ptr_cells[0]

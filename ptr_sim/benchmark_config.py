@@ -39,6 +39,9 @@ class BenchmarkConfig:
     pretrain_episodes: int = 20  # expert episodes per pretraining task
     mix: dict[str, int] = field(default_factory=lambda: {'expert': 20})  # per target task
     control_mix: dict[str, int] = field(default_factory=dict)  # expert-only control ({} = off)
+    # more mixed data sets per target task, each run with every method like ``mix`` (e.g.
+    # ``lowattr: {expert: 40, random_labels: 14, ...}``); the data name is the key
+    mixes: dict[str, dict[str, int]] = field(default_factory=dict)
     control_methods: tuple[str, ...] = ('uniform', 'ptr_action')
     control_heads: tuple[str, ...] = ('flow',)
     setups: tuple[str, ...] = ('a', 'b')
@@ -82,7 +85,10 @@ class BenchmarkConfig:
              "base: uniform (the uniform cell's checkpoint; needs the uniform method)")
         need(bool(self.mix) and all(n >= 0 for n in self.mix.values()), 'mix',
              'a mapping source -> episodes')
-        for tag in [*self.mix, *self.control_mix]:
+        need(all(name not in ('mix', 'control') and bool(m) and all(n >= 0 for n in m.values())
+                 for name, m in self.mixes.items()), 'mixes',
+             "a mapping name -> {source: episodes} (names other than 'mix' and 'control')")
+        for tag in [*self.mix, *self.control_mix, *(t for m in self.mixes.values() for t in m)]:
             Source.parse(tag)
         known = {m.name for m in self.methods}
         need(not self.control_mix or all(m in known for m in self.control_methods),
@@ -98,6 +104,22 @@ class BenchmarkConfig:
         """Share of non-expert episodes in the target mix."""
         total = sum(self.mix.values())
         return 1.0 - self.mix.get('expert', 0) / total if total else 0.0
+
+    @property
+    def mixed_data(self) -> dict[str, dict[str, int]]:
+        """Every mixed data set per target task by its data name: ``mix`` first, then
+        ``mixes``."""
+        return {'mix': self.mix, **self.mixes}
+
+    def share_of(self, data: str, kinds: Sequence[str] | None = None) -> float:
+        """Share of the non-expert episodes (or of the ``kinds`` sources) in a mixed set."""
+        mix = self.mixed_data[data]
+        total = sum(mix.values())
+        if not total:
+            return 0.0
+        if kinds is None:
+            return 1.0 - mix.get('expert', 0) / total
+        return sum(n for k, n in mix.items() if k in kinds) / total
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -122,6 +144,13 @@ def _parse(data: Mapping[str, Any], source: str) -> BenchmarkConfig:
             )
         elif key in ('mix', 'control_mix'):
             kw[key] = {str(k): int(v) for k, v in (value or {}).items()}
+        elif key == 'mixes':
+            if not isinstance(value or {}, Mapping) or not all(
+                    isinstance(m, Mapping) for m in (value or {}).values()):
+                msg = f'{source}: mixes: expected a mapping name -> {{source: episodes}}'
+                raise ConfigError(msg)
+            kw[key] = {str(n): {str(k): int(v) for k, v in m.items()}
+                       for n, m in (value or {}).items()}
         elif isinstance(value, list):
             kw[key] = tuple(value)
         else:
