@@ -178,6 +178,10 @@ def main(args: list[str] | None = None) -> None:
         node.write_summary()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except RuntimeError:
+        if rclpy.ok():
+            raise
+        # SIGINT shut the context down while spin_once was taking a message: a clean stop.
     except PtrError as err:
         rclpy.logging.get_logger('metaworld_arm').fatal(str(err))
         raise SystemExit(2) from None
