@@ -57,7 +57,8 @@ def test_arm_node_steps_on_commands_and_writes_its_summary(
         thread.join(5)
     assert arm.stop() == 0, arm.output()[-2000:]
     result = json.loads(summary.read_text())
-    assert result['task'] == 'push-v3' and result['enabled']
+    assert result['task'] == 'push-v3'
+    assert result['enabled']
     assert result['commands'] > 10
     assert 0 < result['sim_steps'] <= result['commands'] + 5  # steps only on fresh commands
     assert result['episodes'] >= 1  # max_steps 20 resets the episode within 3 s of commands
