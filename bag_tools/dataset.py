@@ -45,6 +45,7 @@ import numpy as np
 import numpy.typing as npt
 
 from bag_tools.errors import DatasetError
+from bag_tools.lifetime import pid_alive
 
 __all__ = [
     'MANIFEST',
@@ -276,23 +277,6 @@ def _write_json_atomic(path: Path, obj: Any) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _pid_alive(pid: int) -> bool:
-    """Whether a process ``pid`` runs (a zombie, killed but not yet reaped, does not)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    except OverflowError:
-        return False
-    try:
-        state = Path(f'/proc/{pid}/stat').read_text().rsplit(')', 1)[1].split()[0]
-    except (OSError, IndexError):
-        return True  # no /proc: trust kill()
-    return state not in ('Z', 'X')
-
-
 def _drop_stale_temps(root: Path) -> None:
     """Remove the temp directories of writers that died before renaming them.
 
@@ -306,7 +290,7 @@ def _drop_stale_temps(root: Path) -> None:
         candidates += episodes.glob(f'{_TEMP_PREFIX}*')
     for path in candidates:
         pid = _temp_owner(path)
-        if pid is not None and not _pid_alive(pid):
+        if pid is not None and not pid_alive(pid):
             shutil.rmtree(path, ignore_errors=True)
 
 
@@ -314,7 +298,7 @@ def _dead_leftover(path: Path) -> bool:
     """Whether ``path`` in a dataset root holds nothing but marked temps of dead writers."""
     def dead_temp(p: Path) -> bool:
         pid = _temp_owner(p)
-        return pid is not None and not _pid_alive(pid)
+        return pid is not None and not pid_alive(pid)
 
     if path.name == EPISODES and path.is_dir() and not path.is_symlink():
         return all(p.name.startswith(_TEMP_PREFIX) and dead_temp(p) for p in path.iterdir())
@@ -484,7 +468,7 @@ class Dataset:
         _drop_stale_temps(self.root)
         for path in episodes.iterdir():  # killed between rename and unmarking: finish that
             pid = None if path.name.startswith('.') else _temp_owner(path)
-            if pid is not None and not _pid_alive(pid):
+            if pid is not None and not pid_alive(pid):
                 (path / TEMP_MARKER).unlink(missing_ok=True)
         orphans = [
             p for p in sorted(episodes.iterdir())

@@ -26,7 +26,7 @@ import sys
 import threading
 import time
 
-__all__ = ['WATCHDOG_PERIOD_S', 'die_with', 'parent_death_signal']
+__all__ = ['WATCHDOG_PERIOD_S', 'die_with', 'parent_death_signal', 'pid_alive']
 
 #: How often the watchdog looks for the parent (seconds).
 WATCHDOG_PERIOD_S = 0.25
@@ -47,15 +47,19 @@ def parent_death_signal(sig: int = signal.SIGKILL) -> bool:
         return False
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process ``pid`` runs (a zombie, killed but not yet reaped, does not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    try:  # a zombie (killed, not yet reaped) is gone for our purpose
-        state = open(f'/proc/{pid}/stat').read().rsplit(')', 1)[1].split()[0]  # noqa: SIM115
+    except OverflowError:  # not a pid at all (e.g. parsed from a foreign temp name)
+        return False
+    try:
+        with open(f'/proc/{pid}/stat') as f:
+            state = f.read().rsplit(')', 1)[1].split()[0]
     except (OSError, IndexError):
         return True
     return state not in ('Z', 'X')
@@ -64,7 +68,7 @@ def _alive(pid: int) -> bool:
 def _watch(pid: int, ppid: int) -> None:
     while True:
         time.sleep(WATCHDOG_PERIOD_S)
-        if os.getppid() != ppid or not _alive(pid):
+        if os.getppid() != ppid or not pid_alive(pid):
             os.kill(os.getpid(), signal.SIGKILL)
 
 
@@ -73,7 +77,7 @@ def die_with(pid: int, *, watchdog: bool = True) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     ppid = os.getppid()
     parent_death_signal()
-    if not _alive(pid) or not _alive(ppid):  # died before the guard was in place
+    if not pid_alive(pid) or not pid_alive(ppid):  # died before the guard was in place
         os.kill(os.getpid(), signal.SIGKILL)
     if watchdog:
         threading.Thread(target=_watch, args=(pid, ppid), name='die-with-parent',

@@ -47,6 +47,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from bag_tools.dataset import RobotEntry
+from bag_tools.lifetime import pid_alive
 from ptr_core.checkpoint_robots import robots_from_file, robots_to_file
 from ptr_core.configuration import SCHEMA_VERSION, TrainConfig, from_dict, to_dict
 from ptr_core.errors import CheckpointError, ConfigError
@@ -272,16 +273,6 @@ def _apply_umask(root: Path) -> None:
         p.chmod((0o777 if p.is_dir() else 0o666) & ~mask)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except (ProcessLookupError, OverflowError):
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _drop_stale_temps(folder: Path) -> None:
     """Remove temp directories a save killed half-way left in ``folder`` (ours: marked, and
     their writer is dead); anything else is left alone."""
@@ -292,7 +283,7 @@ def _drop_stale_temps(folder: Path) -> None:
             continue
         pid = marker.get('pid') if isinstance(marker, dict) else None
         if (isinstance(marker, dict) and marker.get('writer') == 'ptr' and isinstance(pid, int)
-                and not _pid_alive(pid)):
+                and not pid_alive(pid)):
             shutil.rmtree(tmp, ignore_errors=True)
 
 
