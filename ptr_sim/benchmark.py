@@ -315,16 +315,20 @@ def _pool_map(fn: Callable[[Any], Any], items: Sequence[Any], workers: int,
 
 
 def cells(cfg: BenchmarkConfig) -> list[Cell]:
-    """Every cell, seed by seed (a partial run has whole seeds): per task, each mixed data set
-    with every method, then the control set with ``control_methods``."""
+    """Every cell, seed by seed and head by head (a partial run has whole seeds and heads): per
+    task, each mixed data set with every method, then the control set with
+    ``control_methods``."""
     control = [m for m in cfg.methods if m.name in cfg.control_methods] if cfg.control_mix else []
+    heads = list(dict.fromkeys([*cfg.heads, *(cfg.control_heads if control else ())]))
     out = []
     for seed in cfg.seeds:
-        for task in cfg.tasks:
-            out += [Cell(task, head, method, seed, data) for data in cfg.mixed_data
-                    for head in cfg.heads for method in cfg.methods]
-            out += [Cell(task, head, method, seed, 'control') for head in cfg.control_heads
-                    for method in control]
+        for head in heads:
+            for task in cfg.tasks:
+                if head in cfg.heads:
+                    out += [Cell(task, head, method, seed, data) for data in cfg.mixed_data
+                            for method in cfg.methods]
+                if head in cfg.control_heads:
+                    out += [Cell(task, head, method, seed, 'control') for method in control]
     return out
 
 
