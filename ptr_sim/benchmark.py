@@ -263,12 +263,9 @@ def _score_trust(out: Path, cell: Cell, base: str | None) -> tuple[Path, dict[st
     folder.mkdir(parents=True, exist_ok=True)
     lock = folder / '.lock'
     while not report.exists():
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
+        if not _take_lock(lock):
             time.sleep(2.0)
             continue
-        os.close(fd)
         try:
             t0 = time.monotonic()
             res = score_datasets([out / 'data' / cell.task / cell.data], init=base,
@@ -291,6 +288,31 @@ def _score_trust(out: Path, cell: Cell, base: str | None) -> tuple[Path, dict[st
             lock.unlink(missing_ok=True)
     loaded: dict[str, Any] = json.loads(report.read_text())
     return file, loaded
+
+
+def _take_lock(lock: Path) -> bool:
+    """Create ``lock`` holding this process's pid; False while a live process holds it. A lock
+    left by a killed run (its pid is gone, or it holds no pid) is taken over, so a resumed
+    benchmark never waits on a scorer that no longer runs."""
+    from bag_tools.lifetime import pid_alive
+
+    try:
+        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        try:
+            text = lock.read_text().strip()
+            age = time.time() - lock.stat().st_mtime
+        except OSError:  # released meanwhile: try again at once
+            return _take_lock(lock) if not lock.exists() else False
+        if text.isdigit() and pid_alive(int(text)):
+            return False
+        if not text and age < 10.0:  # just created, the pid not written yet
+            return False
+        lock.unlink(missing_ok=True)  # stale: its writer is dead
+        return _take_lock(lock)
+    with os.fdopen(fd, 'w') as f:
+        f.write(str(os.getpid()))
+    return True
 
 
 def _pool_map(fn: Callable[[Any], Any], items: Sequence[Any], workers: int,

@@ -111,7 +111,7 @@ def test_demo_tiny_runs_every_stage(tmp_path: Path) -> None:
     out = tmp_path / 'demo'
     proc = subprocess.run(
         [sys.executable, '-m', 'ptr_cli.main', 'demo', '--tiny', '--no-install',
-         '--out', str(out), '--ros-seconds', '2'],
+         '--out', str(out), '--ros-seconds', '3'],
         capture_output=True, text=True, timeout=600, env=env,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -127,6 +127,8 @@ def test_demo_tiny_runs_every_stage(tmp_path: Path) -> None:
     assert (Path(ptr['checkpoint']) / 'model.safetensors').is_file()
     assert 'Paired difference vs uniform' in proc.stdout
     assert '| uniform (flow) |' in proc.stdout
+    assert '| trust − uniform, paired over' in proc.stdout  # the difference and its interval
+    assert 'trust per source (mean over episodes): expert ' in proc.stdout
     assert 'checkpoint:' in proc.stdout
     report = out / 'report' / 'index.html'  # the demo ends with its report page
     assert proc.stdout.rstrip().splitlines()[-1].startswith(f'report:     {report}')
@@ -161,3 +163,21 @@ def test_quick_preset_end_to_end(tmp_path: Path) -> None:
     assert all(c['nce_acc'] is not None for c in ptr)
     for name in ('results.md', 'success.png', 'weights_by_source.png', 'diagnostics.png'):
         assert (tmp_path / 'quick' / name).is_file()
+
+
+def test_a_scoring_lock_left_by_a_killed_run_is_taken_over(tmp_path: Path) -> None:
+    """A resumed benchmark must not wait forever on the lock of a scorer that was killed."""
+    from ptr_sim.benchmark import _take_lock
+
+    lock = tmp_path / '.lock'
+    dead = subprocess.Popen([sys.executable, '-c', 'pass'])
+    dead.wait()
+    lock.write_text(str(dead.pid))  # a killed run's lock: its pid is gone
+    assert _take_lock(lock)
+    assert lock.read_text() == str(os.getpid())
+    assert not _take_lock(lock)  # held by a live process (this one): wait
+    lock.write_text(str(os.getppid()))
+    assert not _take_lock(lock)
+    lock.write_text('')  # created by a writer that died before writing its pid
+    os.utime(lock, (0, 0))
+    assert _take_lock(lock)
