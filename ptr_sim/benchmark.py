@@ -150,6 +150,41 @@ def _pretrain(args: tuple[BenchmarkConfig, str, str, str]) -> str:
     return str(final)
 
 
+def _warm_start(args: tuple[BenchmarkConfig, str, Cell, str | None]) -> str:
+    """The uniform warm start of one (task, data, head, seed): its final checkpoint."""
+    cfg, out, cell, base = args
+    final, _ = _train(cfg, Path(out) / _warm_dir(cell), [Path(out) / 'data' / cell.task /
+                                                         cell.data],
+                      cell.head, cfg.warm_start_steps, cell.seed,
+                      MethodSpec('uniform', 'uniform'), Path(base) if base else None)
+    return str(final)
+
+
+def _warm_dir(cell: Cell) -> Path:
+    return Path('runs') / 'warm' / cell.task / cell.data / cell.head / f'seed{cell.seed}'
+
+
+def _warm_starts(cfg: BenchmarkConfig, out: Path, todo: Sequence[Cell],
+                 bases: dict[str, str | None], say: Say) -> list[str | None]:
+    """Each cell's base: its warm start when ``warm_start_steps`` (trained here, once per
+    task, data, head and seed), else its head's pretrained base."""
+    if not cfg.warm_start_steps:
+        return [bases.get(c.head) for c in todo]
+    uniform = MethodSpec('uniform', 'uniform')
+
+    def key(c: Cell) -> tuple[str, str, str, int]:
+        return c.task, c.data, c.head, c.seed
+
+    runs = {key(c): Cell(c.task, c.head, uniform, c.seed, c.data) for c in todo}
+    say(f'  warm start: {cfg.warm_start_steps} uniform steps on each data set '
+        f'({len(runs)} runs), the base of every method')
+    finals = _pool_map(_warm_start, [(cfg, str(out), r, bases.get(r.head))
+                                     for r in runs.values()],
+                       cfg.workers, lambda f: say(f'  warm start: {f}'))
+    by_key = dict(zip(runs, finals))
+    return [by_key[key(c)] for c in todo]
+
+
 def _metrics(run: Path) -> list[dict[str, float]]:
     file = run / 'metrics.jsonl'
     if not file.exists():
@@ -242,6 +277,7 @@ def _trust_fields(trust: dict[str, Any]) -> dict[str, Any]:
             'trust_by_source': trust['trust_by_source'],
             'scoring_s': trust['scoring_s'],
             'scoring_cpu_s': trust['seconds'].get('cpu_s'),
+            'baselines_cpu_s': trust['seconds'].get('probes_cpu_s'),
             'trust_file': trust['file']}
 
 
@@ -257,7 +293,9 @@ def _score_trust(out: Path, cell: Cell, base: str | None) -> tuple[Path, dict[st
                f'base: uniform after the uniform cell); {base} is missing')
         raise RuntimeError(msg)
     opts = {**dict(cell.method.options.get('score', {})), 'seed': cell.seed}
-    key = hashlib.sha256(json.dumps(opts, sort_keys=True).encode()).hexdigest()[:10]
+    # keyed by every resolved scorer option, so a changed default never reuses an old file
+    resolved = TrustConfig.from_mapping(opts).to_dict()
+    key = hashlib.sha256(json.dumps(resolved, sort_keys=True).encode()).hexdigest()[:10]
     folder = out / 'trust' / cell.task / cell.data / cell.head / Path(base).parent.name / key
     file, report = folder / 'trust.json', folder / 'report.json'
     folder.mkdir(parents=True, exist_ok=True)
@@ -398,7 +436,8 @@ def run_benchmark(cfg: BenchmarkConfig, out: str | Path, *, say: Say = log.info)
         say(f'  [{done[0]}/{len(todo)}] {r["task"]} {r["data"]} {r["head"]} {r["method"]} '
             f'seed {r["seed"]}: success {r["success_rate"]:.2f}')
 
-    results = _pool_map(_run_cell, [(cfg, str(out), c, bases.get(c.head)) for c in todo],
+    cell_bases = _warm_starts(cfg, out, todo, bases, say)
+    results = _pool_map(_run_cell, [(cfg, str(out), c, b) for c, b in zip(todo, cell_bases)],
                         cfg.workers, on_cell)
     timings['posttrain_eval_s'] = time.monotonic() - t0
     say('[4/4] report')
@@ -540,7 +579,10 @@ def trust_summary(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         ratio = [r['scoring_cpu_s'] / r['train_cpu_s'] if r.get('scoring_cpu_s')
                  and r.get('train_cpu_s') else r['scoring_s'] / r['train_s'] for r in rs
                  if r.get('scoring_s') and r.get('train_s') and np.isfinite(r['train_s'])]
+        own = [(r['scoring_cpu_s'] - (r.get('baselines_cpu_s') or 0.0)) / r['train_cpu_s']
+               for r in rs if r.get('scoring_cpu_s') and r.get('train_cpu_s')]
         out.append({'task': task, 'data': data, 'head': head, 'method': method,
+                    'scoring_without_baselines': float(np.mean(own)) if own else float('nan'),
                     'seeds': len(rs), 'auroc': _mean_table(rs, 'trust_auroc'),
                     'auroc_length': _mean_table(rs, 'trust_auroc_length'),
                     'min_auroc_over_seeds': {
@@ -642,7 +684,10 @@ def _markdown_trust(summary: dict[str, Any]) -> list[str]:
         lines.append('Mean trust per source: ' + ', '.join(
             f'{k} {v:.2f}' for k, v in sorted(t['trust_by_source'].items()))
             + '; scoring pass / post-training time (CPU time where measured): '
-            f'{t["scoring_over_training"]:.2f}')
+            f'{t["scoring_over_training"]:.2f}'
+            + ('' if np.isnan(t.get('scoring_without_baselines', np.nan)) else
+               f' ({t["scoring_without_baselines"]:.2f} without the baseline probes, which '
+               'only the AUROC table needs)'))
     return lines
 
 

@@ -52,6 +52,10 @@ class BenchmarkConfig:
     train_overrides: tuple[str, ...] = ()  # --set style overrides for every run
     pretrain_steps: int = 1000
     posttrain_steps: int = 1000
+    # > 0: one uniform warm start of this many steps on each (task, data, head, seed)'s own data
+    # (from the pretrained base, if any), shared by every method of it as their base and as the
+    # trust scorer's encoder — pretraining done once per run when no other tasks' data exist
+    warm_start_steps: int = 0
     images: bool = False  # image policies (slow on a CPU) instead of state-only
     image_size: int = 96
     record_max_steps: int = 150
@@ -79,10 +83,12 @@ class BenchmarkConfig:
              'weighters uniform | ptr | trust')
         names = {m.name for m in self.methods}
         need(all(m.weighter != 'trust' or (self.pretrain_tasks and self.pretrain_episodes)
+                 or self.warm_start_steps > 0
                  or (m.options.get('base') == 'uniform' and 'uniform' in names)
                  for m in self.methods), 'methods',
-             'trust methods with a pretrained base (pretrain_tasks, pretrain_episodes) or '
-             "base: uniform (the uniform cell's checkpoint; needs the uniform method)")
+             'trust methods with a pretrained base (pretrain_tasks, pretrain_episodes), a '
+             "warm start (warm_start_steps) or base: uniform (the uniform cell's checkpoint; "
+             'needs the uniform method)')
         need(bool(self.mix) and all(n >= 0 for n in self.mix.values()), 'mix',
              'a mapping source -> episodes')
         need(all(name not in ('mix', 'control') and bool(m) and all(n >= 0 for n in m.values())
@@ -98,6 +104,7 @@ class BenchmarkConfig:
                     'execute', 'workers', 'threads', 'record_max_steps'):
             need(getattr(self, key) >= 1, key, 'an integer >= 1')
         need(self.pretrain_episodes >= 0, 'pretrain_episodes', 'an integer >= 0')
+        need(self.warm_start_steps >= 0, 'warm_start_steps', 'an integer >= 0')
 
     @property
     def degraded_share(self) -> float:

@@ -36,13 +36,19 @@ log = logging.getLogger(__name__)
 Say = Callable[[str], None]
 SIM_INSTALL = "pip install -e '.[sim]' (or: source scripts/env.sh)"
 SETUP = 'a'  # the recording setup the ROS stage serves
+# The ROS stage's control rate. The Meta-World arm node steps the simulator once per fresh
+# command, so simulated time advances one recorded step per command whatever the wall rate: at
+# 20 Hz a CPU that needs up to ~150 ms per chunk still gets every chunk in before it expires
+# (at the recorded 80 Hz a chunk of L = 8 ticks lasts 100 ms, and a loaded 2-core machine
+# dropped most chunks: 40 commands in 15 s). The policy node warns about the rate difference.
+ROS_RATE_HZ = 20.0
 
 
 @dataclass(frozen=True)
 class DemoOptions:
     tiny: bool = False  # every stage in about a minute; the numbers then mean nothing
     out: Path = Path('runs/demo')
-    ros_seconds: float = 8.0  # how long the policy node drives the simulated arm
+    ros_seconds: float = 20.0  # how long the policy node drives the simulated arm
     ros: bool = True  # run the ROS 2 stage (when rclpy is available)
     fresh: bool = False  # delete ``out`` first instead of resuming what is there
 
@@ -124,14 +130,16 @@ def ros_stage(checkpoint: Path, task: str, seconds: float, out: Path,
          '-p', f'checkpoint:={checkpoint}', '-p', f'robot:={get_setup(SETUP).robot}',
          '-p', 'command_interface:=forward', '-p', 'command_topic:=/arm/ee_delta_command',
          '-p', 'execute_steps:=4', '-p', 'max_step_change:=2.0', '-p', 'torch_threads:=1',
-         '-p', 'temporal_ensembling:=false'],
+         '-p', 'temporal_ensembling:=false', '-p', f'control_rate_hz:={ROS_RATE_HZ}',
+         '-p', 'allow_rate_mismatch:=true'],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )
     try:
         arm = subprocess.run(
             [*_node_command('metaworld_arm_node', 'ptr_ros.metaworld_arm_node'), '--ros-args',
              '-p', f'task:={task}', '-p', f'setup:={SETUP}', '-p', f'duration_s:={seconds}',
-             '-p', f'summary:={summary}', '-p', 'enable_service:=/policy_node/enable'],
+             '-p', f'summary:={summary}', '-p', 'enable_service:=/policy_node/enable',
+             '-p', f'rate_hz:={ROS_RATE_HZ}'],
             env=env, capture_output=True, text=True, timeout=seconds + 90,
         )
     except subprocess.TimeoutExpired:

@@ -12,6 +12,15 @@ natural chance level (``anchor``: 0 for the attribution score ``T``), the low co
 within a quarter of the way from chance to the high one. Otherwise every episode keeps trust
 1: a skewed but unimodal spread of good demonstrations (expert-only data) is not reweighted.
 
+``fit_calibration`` applies the split recursively: once a mixture is accepted, the episodes its
+upper component claims are fitted again, and so on while a split is accepted (at most
+``max_splits``). Bad demonstrations come in severities — random labels far below chance,
+shuffled or delayed labels near it — and one two-component fit separates only the most extreme
+group, leaving the milder one inside the "good" component (measured: AUROC 0.98-0.99 for
+shuffled and delayed labels, yet trust 1.0). The anchor test keeps a split of the good
+demonstrations themselves from being accepted: their scores sit well above chance.
+``P(good)`` is the product of the accepted splits' posteriors.
+
 ``trust = w_min + (1 - w_min) · P(good)``; with several signals ``P(good)`` is the product of
 their posteriors (an episode must look good on every count).
 """
@@ -22,11 +31,13 @@ import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ['Mixture', 'auroc', 'auroc_length_controlled', 'fit_mixture']
+__all__ = ['Calibration', 'Mixture', 'auroc', 'auroc_length_controlled', 'fit_calibration',
+           'fit_mixture']
 
 Array = npt.NDArray[np.float64]
 
@@ -129,6 +140,55 @@ def fit_mixture(
                 and min(share, 1 - share) >= min_share
                 and (anchor is None or lo - anchor < 0.25 * (hi - anchor)))
     return dataclasses.replace(mix, accepted=bool(accepted))
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """The accepted splits of ``fit_calibration``, outermost first (none: every score is
+    good); ``first`` is the first fit, accepted or not (diagnostics)."""
+
+    first: Mixture
+    splits: tuple[Mixture, ...] = ()
+
+    @property
+    def accepted(self) -> bool:
+        return bool(self.splits)
+
+    @property
+    def mu_hi(self) -> float:
+        """The centre of the good group (the innermost split's upper component)."""
+        return (self.splits[-1] if self.splits else self.first).mu_hi
+
+    def posterior_good(self, x: npt.ArrayLike) -> Array:
+        arr = np.asarray(x, np.float64)
+        p: Array = np.ones_like(arr)
+        for mix in self.splits:
+            p = p * mix.posterior_good(arr)
+        return p
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.first.to_json(), 'splits': [m.to_json() for m in self.splits]}
+
+
+def fit_calibration(
+    scores: npt.ArrayLike, *, separation: float = 1.5, min_share: float = 0.05,
+    anchor: float | None = None, max_splits: int = 3,
+) -> Calibration:
+    """``fit_mixture`` applied recursively to the upper component's scores (module
+    docstring)."""
+    x = np.asarray(scores, np.float64)
+    x = x[np.isfinite(x)]
+    first = fit_mixture(x, separation=separation, min_share=min_share, anchor=anchor)
+    splits: list[Mixture] = []
+    mix = first
+    while mix.accepted:
+        splits.append(mix)
+        upper = x[mix.posterior_good(x) > 0.5]
+        if len(splits) >= max_splits or len(upper) < 4 or len(upper) == len(x):
+            break
+        x = upper
+        mix = fit_mixture(x, separation=separation, min_share=min_share, anchor=anchor)
+    return Calibration(first, tuple(splits))
 
 
 def auroc(good: Sequence[float] | Array, bad: Sequence[float] | Array) -> float:

@@ -27,6 +27,11 @@ class TrustConfig:
     folds: int = 3  # K scorer copies; episode i is scored by the copy of fold(i)
     in_sample: bool = False  # ablation: one scorer trained and scored on every episode
     steps: int = 300  # updates of each scorer copy (and of each probe); cost ∝ steps, not data
+    # scoring rounds: round r > 1 refits every copy with its training windows drawn by the
+    # previous round's out-of-fold trust (the consequence model is learned from the episodes
+    # that look good, so mislabeled ones stop shaping it); 1 = a single fit
+    rounds: int = 3
+    refine_steps: int = 0  # updates of each copy in rounds > 1 (0: ``steps``)
     batch_size: int = 256
     hidden: int = 64
     lr: float = 1e-3
@@ -44,6 +49,9 @@ class TrustConfig:
     #                             change of the encoder's target feature over the chunk
     second_signal: str = 'none'  # none | bc_loss: out-of-fold loss of a behaviour-cloning probe
     signal: str = 'attribution'  # what drives the trust; the others are baselines (benchmark)
+    # also fit the baseline probes (inverse dynamics, bc_loss) and store their episode signals
+    # for AUROC tables (the benchmark); off, only the probes the trust needs run
+    baselines: bool = False
     w_min: float = 0.02  # trust floor
     separation: float = 1.5  # mixture accepted when Ashman's D >= this (and BIC, anchor)
     min_share: float = 0.05  # ... and the smaller component holds at least this share
@@ -52,9 +60,9 @@ class TrustConfig:
 
     def __post_init__(self) -> None:
         _check(self.folds >= 2, 'folds', self.folds, 'an integer >= 2')
-        for name in ('steps', 'batch_size', 'hidden', 'score_draws', 'knn'):
+        for name in ('steps', 'batch_size', 'hidden', 'score_draws', 'knn', 'rounds'):
             _check(getattr(self, name) >= 1, name, getattr(self, name), 'an integer >= 1')
-        for name in ('shifted', 'neighbours', 'perturbed', 'random', 'smooth'):
+        for name in ('shifted', 'neighbours', 'perturbed', 'random', 'smooth', 'refine_steps'):
             _check(getattr(self, name) >= 0, name, getattr(self, name), 'an integer >= 0')
         _check(self.shifted + self.neighbours + self.perturbed + self.random >= 1, 'negatives',
                0, 'at least one negative (shifted/neighbours/perturbed/random)')

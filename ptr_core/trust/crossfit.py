@@ -7,7 +7,7 @@
    and scores fold ``k``, so no episode is scored by a scorer that saw it (``in_sample``: one
    copy trained and scored on everything, the ablation);
 3. per episode: the mean out-of-fold score over all its windows (``attribution``), mapped to
-   ``P(good)`` by ``calibrate.fit_mixture``; per frame: the same on the moving average of the
+   ``P(good)`` by ``calibrate.fit_calibration``; per frame: the same on the moving average of the
    window scores (a partial bad stretch, e.g. a recovery detour, keeps low frame trust);
 4. the second signal (``second_signal: bc_loss``): the out-of-fold masked MSE of a small
    behaviour-cloning probe ``h → chunk`` — high for noisy, recovering or hesitant demos whose
@@ -22,6 +22,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import time
@@ -37,7 +38,7 @@ from torch import Tensor
 
 from bag_tools.trust import EpisodeTrust, TrustFile, dataset_content_hash, make_trust_file
 from ptr_core.data import open_datasets
-from ptr_core.trust.calibrate import Mixture, auroc, auroc_length_controlled, fit_mixture
+from ptr_core.trust.calibrate import Calibration, auroc, auroc_length_controlled, fit_calibration
 from ptr_core.trust.config import TrustConfig
 from ptr_core.trust.features import WindowFeatures, extract_features
 from ptr_core.trust.scorer import (
@@ -127,15 +128,15 @@ def _frame_series(
 def _posteriors(
     episode_scores: npt.NDArray[np.float64], frames: list[npt.NDArray[np.float64]],
     config: TrustConfig, *, anchor: float | None,
-) -> tuple[Mixture, npt.NDArray[np.float64], list[npt.NDArray[np.float64]]]:
+) -> tuple[Calibration, npt.NDArray[np.float64], list[npt.NDArray[np.float64]]]:
     """Episode and frame P(good) from one signal (NaN scores count as good)."""
-    mix = fit_mixture(episode_scores, separation=config.separation, min_share=config.min_share,
-                      anchor=anchor)
+    mix = fit_calibration(episode_scores, separation=config.separation,
+                          min_share=config.min_share, anchor=anchor)
     p_ep = np.where(np.isfinite(episode_scores), mix.posterior_good(
         np.nan_to_num(episode_scores, nan=mix.mu_hi)), 1.0)
     flat = np.concatenate(frames) if frames else np.zeros(0)
-    frame_mix = fit_mixture(flat, separation=config.separation, min_share=config.min_share,
-                            anchor=anchor)
+    frame_mix = fit_calibration(flat, separation=config.separation,
+                                min_share=config.min_share, anchor=anchor)
     if mix.accepted and frame_mix.accepted:
         p_fr = [frame_mix.posterior_good(f) for f in frames]
     else:  # no evidence of bad stretches: every frame keeps its episode's posterior
@@ -190,9 +191,18 @@ def score_datasets(
     rows = torch.arange(feats.n)[feats.has_next]
     fold_of_row = folds[feats.episode[rows].numpy()]
     score = _attribution(feats, rows, fold_of_row, neighbours, config, progress)
-    t_fit = time.monotonic()
+    refined = 0
+    for r in range(1, config.rounds):
+        weights = _round_weights(feats, rows, score, config)
+        if weights is None:  # no distinct bad group: nothing to refine
+            break
+        refit = dataclasses.replace(config, steps=config.refine_steps or config.steps)
+        score = _attribution(feats, rows, fold_of_row, neighbours, refit, progress,
+                             weights=weights, seed=config.seed + 1000 * r)
+        refined = r
+    t_fit, cpu_fit = time.monotonic(), time.process_time()
     bc_err, inv_err = _probe_errors(feats, rows, fold_of_row, config)
-    t_probe = time.monotonic()
+    t_probe, cpu_probe = time.monotonic(), time.process_time()
     post = _signal_posteriors(feats, rows, score, bc_err, inv_err, config)
     digests = [dataset_content_hash(ds) for ds in datasets]
     per_dataset, sources, lengths = _episode_trusts(feats, post, folds, digests, config)
@@ -200,7 +210,7 @@ def score_datasets(
     scorer = {
         **config.to_dict(), 'init': str(Path(init).resolve()),
         'init_hash': _checkpoint_hash(Path(init)), 'chunk_length': feats.chunk_length,
-        'delta': data_cfg.delta, 'candidates': config.candidates,
+        'delta': data_cfg.delta, 'candidates': config.candidates, 'rounds_run': 1 + refined,
         'combine': f'P_{drive}*P_bc_loss' if post.use_bc else f'P_{drive}',
         f'mixture_{drive}': mix_a.to_json(), 'mixture_bc_loss': mix_b.to_json(),
     }
@@ -208,19 +218,38 @@ def score_datasets(
     t_end = time.monotonic()
     seconds = {'features_s': t_feat - t_start, 'scorer_s': t_fit - t_feat,
                'probes_s': t_probe - t_fit, 'total_s': t_end - t_start,
-               'cpu_s': time.process_time() - cpu_start, 'threads': torch.get_num_threads()}
+               'cpu_s': time.process_time() - cpu_start, 'probes_cpu_s': cpu_probe - cpu_fit,
+               'threads': torch.get_num_threads()}
     log.info('trust: %d episodes, %d windows scored in %.1f s (attribution mixture %s)',
              n_ep, len(rows), seconds['total_s'], mix_a.to_json())
     return ScoreResult(trust, sources, lengths, seconds, len(rows),
                        {drive: mix_a.to_json(), 'bc_loss': mix_b.to_json()})
 
 
+def _round_weights(feats: WindowFeatures, rows: Tensor, score: Tensor,
+                   config: TrustConfig) -> Tensor | None:
+    """Per-window training weights for the next round: the episode's out-of-fold trust from
+    this round's attribution scores; None when the mixture finds no distinct bad group."""
+    episode_scores = _episode_mean(score, feats, rows)
+    mix = fit_calibration(episode_scores, separation=config.separation,
+                          min_share=config.min_share, anchor=0.0)
+    if not mix.accepted:
+        return None
+    p = np.where(np.isfinite(episode_scores),
+                 mix.posterior_good(np.nan_to_num(episode_scores, nan=mix.mu_hi)), 1.0)
+    trust = config.w_min + (1 - config.w_min) * p
+    return torch.from_numpy(trust[feats.episode.numpy()]).float()
+
+
 def _attribution(
     feats: WindowFeatures, rows: Tensor, fold_of_row: npt.NDArray[np.int64],
-    neighbours: Tensor, config: TrustConfig, progress: Progress | None,
+    neighbours: Tensor, config: TrustConfig, progress: Progress | None, *,
+    weights: Tensor | None = None, seed: int | None = None,
 ) -> Tensor:
     """Out-of-fold (or in-sample) consequence score of every window in ``rows``: copy ``k``
-    trains on every fold but ``k`` and scores fold ``k``."""
+    trains on every fold but ``k`` (windows drawn by ``weights`` when given) and scores fold
+    ``k``."""
+    seed = config.seed if seed is None else seed
     score = torch.zeros(len(rows))
     copies = 1 if config.in_sample else config.folds
     for k in range(copies):
@@ -229,9 +258,10 @@ def _attribution(
             torch.from_numpy(fold_of_row == k)
         if progress is not None:
             progress('scorer', k, copies)
-        model = fit_scorer(feats, train, neighbours, config, seed=config.seed + 101 * k)
+        model = fit_scorer(feats, train, neighbours, config, seed=seed + 101 * k,
+                           weights=weights)
         score[test_sel] = score_windows(model, feats, rows[test_sel], neighbours, config,
-                                        seed=config.seed + 7 + k)
+                                        seed=seed + 7 + k)
     if progress is not None:
         progress('scorer', copies, copies)
     return score
@@ -241,12 +271,17 @@ def _probe_errors(
     feats: WindowFeatures, rows: Tensor, fold_of_row: npt.NDArray[np.int64],
     config: TrustConfig,
 ) -> tuple[Tensor, Tensor]:
-    """The second signal and the inverse-dynamics baseline: out-of-fold probe errors."""
-    bc_err = _oof_regression(feats.h, feats.action, _chunk_mask(feats), rows, fold_of_row,
-                             config, seed=config.seed + 500)
-    inv_x = torch.cat([feats.state, feats.next_state_delta], dim=1)
-    inv_err = _oof_regression(inv_x, feats.first_action, feats.dim_mask, rows, fold_of_row,
-                              config, seed=config.seed + 900)
+    """The second signal and the inverse-dynamics baseline: out-of-fold probe errors (NaN,
+    and left out of the trust file, when neither the trust nor ``baselines`` needs them)."""
+    nan = torch.full((len(rows),), float('nan'))
+    bc_err = inv_err = nan
+    if config.baselines or 'bc_loss' in (config.second_signal, config.signal):
+        bc_err = _oof_regression(feats.h, feats.action, _chunk_mask(feats), rows, fold_of_row,
+                                 config, seed=config.seed + 500)
+    if config.baselines or config.signal == 'inverse_dynamics':
+        inv_x = torch.cat([feats.state, feats.next_state_delta], dim=1)
+        inv_err = _oof_regression(inv_x, feats.first_action, feats.dim_mask, rows,
+                                  fold_of_row, config, seed=config.seed + 900)
     return bc_err, inv_err
 
 
@@ -256,10 +291,10 @@ class _Posteriors:
 
     drive: str
     per_episode: dict[str, npt.NDArray[np.float64]]
-    mix_a: Mixture
+    mix_a: Calibration
     p_a: npt.NDArray[np.float64]
     pf_a: list[npt.NDArray[np.float64]]
-    mix_b: Mixture
+    mix_b: Calibration
     p_b: npt.NDArray[np.float64]
     pf_b: list[npt.NDArray[np.float64]]
     use_bc: bool
@@ -306,11 +341,13 @@ def _episode_trusts(
     for e, info in enumerate(feats.episodes):
         frame_p = post.pf_a[e] * post.pf_b[e] if post.use_bc else post.pf_a[e]
         signals = {
-            'attribution': _num(sig['attribution'][e]), 'bc_loss': _num(sig['bc_loss'][e]),
-            'inverse_dynamics': _num(sig['inverse_dynamics'][e]), 'length': -float(info.length),
+            'attribution': _num(sig['attribution'][e]), 'length': -float(info.length),
             'smoothness': _num(sig['smoothness'][e]), f'p_{drive}': float(post.p_a[e]),
-            'p_bc_loss': float(post.p_b[e]),
+            **{name: _num(sig[name][e]) for name in ('bc_loss', 'inverse_dynamics')
+               if np.isfinite(sig[name]).any()},  # probes that ran
         }
+        if np.isfinite(sig['bc_loss']).any():
+            signals['p_bc_loss'] = float(post.p_b[e])
         per_dataset[info.dataset].append(EpisodeTrust(
             dataset_hash=digests[info.dataset], episode_id=info.episode_id,
             trust=float(lo + (1 - lo) * post.p_good[e]), score=_num(sig[drive][e]),

@@ -113,9 +113,13 @@ def _masked_like(feats: WindowFeatures, chunks: Tensor, rows: Tensor) -> Tensor:
 
 def fit_scorer(
     feats: WindowFeatures, train_rows: Tensor, neighbours: Tensor, config: TrustConfig, *,
-    seed: int,
+    seed: int, weights: Tensor | None = None,
 ) -> ConsequenceScorer:
-    """Train one scorer copy on ``train_rows`` (InfoNCE, the recorded chunk at index 0)."""
+    """Train one scorer copy on ``train_rows`` (InfoNCE, the recorded chunk at index 0).
+
+    ``weights`` (one per window of ``feats``): training windows are drawn with these
+    probabilities (a refinement round learns the consequence model from the episodes the last
+    round trusted); negatives still come from every training window."""
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     model = ConsequenceScorer(feats.h.shape[1], feats.consequence.shape[1],
@@ -125,7 +129,9 @@ def fit_scorer(
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, config.steps)
     target = torch.zeros(config.batch_size, dtype=torch.long)
     model.train()
-    for rows in _batches(rows_all, config, gen):
+    batches = _batches(rows_all, config, gen) if weights is None else \
+        _weighted_batches(rows_all, weights[rows_all], config, gen)
+    for rows in batches:
         cands = make_candidates(feats, rows, neighbours, config, gen, pool=rows_all)
         logits = model(feats.h[rows], feats.consequence[rows], cands)
         loss = nn.functional.cross_entropy(logits, target[: len(rows)])
@@ -147,6 +153,16 @@ def _batches(rows: Tensor, config: TrustConfig, gen: torch.Generator) -> Iterato
                 return
             yield order[start: start + config.batch_size]
             done += 1
+
+
+def _weighted_batches(rows: Tensor, weights: Tensor, config: TrustConfig,
+                      gen: torch.Generator) -> Iterator[Tensor]:
+    """``config.steps`` mini-batches of ``rows`` drawn with probability ∝ ``weights``."""
+    p = weights.double().clamp_min(0)
+    p = p / p.sum() if float(p.sum()) > 0 else torch.full_like(p, 1.0 / len(p))
+    size = min(config.batch_size, len(rows))
+    for _ in range(config.steps):
+        yield rows[torch.multinomial(p, size, replacement=True, generator=gen)]
 
 
 @torch.no_grad()

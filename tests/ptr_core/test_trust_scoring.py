@@ -8,6 +8,7 @@ same for all three, so only the action-consequence relation can tell them apart.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,12 @@ from ptr_core.errors import ConfigError, PtrError
 from ptr_core.synthetic import robot_entry
 from ptr_core.trainer import train
 from ptr_core.trust import TrustConfig, score_datasets
-from ptr_core.trust.calibrate import auroc, auroc_length_controlled, fit_mixture
+from ptr_core.trust.calibrate import (
+    auroc,
+    auroc_length_controlled,
+    fit_calibration,
+    fit_mixture,
+)
 from ptr_core.weighting import build_weighter
 
 KINDS = ('expert', 'expert', 'random_labels', 'delayed_3')
@@ -94,6 +100,26 @@ def test_mixture_accepts_two_groups_and_keeps_one_group_uniform() -> None:
     assert np.all(flat.posterior_good(one) == 1.0)
 
 
+def test_calibration_splits_each_severity_and_leaves_good_ones_whole() -> None:
+    rng = np.random.default_rng(1)
+    good = rng.normal(1.0, 0.15, 40)
+    mild = rng.normal(0.0, 0.15, 16)  # shuffled / delayed labels: about chance
+    severe = rng.normal(-4.0, 1.5, 14)  # random labels: far below it
+    scores = np.concatenate([good, mild, severe])
+    one = fit_mixture(scores, anchor=0.0)  # a single split takes only the severe group
+    assert one.accepted
+    assert one.posterior_good(mild).mean() > 0.5
+    cal = fit_calibration(scores, anchor=0.0)
+    assert len(cal.splits) == 2
+    assert cal.posterior_good(severe).max() < 0.01
+    assert cal.posterior_good(mild).mean() < 0.1
+    assert cal.posterior_good(good).mean() > 0.9
+    # two strategies of good demonstrations, both well above chance: no split
+    fine = np.concatenate([rng.normal(0.7, 0.08, 20), rng.normal(1.2, 0.08, 20)])
+    assert not fit_calibration(fine, anchor=0.0).accepted
+    assert np.all(fit_calibration(good, anchor=0.0).posterior_good(good) == 1.0)
+
+
 def test_auroc_and_length_control() -> None:
     assert auroc([3, 4], [1, 2]) == 1.0
     assert auroc([1], [1]) == 0.5
@@ -107,7 +133,8 @@ def test_auroc_and_length_control() -> None:
 def test_cross_fitted_trust_separates_bad_labels(labelled: tuple[Path, Path]) -> None:
     data, base = labelled
     torch.set_num_threads(1)
-    config = TrustConfig(folds=2, steps=150, hidden=64, batch_size=128, score_draws=2)
+    config = TrustConfig(folds=2, steps=150, hidden=64, batch_size=128, score_draws=2,
+                         baselines=True)
     res = score_datasets([data], init=base, config=config)
     eps = res.trust.episodes
     assert len(eps) == 16
@@ -215,3 +242,34 @@ def test_ptr_score_cli_writes_the_file_and_prints_aurocs(
     assert 'episode AUROC, expert vs source' in text
     assert len(read_trust(out).for_dataset(Dataset.open(data))) == 16
     assert main(['score', str(data), '--init', str(base), '--set', 'folds=1']) == 2
+
+
+def test_refinement_rounds_draw_training_windows_by_the_last_rounds_trust() -> None:
+    from ptr_core.trust.scorer import _weighted_batches
+
+    rows = torch.arange(10, 20)
+    weights = torch.zeros(10)
+    weights[[0, 3]] = torch.tensor([1.0, 3.0])  # rows 10 and 13 only, 1 : 3
+    config = TrustConfig(steps=50, batch_size=64)
+    drawn = torch.cat(list(_weighted_batches(rows, weights, config, torch.Generator()
+                                             .manual_seed(0))))
+    assert len(drawn) == 50 * 10  # a batch holds at most the training windows
+    assert set(drawn.tolist()) == {10, 13}
+    share = float((drawn == 13).double().mean())
+    assert share == pytest.approx(0.75, abs=0.06)
+    with pytest.raises(ConfigError, match='rounds'):
+        TrustConfig(rounds=0)
+
+
+def test_refinement_refits_on_the_trusted_episodes(labelled: tuple[Path, Path]) -> None:
+    data, base = labelled
+    torch.set_num_threads(1)
+    config = TrustConfig(folds=2, steps=150, hidden=64, batch_size=128, score_draws=2,
+                         rounds=2)
+    res = score_datasets([data], init=base, config=config)
+    assert res.trust.scorer['rounds_run'] == 2  # random labels: a distinct bad group
+    assert res.aurocs()['trust']['random_labels'] >= 0.9
+    one = score_datasets([data], init=base, config=dataclasses.replace(config, rounds=1))
+    assert one.trust.scorer['rounds_run'] == 1
+    assert 'inverse_dynamics' not in one.aurocs()  # baselines off: those probes never ran
+    assert [e.score for e in one.trust.episodes] != [e.score for e in res.trust.episodes]
