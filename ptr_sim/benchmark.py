@@ -125,12 +125,13 @@ def _train_config(cfg: BenchmarkConfig, out_dir: Path, *, datasets: Sequence[Pat
 
 
 def _train(cfg: BenchmarkConfig, out_dir: Path, datasets: Sequence[Path], head: str,
-           steps: int, seed: int, method: MethodSpec, init: Path | None) -> tuple[Path, float]:
+           steps: int, seed: int, method: MethodSpec, init: Path | None, *,
+           threads: int | None = None) -> tuple[Path, float]:
     import torch
 
     from ptr_core.trainer import train
 
-    torch.set_num_threads(cfg.threads)
+    torch.set_num_threads(threads or cfg.threads)
     final = out_dir / 'final'
     if (final / 'config.json').exists():
         return final, float('nan')
@@ -150,13 +151,14 @@ def _pretrain(args: tuple[BenchmarkConfig, str, str, str]) -> str:
     return str(final)
 
 
-def _warm_start(args: tuple[BenchmarkConfig, str, Cell, str | None]) -> str:
+def _warm_start(args: tuple[BenchmarkConfig, str, Cell, str | None, int]) -> str:
     """The uniform warm start of one (task, data, head, seed): its final checkpoint."""
-    cfg, out, cell, base = args
+    cfg, out, cell, base, threads = args
     final, _ = _train(cfg, Path(out) / _warm_dir(cell), [Path(out) / 'data' / cell.task /
                                                          cell.data],
                       cell.head, cfg.warm_start_steps, cell.seed,
-                      MethodSpec('uniform', 'uniform'), Path(base) if base else None)
+                      MethodSpec('uniform', 'uniform'), Path(base) if base else None,
+                      threads=threads)
     return str(final)
 
 
@@ -178,7 +180,9 @@ def _warm_starts(cfg: BenchmarkConfig, out: Path, todo: Sequence[Cell],
     runs = {key(c): Cell(c.task, c.head, uniform, c.seed, c.data) for c in todo}
     say(f'  warm start: {cfg.warm_start_steps} uniform steps on each data set '
         f'({len(runs)} runs), the base of every method')
-    finals = _pool_map(_warm_start, [(cfg, str(out), r, bases.get(r.head))
+    # fewer runs than workers (the demo: one): the idle workers' cores go to torch threads
+    threads = cfg.threads * max(1, cfg.workers // len(runs))
+    finals = _pool_map(_warm_start, [(cfg, str(out), r, bases.get(r.head), threads)
                                      for r in runs.values()],
                        cfg.workers, lambda f: say(f'  warm start: {f}'))
     by_key = dict(zip(runs, finals))
