@@ -1,13 +1,14 @@
-"""The one-command demo: mixed-quality Meta-World data -> ingest -> uniform vs PTR -> simulator.
+"""The one-command demo: mixed-quality Meta-World data -> ingest -> uniform vs trust -> simulator.
 
 With no arguments it: checks the simulator is installed (scripts/env.sh installs it); records a
-small mixed-quality set of ROS 2 bags (expert, noisy, recovery, random/shuffled/delayed labels, two
-recording setups); ingests them; post-trains a policy with uniform weights and with PTR; evaluates
-both in the simulator on held-out goals; shows where PTR put its weight per source; then, when
-rclpy is available, runs the policy node against the simulated arm over ROS 2 for a few seconds.
-It ends with a results table, the paths of the plots and checkpoint, and last its report page
-(ptr report: the dataset, the trust and the training curves). About 10 minutes on a 2-core
-CPU; --tiny runs every stage in about a minute (numbers then mean nothing).
+mixed-quality push set (expert, noisy, recovery, random/shuffled/delayed labels, two recording
+setups) as ROS 2 bags; ingests them; warm-starts one policy on them; post-trains it uniformly
+and, after scoring every episode's trust (ptr score), with episodes sampled by trust; evaluates
+both in the simulator on held-out goals and prints the paired difference with its interval and
+the trust per source; then, when rclpy is available, serves the trust checkpoint through the
+policy node against the simulated arm over ROS 2. It ends with a results table, the paths of the
+plots and checkpoint, and last its report page (ptr report: the dataset, the trust and the
+training curves). --tiny runs every stage in about a minute (numbers then mean nothing).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--tiny', action='store_true',
                         help='a minute-long run of every stage (CI); results are not meaningful')
     parser.add_argument('--out', default='runs/demo', help='output folder (default: %(default)s)')
-    parser.add_argument('--ros-seconds', type=float, default=8.0,
+    parser.add_argument('--ros-seconds', type=float, default=30.0,
                         help='how long the policy node drives the simulated arm (default: '
                         '%(default)s)')
     parser.add_argument('--no-ros', action='store_true', help='skip the ROS 2 stage')
@@ -61,9 +62,22 @@ def _print_results(result: DemoResult, ros_seconds: float) -> None:
     print('|---|---|')
     for t in result.summary['table']:
         print(f'| {t["method"]} ({t["head"]}) | {t["success_mean"]:.2f} |')
+    for p in result.summary.get('paired') or []:
+        verdict = 'excludes zero' if p['ci_low'] > 0 or p['ci_high'] < 0 else 'includes zero'
+        print(f'| {p["method"]} − uniform, paired over {p["pairs"]} goals | {p["diff"]:+.2f} '
+              f'[{p["ci_low"]:+.2f}, {p["ci_high"]:+.2f}] (95% interval {verdict}) |')
     if ros is not None:
-        print(f'| policy_node over ROS 2 ({ros_seconds:g} s) | '
-              f'{ros["successes"]}/{ros["episodes"]} episodes |')
+        print(f'| policy_node over ROS 2 ({ros_seconds:g} s, {ros["commands"]} commands) | '
+              f'{ros["successes"]}/{ros["episodes"]} episodes solved |')
+    print()
+    for t in result.summary.get('trust') or []:
+        by = sorted(t['trust_by_source'].items(), key=lambda kv: (kv[0] != 'expert', kv[0]))
+        print('trust per source (mean over episodes): '
+              + ', '.join(f'{src} {v:.2f}' for src, v in by))
+        low = {src: v for src, v in t['auroc'].get('trust', {}).items()}
+        if low:
+            print('trust AUROC, expert vs source: '
+                  + ', '.join(f'{src} {v:.2f}' for src, v in sorted(low.items())))
     print()
     print(f'results:    {out / "results.md"}')
     print(f'plots:      {out / "success.png"}, {out / "trust_by_episode.png"} (trust per '

@@ -54,6 +54,10 @@ class MetaWorldArmNode(Node):
                                   lo=0.0, hi=1e6)
         self.summary = declare(self, 'summary', '', 'JSON summary file written at the end.')
         service = declare(self, 'enable_service', '', 'SetBool service to arm once running.')
+        self.lockstep = declare(
+            self, 'lockstep', False, 'Step the simulator once per command as it arrives and '
+            'publish the new state at once (a stepped simulator: every observation the policy '
+            'samples is one step after the last); false: step on the rate_hz timer.')
         self.setup = get_setup(setup)
         self.env = MetaWorldEnv(self.task)
         self._seeds = iter(eval_seeds(100_000, seed=7))
@@ -96,6 +100,9 @@ class MetaWorldArmNode(Node):
         if self._enabled and self._driving_since is None:
             self._driving_since = self._command_time  # the run is timed from the first command
         self.commands += 1
+        if self.lockstep and not self.done:
+            self._step(data)
+            self._publish()
 
     def _publish(self) -> None:
         now = self.get_clock().now().to_msg()
@@ -136,19 +143,22 @@ class MetaWorldArmNode(Node):
             return
         fresh = self._command is not None and (
             time.monotonic() - self._command_time < 2.0 / self.rate_hz)
-        if fresh and self._command is not None:
-            _, ok = self.env.step(self._command)
-            self.sim_steps += 1
-            self._episode_steps += 1
-            if ok or self._episode_steps >= self.max_steps:
-                self.episodes += 1
-                self.successes += int(ok)
-                self._episode_steps = 0
-                self.env.reset(next(self._seeds))
+        if fresh and self._command is not None and not self.lockstep:
+            self._step(self._command)
         self._publish()
         self._arm()
         if self._enabled and self.duration_s and self._finished(time.monotonic()):
             self.done = True
+
+    def _step(self, command: np.ndarray) -> None:
+        _, ok = self.env.step(command)
+        self.sim_steps += 1
+        self._episode_steps += 1
+        if ok or self._episode_steps >= self.max_steps:
+            self.episodes += 1
+            self.successes += int(ok)
+            self._episode_steps = 0
+            self.env.reset(next(self._seeds))
 
     def _finished(self, now: float) -> bool:
         # Timed from the first command after enable, so a policy that loads slowly on a busy

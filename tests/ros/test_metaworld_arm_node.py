@@ -1,7 +1,7 @@
-"""``metaworld_arm_node`` (the demo's simulated Sawyer) over real DDS: it steps the simulator only
-on fresh commands, writes its summary when ``duration_s`` ends, and stops cleanly (exit 0, no
-traceback) on SIGINT while commands are streaming in — the race between SIGINT and a message
-take that used to end in a RuntimeError."""
+"""``metaworld_arm_node`` (the demo's simulated Sawyer) over real DDS: in lockstep it steps the
+simulator once per command, it writes its summary when ``duration_s`` ends, and it stops cleanly
+(exit 0, no traceback) on SIGINT while commands are streaming in — the race between SIGINT and a
+message take that used to end in a RuntimeError."""
 
 from __future__ import annotations
 
@@ -47,7 +47,8 @@ def test_arm_node_steps_on_commands_and_writes_its_summary(
     probe.record('state', JointState, SETUP.state_topic, qos_profile_sensor_data)
     arm = launch_node('ptr_ros.metaworld_arm_node',
                       {'task': 'push-v3', 'setup': 'a', 'duration_s': 3.0,
-                       'summary': str(summary), 'max_steps': 20}, 'metaworld_arm_summary')
+                       'summary': str(summary), 'max_steps': 20, 'lockstep': True},
+                      'metaworld_arm_summary')
     wait_for(lambda: len(probe.recorded.get('state')) >= 5, 60, 'joint states before commands')
     stop, thread = _start_streaming(probe, [0.0, 0.0, 0.0, -1.0])
     try:
@@ -60,7 +61,7 @@ def test_arm_node_steps_on_commands_and_writes_its_summary(
     assert result['task'] == 'push-v3'
     assert result['enabled']
     assert result['commands'] > 10
-    assert 0 < result['sim_steps'] <= result['commands'] + 5  # steps only on fresh commands
+    assert result['sim_steps'] == result['commands']  # lockstep: one step per command
     assert result['episodes'] >= 1  # max_steps 20 resets the episode within 3 s of commands
     assert result['successes'] == 0  # a hold-still command solves nothing
     assert 'Traceback' not in arm.output()
