@@ -74,7 +74,7 @@ def _print_results(result: DemoResult, ros_seconds: float) -> None:
         by = sorted(t['trust_by_source'].items(), key=lambda kv: (kv[0] != 'expert', kv[0]))
         print('trust per source (mean over episodes): '
               + ', '.join(f'{src} {v:.2f}' for src, v in by))
-        low = {src: v for src, v in t['auroc'].get('trust', {}).items()}
+        low = dict(t['auroc'].get('trust', {}))
         if low:
             print('trust AUROC, expert vs source: '
                   + ', '.join(f'{src} {v:.2f}' for src, v in sorted(low.items())))
