@@ -9,7 +9,8 @@ control period is not repeated: the arm holds). Episodes reset on success or aft
 With ``enable_service`` set it arms that ``std_srvs/SetBool`` service once the state is flowing
 (a policy node starts disabled), and with ``duration_s`` > 0 it stops that many seconds after
 the policy is armed and writes a JSON summary (commands received, simulator steps, episodes,
-successes) to ``summary``.
+successes) to ``summary``. At every episode reset it disarms and re-arms the policy
+(``rearm_on_reset``), so the new episode starts from an empty observation history.
 """
 
 from __future__ import annotations
@@ -53,14 +54,21 @@ class MetaWorldArmNode(Node):
         self.duration_s = declare(self, 'duration_s', 0.0, 'Stop after this long (0 = never).',
                                   lo=0.0, hi=1e6)
         self.summary = declare(self, 'summary', '', 'JSON summary file written at the end.')
+        goal_seed = declare(self, 'goal_seed', 7, 'Held-out goals: ptr_sim.evaluate.eval_seeds '
+                            'with this seed (the benchmark evaluates setup k of seed s on '
+                            '10 s + k).', lo=0, hi=10**6)
         service = declare(self, 'enable_service', '', 'SetBool service to arm once running.')
+        self.rearm = declare(
+            self, 'rearm_on_reset', True, 'With enable_service: disarm and re-arm the policy '
+            'at every episode reset, so it starts the new episode with an empty observation '
+            'history and no chunk of the last one (commands in between are dropped).')
         self.lockstep = declare(
             self, 'lockstep', False, 'Step the simulator once per command as it arrives and '
             'publish the new state at once (a stepped simulator: every observation the policy '
             'samples is one step after the last); false: step on the rate_hz timer.')
         self.setup = get_setup(setup)
         self.env = MetaWorldEnv(self.task)
-        self._seeds = iter(eval_seeds(100_000, seed=7))
+        self._seeds = iter(eval_seeds(100_000, seed=goal_seed))
         self.env.reset(next(self._seeds))
         reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         self._state_pub = self.create_publisher(JointState, self.setup.state_topic,
@@ -83,6 +91,9 @@ class MetaWorldArmNode(Node):
         self._enable = self.create_client(SetBool, service) if service else None
         self._enabled = self._enable is None
         self._enable_future: Any = None
+        self._rearm_phase: bool | None = None  # the SetBool value being requested, None: idle
+        self._rearm_future: Any = None
+        self.dropped = 0  # commands received while re-arming
         self.done = False
         self._driving_since: float | None = None
         self.create_timer(1.0 / self.rate_hz, self._on_tick)
@@ -94,6 +105,9 @@ class MetaWorldArmNode(Node):
         if data.shape != (4,) or not np.all(np.isfinite(data)):
             self.get_logger().warning(f'ignoring a non-finite or non-4-D command {data.tolist()}',
                                       throttle_duration_sec=2.0)
+            return
+        if self._rearm_phase is not None:
+            self.dropped += 1  # the last episode's chunk, or a command before the re-arm
             return
         self._command = data
         self._command_time = time.monotonic()
@@ -147,6 +161,7 @@ class MetaWorldArmNode(Node):
             self._step(self._command)
         self._publish()
         self._arm()
+        self._step_rearm()
         if self._enabled and self.duration_s and self._finished(time.monotonic()):
             self.done = True
 
@@ -159,6 +174,20 @@ class MetaWorldArmNode(Node):
             self.successes += int(ok)
             self._episode_steps = 0
             self.env.reset(next(self._seeds))
+            self._command = None
+            if self._enable is not None and self.rearm and self._enabled:
+                self._rearm_phase = False  # disarm first, then arm again
+
+    def _step_rearm(self) -> None:
+        if self._rearm_phase is None or self._enable is None:
+            return
+        if self._rearm_future is None:
+            if self._enable.service_is_ready():
+                self._rearm_future = self._enable.call_async(
+                    SetBool.Request(data=self._rearm_phase))
+        elif self._rearm_future.done():
+            self._rearm_future = None
+            self._rearm_phase = True if self._rearm_phase is False else None
 
     def _finished(self, now: float) -> bool:
         # Timed from the first command after enable, so a policy that loads slowly on a busy
@@ -173,7 +202,7 @@ class MetaWorldArmNode(Node):
         Path(self.summary).write_text(json.dumps({
             'task': self.task, 'setup': self.setup.name, 'commands': self.commands,
             'sim_steps': self.sim_steps, 'episodes': self.episodes,
-            'successes': self.successes, 'enabled': self._enabled,
+            'successes': self.successes, 'enabled': self._enabled, 'dropped': self.dropped,
             'seconds': time.monotonic() - (self._driving_since or self._t0),
         }))
 

@@ -93,8 +93,18 @@ def run_demo(options: DemoOptions, say: Say) -> DemoResult:
     ptr_cell = next((c for c in summary['cells'] if c['method'] != 'uniform'), None)
     checkpoint = Path(ptr_cell['checkpoint']) if ptr_cell else None
     ros = None
-    if options.ros and checkpoint is not None:
-        ros = ros_stage(checkpoint, cfg.tasks[0], options.ros_seconds, out, say)
+    if options.ros and checkpoint is not None and ptr_cell is not None:
+        # the evaluation's own held-out goals of this setup, in its order (setup k of seed s
+        # is evaluated on eval_seeds(n, 10 s + k)), so the node's episodes can be compared
+        # goal by goal with the simulator evaluation of the same checkpoint
+        k, n = cfg.setups.index(SETUP), max(1, cfg.eval_episodes // len(cfg.setups))
+        evaluated = [bool(x) for x in ptr_cell['successes'][k * n:(k + 1) * n]]
+        ros = ros_stage(checkpoint, cfg.tasks[0], options.ros_seconds, out, say,
+                        goal_seed=10 * int(ptr_cell['seed']) + k)
+        if ros is not None and ros['episodes']:
+            m = min(ros['episodes'], len(evaluated))
+            ros['evaluated_successes'] = sum(evaluated[:m])
+            say(f'    the simulator evaluation solved {sum(evaluated[:m])}/{m} of the same goals')
     return DemoResult(out, summary, checkpoint, get_setup(SETUP).robot, ros)
 
 
@@ -116,7 +126,7 @@ def _node_command(script: str, module: str) -> list[str]:
 
 
 def ros_stage(checkpoint: Path, task: str, seconds: float, out: Path,
-              say: Say) -> dict[str, Any] | None:
+              say: Say, *, goal_seed: int = 7) -> dict[str, Any] | None:
     """Policy node + the Meta-World arm node over ROS 2; returns the arm node's summary."""
     if importlib.util.find_spec('rclpy') is None:
         say('[5] ROS 2 stage skipped: rclpy is not available (pip install -e .[ros])')
@@ -143,7 +153,8 @@ def ros_stage(checkpoint: Path, task: str, seconds: float, out: Path,
             [*_node_command('metaworld_arm_node', 'ptr_ros.metaworld_arm_node'), '--ros-args',
              '-p', f'task:={task}', '-p', f'setup:={SETUP}', '-p', f'duration_s:={seconds}',
              '-p', f'summary:={summary}', '-p', 'enable_service:=/policy_node/enable',
-             '-p', f'rate_hz:={ROS_RATE_HZ}', '-p', 'lockstep:=true'],
+             '-p', f'rate_hz:={ROS_RATE_HZ}', '-p', 'lockstep:=true',
+             '-p', f'goal_seed:={goal_seed}'],
             env=env, capture_output=True, text=True, timeout=seconds + 90,
         )
     except subprocess.TimeoutExpired:

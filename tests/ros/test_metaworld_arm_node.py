@@ -1,5 +1,6 @@
 """``metaworld_arm_node`` (the demo's simulated Sawyer) over real DDS: in lockstep it steps the
-simulator once per command, it writes its summary when ``duration_s`` ends, and it stops cleanly
+simulator once per command, re-arms the policy at every episode reset, it writes its summary
+when ``duration_s`` ends, and it stops cleanly
 (exit 0, no traceback) on SIGINT while commands are streaming in — the race between SIGINT and a
 message take that used to end in a RuntimeError."""
 
@@ -19,6 +20,7 @@ pytest.importorskip('metaworld', reason="the simulator is not installed (pip ins
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
+from std_srvs.srv import SetBool
 
 from ptr_sim.setups import get_setup
 
@@ -45,11 +47,21 @@ def test_arm_node_steps_on_commands_and_writes_its_summary(
 ) -> None:
     summary = tmp_path / 'arm.json'
     probe.record('state', JointState, SETUP.state_topic, qos_profile_sensor_data)
+    calls: list[bool] = []
+
+    def enable(req: SetBool.Request, res: SetBool.Response) -> SetBool.Response:
+        calls.append(bool(req.data))
+        res.success = True
+        res.message = 'enabled' if req.data else 'disabled'
+        return res
+
+    probe.node.create_service(SetBool, '/arm_test_policy/enable', enable)
     arm = launch_node('ptr_ros.metaworld_arm_node',
                       {'task': 'push-v3', 'setup': 'a', 'duration_s': 3.0,
-                       'summary': str(summary), 'max_steps': 20, 'lockstep': True},
+                       'summary': str(summary), 'max_steps': 20, 'lockstep': True,
+                       'enable_service': '/arm_test_policy/enable'},
                       'metaworld_arm_summary')
-    wait_for(lambda: len(probe.recorded.get('state')) >= 5, 60, 'joint states before commands')
+    wait_for(lambda: calls == [True], 60, 'the arm node to arm the policy')
     stop, thread = _start_streaming(probe, [0.0, 0.0, 0.0, -1.0])
     try:
         wait_for(lambda: not arm.alive(), 90, 'the arm node to end after duration_s')
@@ -63,6 +75,10 @@ def test_arm_node_steps_on_commands_and_writes_its_summary(
     assert result['commands'] > 10
     assert result['sim_steps'] == result['commands']  # lockstep: one step per command
     assert result['episodes'] >= 1  # max_steps 20 resets the episode within 3 s of commands
+    # every reset disarms and re-arms the policy (a fresh observation history per episode)
+    assert calls[:3] == [True, False, True]
+    assert calls.count(False) >= result['episodes'] - 1
+    assert result['dropped'] > 0  # commands that came in while it re-armed were not applied
     assert result['successes'] == 0  # a hold-still command solves nothing
     assert 'Traceback' not in arm.output()
 
