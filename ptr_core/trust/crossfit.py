@@ -190,16 +190,7 @@ def score_datasets(
     folds = _folds(n_ep, config.folds, config.seed)
     rows = torch.arange(feats.n)[feats.has_next]
     fold_of_row = folds[feats.episode[rows].numpy()]
-    score = _attribution(feats, rows, fold_of_row, neighbours, config, progress)
-    refined = 0
-    for r in range(1, config.rounds):
-        weights = _round_weights(feats, rows, score, config)
-        if weights is None:  # no distinct bad group: nothing to refine
-            break
-        refit = dataclasses.replace(config, steps=config.refine_steps or config.steps)
-        score = _attribution(feats, rows, fold_of_row, neighbours, refit, progress,
-                             weights=weights, seed=config.seed + 1000 * r)
-        refined = r
+    score, refined = _rounds(feats, rows, fold_of_row, neighbours, config, progress)
     t_fit, cpu_fit = time.monotonic(), time.process_time()
     bc_err, inv_err = _probe_errors(feats, rows, fold_of_row, config)
     t_probe, cpu_probe = time.monotonic(), time.process_time()
@@ -224,6 +215,25 @@ def score_datasets(
              n_ep, len(rows), seconds['total_s'], mix_a.to_json())
     return ScoreResult(trust, sources, lengths, seconds, len(rows),
                        {drive: mix_a.to_json(), 'bc_loss': mix_b.to_json()})
+
+
+def _rounds(
+    feats: WindowFeatures, rows: Tensor, fold_of_row: npt.NDArray[np.int64],
+    neighbours: Tensor, config: TrustConfig, progress: Progress | None,
+) -> tuple[Tensor, int]:
+    """The attribution scores after ``config.rounds`` rounds (each refit drawn by the last
+    round's out-of-fold trust), and how many refits ran."""
+    score = _attribution(feats, rows, fold_of_row, neighbours, config, progress)
+    refined = 0
+    for r in range(1, config.rounds):
+        weights = _round_weights(feats, rows, score, config)
+        if weights is None:  # no distinct bad group: nothing to refine
+            break
+        refit = dataclasses.replace(config, steps=config.refine_steps or config.steps)
+        score = _attribution(feats, rows, fold_of_row, neighbours, refit, progress,
+                             weights=weights, seed=config.seed + 1000 * r)
+        refined = r
+    return score, refined
 
 
 def _round_weights(feats: WindowFeatures, rows: Tensor, score: Tensor,
