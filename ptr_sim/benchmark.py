@@ -426,7 +426,9 @@ def run_benchmark(cfg: BenchmarkConfig, out: str | Path, *, say: Say = log.info)
                            cfg.workers, lambda f: say(f'  base: {f}'))
         bases = dict(zip(heads, finals))
     else:
-        say('[2/4] no pretraining tasks: post-training starts from scratch')
+        say('[2/4] no pretraining tasks: ' + ('a uniform warm start on each data set (stage 3)'
+                                              if cfg.warm_start_steps else
+                                              'post-training starts from scratch'))
     timings['pretrain_s'] = time.monotonic() - t0
 
     t0 = time.monotonic()
