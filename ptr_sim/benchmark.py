@@ -344,8 +344,8 @@ def _take_lock(lock: Path) -> bool:
         try:
             text = lock.read_text().strip()
             age = time.time() - lock.stat().st_mtime
-        except OSError:  # released meanwhile: try again at once
-            return _take_lock(lock) if not lock.exists() else False
+        except OSError:  # released meanwhile: the caller tries again
+            return False
         if text.isdigit() and pid_alive(int(text)):
             return False
         if not text and age < 10.0:  # just created, the pid not written yet

@@ -109,8 +109,7 @@ class BenchmarkConfig:
     @property
     def degraded_share(self) -> float:
         """Share of non-expert episodes in the target mix."""
-        total = sum(self.mix.values())
-        return 1.0 - self.mix.get('expert', 0) / total if total else 0.0
+        return self.share_of('mix')
 
     @property
     def mixed_data(self) -> dict[str, dict[str, int]]:
