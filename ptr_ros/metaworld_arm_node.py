@@ -23,15 +23,14 @@ from typing import Any
 import numpy as np
 import rclpy
 from geometry_msgs.msg import PointStamped, PoseStamped
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray, String
 from std_srvs.srv import SetBool
 
-from ptr_core.errors import PtrError
 from ptr_ros.params import declare
+from ptr_ros.run import run_node
 from ptr_sim.env import MetaWorldEnv
 from ptr_sim.evaluate import eval_seeds
 from ptr_sim.setups import CONTROL_RATE_HZ, get_setup, pose_values, state_values
@@ -207,27 +206,14 @@ class MetaWorldArmNode(Node):
         }))
 
 
+def _spin_until_done(node: MetaWorldArmNode) -> None:
+    while rclpy.ok() and not node.done:
+        rclpy.spin_once(node, timeout_sec=0.1)
+    node.write_summary()
+
+
 def main(args: list[str] | None = None) -> None:
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = MetaWorldArmNode()
-        while rclpy.ok() and not node.done:
-            rclpy.spin_once(node, timeout_sec=0.1)
-        node.write_summary()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except RuntimeError:
-        if rclpy.ok():
-            raise
-        # SIGINT shut the context down while spin_once was taking a message: a clean stop.
-    except PtrError as err:
-        rclpy.logging.get_logger('metaworld_arm').fatal(str(err))
-        raise SystemExit(2) from None
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
+    run_node(MetaWorldArmNode, 'metaworld_arm', args, spin=_spin_until_done)
 
 
 if __name__ == '__main__':

@@ -33,10 +33,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rclpy.executors import ExternalShutdownException
-from rclpy.logging import get_logger
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image, JointState
@@ -69,6 +66,7 @@ from ptr_ros.params import (
     declare_runner_params,
     served_rate_warnings,
 )
+from ptr_ros.run import run_node
 from ptr_ros.safety import (
     CommandLimiter,
     NodeState,
@@ -649,26 +647,7 @@ def command_limits(
 
 
 def main(args: list[str] | None = None) -> None:
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = PolicyNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except RuntimeError:
-        if rclpy.ok():
-            raise
-        # SIGINT shut the context down while the executor was taking a message (rclpy raises
-        # "Unable to convert call argument" from take_message then): a clean stop, not a crash.
-    except (PtrError, BagToolsError) as err:
-        # A configuration error: one line, not a traceback.
-        get_logger('policy_node').fatal(str(err))
-        raise SystemExit(2) from None
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
+    run_node(PolicyNode, 'policy_node', args)
 
 
 if __name__ == '__main__':

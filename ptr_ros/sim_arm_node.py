@@ -21,9 +21,6 @@ from typing import Any
 
 import cv2
 import numpy as np
-import rclpy
-from rclpy.executors import ExternalShutdownException
-from rclpy.logging import get_logger
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image, JointState
@@ -31,12 +28,12 @@ from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import SetBool
 from trajectory_msgs.msg import JointTrajectory
 
-from bag_tools.errors import BagToolsError
 from bag_tools.profile import RobotProfile, load_profile
 from ptr_core.checkpoint_robots import read_robots
 from ptr_core.errors import PtrError
 from ptr_ros.conversions import message_class
 from ptr_ros.params import declare
+from ptr_ros.run import run_node
 from ptr_ros.sim_arm import SimArm, end_effector, render_arm
 
 __all__ = ['SimArmNode', 'load_robot_profile', 'main']
@@ -258,26 +255,7 @@ class SimArmNode(Node):
 
 
 def main(args: list[str] | None = None) -> None:
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = SimArmNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except RuntimeError:
-        if rclpy.ok():
-            raise
-        # SIGINT shut the context down while the executor was taking a message (rclpy raises
-        # "Unable to convert call argument" from take_message then): a clean stop, not a crash.
-    except (PtrError, BagToolsError) as err:
-        # A configuration error (e.g. a profile path that does not exist): one line.
-        get_logger('sim_arm_node').fatal(str(err))
-        raise SystemExit(2) from None
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
+    run_node(SimArmNode, 'sim_arm_node', args)
 
 
 if __name__ == '__main__':
