@@ -152,7 +152,8 @@ def _relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
 
 @pytest.mark.parametrize('threads', [1, 2])
 def test_two_process_ddp_matches_one_process(image_dataset: Path, tmp_path: Path, threads: int,
-                                             tiny_config) -> None:  # type: ignore[no-untyped-def]
+                                             tiny_config,  # type: ignore[no-untyped-def]
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """DDP's guarantee: both ranks together compute the gradient one process computes on the
     same global batch. Compared after one step, where it is the gradient itself (Adam's first
     moment is ``(1 - beta1) * grad``), with a relative bound: summation order differs between
@@ -167,6 +168,11 @@ def test_two_process_ddp_matches_one_process(image_dataset: Path, tmp_path: Path
     finally:
         torch.set_num_threads(before)
     assert single.final is not None
+    # Two ranks x `threads` OpenMP threads can exceed the cores (2 ranks x 2 threads on a 2-core
+    # runner): OpenMP's default spin-wait then starves the rank that holds the allreduce (once
+    # seen: 900 s instead of 20 s). Passive waiting yields the core; it changes no arithmetic.
+    # The spawned ranks inherit the environment.
+    monkeypatch.setenv('OMP_WAIT_POLICY', 'PASSIVE')
     port = _free_port()
     mp.start_processes(_ddp_worker,
                        args=(2, port, to_dict(cfg), str(tmp_path / 'ddp'), threads),
