@@ -6,7 +6,8 @@ a shared variance would let the good component swallow the milder bad episodes. 
 the upper component is made monotone in the score (clamped at the vertex of its quadratic
 log-odds). The mixture is *accepted* only when the data show a distinct bad group: the
 components are separated (Ashman's ``D = |mu_hi - mu_lo| / sqrt((s_lo² + s_hi²) / 2) >=
-separation``), the two-component fit beats one Gaussian by BIC,
+separation``, each spread ``s`` measured on the side of its component that faces the other: see
+``Mixture.separation``), the two-component fit beats one Gaussian by BIC,
 the smaller component holds at least ``min_share`` of the episodes and, for a score with a
 natural chance level (``anchor``: 0 for the attribution score ``T``), the low component sits
 within a quarter of the way from chance to the high one. Otherwise every episode keeps trust
@@ -51,11 +52,24 @@ class Mixture:
     share_lo: float  # weight of the low ("bad") component
     accepted: bool
     bic_gain: float = 0.0  # BIC(one Gaussian) - BIC(mixture); > 0 favours the mixture
+    # Each component's spread on its side that faces the other (None: its sigma).
+    inner_lo: float | None = None
+    inner_hi: float | None = None
 
     @property
     def separation(self) -> float:
-        """Ashman's D: the mean gap over the root mean variance (> 2: clearly bimodal)."""
-        pooled = math.sqrt(0.5 * (self.sigma_lo**2 + self.sigma_hi**2))
+        """Ashman's D, the mean gap over the root mean variance (> 2: clearly bimodal), with
+        each component's spread taken on the side facing the other component.
+
+        The bad component is a mixture of severities: random labels far below chance, shuffled
+        or delayed ones near it. Its full sigma is set by the far group, and the better the
+        scorer pushes that group down, the wider the component and the smaller the plain D —
+        measured: D 1.58-1.87 for clearly separate groups on push and pick-place, against a
+        threshold of 1.5. How far the bad component reaches toward the good one is what
+        decides whether the two overlap, so that is the spread D uses here."""
+        s_lo = self.sigma_lo if self.inner_lo is None else self.inner_lo
+        s_hi = self.sigma_hi if self.inner_hi is None else self.inner_hi
+        pooled = math.sqrt(0.5 * (s_lo**2 + s_hi**2))
         return (self.mu_hi - self.mu_lo) / max(pooled, 1e-12)
 
     def _log_odds(self, x: Array) -> Array:
@@ -87,6 +101,8 @@ class Mixture:
     def to_json(self) -> dict[str, float | bool]:
         return {'mu_lo': self.mu_lo, 'mu_hi': self.mu_hi, 'sigma_lo': self.sigma_lo,
                 'sigma_hi': self.sigma_hi, 'share_lo': self.share_lo,
+                'inner_lo': self.sigma_lo if self.inner_lo is None else self.inner_lo,
+                'inner_hi': self.sigma_hi if self.inner_hi is None else self.inner_hi,
                 'separation': self.separation, 'bic_gain': self.bic_gain,
                 'accepted': self.accepted}
 
@@ -94,6 +110,17 @@ class Mixture:
 def _normal_logpdf(x: Array, mu: float, var: float) -> Array:
     out: Array = -0.5 * ((x - mu) ** 2 / var + math.log(2 * math.pi * var))
     return out
+
+
+def _side_sigma(x: Array, resp: Array, mu: float, side: npt.NDArray[np.bool_],
+                var: float) -> float:
+    """The root mean square distance from ``mu`` of the points on one ``side`` of it, weighted
+    by the component's responsibilities (its full sigma when that side holds no weight)."""
+    w = resp * side
+    total = float(w.sum())
+    if total < 1.0:
+        return math.sqrt(var)
+    return math.sqrt(float((w * (x - mu) ** 2).sum()) / total)
 
 
 def fit_mixture(
@@ -135,7 +162,13 @@ def fit_mixture(
     ll_two = float(np.sum(np.logaddexp(math.log(share) + _normal_logpdf(x, lo, var_lo),
                                        math.log(1 - share) + _normal_logpdf(x, hi, var_hi))))
     bic_gain = 2.0 * (ll_two - ll_one) - 3.0 * math.log(n)  # three extra parameters
-    mix = Mixture(lo, hi, math.sqrt(var_lo), math.sqrt(var_hi), share, False, bic_gain)
+    # Responsibilities at the final parameters; each component's inner spread.
+    a = math.log(share) + _normal_logpdf(x, lo, var_lo)
+    b = math.log(1 - share) + _normal_logpdf(x, hi, var_hi)
+    r = 1.0 / (1.0 + np.exp(np.clip(a - b, -50, 50)))  # P(hi)
+    mix = Mixture(lo, hi, math.sqrt(var_lo), math.sqrt(var_hi), share, False, bic_gain,
+                  inner_lo=_side_sigma(x, 1 - r, lo, x > lo, var_lo),
+                  inner_hi=_side_sigma(x, r, hi, x < hi, var_hi))
     accepted = (mix.separation >= separation and bic_gain > 0
                 and min(share, 1 - share) >= min_share
                 and (anchor is None or lo - anchor < 0.25 * (hi - anchor)))

@@ -120,6 +120,27 @@ def test_calibration_splits_each_severity_and_leaves_good_ones_whole() -> None:
     assert np.all(fit_calibration(good, anchor=0.0).posterior_good(good) == 1.0)
 
 
+def test_mixture_separation_is_not_spoilt_by_a_far_bad_group() -> None:
+    """A bad group of several severities (random labels far below chance, the milder ones near
+    it) has a wide sigma set by its far end; the plain Ashman's D of this data is 1.24-1.39
+    (below 1.5) though the good group overlaps none of it. D on the facing sides accepts."""
+    for seed in range(3):
+        rng = np.random.default_rng(seed)
+        good = rng.normal(0.8, 0.1, 40)
+        mild = rng.uniform(-0.5, 0.5, 16)
+        mid = rng.normal(-1.0, 0.3, 8)
+        severe = rng.normal(-6.0, 0.8, 8)
+        mix = fit_mixture(np.concatenate([good, mild, mid, severe]), anchor=0.0)
+        assert mix.sigma_lo > 2.0 > mix.inner_lo  # type: ignore[operator]
+        plain = (mix.mu_hi - mix.mu_lo) / np.sqrt((mix.sigma_lo**2 + mix.sigma_hi**2) / 2)
+        assert plain < 1.5 <= mix.separation
+        assert mix.accepted
+        p = mix.posterior_good
+        assert p(good).mean() > 0.9
+        assert p(mild).mean() < 0.1
+        assert p(severe).max() < 0.01
+
+
 def test_auroc_and_length_control() -> None:
     assert auroc([3, 4], [1, 2]) == 1.0
     assert auroc([1], [1]) == 0.5
