@@ -9,6 +9,9 @@ part 2, vp9).
 from __future__ import annotations
 
 import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -136,6 +139,26 @@ def _decode_span(
     return kept, np.asarray(times, np.float64)
 
 
+@contextmanager
+def keep_scheduling() -> Iterator[None]:
+    """Restore the calling thread's scheduling policy and priority on exit.
+
+    SVT-AV1 (``libsvtav1``) switches the thread that opens it to real-time SCHED_FIFO 99 when it
+    has the permission (root, as in containers and on many robot computers), and never switches
+    back: afterwards that thread, and every process it starts (DDP ranks, nodes), runs above the
+    kernel's own work. Seen here: two DDP ranks at FIFO 99 spinning on 2 cores, the allreduce
+    threads starved, a 20 s test hung for 15 min. Every encoder call goes through this."""
+    if not hasattr(os, 'sched_getscheduler'):  # not Linux
+        yield
+        return
+    policy, param = os.sched_getscheduler(0), os.sched_getparam(0)
+    try:
+        yield
+    finally:
+        if (os.sched_getscheduler(0), os.sched_getparam(0)) != (policy, param):
+            os.sched_setscheduler(0, policy, param)
+
+
 @dataclass
 class VideoEncoder:
     """Frames into one mp4 (PyAV), one frame per ``1 / fps``; episodes go back to back.
@@ -165,8 +188,9 @@ class VideoEncoder:
                 options['crf'] = str(self.crf)
             if self.codec == 'libx265':
                 options['x265-params'] = 'log-level=error'
-            self._stream: Any = cast(Any, self._container.add_stream(
-                self.codec, rate=rate, options=options))
+            with keep_scheduling():
+                self._stream: Any = cast(Any, self._container.add_stream(
+                    self.codec, rate=rate, options=options))
             if self.codec == 'mpeg4':
                 self._stream.bit_rate = 8_000_000
         except (av.error.FFmpegError, ValueError) as err:
@@ -183,13 +207,15 @@ class VideoEncoder:
         frame = frame.reformat(format=self.pix_fmt)
         frame.pts = self.frames
         self.frames += 1
-        for packet in self._stream.encode(frame):
-            self._container.mux(packet)
+        with keep_scheduling():  # the codec opens on the first frame
+            for packet in self._stream.encode(frame):
+                self._container.mux(packet)
 
     def close(self) -> None:
-        for packet in self._stream.encode():
-            self._container.mux(packet)
-        self._container.close()
+        with keep_scheduling():
+            for packet in self._stream.encode():
+                self._container.mux(packet)
+            self._container.close()
 
     @property
     def codec_name(self) -> str:

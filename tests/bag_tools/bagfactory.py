@@ -421,9 +421,13 @@ def write_video(path: Path, frames: Sequence[np.ndarray], fps: int = 15,
     """Encode RGB frames (even height and width) into ``path`` (mp4/mkv) with PyAV."""
     import av
 
+    from bag_tools.lerobot.video import keep_scheduling
+
     path.parent.mkdir(parents=True, exist_ok=True)
     h, w = frames[0].shape[:2]
-    with av.open(str(path), 'w') as out:
+    # libsvtav1 switches the calling thread to SCHED_FIFO 99 (as root) and leaves it there: the
+    # rest of the test session, and the processes it starts, would run real-time.
+    with keep_scheduling(), av.open(str(path), 'w') as out:
         stream = out.add_stream(codec, rate=fps)
         stream.width, stream.height = w, h
         stream.pix_fmt = 'yuv420p'

@@ -410,3 +410,42 @@ def test_a_video_inside_the_bag_folder_is_part_of_its_content(tmp_path: Path) ->
     before = bag_content_hash(bag)
     write_video(bag / 'robot.left_camera.color.image_raw.mp4', [frame(k + 1) for k in range(46)])
     assert bag_content_hash(bag) != before  # a re-recorded video is a new bag
+
+
+_RAW_SVT = """
+import os, sys, av, numpy as np
+before = os.sched_getscheduler(0)
+with av.open(sys.argv[1], 'w') as out:
+    s = out.add_stream('libsvtav1', rate=15)
+    s.width, s.height, s.pix_fmt = 64, 64, 'yuv420p'
+    for k in range(4):
+        f = av.VideoFrame.from_ndarray(np.full((64, 64, 3), 20 * k, np.uint8), format='rgb24')
+        for p in s.encode(f):
+            out.mux(p)
+    for p in s.encode():
+        out.mux(p)
+print(before, os.sched_getscheduler(0))
+"""
+
+
+def test_av1_encoding_leaves_the_thread_scheduling_alone(tmp_path: Path) -> None:
+    """SVT-AV1 switches the thread that opens it to real-time SCHED_FIFO when it may (root) and
+    never back; VideoEncoder (what `ptr export --vcodec libsvtav1` uses) restores it."""
+    import os
+    import subprocess
+    import sys
+
+    from bag_tools.lerobot.video import VideoEncoder
+
+    raw = subprocess.run([sys.executable, '-c', _RAW_SVT, str(tmp_path / 'raw.mkv')],
+                         capture_output=True, text=True, check=True, timeout=120)
+    before, after = raw.stdout.split()[-2:]
+    if before == after:
+        pytest.skip(f'SVT-AV1 does not switch to real-time here (policy {before}: not root)')
+    policy, param = os.sched_getscheduler(0), os.sched_getparam(0)
+    enc = VideoEncoder(tmp_path / 'enc.mp4', fps=15, width=64, height=64, codec='libsvtav1')
+    for k in range(4):
+        enc.add(np.full((64, 64, 3), 20 * k, np.uint8))
+    enc.close()
+    assert (os.sched_getscheduler(0), os.sched_getparam(0)) == (policy, param)
+    assert (tmp_path / 'enc.mp4').stat().st_size > 0
