@@ -169,9 +169,10 @@ def test_two_process_ddp_matches_one_process(image_dataset: Path, tmp_path: Path
         torch.set_num_threads(before)
     assert single.final is not None
     # Two ranks x `threads` OpenMP threads can exceed the cores (2 ranks x 2 threads on a 2-core
-    # runner): OpenMP's default spin-wait then starves the rank that holds the allreduce (once
-    # seen: 900 s instead of 20 s). Passive waiting yields the core; it changes no arithmetic.
-    # The spawned ranks inherit the environment.
+    # runner); passive waiting yields the core instead of spinning and changes no arithmetic.
+    # (The 900 s hang once seen here was SVT-AV1 leaving the session at SCHED_FIFO 99, which
+    # the ranks inherited: see bag_tools.lerobot.video.keep_scheduling.) The spawned ranks
+    # inherit the environment.
     monkeypatch.setenv('OMP_WAIT_POLICY', 'PASSIVE')
     port = _free_port()
     mp.start_processes(_ddp_worker,
