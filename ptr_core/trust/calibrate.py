@@ -112,6 +112,14 @@ def _normal_logpdf(x: Array, mu: float, var: float) -> Array:
     return out
 
 
+def _p_hi(x: Array, lo: float, var_lo: float, hi: float, var_hi: float, share: float) -> Array:
+    """EM's responsibilities: P(upper component | x), ``share`` the lower one's weight."""
+    a = math.log(share) + _normal_logpdf(x, lo, var_lo)
+    b = math.log(1 - share) + _normal_logpdf(x, hi, var_hi)
+    out: Array = 1.0 / (1.0 + np.exp(np.clip(a - b, -50, 50)))
+    return out
+
+
 def _side_sigma(x: Array, resp: Array, mu: float, side: npt.NDArray[np.bool_],
                 var: float) -> float:
     """The root mean square distance from ``mu`` of the points on one ``side`` of it, weighted
@@ -139,9 +147,7 @@ def fit_mixture(
     var_lo = var_hi = total / 4 + floor
     share = 0.5
     for _ in range(iters):
-        a = math.log(share) + _normal_logpdf(x, lo, var_lo)
-        b = math.log(1 - share) + _normal_logpdf(x, hi, var_hi)
-        r = 1.0 / (1.0 + np.exp(np.clip(a - b, -50, 50)))  # P(hi)
+        r = _p_hi(x, lo, var_lo, hi, var_hi, share)
         n_hi = float(r.sum())
         n_lo = len(x) - n_hi
         if n_hi < 1.0 or n_lo < 1.0:
@@ -162,10 +168,7 @@ def fit_mixture(
     ll_two = float(np.sum(np.logaddexp(math.log(share) + _normal_logpdf(x, lo, var_lo),
                                        math.log(1 - share) + _normal_logpdf(x, hi, var_hi))))
     bic_gain = 2.0 * (ll_two - ll_one) - 3.0 * math.log(n)  # three extra parameters
-    # Responsibilities at the final parameters; each component's inner spread.
-    a = math.log(share) + _normal_logpdf(x, lo, var_lo)
-    b = math.log(1 - share) + _normal_logpdf(x, hi, var_hi)
-    r = 1.0 / (1.0 + np.exp(np.clip(a - b, -50, 50)))  # P(hi)
+    r = _p_hi(x, lo, var_lo, hi, var_hi, share)  # at the final parameters
     mix = Mixture(lo, hi, math.sqrt(var_lo), math.sqrt(var_hi), share, False, bic_gain,
                   inner_lo=_side_sigma(x, 1 - r, lo, x > lo, var_lo),
                   inner_hi=_side_sigma(x, r, hi, x < hi, var_hi))
