@@ -2,6 +2,9 @@
 
 The DDS settings are applied here, once, before any test imports rclpy, and are inherited by every
 node process a test starts: discovery stays on 127.0.0.1 and each pytest run gets its own domain.
+A test that leaves the test thread's scheduling policy changed fails at teardown (and the policy
+is put back): SVT-AV1 once switched the whole session to real time, which every later process
+inherited and which surfaced only as a hang in an unrelated DDP test.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -36,6 +40,35 @@ def shared_bags() -> Path:
 @pytest.fixture(scope='session')
 def repo_root() -> Path:
     return REPO
+
+
+pytest_plugins = ['pytester']
+
+
+def _scheduling() -> tuple[int, int]:
+    return os.sched_getscheduler(0), os.sched_getparam(0).sched_priority
+
+
+def _policy_name(policy: tuple[int, int]) -> str:
+    names = {getattr(os, n): n for n in ('SCHED_OTHER', 'SCHED_BATCH', 'SCHED_IDLE', 'SCHED_FIFO',
+                                         'SCHED_RR') if hasattr(os, n)}
+    return f'{names.get(policy[0], policy[0])} priority {policy[1]}'
+
+
+@pytest.fixture(autouse=True)
+def _scheduling_unchanged() -> Iterator[None]:
+    """Fail a test that leaves this thread's scheduling policy changed, after restoring it."""
+    if not hasattr(os, 'sched_getscheduler'):  # not Linux
+        yield
+        return
+    before = _scheduling()
+    yield
+    after = _scheduling()
+    if after != before:
+        os.sched_setscheduler(0, before[0], os.sched_param(before[1]))
+        pytest.fail(f'this test left the test thread at {_policy_name(after)} (was '
+                    f'{_policy_name(before)}); every later test and the processes it starts '
+                    'would inherit it. Restored.', pytrace=False)
 
 
 _OUR_PACKAGES = ('bag_tools', 'ptr_core', 'ptr_ros', 'ptr_sim', 'ptr_cli')
