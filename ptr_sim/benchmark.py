@@ -53,7 +53,7 @@ class Cell:
     head: str
     method: MethodSpec
     seed: int
-    data: str  # 'mix' | 'control' | a name in ``mixes``
+    data: str  # 'mix' | 'control' | a name in ``mixes`` | '<one of those>.experts'
 
     @property
     def key(self) -> str:
@@ -72,9 +72,6 @@ def _record_and_ingest(
     out: Path, say: Say,
 ) -> Path:
     """Record ``mix`` of ``tasks`` into ``out/bags/<name>``, ingest it into ``out/data/<name>``."""
-    from bag_tools.ingest import ingest
-    from bag_tools.profile import load_profile
-
     data = out / 'data' / name
     marker = data / '.complete'
     if marker.exists():
@@ -89,6 +86,16 @@ def _record_and_ingest(
     ok = sum(e.success for e in eps)
     say(f'  recorded {name}: {len(eps)} episodes ({ok} successful) in '
         f'{time.monotonic() - t0:.0f} s')
+    _ingest_setups(cfg, bags, data, out)
+    marker.write_text('ok\n')
+    return data
+
+
+def _ingest_setups(cfg: BenchmarkConfig, bags: Path, data: Path, out: Path) -> None:
+    """Ingest ``bags/setup_<s>`` of every setup into ``data`` with that setup's profile."""
+    from bag_tools.ingest import ingest
+    from bag_tools.profile import load_profile
+
     for setup in cfg.setups:
         folder = bags / f'setup_{setup}'
         if not folder.is_dir():
@@ -100,6 +107,27 @@ def _record_and_ingest(
             failed = [b.reason for b in res.bags if b.reason]
             msg = f'ingest of {folder} failed: {failed[:1]}'
             raise RuntimeError(msg)
+
+
+def _experts_subset(cfg: BenchmarkConfig, name: str, out: Path, say: Say) -> Path:
+    """``data/<name>.experts``: the expert bags of the recorded set ``name``, copied and
+    ingested alone (the same episodes, byte for byte, without the others)."""
+    data = out / 'data' / f'{name}.experts'
+    marker = data / '.complete'
+    if marker.exists():
+        return data
+    src, bags = out / 'bags' / name, out / 'bags' / f'{name}.experts'
+    shutil.rmtree(bags, ignore_errors=True)
+    shutil.rmtree(data, ignore_errors=True)
+    n = 0
+    for folder in sorted(src.glob('setup_*/*__expert__*')):
+        shutil.copytree(folder, bags / folder.parent.name / folder.name)
+        n += 1
+    if not n:
+        msg = f'{src}: no expert episodes to train on alone (experts_alone)'
+        raise RuntimeError(msg)
+    _ingest_setups(cfg, bags, data, out)
+    say(f'  {name}.experts: its {n} expert episodes alone')
     marker.write_text('ok\n')
     return data
 
@@ -380,10 +408,12 @@ def _pool_map(fn: Callable[[Any], Any], items: Sequence[Any], workers: int,
 
 def cells(cfg: BenchmarkConfig) -> list[Cell]:
     """Every cell, seed by seed and head by head (a partial run has whole seeds and heads): per
-    task, each mixed data set with every method, then the control set with
-    ``control_methods``."""
+    task, each mixed data set with every method (and uniform on its experts alone when
+    ``experts_alone``), then the control set with ``control_methods``."""
     control = [m for m in cfg.methods if m.name in cfg.control_methods] if cfg.control_mix else []
     heads = list(dict.fromkeys([*cfg.heads, *(cfg.control_heads if control else ())]))
+    uniform = next((m for m in cfg.methods if m.name == 'uniform'), None) \
+        if cfg.experts_alone else None
     out = []
     for seed in cfg.seeds:
         for head in heads:
@@ -391,6 +421,8 @@ def cells(cfg: BenchmarkConfig) -> list[Cell]:
                 if head in cfg.heads:
                     out += [Cell(task, head, method, seed, data) for data in cfg.mixed_data
                             for method in cfg.methods]
+                    out += [Cell(task, head, uniform, seed, f'{data}.experts')
+                            for data in cfg.mixed_data if uniform is not None]
                 if head in cfg.control_heads:
                     out += [Cell(task, head, method, seed, 'control') for method in control]
     return out
@@ -407,6 +439,8 @@ def run_benchmark(cfg: BenchmarkConfig, out: str | Path, *, say: Say = log.info)
     for i, task in enumerate(cfg.tasks):
         for j, (data, mix) in enumerate(cfg.mixed_data.items()):
             _record_and_ingest(cfg, f'{task}/{data}', [task], mix, 100 + i + 200 * j, out, say)
+            if cfg.experts_alone:
+                _experts_subset(cfg, f'{task}/{data}', out, say)
         if cfg.control_mix:
             _record_and_ingest(cfg, f'{task}/control', [task], cfg.control_mix, 200 + i, out,
                                say)
@@ -525,7 +559,9 @@ def _verdicts(table: Sequence[dict[str, Any]], key: tuple[str, str, str],
 def paired_differences(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """Each method minus uniform on the same seeds and goals: mean per-goal difference, its 95%
     interval (normal approximation over the paired goals), and the share of the uniform →
-    clean gap closed (clean = uniform on the same task's expert-only control data)."""
+    clean gap closed, for two clean ends: uniform on the same task's expert-only control data
+    (``clean``, ``gap_closed``) and uniform on the mixed set's own expert episodes alone
+    (``experts``, ``gap_closed_experts``; ``experts_alone``), each over the seeds run."""
     cells = {(r['task'], r['data'], r['head'], r['method'], r['seed']): r for r in results}
     out = []
     for task, data, head, method in sorted({k[:4] for k in cells}):
@@ -546,17 +582,19 @@ def paired_differences(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]
             continue
         d = np.asarray(diffs)
         half = 1.96 * float(d.std(ddof=1)) / np.sqrt(len(d)) if len(d) > 1 else float('nan')
-        clean = [c['success_rate'] for k, c in cells.items()
-                 if k[:4] == (task, 'control', head, 'uniform')]
-        gap = float(np.mean(clean)) - float(np.mean(us)) if clean else float('nan')
-        share = (float(np.mean(ms)) - float(np.mean(us))) / gap if clean and gap > 0 \
-            else float('nan')
-        out.append({'task': task, 'data': data, 'head': head, 'method': method,
-                    'pairs': len(d), 'uniform': float(np.mean(us)), 'method_mean':
-                    float(np.mean(ms)), 'diff': float(d.mean()), 'ci_low': float(d.mean()) - half,
-                    'ci_high': float(d.mean()) + half,
-                    'clean': float(np.mean(clean)) if clean else float('nan'),
-                    'gap_closed': share})
+        gain = float(np.mean(ms)) - float(np.mean(us))
+        row = {'task': task, 'data': data, 'head': head, 'method': method,
+               'pairs': len(d), 'uniform': float(np.mean(us)), 'method_mean':
+               float(np.mean(ms)), 'diff': float(d.mean()), 'ci_low': float(d.mean()) - half,
+               'ci_high': float(d.mean()) + half}
+        for key, ref in (('clean', 'control'), ('experts', f'{data}.experts')):
+            clean = [c['success_rate'] for k, c in cells.items()
+                     if k[:4] == (task, ref, head, 'uniform')]
+            gap = float(np.mean(clean)) - float(np.mean(us)) if clean else float('nan')
+            row[key] = float(np.mean(clean)) if clean else float('nan')
+            row['gap_closed' if key == 'clean' else 'gap_closed_experts'] = \
+                gain / gap if clean and gap > 0 else float('nan')
+        out.append(row)
     return out
 
 
@@ -666,16 +704,27 @@ def _markdown_trust(summary: dict[str, Any]) -> list[str]:
     lines: list[str] = []
     paired = summary.get('paired') or []
     if paired:
+        own = any(np.isfinite(p.get('experts', np.nan)) for p in paired)
         lines += ['', '## Paired difference vs uniform (same seeds and goals)', '',
-                  '| task | data | head | method | goals | uniform | method | difference '
-                  '[95% CI] | clean | gap closed |', '|---|---|---|---|---|---|---|---|---|---|']
+                  'clean: uniform on the expert-only control recording; '
+                  + ("own experts: uniform on the mixed set's own expert episodes alone; "
+                     if own else '') + 'gap closed: (method − uniform) / (clean end − uniform).',
+                  '', '| task | data | head | method | goals | uniform | method | difference '
+                  '[95% CI] | clean | gap closed |' + (' own experts | gap closed |' if own
+                                                       else ''),
+                  '|---|---|---|---|---|---|---|---|---|---|' + ('---|---|' if own else '')]
+
+        def num(v: float, fmt: str) -> str:
+            return 'n/a' if np.isnan(v) else format(v, fmt)
+
         for p in paired:
-            gap = 'n/a' if np.isnan(p['gap_closed']) else f'{p["gap_closed"]:.0%}'
-            clean = 'n/a' if np.isnan(p['clean']) else f'{p["clean"]:.2f}'
             lines.append(
                 f'| {p["task"]} | {p["data"]} | {p["head"]} | {p["method"]} | {p["pairs"]} | '
                 f'{p["uniform"]:.2f} | {p["method_mean"]:.2f} | {p["diff"]:+.2f} '
-                f'[{p["ci_low"]:+.2f}, {p["ci_high"]:+.2f}] | {clean} | {gap} |')
+                f'[{p["ci_low"]:+.2f}, {p["ci_high"]:+.2f}] | {num(p["clean"], ".2f")} | '
+                f'{num(p["gap_closed"], ".0%")} |'
+                + (f' {num(p.get("experts", np.nan), ".2f")} | '
+                   f'{num(p.get("gap_closed_experts", np.nan), ".0%")} |' if own else ''))
     for t in summary.get('trust') or []:
         sources = sorted({s for row in t['auroc'].values() for s in row})
         lines += ['', f'## Episode AUROC, expert vs source: {t["task"]} {t["data"]} {t["head"]} '

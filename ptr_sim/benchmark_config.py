@@ -39,6 +39,10 @@ class BenchmarkConfig:
     pretrain_episodes: int = 20  # expert episodes per pretraining task
     mix: dict[str, int] = field(default_factory=lambda: {'expert': 20})  # per target task
     control_mix: dict[str, int] = field(default_factory=dict)  # expert-only control ({} = off)
+    # also train uniform on each mixed set's own expert episodes (data ``<data>.experts``, the
+    # same bags re-ingested): the clean end of the gap that set's bad episodes open, free of
+    # which goals a separate expert recording (``control_mix``) happened to draw
+    experts_alone: bool = False
     # more mixed data sets per target task, each run with every method like ``mix`` (e.g.
     # ``lowattr: {expert: 40, random_labels: 14, ...}``); the data name is the key
     mixes: dict[str, dict[str, int]] = field(default_factory=dict)
@@ -91,9 +95,10 @@ class BenchmarkConfig:
              'needs the uniform method)')
         need(bool(self.mix) and all(n >= 0 for n in self.mix.values()), 'mix',
              'a mapping source -> episodes')
-        need(all(name not in ('mix', 'control') and bool(m) and all(n >= 0 for n in m.values())
-                 for name, m in self.mixes.items()), 'mixes',
-             "a mapping name -> {source: episodes} (names other than 'mix' and 'control')")
+        need(all(name not in ('mix', 'control') and '.' not in name and bool(m)
+                 and all(n >= 0 for n in m.values()) for name, m in self.mixes.items()), 'mixes',
+             "a mapping name -> {source: episodes} (names other than 'mix' and 'control', "
+             "without a '.')")
         for tag in [*self.mix, *self.control_mix, *(t for m in self.mixes.values() for t in m)]:
             Source.parse(tag)
         known = {m.name for m in self.methods}
@@ -105,6 +110,11 @@ class BenchmarkConfig:
             need(getattr(self, key) >= 1, key, 'an integer >= 1')
         need(self.pretrain_episodes >= 0, 'pretrain_episodes', 'an integer >= 0')
         need(self.warm_start_steps >= 0, 'warm_start_steps', 'an integer >= 0')
+        need(not self.experts_alone or 'uniform' in names, 'experts_alone',
+             'true only with a uniform method (the experts-alone cells train uniform)')
+        need(not self.experts_alone or all(m.get('expert', 0) > 0
+                                           for m in self.mixed_data.values()),
+             'experts_alone', 'true only when every mixed set has expert episodes')
 
     @property
     def degraded_share(self) -> float:

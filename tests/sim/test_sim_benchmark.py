@@ -67,6 +67,68 @@ def test_extra_mixes_run_every_method_and_are_checked(tmp_path: Path) -> None:
     assert '| pick-place-v3 | lowattr | flow | trust | 10 |' in markdown(s)
 
 
+def test_experts_alone_adds_a_uniform_cell_on_each_mixed_sets_own_experts() -> None:
+    cfg = load_benchmark_config('tiny', ['mixes={lowattr: {expert: 2, random_labels: 2}}',
+                                         'experts_alone=true'])
+    keys = [c.key for c in cells(cfg)]
+    assert keys == ['pick-place-v3/mix/flow/uniform/seed0', 'pick-place-v3/mix/flow/trust/seed0',
+                    'pick-place-v3/lowattr/flow/uniform/seed0',
+                    'pick-place-v3/lowattr/flow/trust/seed0',
+                    'pick-place-v3/mix.experts/flow/uniform/seed0',
+                    'pick-place-v3/lowattr.experts/flow/uniform/seed0']
+    with pytest.raises(ConfigError, match='experts_alone'):
+        load_benchmark_config('tiny', ['experts_alone=true', 'mix={random_labels: 2}'])
+    with pytest.raises(ConfigError, match='experts_alone'):
+        load_benchmark_config('tiny', ['experts_alone=true',
+                                       'methods={trust: {weighter: trust}}'])
+    with pytest.raises(ConfigError, match='mixes'):
+        load_benchmark_config('tiny', ['mixes={low.attr: {expert: 2}}'])
+    # the report: the gap closed against both clean ends
+    results = []
+    for data, rate in (('mix', 0.2), ('mix.experts', 0.6), ('control', 0.9)):
+        results.append({'task': 'pick-place-v3', 'data': data, 'head': 'flow',
+                        'method': 'uniform', 'seed': 0, 'success_rate': rate, 'episodes': 10,
+                        'successes': [i < rate * 10 for i in range(10)]})
+    results.append({'task': 'pick-place-v3', 'data': 'mix', 'head': 'flow', 'method': 'trust',
+                    'seed': 0, 'success_rate': 0.5, 'episodes': 10,
+                    'successes': [i < 5 for i in range(10)]})
+    s = summarize(cfg, results)
+    (row,) = s['paired']
+    assert row['clean'] == pytest.approx(0.9)
+    assert row['gap_closed'] == pytest.approx(0.3 / 0.7)
+    assert row['experts'] == pytest.approx(0.6)
+    assert row['gap_closed_experts'] == pytest.approx(0.3 / 0.4)
+    assert '| 0.90 | 43% | 0.60 | 75% |' in markdown(s)
+
+
+def test_experts_subset_is_the_mixed_sets_expert_episodes_alone(tmp_path: Path) -> None:
+    """`<data>.experts` holds exactly the expert episodes of the recorded set, the same data."""
+    import numpy as np
+
+    from bag_tools.dataset import Dataset
+    from ptr_sim.benchmark import _experts_subset, _record_and_ingest
+
+    cfg = load_benchmark_config('tiny', ['record_max_steps=40'])
+    mix = {'expert': 2, 'random_labels': 1, 'delayed_6': 1}
+    full = Dataset.open(_record_and_ingest(cfg, 'push-v3/mix', ['push-v3'], mix, 5, tmp_path,
+                                           lambda _: None))
+    said: list[str] = []
+    alone = Dataset.open(_experts_subset(cfg, 'push-v3/mix', tmp_path, said.append))
+    assert said == ['  push-v3/mix.experts: its 2 expert episodes alone']
+
+    def experts(ds: Dataset) -> dict[str, list[float]]:
+        return {e['tags']['ptr.seed']: ds.episode(e['id']).action.sum(axis=1).tolist()
+                for e in ds.manifest['episodes'] if e['tags']['ptr.source'] == 'expert'}
+
+    assert len(alone) == 2 and len(full) == 4
+    assert experts(alone) == experts(full)
+    assert np.isclose(alone.manifest['rate_hz'], full.manifest['rate_hz'])
+    assert (tmp_path / 'data' / 'push-v3' / 'mix.experts' / '.complete').exists()
+    # a set without experts is refused by name
+    with pytest.raises(RuntimeError, match='no expert episodes'):
+        _experts_subset(cfg, 'push-v3/none', tmp_path, said.append)
+
+
 def test_overrides_and_errors_name_the_key(tmp_path: Path) -> None:
     cfg = load_benchmark_config('tiny', ['seeds=[0, 1, 2]', 'posttrain_steps=7'])
     assert cfg.seeds == (0, 1, 2)
