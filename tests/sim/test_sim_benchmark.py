@@ -120,7 +120,8 @@ def test_experts_subset_is_the_mixed_sets_expert_episodes_alone(tmp_path: Path) 
         return {e['tags']['ptr.seed']: ds.episode(e['id']).action.sum(axis=1).tolist()
                 for e in ds.manifest['episodes'] if e['tags']['ptr.source'] == 'expert'}
 
-    assert len(alone) == 2 and len(full) == 4
+    assert len(alone) == 2
+    assert len(full) == 4
     assert experts(alone) == experts(full)
     assert np.isclose(alone.manifest['rate_hz'], full.manifest['rate_hz'])
     assert (tmp_path / 'data' / 'push-v3' / 'mix.experts' / '.complete').exists()
