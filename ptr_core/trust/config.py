@@ -32,6 +32,12 @@ class TrustConfig:
     # that look good, so mislabeled ones stop shaping it); 1 = a single fit
     rounds: int = 3
     refine_steps: int = 0  # updates of each copy in rounds > 1 (0: ``steps``)
+    # rounds > 1 also train only on this top share of episodes by the last round's score (the
+    # rest drawn at ``w_min``): a round whose mixture split off only the most extreme group
+    # (random labels) would otherwise learn the next consequence model from the milder bad
+    # episodes (shuffled, delayed) too. The consequence model needs clean examples, not all of
+    # them; 1.0: the last round's trust alone decides the draws
+    refine_keep: float = 0.5
     batch_size: int = 256
     hidden: int = 64
     lr: float = 1e-3
@@ -78,6 +84,7 @@ class TrustConfig:
                ' | '.join(SECOND_SIGNALS))
         _check(self.signal in SIGNALS, 'signal', self.signal, ' | '.join(SIGNALS))
         _check(0.0 <= self.w_min < 1.0, 'w_min', self.w_min, 'in [0, 1)')
+        _check(0.0 < self.refine_keep <= 1.0, 'refine_keep', self.refine_keep, 'in (0, 1]')
         _check(self.separation >= 0, 'separation', self.separation, '>= 0')
         _check(0.0 <= self.min_share < 0.5, 'min_share', self.min_share, 'in [0, 0.5)')
 

@@ -49,7 +49,7 @@ from ptr_core.trust.scorer import (
     score_windows,
 )
 
-__all__ = ['SIGNALS', 'ScoreResult', 'score_datasets', 'signal_aurocs']
+__all__ = ['SIGNALS', 'ScoreResult', 'refit_trust', 'score_datasets', 'signal_aurocs']
 
 log = logging.getLogger(__name__)
 
@@ -238,17 +238,30 @@ def _rounds(
 
 def _round_weights(feats: WindowFeatures, rows: Tensor, score: Tensor,
                    config: TrustConfig) -> Tensor | None:
-    """Per-window training weights for the next round: the episode's out-of-fold trust from
-    this round's attribution scores; None when the mixture finds no distinct bad group."""
-    episode_scores = _episode_mean(score, feats, rows)
+    """Per-window training weights for the next round (``refit_trust`` of each window's
+    episode); None when the mixture finds no distinct bad group."""
+    trust = refit_trust(_episode_mean(score, feats, rows), config)
+    return None if trust is None else torch.from_numpy(trust[feats.episode.numpy()]).float()
+
+
+def refit_trust(episode_scores: npt.NDArray[np.float64],
+                config: TrustConfig) -> npt.NDArray[np.float64] | None:
+    """Per-episode draw weights of the next round's refit: the out-of-fold trust from this
+    round's scores, times ``w_min`` outside the top ``refine_keep`` share of episodes by score
+    (an episode without a score keeps its trust); None when the mixture finds no distinct bad
+    group (nothing to refine)."""
     mix = fit_calibration(episode_scores, separation=config.separation,
                           min_share=config.min_share, anchor=0.0)
     if not mix.accepted:
         return None
-    p = np.where(np.isfinite(episode_scores),
-                 mix.posterior_good(np.nan_to_num(episode_scores, nan=mix.mu_hi)), 1.0)
-    trust = config.w_min + (1 - config.w_min) * p
-    return torch.from_numpy(trust[feats.episode.numpy()]).float()
+    finite = np.isfinite(episode_scores)
+    p = np.where(finite, mix.posterior_good(np.nan_to_num(episode_scores, nan=mix.mu_hi)), 1.0)
+    trust: npt.NDArray[np.float64] = config.w_min + (1 - config.w_min) * p
+    if config.refine_keep < 1.0 and finite.any():
+        cut = np.quantile(episode_scores[finite], 1.0 - config.refine_keep)
+        kept = ~finite | (np.nan_to_num(episode_scores, nan=np.inf) >= cut)
+        trust = trust * np.where(kept, 1.0, config.w_min)
+    return trust
 
 
 def _attribution(

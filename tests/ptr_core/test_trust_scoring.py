@@ -282,6 +282,32 @@ def test_refinement_rounds_draw_training_windows_by_the_last_rounds_trust() -> N
         TrustConfig(rounds=0)
 
 
+def test_refits_draw_only_the_top_share_when_a_split_leaves_milder_bad_episodes() -> None:
+    from ptr_core.trust.crossfit import refit_trust
+
+    rng = np.random.default_rng(0)
+    # 20 good (+1), 10 mild bad (shuffled/delayed: +0.4, close to the good group), 10
+    # extreme (random labels: -8), and one episode without a score
+    scores = np.concatenate([1.0 + 0.1 * rng.standard_normal(20),
+                             0.4 + 0.1 * rng.standard_normal(10),
+                             -8.0 + 1.0 * rng.standard_normal(10), [np.nan]])
+    plain = refit_trust(scores, TrustConfig(refine_keep=1.0))
+    kept = refit_trust(scores, TrustConfig())  # refine_keep 0.5
+    assert plain is not None
+    assert kept is not None
+    # the mixture splits off the extreme group only; the milder one would be refitted on
+    assert plain[30:40].max() <= 0.03
+    assert plain[20:30].min() > 0.5
+    # with the top half kept, the milder group is drawn at the floor too, the good one not
+    assert kept[20:30].max() <= 0.02 * plain[20:30].max() + 1e-12
+    assert kept[:20].min() == pytest.approx(plain[:20].min())
+    assert kept[40] == plain[40] == 1.0
+    # expert-only scores (one group): no split, nothing to refine
+    assert refit_trust(1.0 + 0.1 * rng.standard_normal(40), TrustConfig()) is None
+    with pytest.raises(ConfigError, match='refine_keep'):
+        TrustConfig(refine_keep=0.0)
+
+
 def test_refinement_refits_on_the_trusted_episodes(labelled: tuple[Path, Path]) -> None:
     data, base = labelled
     torch.set_num_threads(1)
