@@ -259,7 +259,7 @@ def refit_trust(episode_scores: npt.NDArray[np.float64],
     trust: npt.NDArray[np.float64] = config.w_min + (1 - config.w_min) * p
     if config.refine_keep < 1.0 and finite.any():
         cut = np.quantile(episode_scores[finite], 1.0 - config.refine_keep)
-        kept = ~finite | (np.nan_to_num(episode_scores, nan=np.inf) >= cut)
+        kept = np.nan_to_num(episode_scores, nan=np.inf) >= cut  # no score: kept
         trust = trust * np.where(kept, 1.0, config.w_min)
     return trust
 
