@@ -74,7 +74,11 @@ def _record_and_ingest(
     """Record ``mix`` of ``tasks`` into ``out/bags/<name>``, ingest it into ``out/data/<name>``."""
     data = out / 'data' / name
     marker = data / '.complete'
-    if marker.exists():
+    plan = json.dumps({'tasks': list(tasks), 'mix': dict(mix), 'seed': seed,
+                       'setups': list(cfg.setups), 'image_size': cfg.image_size,
+                       'record_max_steps': cfg.record_max_steps, 'images': cfg.images},
+                      sort_keys=True, default=str)
+    if _marker_matches(marker, plan, say):
         return data
     bags = out / 'bags' / name
     shutil.rmtree(bags, ignore_errors=True)
@@ -87,8 +91,19 @@ def _record_and_ingest(
     say(f'  recorded {name}: {len(eps)} episodes ({ok} successful) in '
         f'{time.monotonic() - t0:.0f} s')
     _ingest_setups(cfg, bags, data, out)
-    marker.write_text('ok\n')
+    marker.write_text(plan + '\n')
     return data
+
+
+def _marker_matches(marker: Path, plan: str, say: Say) -> bool:
+    """Whether a finished stage's ``.complete`` marker holds ``plan`` (what it was made from);
+    a marker from other settings is said and the stage redone."""
+    if not marker.exists():
+        return False
+    if marker.read_text().strip() == plan:
+        return True
+    say(f'  {marker.parent} was made with other settings: recording it again')
+    return False
 
 
 def _ingest_setups(cfg: BenchmarkConfig, bags: Path, data: Path, out: Path) -> None:
@@ -114,7 +129,10 @@ def _experts_subset(cfg: BenchmarkConfig, name: str, out: Path, say: Say) -> Pat
     ingested alone (the same episodes, byte for byte, without the others)."""
     data = out / 'data' / f'{name}.experts'
     marker = data / '.complete'
-    if marker.exists():
+    source = out / 'data' / name / '.complete'
+    source_plan = source.read_text().strip() if source.exists() else ''
+    plan = json.dumps({'experts_of': name, 'plan': source_plan}, sort_keys=True)
+    if _marker_matches(marker, plan, say):
         return data
     src, bags = out / 'bags' / name, out / 'bags' / f'{name}.experts'
     shutil.rmtree(bags, ignore_errors=True)
@@ -128,7 +146,7 @@ def _experts_subset(cfg: BenchmarkConfig, name: str, out: Path, say: Say) -> Pat
         raise RuntimeError(msg)
     _ingest_setups(cfg, bags, data, out)
     say(f'  {name}.experts: its {n} expert episodes alone')
-    marker.write_text('ok\n')
+    marker.write_text(plan + '\n')
     return data
 
 
@@ -174,20 +192,36 @@ def _train(cfg: BenchmarkConfig, out_dir: Path, datasets: Sequence[Path], head: 
 
 def _pretrain(args: tuple[BenchmarkConfig, str, str, str]) -> str:
     cfg, out, data, head = args
-    final, _ = _train(cfg, Path(out) / 'runs' / 'base' / head, [Path(data)], head,
-                      cfg.pretrain_steps, 0, MethodSpec('uniform', 'uniform'), None)
+    run = Path(out) / 'runs' / 'base' / head
+    fingerprint = _hash({'base': head, 'data': [data, _data_plan(Path(data))],
+                         'train': _train_fingerprint(cfg, cfg.pretrain_steps)})
+    return _train_stage(cfg, run, fingerprint, Path(out) / 'runs' / '.stale' / 'base' / head,
+                        [Path(data)], head, cfg.pretrain_steps, 0, None)
+
+
+def _train_stage(cfg: BenchmarkConfig, run: Path, fingerprint: str, stale: Path,
+                 datasets: Sequence[Path], head: str, steps: int, seed: int,
+                 init: Path | None, threads: int | None = None) -> str:
+    """A uniform training stage (the base, a warm start): reused when its checkpoint was
+    trained with ``fingerprint``, else trained afresh (an old one moved to ``stale``)."""
+    reusable_result(run, fingerprint, stale)
+    final, _ = _train(cfg, run, datasets, head, steps, seed, MethodSpec('uniform', 'uniform'),
+                      init, threads=threads)
+    _json(run / FINGERPRINT, {'fingerprint': fingerprint, 'stage': str(run)})
     return str(final)
 
 
 def _warm_start(args: tuple[BenchmarkConfig, str, Cell, str | None, int]) -> str:
     """The uniform warm start of one (task, data, head, seed): its final checkpoint."""
     cfg, out, cell, base, threads = args
-    final, _ = _train(cfg, Path(out) / _warm_dir(cell), [Path(out) / 'data' / cell.task /
-                                                         cell.data],
-                      cell.head, cfg.warm_start_steps, cell.seed,
-                      MethodSpec('uniform', 'uniform'), Path(base) if base else None,
-                      threads=threads)
-    return str(final)
+    fingerprint = _hash({'warm': cell.key, 'base': [base, _fingerprint_of(base)],
+                         'data': _data_plan(Path(out) / 'data' / cell.task / cell.data),
+                         'train': _train_fingerprint(cfg, cfg.warm_start_steps)})
+    return _train_stage(cfg, Path(out) / _warm_dir(cell), fingerprint,
+                        Path(out) / 'runs' / '.stale' / _warm_dir(cell).relative_to('runs'),
+                        [Path(out) / 'data' / cell.task / cell.data], cell.head,
+                        cfg.warm_start_steps, cell.seed, Path(base) if base else None,
+                        threads=threads)
 
 
 def _warm_dir(cell: Cell) -> Path:
@@ -241,10 +275,11 @@ def _run_cell(args: tuple[BenchmarkConfig, str, Cell, str | None]) -> dict[str, 
     out = Path(out_s)
     run = out / 'runs' / cell.key
     result_file = run / 'result.json'
-    if result_file.exists():
-        loaded: dict[str, Any] = json.loads(result_file.read_text())
-        return loaded
     data = out / 'data' / cell.task / cell.data
+    fingerprint = cell_fingerprint(cfg, cell, base, data)
+    loaded = reusable_result(run, fingerprint, out / 'runs' / '.stale' / cell.key)
+    if loaded is not None:
+        return loaded
     torch.set_num_threads(cfg.threads)  # the scoring pass too, not only training
     method, trust = cell.method, None
     if method.weighter == 'trust':  # score before training, then sample by trust
@@ -259,6 +294,7 @@ def _run_cell(args: tuple[BenchmarkConfig, str, Cell, str | None]) -> dict[str, 
     final, train_s = _train(cfg, run, [data], cell.head, cfg.posttrain_steps, cell.seed,
                             method, Path(base) if base else None)
     train_cpu_s = time.process_time() - cpu0
+    _json(run / FINGERPRINT, {'fingerprint': fingerprint, 'cell': cell.key})
     t0 = time.monotonic()
     per_setup, successes = _evaluate_cell(cfg, cell, final)
     rows = _metrics(run)
@@ -266,7 +302,7 @@ def _run_cell(args: tuple[BenchmarkConfig, str, Cell, str | None]) -> dict[str, 
     diag = _late_mean(rows, 'weighter/')
     result = {
         'task': cell.task, 'head': cell.head, 'method': cell.method.name, 'seed': cell.seed,
-        'data': cell.data, 'success_rate': float(np.mean(successes)),
+        'data': cell.data, 'fingerprint': fingerprint, 'success_rate': float(np.mean(successes)),
         'episodes': len(successes), 'successes': [bool(s) for s in successes],
         'per_setup': per_setup, 'weights_by_source': weights,
         'nce_acc': diag.get('nce_acc'), 'w_at_min_share': diag.get('w_at_min_share'),
@@ -280,6 +316,90 @@ def _run_cell(args: tuple[BenchmarkConfig, str, Cell, str | None]) -> dict[str, 
         result.update(_trust_fields(trust))
     _json(result_file, result)
     return result
+
+
+FINGERPRINT = 'cell.json'  # beside a cell's checkpoint: what it was trained with
+
+
+def cell_fingerprint(cfg: BenchmarkConfig, cell: Cell, base: str | None,
+                     data: Path | None = None) -> str:
+    """A hash of everything a cell's result depends on besides its recorded data: the method and
+    its options (a trust method's scorer options resolved against today's ``TrustConfig``
+    defaults, so a changed ``ptr score`` default changes it), the base and its own
+    fingerprint, what its data set was recorded from (``data``'s ``.complete`` marker), the
+    training config file's text, overrides and steps, and the evaluation settings."""
+    method: dict[str, Any] = {'name': cell.method.name, 'weighter': cell.method.weighter,
+                              'options': dict(cell.method.options)}
+    if cell.method.weighter == 'trust':
+        method['options']['score'] = _resolved_score_options(cell)
+    doc = {'cell': cell.key, 'method': method, 'base': [base, _fingerprint_of(base)],
+           'data': _data_plan(data),
+           'train': _train_fingerprint(cfg, cfg.posttrain_steps),
+           'eval': [cfg.eval_episodes, cfg.eval_max_steps, cfg.execute, list(cfg.setups),
+                    cfg.images]}
+    return _hash(doc)
+
+
+def _train_fingerprint(cfg: BenchmarkConfig, steps: int) -> list[Any]:
+    path = Path(cfg.train_config)
+    path = path if path.is_absolute() else REPO / path
+    text = path.read_text() if path.is_file() else str(path)
+    return [hashlib.sha256(text.encode()).hexdigest(), list(cfg.train_overrides), steps]
+
+
+def _data_plan(data: Path | None) -> str | None:
+    try:
+        return (data / '.complete').read_text().strip() if data else None
+    except OSError:
+        return None
+
+
+def _hash(doc: Any) -> str:
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _fingerprint_of(checkpoint: str | None) -> str | None:
+    """The fingerprint a benchmark stage wrote beside ``checkpoint`` (``<run>/final``)."""
+    if not checkpoint:
+        return None
+    file = Path(checkpoint).parent / FINGERPRINT
+    try:
+        value = json.loads(file.read_text()).get('fingerprint')
+    except (OSError, ValueError):
+        return None
+    return str(value) if value else None
+
+
+def reusable_result(run: Path, fingerprint: str, stale: Path) -> dict[str, Any] | None:
+    """A finished cell's result when ``run`` was trained with ``fingerprint``; else None. A
+    checkpoint or result trained with other settings (or before cells were fingerprinted) is
+    moved to ``stale/<its fingerprint>`` — kept, never reused, never deleted — so the cell
+    re-runs from scratch; an interrupted run without a checkpoint is left to ``_train``."""
+    result_file, final = run / 'result.json', run / 'final' / 'config.json'
+    if not result_file.exists() and not final.exists():
+        return None
+    had = None
+    for file in (result_file, run / FINGERPRINT):
+        if file.exists():
+            try:
+                had = json.loads(file.read_text()).get('fingerprint')
+            except (OSError, ValueError):
+                had = None
+            if had:
+                break
+    if had == fingerprint:
+        if result_file.exists():
+            loaded: dict[str, Any] = json.loads(result_file.read_text())
+            return loaded
+        return None  # trained, not yet evaluated: ``_train`` reuses the checkpoint
+    dest = stale / (had or 'unfingerprinted')
+    if dest.exists():
+        dest = dest.with_name(f'{dest.name}-{time.strftime("%Y%m%d-%H%M%S")}-{os.getpid()}')
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(run, dest)
+    log.warning('%s was trained with other settings (fingerprint %s, now %s): moved to %s, '
+                're-running the cell', run, had or 'none', fingerprint, dest)
+    return None
 
 
 def _evaluate_cell(cfg: BenchmarkConfig, cell: Cell,
@@ -326,7 +446,7 @@ def _score_trust(out: Path, cell: Cell, base: str | None) -> tuple[Path, dict[st
         raise RuntimeError(msg)
     opts = {**dict(cell.method.options.get('score', {})), 'seed': cell.seed}
     # keyed by every resolved scorer option, so a changed default never reuses an old file
-    resolved = TrustConfig.from_mapping(opts).to_dict()
+    resolved = _resolved_score_options(cell)
     key = hashlib.sha256(json.dumps(resolved, sort_keys=True).encode()).hexdigest()[:10]
     folder = out / 'trust' / cell.task / cell.data / cell.head / Path(base).parent.name / key
     file, report = folder / 'trust.json', folder / 'report.json'
@@ -358,6 +478,15 @@ def _score_trust(out: Path, cell: Cell, base: str | None) -> tuple[Path, dict[st
             lock.unlink(missing_ok=True)
     loaded: dict[str, Any] = json.loads(report.read_text())
     return file, loaded
+
+
+def _resolved_score_options(cell: Cell) -> dict[str, Any]:
+    """A trust cell's ``ptr score`` options with every default filled in (and its seed)."""
+    from ptr_core.trust import TrustConfig
+
+    opts = {**dict(cell.method.options.get('score', {})), 'seed': cell.seed}
+    resolved: dict[str, Any] = TrustConfig.from_mapping(opts).to_dict()
+    return resolved
 
 
 def _take_lock(lock: Path) -> bool:

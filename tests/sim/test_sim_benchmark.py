@@ -128,6 +128,18 @@ def test_experts_subset_is_the_mixed_sets_expert_episodes_alone(tmp_path: Path) 
     # a set without experts is refused by name
     with pytest.raises(RuntimeError, match='no expert episodes'):
         _experts_subset(cfg, 'push-v3/none', tmp_path, said.append)
+    # resumed with the same plan: reused as it is; with another mix: recorded again, and the
+    # subset of its experts with it
+    said.clear()
+    _record_and_ingest(cfg, 'push-v3/mix', ['push-v3'], mix, 5, tmp_path, said.append)
+    _experts_subset(cfg, 'push-v3/mix', tmp_path, said.append)
+    assert said == []
+    other = {'expert': 1, 'random_labels': 1}
+    again = Dataset.open(_record_and_ingest(cfg, 'push-v3/mix', ['push-v3'], other, 5, tmp_path,
+                                            said.append))
+    assert len(again) == 2
+    assert said[0].endswith('push-v3/mix was made with other settings: recording it again')
+    assert len(Dataset.open(_experts_subset(cfg, 'push-v3/mix', tmp_path, said.append))) == 1
 
 
 def test_overrides_and_errors_name_the_key(tmp_path: Path) -> None:
@@ -244,3 +256,64 @@ def test_a_scoring_lock_left_by_a_killed_run_is_taken_over(tmp_path: Path) -> No
     lock.write_text('')  # created by a writer that died before writing its pid
     os.utime(lock, (0, 0))
     assert _take_lock(lock)
+
+
+def test_a_resumed_cell_is_reused_only_when_trained_with_the_same_settings(
+        tmp_path: Path) -> None:
+    """A finished cell is reused on resume only if its fingerprint matches: a changed scorer
+    option (or a ``ptr score`` default, resolved into the fingerprint), step count, base or
+    recorded data re-runs it, and the old run is moved aside, not reused and not deleted."""
+    from ptr_sim.benchmark import FINGERPRINT, Cell, cell_fingerprint, reusable_result
+    from ptr_sim.benchmark_config import MethodSpec
+
+    cfg = load_benchmark_config('tiny')
+    trust = next(c for c in cells(cfg) if c.method.weighter == 'trust')
+    base = str(tmp_path / 'base' / 'final')
+
+    def with_score(**score: object) -> Cell:
+        opts = {**trust.method.options, 'score': {**trust.method.options['score'], **score}}
+        return Cell(trust.task, trust.head, MethodSpec(trust.method.name, 'trust', opts),
+                    trust.seed, trust.data)
+
+    fp = cell_fingerprint(cfg, trust, base)
+    assert cell_fingerprint(cfg, with_score(refine_keep=0.5), base) == fp  # the default, spelt
+    assert cell_fingerprint(cfg, with_score(refine_keep=1.0), base) != fp
+    assert cell_fingerprint(load_benchmark_config('tiny', ['workers=1']), trust, base) == fp
+    assert cell_fingerprint(load_benchmark_config('tiny', ['posttrain_steps=41']), trust,
+                            base) != fp
+    assert cell_fingerprint(cfg, trust, str(tmp_path / 'other' / 'final')) != fp
+    (tmp_path / 'base').mkdir()
+    (tmp_path / 'base' / FINGERPRINT).write_text(json.dumps({'fingerprint': 'retrained'}))
+    assert cell_fingerprint(cfg, trust, base) != fp  # the same base path, pretrained again
+    data = tmp_path / 'data'
+    data.mkdir()
+    (data / '.complete').write_text('{"mix": {"expert": 3}}\n')
+    recorded = cell_fingerprint(cfg, trust, base, data)
+    (data / '.complete').write_text('{"mix": {"expert": 4}}\n')
+    assert cell_fingerprint(cfg, trust, base, data) != recorded
+
+    run, stale = tmp_path / 'runs' / 'cell', tmp_path / 'runs' / '.stale' / 'cell'
+    assert reusable_result(run, 'a', stale) is None  # nothing there yet
+    (run / 'final').mkdir(parents=True)
+    (run / 'final' / 'config.json').write_text('{}')
+    (run / FINGERPRINT).write_text(json.dumps({'fingerprint': 'a'}))
+    assert reusable_result(run, 'a', stale) is None  # trained, not evaluated: kept for _train
+    assert (run / 'final' / 'config.json').is_file()
+    (run / 'result.json').write_text(json.dumps({'fingerprint': 'a', 'success_rate': 0.5}))
+    assert reusable_result(run, 'a', stale) == {'fingerprint': 'a', 'success_rate': 0.5}
+
+    assert reusable_result(run, 'b', stale) is None  # other settings: moved aside, re-run
+    assert not run.exists()
+    assert json.loads((stale / 'a' / 'result.json').read_text())['success_rate'] == 0.5
+    assert (stale / 'a' / 'final' / 'config.json').is_file()
+
+    (run / 'final').mkdir(parents=True)  # a run from before cells were fingerprinted
+    (run / 'final' / 'config.json').write_text('{}')
+    (run / 'result.json').write_text(json.dumps({'success_rate': 0.9}))
+    assert reusable_result(run, 'b', stale) is None
+    assert json.loads((stale / 'unfingerprinted' / 'result.json').read_text()) == {
+        'success_rate': 0.9}
+    (run / 'final').mkdir(parents=True)  # and a second one: nothing overwritten
+    (run / 'final' / 'config.json').write_text('{}')
+    assert reusable_result(run, 'b', stale) is None
+    assert len(list(stale.glob('unfingerprinted*'))) == 2
