@@ -661,7 +661,8 @@ def summarize(cfg: BenchmarkConfig, results: Sequence[dict[str, Any]]) -> dict[s
                 verdicts += _verdicts(table, (task, data, head), len(cfg.seeds))
     return {'config': cfg.to_dict(), 'degraded_share': cfg.degraded_share, 'table': table,
             'weights_by_source': weight_table, 'verdicts': verdicts,
-            'paired': paired_differences(results), 'trust': trust_summary(results),
+            'paired': paired_differences(results), 'contrasts': contrasts(results),
+            'trust': trust_summary(results),
             'cells': list(results)}
 
 
@@ -693,14 +694,41 @@ def paired_differences(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]
     (``experts``, ``gap_closed_experts``; ``experts_alone``), each over the seeds run."""
     cells = {(r['task'], r['data'], r['head'], r['method'], r['seed']): r for r in results}
     out = []
+    for row in _paired(cells, 'uniform'):
+        task, data, head = row['task'], row['data'], row['head']
+        row['uniform'] = row.pop('reference_mean')
+        gain = row['method_mean'] - row['uniform']
+        for key, ref in (('clean', 'control'), ('experts', f'{data}.experts')):
+            clean = [c['success_rate'] for k, c in cells.items()
+                     if k[:4] == (task, ref, head, 'uniform')]
+            gap = float(np.mean(clean)) - row['uniform'] if clean else float('nan')
+            row[key] = float(np.mean(clean)) if clean else float('nan')
+            row['gap_closed' if key == 'clean' else 'gap_closed_experts'] = \
+                gain / gap if clean and gap > 0 else float('nan')
+        out.append(row)
+    return out
+
+
+def contrasts(results: Sequence[dict[str, Any]], reference: str = 'trust') -> list[dict[str, Any]]:
+    """Each arm other than uniform and ``reference`` minus ``reference`` on the same seeds and
+    goals (the ablations: what each change to the shipped trust costs or gains)."""
+    cells = {(r['task'], r['data'], r['head'], r['method'], r['seed']): r for r in results}
+    return [r for r in _paired(cells, reference) if r['method'] != 'uniform']
+
+
+def _paired(cells: dict[tuple[str, str, str, str, int], dict[str, Any]],
+            reference: str) -> list[dict[str, Any]]:
+    """Every method but ``reference``, paired goal by goal with ``reference`` (same task,
+    data, head, seed): mean difference and its 95% interval over the paired goals."""
+    out = []
     for task, data, head, method in sorted({k[:4] for k in cells}):
-        if method == 'uniform':
+        if method == reference:
             continue
         diffs, ms, us = [], [], []
         for (t2, d2, h2, m2, s2), r2 in cells.items():
             if (t2, d2, h2, m2) != (task, data, head, method):
                 continue
-            u = cells.get((task, data, head, 'uniform', s2))
+            u = cells.get((task, data, head, reference, s2))
             a, b = r2.get('successes'), None if u is None else u.get('successes')
             if a is None or b is None or len(a) != len(b):
                 continue
@@ -711,19 +739,11 @@ def paired_differences(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]
             continue
         d = np.asarray(diffs)
         half = 1.96 * float(d.std(ddof=1)) / np.sqrt(len(d)) if len(d) > 1 else float('nan')
-        gain = float(np.mean(ms)) - float(np.mean(us))
-        row = {'task': task, 'data': data, 'head': head, 'method': method,
-               'pairs': len(d), 'uniform': float(np.mean(us)), 'method_mean':
-               float(np.mean(ms)), 'diff': float(d.mean()), 'ci_low': float(d.mean()) - half,
-               'ci_high': float(d.mean()) + half}
-        for key, ref in (('clean', 'control'), ('experts', f'{data}.experts')):
-            clean = [c['success_rate'] for k, c in cells.items()
-                     if k[:4] == (task, ref, head, 'uniform')]
-            gap = float(np.mean(clean)) - float(np.mean(us)) if clean else float('nan')
-            row[key] = float(np.mean(clean)) if clean else float('nan')
-            row['gap_closed' if key == 'clean' else 'gap_closed_experts'] = \
-                gain / gap if clean and gap > 0 else float('nan')
-        out.append(row)
+        out.append({'task': task, 'data': data, 'head': head, 'method': method,
+                    'reference': reference, 'pairs': len(d),
+                    'reference_mean': float(np.mean(us)), 'method_mean': float(np.mean(ms)),
+                    'diff': float(d.mean()), 'ci_low': float(d.mean()) - half,
+                    'ci_high': float(d.mean()) + half})
     return out
 
 
@@ -854,6 +874,17 @@ def _markdown_trust(summary: dict[str, Any]) -> list[str]:
                 f'{num(p["gap_closed"], ".0%")} |'
                 + (f' {num(p.get("experts", np.nan), ".2f")} | '
                    f'{num(p.get("gap_closed_experts", np.nan), ".0%")} |' if own else ''))
+    contrast = summary.get('contrasts') or []
+    if contrast:
+        ref = contrast[0]['reference']
+        lines += ['', f'## Each other arm vs `{ref}` (same seeds and goals)', '',
+                  f'| task | data | head | method | goals | {ref} | method | difference '
+                  '[95% CI] |', '|---|---|---|---|---|---|---|---|']
+        for c in contrast:
+            lines.append(
+                f'| {c["task"]} | {c["data"]} | {c["head"]} | {c["method"]} | {c["pairs"]} | '
+                f'{c["reference_mean"]:.2f} | {c["method_mean"]:.2f} | {c["diff"]:+.2f} '
+                f'[{c["ci_low"]:+.2f}, {c["ci_high"]:+.2f}] |')
     for t in summary.get('trust') or []:
         sources = sorted({s for row in t['auroc'].values() for s in row})
         lines += ['', f'## Episode AUROC, expert vs source: {t["task"]} {t["data"]} {t["head"]} '

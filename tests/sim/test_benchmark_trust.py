@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ptr_core.errors import ConfigError
-from ptr_sim.benchmark import _markdown_trust, paired_differences, trust_summary
+from ptr_sim.benchmark import _markdown_trust, contrasts, paired_differences, trust_summary
 from ptr_sim.benchmark_config import BenchmarkConfig, MethodSpec
 
 
@@ -32,6 +32,29 @@ def test_paired_difference_and_gap_closed() -> None:
     assert row['ci_low'] < 0.5 < row['ci_high']
     assert row['clean'] == pytest.approx(7 / 8)
     assert row['gap_closed'] == pytest.approx(0.5 / (7 / 8 - 2 / 8))
+
+
+def test_ablation_arms_are_paired_with_the_shipped_trust() -> None:
+    results = [
+        _cell('uniform', 0, [False, False, False, False]),
+        _cell('trust', 0, [True, True, True, False]),
+        _cell('trust_in_sample', 0, [True, False, False, False]),
+        _cell('trust', 1, [True, True, False, False]),
+        _cell('trust_in_sample', 1, [False, True, False, False]),
+        _cell('trust_in_sample', 2, [True, True, True, True]),  # no trust cell: not paired
+        _cell('uniform', 0, [True, True, True, True], data='control'),
+    ]
+    (row,) = contrasts(results)
+    assert (row['method'], row['reference'], row['pairs']) == ('trust_in_sample', 'trust', 8)
+    assert row['reference_mean'] == pytest.approx(5 / 8)
+    assert row['method_mean'] == pytest.approx(2 / 8)
+    assert row['diff'] == pytest.approx(-3 / 8)
+    assert row['ci_high'] < 0  # every pair is either equal or worse
+    text = '\n'.join(_markdown_trust({'contrasts': [row]}))
+    assert 'vs `trust`' in text
+    assert '| push-v3 | mix | flow | trust_in_sample | 8 | 0.62 | 0.25 | -0.38 [' in text
+    # uniform and the reference itself are never contrasts
+    assert not contrasts([_cell('uniform', 0, [True]), _cell('trust', 0, [False])])
 
 
 def test_trust_summary_and_markdown() -> None:
