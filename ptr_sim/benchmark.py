@@ -282,7 +282,11 @@ def _run_cell(args: tuple[BenchmarkConfig, str, Cell, str | None]) -> dict[str, 
         return loaded
     torch.set_num_threads(cfg.threads)  # the scoring pass too, not only training
     method, trust = cell.method, None
-    if method.weighter == 'trust':  # score before training, then sample by trust
+    if method.weighter == 'trust' and 'oracle' in method.options:  # the recorded tags' trust
+        file, trust = _oracle_trust(out, cell, float(method.options['oracle']))
+        opts = {k: v for k, v in method.options.items() if k != 'oracle'}
+        method = MethodSpec(method.name, 'trust', {**opts, 'file': str(file)})
+    elif method.weighter == 'trust':  # score before training, then sample by trust
         scorer_base = base
         if method.options.get('base') == 'uniform':  # the demo: no pretraining stage
             scorer_base = str(out / 'runs' / Cell(cell.task, cell.head, MethodSpec(
@@ -478,6 +482,44 @@ def _score_trust(out: Path, cell: Cell, base: str | None) -> tuple[Path, dict[st
             lock.unlink(missing_ok=True)
     loaded: dict[str, Any] = json.loads(report.read_text())
     return file, loaded
+
+
+def _oracle_trust(out: Path, cell: Cell, floor: float) -> tuple[Path, dict[str, Any]]:
+    """The trust the recording's own source tags give (``oracle: FLOOR``): 1 for every frame of
+    an ``expert`` episode, ``floor`` for every other (0: never drawn). Not a method — the
+    benchmark's diagnostic upper bound of trust sampling: a shortfall of the scored trust
+    against it is the scorer's (ranking, calibration); a shortfall of it against the experts
+    alone is the residual draws' (``floor``) or the head's."""
+    from bag_tools.dataset import Dataset
+    from bag_tools.trust import EpisodeTrust, dataset_content_hash, make_trust_file, write_trust
+    from ptr_core.data import SOURCE_TAG
+    from ptr_core.trust.crossfit import EXPERT, signal_aurocs
+
+    if not 0.0 <= floor < 1.0:
+        msg = f'{cell.method.name}: oracle: {floor!r} is not a trust floor in [0, 1)'
+        raise ValueError(msg)
+    ds = Dataset.open(out / 'data' / cell.task / cell.data)
+    digest = dataset_content_hash(ds)
+    episodes, sources, lengths = [], [], []
+    for ep in ds.episodes():
+        source = str(ep.tags.get(SOURCE_TAG, ''))
+        trust = 1.0 if source == EXPERT else floor
+        episodes.append(EpisodeTrust(digest, ep.id, trust, trust, 0, np.full(ep.length, trust)))
+        sources.append(source)
+        lengths.append(ep.length)
+    if EXPERT not in sources:
+        msg = f'{cell.method.name}: oracle: {ds.root} has no episode tagged {EXPERT!r}'
+        raise ValueError(msg)
+    folder = out / 'trust' / cell.task / cell.data / f'oracle-{floor:g}'
+    trust_file = make_trust_file({'oracle': floor, 'tag': SOURCE_TAG}, [(ds, episodes)])
+    file = write_trust(folder / 'trust.json', trust_file)
+    by_source: dict[str, list[float]] = {}
+    for src, et in zip(sources, episodes):
+        by_source.setdefault(src, []).append(et.trust)
+    return file, {'file': str(file), 'scoring_s': 0.0, 'seconds': {},
+                  'auroc': signal_aurocs(trust_file, sources, lengths),
+                  'auroc_length_controlled': {},
+                  'trust_by_source': {k: float(np.mean(v)) for k, v in by_source.items()}}
 
 
 def _resolved_score_options(cell: Cell) -> dict[str, Any]:

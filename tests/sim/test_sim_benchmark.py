@@ -142,6 +142,35 @@ def test_experts_subset_is_the_mixed_sets_expert_episodes_alone(tmp_path: Path) 
     assert len(Dataset.open(_experts_subset(cfg, 'push-v3/mix', tmp_path, said.append))) == 1
 
 
+def test_oracle_trust_is_the_recorded_source_tags(tmp_path: Path) -> None:
+    """`oracle: FLOOR` (a diagnostic arm): trust 1 on every frame of an expert episode, FLOOR
+    on every other, bound to the recorded set like a `ptr score` file."""
+    from bag_tools.dataset import Dataset
+    from bag_tools.trust import read_trust
+    from ptr_sim.benchmark import Cell, _oracle_trust, _record_and_ingest
+    from ptr_sim.benchmark_config import MethodSpec
+
+    cfg = load_benchmark_config('tiny', ['record_max_steps=40'])
+    mix = {'expert': 2, 'random_labels': 1, 'delayed_6': 1}
+    ds = Dataset.open(_record_and_ingest(cfg, 'push-v3/mix', ['push-v3'], mix, 5, tmp_path,
+                                         lambda _: None))
+    method = MethodSpec('trust_oracle', 'trust', {'oracle': 0.0})
+    file, report = _oracle_trust(tmp_path, Cell('push-v3', 'flow', method, 0, 'mix'), 0.0)
+    by_id = read_trust(file).for_dataset(ds)
+    tags = {e['id']: e['tags']['ptr.source'] for e in ds.manifest['episodes']}
+    assert sorted(tags.values()) == ['delayed_6', 'expert', 'expert', 'random_labels']
+    for episode_id, (trust, frames) in by_id.items():
+        want = 1.0 if tags[episode_id] == 'expert' else 0.0
+        assert trust == want
+        assert frames.min() == frames.max() == want
+    assert report['trust_by_source'] == {'expert': 1.0, 'random_labels': 0.0, 'delayed_6': 0.0}
+    assert report['auroc']['trust'] == {'delayed_6': 1.0, 'random_labels': 1.0}
+    _, floored = _oracle_trust(tmp_path, Cell('push-v3', 'flow', method, 0, 'mix'), 0.02)
+    assert floored['trust_by_source']['random_labels'] == pytest.approx(0.02)
+    with pytest.raises(ValueError, match='trust floor'):
+        _oracle_trust(tmp_path, Cell('push-v3', 'flow', method, 0, 'mix'), 1.0)
+
+
 def test_overrides_and_errors_name_the_key(tmp_path: Path) -> None:
     cfg = load_benchmark_config('tiny', ['seeds=[0, 1, 2]', 'posttrain_steps=7'])
     assert cfg.seeds == (0, 1, 2)
