@@ -230,8 +230,11 @@ class MixtureSampler(Sampler[tuple[int, int, int]]):
 
     The global stream assigns sample number ``g`` to rank ``g % world``; a step's global batch
     is ``g ∈ [step·B, (step+1)·B)``. ``start_step`` resumes exactly where a run stopped.
-    ``window_weights`` (per dataset, one weight per window, or None for uniform): windows are
-    drawn in proportion to them inside their dataset (trust sampling; same cost per draw).
+    ``window_weights`` (per dataset, one weight per window, or None for uniform: every window
+    weighs 1): a window is drawn with its uniform probability times its weight (trust
+    sampling; same cost per draw), so a dataset's share is its ``weights`` entry times its mean
+    window weight — the same distribution that per-sample loss weights give in expectation, and
+    a dataset trusted nowhere is not drawn at all.
     """
 
     def __init__(
@@ -253,7 +256,6 @@ class MixtureSampler(Sampler[tuple[int, int, int]]):
         self.ids = np.asarray(keep, np.int64)
         self.sizes = np.asarray([sizes[i] for i in keep], np.int64)
         p = np.asarray([weights[i] for i in keep], np.float64)
-        self.p = p / p.sum()
         self.batch_size = batch_size
         self.seed = seed
         self.rank = rank
@@ -266,11 +268,17 @@ class MixtureSampler(Sampler[tuple[int, int, int]]):
             if w is None:
                 continue
             w = np.asarray(w, np.float64)
-            if len(w) != sizes[i] or not np.all(w >= 0) or not w.sum() > 0:
-                msg = (f'dataset {i}: window weights must be {sizes[i]} non-negative values '
-                       'with a positive sum')
+            if len(w) != sizes[i] or not np.all(np.isfinite(w)) or not np.all(w >= 0):
+                msg = f'dataset {i}: window weights must be {sizes[i]} finite non-negative values'
                 raise PtrError(msg)
-            self._cdf[j] = np.cumsum(w) / w.sum()
+            p[j] *= float(w.mean())
+            if w.sum() > 0:
+                self._cdf[j] = np.cumsum(w) / w.sum()
+        if not p.sum() > 0:
+            msg = ('window weights: every window of every dataset weighs 0 (trust 0 everywhere): '
+                   'nothing to draw')
+            raise PtrError(msg)
+        self.p = p / p.sum()
 
     def _draw(self, g: int) -> tuple[int, int]:
         b = g // _BLOCK

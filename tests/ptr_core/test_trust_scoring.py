@@ -185,6 +185,29 @@ def test_sampler_draws_windows_in_proportion_to_their_weights() -> None:
     assert counts[2] / counts[1] == pytest.approx(3.0, rel=0.15)
     with pytest.raises(PtrError, match='window weights'):
         MixtureSampler([4], [1.0], batch_size=8, seed=0, window_weights=[np.zeros(4)])
+    with pytest.raises(PtrError, match='finite non-negative'):
+        MixtureSampler([4], [1.0], batch_size=8, seed=0, window_weights=[w - 1.0])
+
+
+def test_trust_scales_each_datasets_share_like_loss_weights_would() -> None:
+    """Across datasets a window's draw probability is its uniform one times its trust: a
+    dataset trusted at 0.25 throughout gets a quarter of its configured share, one trusted
+    nowhere gets none (before: trust only moved draws inside a dataset)."""
+    def shares(second: np.ndarray, weights: tuple[float, float] = (1.0, 1.0)) -> np.ndarray:
+        sampler = MixtureSampler([6, 4], list(weights), batch_size=8, seed=0,
+                                 window_weights=[np.ones(6), second])
+        it = iter(sampler)
+        return np.bincount([next(it)[0] for _ in range(8000)], minlength=2) / 8000
+
+    assert shares(np.full(4, 0.25))[1] == pytest.approx(0.25 / 1.25, abs=0.02)
+    assert shares(np.full(4, 0.25), (1.0, 3.0))[1] == pytest.approx(0.75 / 1.75, abs=0.02)
+    assert shares(np.zeros(4))[1] == 0.0
+    # a dataset without window weights draws as if every window weighed 1
+    mixed = MixtureSampler([6, 4], [1.0, 1.0], batch_size=8, seed=0,
+                           window_weights=[np.full(6, 0.5), None])
+    it = iter(mixed)
+    second = np.mean([next(it)[0] for _ in range(8000)])
+    assert second == pytest.approx(1.0 / 1.5, abs=0.02)
 
 
 def _half_trust(data: Path) -> Path:
