@@ -58,7 +58,12 @@ class TrustConfig:
     # also fit the baseline probes (inverse dynamics, bc_loss) and store their episode signals
     # for AUROC tables (the benchmark); off, only the probes the trust needs run
     baselines: bool = False
-    w_min: float = 0.02  # trust floor
+    # trust floor: 0 — an episode the mixture calls bad is not drawn. A floor of 0.02 still drew
+    # ~2% of the windows from a 50%-bad set, which broke every rollout of the diffusion head on
+    # drawer-open (oracle trust with the floor 0.05, without it 0.48 = the experts alone); on
+    # pick-place and push, seed 0, 0 beat 0.02 in all 8 cells (docs/benchmark.md). The
+    # conservative part is the mixture's acceptance: no distinct bad group, every trust is 1
+    w_min: float = 0.0
     separation: float = 1.5  # mixture accepted when Ashman's D >= this (and BIC, anchor)
     min_share: float = 0.05  # ... and the smaller component holds at least this share
     smooth: int = 0  # frame-score moving-average width (0: the chunk length L)

@@ -321,8 +321,13 @@ def test_refits_draw_only_the_top_share_when_a_split_leaves_milder_bad_episodes(
     # the mixture splits off the extreme group only; the milder one would be refitted on
     assert plain[30:40].max() <= 0.03
     assert plain[20:30].min() > 0.5
-    # with the top half kept, the milder group is drawn at the floor too, the good one not
-    assert kept[20:30].max() <= 0.02 * plain[20:30].max() + 1e-12
+    # with the top half kept, the milder group is drawn at the floor too (0: not at all),
+    # the good one not
+    assert kept[20:30].max() <= TrustConfig().w_min * plain[20:30].max() + 1e-12
+    floored = refit_trust(scores, TrustConfig(w_min=0.02))
+    assert floored is not None
+    assert floored[20:30].max() <= 0.02 * plain[20:30].max() + 1e-12
+    assert floored[20:30].min() > 0.0
     assert kept[:20].min() == pytest.approx(plain[:20].min())
     assert kept[40] == plain[40] == 1.0
     # expert-only scores (one group): no split, nothing to refine
