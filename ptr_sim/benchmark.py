@@ -334,8 +334,8 @@ def cell_fingerprint(cfg: BenchmarkConfig, cell: Cell, base: str | None,
     training config file's text, overrides and steps, and the evaluation settings."""
     method: dict[str, Any] = {'name': cell.method.name, 'weighter': cell.method.weighter,
                               'options': dict(cell.method.options)}
-    if cell.method.weighter == 'trust':
-        method['options']['score'] = _resolved_score_options(cell)
+    if cell.method.weighter == 'trust' and 'oracle' not in cell.method.options:
+        method['options']['score'] = _resolved_score_options(cell)  # the oracle runs no scorer
     doc = {'cell': cell.key, 'method': method, 'base': [base, _fingerprint_of(base)],
            'data': _data_plan(data),
            'train': _train_fingerprint(cfg, cfg.posttrain_steps),

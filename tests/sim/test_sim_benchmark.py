@@ -288,7 +288,7 @@ def test_a_scoring_lock_left_by_a_killed_run_is_taken_over(tmp_path: Path) -> No
 
 
 def test_a_resumed_cell_is_reused_only_when_trained_with_the_same_settings(
-        tmp_path: Path) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A finished cell is reused on resume only if its fingerprint matches: a changed scorer
     option (or a ``ptr score`` default, resolved into the fingerprint), step count, base or
     recorded data re-runs it, and the old run is moved aside, not reused and not deleted."""
@@ -311,6 +311,21 @@ def test_a_resumed_cell_is_reused_only_when_trained_with_the_same_settings(
     assert cell_fingerprint(load_benchmark_config('tiny', ['posttrain_steps=41']), trust,
                             base) != fp
     assert cell_fingerprint(cfg, trust, str(tmp_path / 'other' / 'final')) != fp
+    # an oracle cell runs no scorer: keyed by its floor, not by scorer options or defaults
+    oracle = Cell(trust.task, trust.head, MethodSpec('oracle', 'trust', {'oracle': 0.0}),
+                  trust.seed, trust.data)
+    oracle_fp = cell_fingerprint(cfg, oracle, base)
+    import ptr_sim.benchmark as bench
+
+    resolved = bench._resolved_score_options
+    # a changed `ptr score` default: the trust cell re-runs, the oracle cell does not
+    monkeypatch.setattr(bench, '_resolved_score_options',
+                        lambda cell: {**resolved(cell), 'w_min': 0.3})
+    assert cell_fingerprint(cfg, trust, base) != fp
+    assert cell_fingerprint(cfg, oracle, base) == oracle_fp
+    monkeypatch.undo()
+    assert cell_fingerprint(cfg, Cell(trust.task, trust.head, MethodSpec(
+        'oracle', 'trust', {'oracle': 0.02}), trust.seed, trust.data), base) != oracle_fp
     (tmp_path / 'base').mkdir()
     (tmp_path / 'base' / FINGERPRINT).write_text(json.dumps({'fingerprint': 'retrained'}))
     assert cell_fingerprint(cfg, trust, base) != fp  # the same base path, pretrained again
