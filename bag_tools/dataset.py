@@ -259,9 +259,17 @@ def _temp_owner(path: Path) -> int | None:
     if path.is_symlink() or not path.is_dir():
         return None
     try:
-        marker = json.loads((path / TEMP_MARKER).read_text())
-    except (OSError, ValueError):
+        text = (path / TEMP_MARKER).read_text()
+    except OSError:
         return None
+    try:
+        marker = json.loads(text)
+    except ValueError:
+        # our marker, cut short by a kill while it was being written (seen: an empty one): the
+        # pid is the one the directory is named by (``.tmp-<id>-<pid>``, ``.tmp-manifest-<pid>``)
+        tail = path.name.rsplit('-', 1)[-1]
+        named = path.name.startswith(_TEMP_PREFIX) and tail.isdigit()
+        return int(tail) if named and int(tail) > 0 else None
     if not isinstance(marker, dict) or marker.get('writer') != 'ptr':
         return None
     pid = marker.get('pid')

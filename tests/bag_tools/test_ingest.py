@@ -246,6 +246,11 @@ def test_leftovers_of_a_dead_writer_are_cleaned(tmp_path: Path) -> None:
         (temp / '.ptr-temp').write_text(marker)
         (temp / 'state.npy').write_bytes(b'partial')
     (out / 'episodes' / f'.tmp-user-{dead}').mkdir()  # no marker: not ours
+    # killed while writing the marker (an empty or cut-short one): ours, the pid in the name
+    for name, text in ((f'.tmp-y-{dead}', ''), (f'.tmp-z-{dead}', '{"pid": 99')):
+        (out / 'episodes' / name).mkdir()
+        (out / 'episodes' / name / '.ptr-temp').write_text(text)
+        (out / 'episodes' / name / 'state.npy').write_bytes(b'partial')
     bag = write_bag(arm_content(duration_s=2.0), tmp_path / 'b', 'mcap')
     assert ingest([bag], prof(), out).ok
     assert sorted(p.name for p in out.iterdir()) == ['episodes', 'manifest.json']
