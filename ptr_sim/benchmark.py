@@ -465,14 +465,11 @@ def _score_trust(out: Path, cell: Cell, base: str | None) -> tuple[Path, dict[st
             res = score_datasets([out / 'data' / cell.task / cell.data], init=base,
                                  config=TrustConfig.from_mapping(opts))
             write_trust(file, res.trust)
-            by_source: dict[str, list[float]] = {}
-            for src, ep in zip(res.sources, res.trust.episodes):
-                by_source.setdefault(src, []).append(ep.trust)
             _json(report, {
                 'file': str(file), 'options': opts, 'scoring_s': time.monotonic() - t0,
                 'seconds': res.seconds, 'auroc': res.aurocs(),
                 'auroc_length_controlled': res.aurocs(length_controlled=True),
-                'trust_by_source': {k: float(np.mean(v)) for k, v in by_source.items()},
+                'trust_by_source': _mean_trust_by_source(res.sources, res.trust.episodes),
                 'episodes': [{'source': src, 'length': n, 'trust': ep.trust,
                               'score': ep.score if np.isfinite(ep.score) else None}
                              for src, n, ep in zip(res.sources, res.lengths,
@@ -495,7 +492,7 @@ def _oracle_trust(out: Path, cell: Cell, floor: float) -> tuple[Path, dict[str, 
     from ptr_core.data import SOURCE_TAG
     from ptr_core.trust.crossfit import EXPERT, signal_aurocs
 
-    if not 0.0 <= floor < 1.0:
+    if not 0.0 <= floor < 1.0:  # load_benchmark_config refuses it first
         msg = f'{cell.method.name}: oracle: {floor!r} is not a trust floor in [0, 1)'
         raise ValueError(msg)
     ds = Dataset.open(out / 'data' / cell.task / cell.data)
@@ -513,13 +510,18 @@ def _oracle_trust(out: Path, cell: Cell, floor: float) -> tuple[Path, dict[str, 
     folder = out / 'trust' / cell.task / cell.data / f'oracle-{floor:g}'
     trust_file = make_trust_file({'oracle': floor, 'tag': SOURCE_TAG}, [(ds, episodes)])
     file = write_trust(folder / 'trust.json', trust_file)
-    by_source: dict[str, list[float]] = {}
-    for src, et in zip(sources, episodes):
-        by_source.setdefault(src, []).append(et.trust)
     return file, {'file': str(file), 'scoring_s': 0.0, 'seconds': {},
                   'auroc': signal_aurocs(trust_file, sources, lengths),
                   'auroc_length_controlled': {},
-                  'trust_by_source': {k: float(np.mean(v)) for k, v in by_source.items()}}
+                  'trust_by_source': _mean_trust_by_source(sources, episodes)}
+
+
+def _mean_trust_by_source(sources: Sequence[str], episodes: Sequence[Any]) -> dict[str, float]:
+    """The mean episode trust of each source tag."""
+    by_source: dict[str, list[float]] = {}
+    for src, ep in zip(sources, episodes):
+        by_source.setdefault(src, []).append(ep.trust)
+    return {k: float(np.mean(v)) for k, v in by_source.items()}
 
 
 def _resolved_score_options(cell: Cell) -> dict[str, Any]:
