@@ -85,6 +85,8 @@ class BenchmarkConfig:
              'a list with distinct names')
         need(all(m.weighter in ('uniform', 'ptr', 'trust') for m in self.methods), 'methods',
              'weighters uniform | ptr | trust')
+        need(all(_oracle_floor_ok(m) for m in self.methods), 'methods',
+             'oracle: a trust floor in [0, 1) on a trust method')
         names = {m.name for m in self.methods}
         need(all(m.weighter != 'trust' or (self.pretrain_tasks and self.pretrain_episodes)
                  or self.warm_start_steps > 0
@@ -199,3 +201,13 @@ def load_benchmark_config(
         raise ConfigError(msg)
     apply_overrides(data, overrides)
     return _parse(data, str(path))
+
+
+def _oracle_floor_ok(method: MethodSpec) -> bool:
+    """A method's ``oracle`` option (the benchmark's source-tag trust), when present, is a
+    number in [0, 1) on a trust method."""
+    if 'oracle' not in method.options:
+        return True
+    floor = method.options['oracle']
+    return (method.weighter == 'trust' and isinstance(floor, (int, float))
+            and not isinstance(floor, bool) and 0.0 <= float(floor) < 1.0)

@@ -169,6 +169,14 @@ def test_oracle_trust_is_the_recorded_source_tags(tmp_path: Path) -> None:
     assert floored['trust_by_source']['random_labels'] == pytest.approx(0.02)
     with pytest.raises(ValueError, match='trust floor'):
         _oracle_trust(tmp_path, Cell('push-v3', 'flow', method, 0, 'mix'), 1.0)
+    # a bad floor in a preset is refused when the config loads, naming the key
+    for bad in ('{o: {weighter: trust, options: {oracle: 1.5}}}',
+                '{o: {weighter: trust, options: {oracle: high}}}',
+                '{o: {weighter: uniform, options: {oracle: 0.1}}}'):
+        with pytest.raises(ConfigError, match=r'methods.*oracle'):
+            load_benchmark_config('tiny', [f'methods={bad}'])
+    assert load_benchmark_config('tiny', ['methods={o: {weighter: trust, options: '
+                                          '{oracle: 0.02}}}']).methods[0].options['oracle'] == 0.02
 
 
 def test_overrides_and_errors_name_the_key(tmp_path: Path) -> None:
