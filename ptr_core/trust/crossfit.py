@@ -390,7 +390,7 @@ def _num(x: float) -> float:
 
 
 def _chunk_mask(feats: WindowFeatures) -> Tensor:
-    return (feats.step_mask[:, :, None] & feats.dim_mask[:, None, :]).flatten(1)
+    return feats.chunk_mask.bool()
 
 
 def _smoothness(feats: WindowFeatures) -> npt.NDArray[np.float64]:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -73,6 +73,19 @@ class WindowFeatures:
     action_table: Tensor  # [sum(T_e + L), Da]
     episodes: list[EpisodeInfo]
     chunk_length: int
+    # derived once (the scorer's candidate draws read them every step): per window, its
+    # episode's length and first ``action_table`` row, and its chunk mask [N, L*Da] (float)
+    row_length: Tensor = field(init=False, repr=False)
+    row_offset: Tensor = field(init=False, repr=False)
+    chunk_mask: Tensor = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.row_length = torch.as_tensor([e.length for e in self.episodes],
+                                          dtype=torch.long)[self.episode]
+        self.row_offset = torch.as_tensor([e.offset for e in self.episodes],
+                                          dtype=torch.long)[self.episode]
+        mask = self.step_mask[:, :, None] & self.dim_mask[:, None, :]
+        self.chunk_mask = mask.flatten(1).to(self.action.dtype)
 
     @property
     def n(self) -> int:
@@ -81,13 +94,10 @@ class WindowFeatures:
     def chunks_at(self, rows: Tensor, frames: Tensor) -> Tensor:
         """Chunks of the episodes of ``rows`` starting at ``frames`` (clamped inside the
         episode), masked like the chunk of each row: ``[*, L*Da]``."""
-        lengths = torch.as_tensor([e.length for e in self.episodes])[self.episode[rows]]
-        offsets = torch.as_tensor([e.offset for e in self.episodes])[self.episode[rows]]
-        start = frames.clamp(min=0).minimum(lengths - 1)
-        idx = offsets[..., None] + start[..., None] + torch.arange(self.chunk_length)
-        out = self.action_table[idx]  # [*, L, Da]
-        mask = self.step_mask[rows][..., :, None] & self.dim_mask[rows][..., None, :]
-        return (out * mask).flatten(-2)
+        start = frames.clamp(min=0).minimum(self.row_length[rows] - 1)
+        idx = self.row_offset[rows][..., None] + start[..., None] + torch.arange(
+            self.chunk_length)
+        return self.action_table[idx].flatten(-2) * self.chunk_mask[rows]
 
 
 def _standardize(x: Tensor) -> Tensor:

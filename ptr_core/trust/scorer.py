@@ -82,7 +82,7 @@ def make_candidates(
         k = shifts[torch.randint(len(shifts), (b, config.shifted), generator=gen)]
         sign = torch.randint(0, 2, (b, config.shifted), generator=gen) * 2 - 1
         frame = feats.frame[rows][:, None]
-        length = torch.as_tensor([e.length for e in feats.episodes])[feats.episode[rows]][:, None]
+        length = feats.row_length[rows][:, None]
         target = frame + sign * k
         # stay inside the episode: flip the sign where the shift would leave it
         flip = (target < 0) | (target > length - 1)
@@ -107,8 +107,7 @@ def make_candidates(
 def _masked_like(feats: WindowFeatures, chunks: Tensor, rows: Tensor) -> Tensor:
     """Apply each row's own step/dim mask to its candidate chunks ``[B, M, L·Da]`` so that
     padding never tells the recorded chunk apart."""
-    mask = feats.step_mask[rows][:, :, None] & feats.dim_mask[rows][:, None, :]
-    return chunks * mask.flatten(1)[:, None, :].to(chunks.dtype)
+    return chunks * feats.chunk_mask[rows][:, None, :].to(chunks.dtype)
 
 
 def fit_scorer(
