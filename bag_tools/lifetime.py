@@ -20,13 +20,15 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import os
 import signal
 import sys
 import threading
 import time
+from concurrent.futures import ProcessPoolExecutor
 
-__all__ = ['WATCHDOG_PERIOD_S', 'die_with', 'parent_death_signal', 'pid_alive']
+__all__ = ['WATCHDOG_PERIOD_S', 'die_with', 'parent_death_signal', 'pid_alive', 'spawn_pool']
 
 #: How often the watchdog looks for the parent (seconds).
 WATCHDOG_PERIOD_S = 0.25
@@ -72,9 +74,11 @@ def _watch(pid: int, ppid: int) -> None:
             os.kill(os.getpid(), signal.SIGKILL)
 
 
-def die_with(pid: int, *, watchdog: bool = True) -> None:
-    """Make this (child) process die when ``pid`` or its own parent exits; ignore Ctrl-C."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+def die_with(pid: int, *, watchdog: bool = True, ignore_interrupt: bool = True) -> None:
+    """Make this (child) process die when ``pid`` or its own parent exits; ignore Ctrl-C
+    unless ``ignore_interrupt`` is False."""
+    if ignore_interrupt:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     ppid = os.getppid()
     parent_death_signal()
     if not pid_alive(pid) or not pid_alive(ppid):  # died before the guard was in place
@@ -82,6 +86,19 @@ def die_with(pid: int, *, watchdog: bool = True) -> None:
     if watchdog:
         threading.Thread(target=_watch, args=(pid, ppid), name='die-with-parent',
                          daemon=True).start()
+
+
+def spawn_pool(workers: int) -> ProcessPoolExecutor:
+    """A pool of ``workers`` fresh ('spawn') interpreters that die with this process.
+
+    ``kill PID`` (SIGTERM) of the process that holds the pool ends its workers too (before:
+    they ran their task to the end, for minutes, and wrote its result). Ctrl-C still reaches
+    the workers with the rest of the process group and stops them as it did."""
+    import multiprocessing as mp
+
+    return ProcessPoolExecutor(
+        max_workers=workers, mp_context=mp.get_context('spawn'),
+        initializer=functools.partial(die_with, os.getpid(), ignore_interrupt=False))
 
 
 def _in_forkserver_main() -> bool:

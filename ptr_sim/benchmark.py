@@ -28,13 +28,13 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from bag_tools.lifetime import spawn_pool
 from ptr_sim.benchmark_config import BenchmarkConfig, MethodSpec
 from ptr_sim.recorder import plan_episodes, record, write_profile
 from ptr_sim.setups import get_setup
@@ -567,9 +567,7 @@ def _pool_map(fn: Callable[[Any], Any], items: Sequence[Any], workers: int,
             on_done(o)
             outs.append(o)
         return outs
-    import multiprocessing as mp
-
-    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context('spawn')) as pool:
+    with spawn_pool(workers) as pool:
         futures = [pool.submit(fn, item) for item in items]
         outs = []
         for fut in futures:

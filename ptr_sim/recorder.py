@@ -20,7 +20,6 @@ from __future__ import annotations
 import logging
 import shutil
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from bag_tools.lifetime import spawn_pool
 from ptr_core.errors import PtrError
 from ptr_sim.env import EVAL_SEED_OFFSET, MetaWorldEnv
 from ptr_sim.setups import ACTION_NAMES, SimSetup, get_setup, pose_values, state_values
@@ -253,9 +253,7 @@ def record(
             if on_episode is not None:
                 on_episode(ep)
         return done
-    import multiprocessing as mp
-
-    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context('spawn')) as pool:
+    with spawn_pool(workers) as pool:
         futures = [pool.submit(_record_one, req, str(out), options) for req in requests]
         for fut in futures:
             ep = fut.result()

@@ -140,3 +140,23 @@ def test_the_watchdog_alone_ends_an_orphan(tmp_path: Path) -> None:
     proc.kill()
     proc.wait()
     assert wait_gone({kid}, timeout=5.0) == set()
+
+
+@pytest.mark.parametrize('how', ['sigterm', 'ctrl_c'])
+def test_a_benchmark_pool_ends_with_its_process(how: str) -> None:
+    """`kill PID` of a benchmark (or recorder) left its spawn workers running their cell to the
+    end; Ctrl-C, which reaches the whole group, must still stop them too."""
+    holder = textwrap.dedent("""
+        import time
+        from ptr_sim.benchmark import _pool_map
+        _pool_map(time.sleep, [60.0, 60.0], 2, print)
+    """)
+    proc = subprocess.Popen([sys.executable, '-c', holder], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    helpers = wait_for(proc, 3)  # two workers and the resource tracker
+    if how == 'sigterm':
+        proc.terminate()  # the parent only, as `kill PID` does
+    else:
+        os.killpg(proc.pid, signal.SIGINT)
+    proc.communicate(timeout=60)
+    assert wait_gone(helpers | descendants(proc.pid)) == set()
