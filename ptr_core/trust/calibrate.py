@@ -133,7 +133,7 @@ def _side_sigma(x: Array, resp: Array, mu: float, side: npt.NDArray[np.bool_],
 
 def fit_mixture(
     scores: npt.ArrayLike, *, separation: float = 1.5, min_share: float = 0.05,
-    anchor: float | None = None, iters: int = 300,
+    anchor: float | None = None, anchor_fraction: float = 0.25, iters: int = 300,
 ) -> Mixture:
     """EM for two Gaussians on 1-D ``scores`` (see the module docstring)."""
     x = np.asarray(scores, np.float64)
@@ -174,7 +174,7 @@ def fit_mixture(
                   inner_hi=_side_sigma(x, r, hi, x < hi, var_hi))
     accepted = (mix.separation >= separation and bic_gain > 0
                 and min(share, 1 - share) >= min_share
-                and (anchor is None or lo - anchor < 0.25 * (hi - anchor)))
+                and (anchor is None or lo - anchor < anchor_fraction * (hi - anchor)))
     return dataclasses.replace(mix, accepted=bool(accepted))
 
 
@@ -208,13 +208,14 @@ class Calibration:
 
 def fit_calibration(
     scores: npt.ArrayLike, *, separation: float = 1.5, min_share: float = 0.05,
-    anchor: float | None = None, max_splits: int = 3,
+    anchor: float | None = None, anchor_fraction: float = 0.25, max_splits: int = 3,
 ) -> Calibration:
     """``fit_mixture`` applied recursively to the upper component's scores (module
     docstring)."""
     x = np.asarray(scores, np.float64)
     x = x[np.isfinite(x)]
-    first = fit_mixture(x, separation=separation, min_share=min_share, anchor=anchor)
+    first = fit_mixture(x, separation=separation, min_share=min_share, anchor=anchor,
+                        anchor_fraction=anchor_fraction)
     splits: list[Mixture] = []
     mix = first
     while mix.accepted:
@@ -223,7 +224,8 @@ def fit_calibration(
         if len(splits) >= max_splits or len(upper) < 4 or len(upper) == len(x):
             break
         x = upper
-        mix = fit_mixture(x, separation=separation, min_share=min_share, anchor=anchor)
+        mix = fit_mixture(x, separation=separation, min_share=min_share, anchor=anchor,
+                          anchor_fraction=anchor_fraction)
     return Calibration(first, tuple(splits))
 
 

@@ -66,6 +66,9 @@ class TrustConfig:
     w_min: float = 0.0
     separation: float = 1.5  # mixture accepted when Ashman's D >= this (and BIC, anchor)
     min_share: float = 0.05  # ... and the smaller component holds at least this share
+    # ... and, for the attribution score (chance level 0), the low component's centre lies
+    # within this fraction of the way from chance to the high one's
+    anchor_fraction: float = 0.25
     smooth: int = 0  # frame-score moving-average width (0: the chunk length L)
     seed: int = 0
 
@@ -92,6 +95,8 @@ class TrustConfig:
         _check(0.0 < self.refine_keep <= 1.0, 'refine_keep', self.refine_keep, 'in (0, 1]')
         _check(self.separation >= 0, 'separation', self.separation, '>= 0')
         _check(0.0 <= self.min_share < 0.5, 'min_share', self.min_share, 'in [0, 0.5)')
+        _check(0.0 < self.anchor_fraction < 1.0, 'anchor_fraction', self.anchor_fraction,
+               'in (0, 1)')
 
     @property
     def candidates(self) -> int:

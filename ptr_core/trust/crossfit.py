@@ -131,12 +131,14 @@ def _posteriors(
 ) -> tuple[Calibration, npt.NDArray[np.float64], list[npt.NDArray[np.float64]]]:
     """Episode and frame P(good) from one signal (NaN scores count as good)."""
     mix = fit_calibration(episode_scores, separation=config.separation,
-                          min_share=config.min_share, anchor=anchor)
+                          min_share=config.min_share, anchor=anchor,
+                          anchor_fraction=config.anchor_fraction)
     p_ep = np.where(np.isfinite(episode_scores), mix.posterior_good(
         np.nan_to_num(episode_scores, nan=mix.mu_hi)), 1.0)
     flat = np.concatenate(frames) if frames else np.zeros(0)
     frame_mix = fit_calibration(flat, separation=config.separation,
-                                min_share=config.min_share, anchor=anchor)
+                                min_share=config.min_share, anchor=anchor,
+                                anchor_fraction=config.anchor_fraction)
     if mix.accepted and frame_mix.accepted:
         p_fr = [frame_mix.posterior_good(f) for f in frames]
     else:  # no evidence of bad stretches: every frame keeps its episode's posterior
@@ -251,7 +253,8 @@ def refit_trust(episode_scores: npt.NDArray[np.float64],
     (an episode without a score keeps its trust); None when the mixture finds no distinct bad
     group (nothing to refine)."""
     mix = fit_calibration(episode_scores, separation=config.separation,
-                          min_share=config.min_share, anchor=0.0)
+                          min_share=config.min_share, anchor=0.0,
+                          anchor_fraction=config.anchor_fraction)
     if not mix.accepted:
         return None
     finite = np.isfinite(episode_scores)

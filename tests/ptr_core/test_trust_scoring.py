@@ -120,6 +120,26 @@ def test_calibration_splits_each_severity_and_leaves_good_ones_whole() -> None:
     assert np.all(fit_calibration(good, anchor=0.0).posterior_good(good) == 1.0)
 
 
+def test_a_mild_bad_group_above_a_quarter_of_the_way_to_the_good_one_is_split() -> None:
+    """Small noise, short delays and recoveries (the ``mild`` mix) score about a third of the way
+    from chance to the experts after one round on pick-place with the diffusion base (0.31 vs
+    1.02, D 2.3): the old anchor (a quarter of the way) kept every episode at trust 1. Half the
+    way splits them off, and still leaves two good strategies well above chance whole."""
+    rng = np.random.default_rng(0)
+    good = rng.normal(1.02, 0.11, 40)
+    mild = rng.normal(0.31, 0.5, 40)
+    scores = np.concatenate([good, mild])
+    assert not fit_mixture(scores, anchor=0.0, anchor_fraction=0.25).accepted
+    mix = fit_mixture(scores, anchor=0.0, anchor_fraction=0.5)
+    assert mix.accepted
+    assert mix.posterior_good(good).mean() > 0.85
+    assert mix.posterior_good(mild).mean() < 0.4
+    fine = np.concatenate([rng.normal(0.7, 0.08, 20), rng.normal(1.2, 0.08, 20)])
+    assert not fit_calibration(fine, anchor=0.0, anchor_fraction=0.5).accepted
+    with pytest.raises(ConfigError, match='anchor_fraction'):
+        TrustConfig(anchor_fraction=1.0)
+
+
 def test_mixture_separation_is_not_spoilt_by_a_far_bad_group() -> None:
     """A bad group of several severities (random labels far below chance, the milder ones near
     it) has a wide sigma set by its far end; the plain Ashman's D of this data is 1.24-1.39
