@@ -10,8 +10,9 @@ separation``, each spread ``s`` measured on the side of its component that faces
 ``Mixture.separation``), the two-component fit beats one Gaussian by BIC,
 the smaller component holds at least ``min_share`` of the episodes and, for a score with a
 natural chance level (``anchor``: 0 for the attribution score ``T``), the low component sits
-within a quarter of the way from chance to the high one. Otherwise every episode keeps trust
-1: a skewed but unimodal spread of good demonstrations (expert-only data) is not reweighted.
+within ``anchor_fraction`` of the way from chance to the high one (``ptr score``'s default:
+half — closer to chance than to the good group). Otherwise every episode keeps trust 1: a
+skewed but unimodal spread of good demonstrations (expert-only data) is not reweighted.
 
 ``fit_calibration`` applies the split recursively: once a mixture is accepted, the episodes its
 upper component claims are fitted again, and so on while a split is accepted (at most
@@ -133,7 +134,7 @@ def _side_sigma(x: Array, resp: Array, mu: float, side: npt.NDArray[np.bool_],
 
 def fit_mixture(
     scores: npt.ArrayLike, *, separation: float = 1.5, min_share: float = 0.05,
-    anchor: float | None = None, anchor_fraction: float = 0.25, iters: int = 300,
+    anchor: float | None = None, anchor_fraction: float = 0.5, iters: int = 300,
 ) -> Mixture:
     """EM for two Gaussians on 1-D ``scores`` (see the module docstring)."""
     x = np.asarray(scores, np.float64)
@@ -208,7 +209,7 @@ class Calibration:
 
 def fit_calibration(
     scores: npt.ArrayLike, *, separation: float = 1.5, min_share: float = 0.05,
-    anchor: float | None = None, anchor_fraction: float = 0.25, max_splits: int = 3,
+    anchor: float | None = None, anchor_fraction: float = 0.5, max_splits: int = 3,
 ) -> Calibration:
     """``fit_mixture`` applied recursively to the upper component's scores (module
     docstring)."""

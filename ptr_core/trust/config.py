@@ -67,8 +67,12 @@ class TrustConfig:
     separation: float = 1.5  # mixture accepted when Ashman's D >= this (and BIC, anchor)
     min_share: float = 0.05  # ... and the smaller component holds at least this share
     # ... and, for the attribution score (chance level 0), the low component's centre lies
-    # within this fraction of the way from chance to the high one's
-    anchor_fraction: float = 0.25
+    # within this fraction of the way from chance to the high one's: closer to chance than to
+    # the good episodes. 0.25 kept a milder bad group (noise 0.2, 2-4-step delays, recoveries)
+    # at trust 1 on pick-place with the diffusion base (it sat at 0.31 after the first round:
+    # 0.36 = uniform, own experts 0.71; with 0.5: 0.74); expert-only sets stay unsplit and the
+    # full preset's trust is identical (docs/benchmark.md, 2026-12-06)
+    anchor_fraction: float = 0.5
     smooth: int = 0  # frame-score moving-average width (0: the chunk length L)
     seed: int = 0
 

@@ -329,10 +329,11 @@ def test_refits_draw_only_the_top_share_when_a_split_leaves_milder_bad_episodes(
     from ptr_core.trust.crossfit import refit_trust
 
     rng = np.random.default_rng(0)
-    # 20 good (+1), 10 mild bad (shuffled/delayed: +0.4, close to the good group), 10
-    # extreme (random labels: -8), and one episode without a score
+    # 20 good (+1), 10 mild bad (shuffled/delayed: +0.6, closer to the good group than to
+    # chance, so no split takes them), 10 extreme (random labels: -8), and one episode without
+    # a score
     scores = np.concatenate([1.0 + 0.1 * rng.standard_normal(20),
-                             0.4 + 0.1 * rng.standard_normal(10),
+                             0.6 + 0.1 * rng.standard_normal(10),
                              -8.0 + 1.0 * rng.standard_normal(10), [np.nan]])
     plain = refit_trust(scores, TrustConfig(refine_keep=1.0))
     kept = refit_trust(scores, TrustConfig())  # refine_keep 0.5
