@@ -22,8 +22,8 @@ import time
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--preset', default='quick',
-                        help='preset name (tiny, quick, full, ablations, floor, mild, gpu) or a YAML '
-                        'file (default: %(default)s)')
+                        help='preset name (tiny, quick, full, ablations, floor, mild, gpu) or a '
+                        'YAML file (default: %(default)s)')
     parser.add_argument('--out', default=None, help='output folder (default: runs/bench_<preset>)')
     parser.add_argument('--set', dest='overrides', action='append', default=[],
                         metavar='KEY=VALUE', help='override a benchmark config key (repeatable)')
