@@ -9,8 +9,7 @@ success in the simulator on held-out goals -> OUT/results.md, results.json and p
 Presets (ptr_sim/configs/): tiny (a minute; CI), quick (minutes), full (about 2 h on a 2-core
 CPU), ablations (issue 11's ablation and baseline arms at full scale, one seed), floor (the
 trust floor and the oracle trust, one seed), mild (milder degradations; the calibration's
-anchor, one seed), gpu (larger image policies, more seeds). Override
-any key with --set, e.g.
+anchor, one seed), gpu (larger image policies, more seeds). Override any key with --set, e.g.
   ptr benchmark --preset quick --set seeds=[0,1,2] --set posttrain_steps=800
 """
 

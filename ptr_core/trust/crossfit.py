@@ -125,20 +125,22 @@ def _frame_series(
     return out
 
 
+def _calibrate(scores: npt.ArrayLike, config: TrustConfig, anchor: float | None) -> Calibration:
+    """``fit_calibration`` with the scorer's acceptance options."""
+    return fit_calibration(scores, separation=config.separation, min_share=config.min_share,
+                           anchor=anchor, anchor_fraction=config.anchor_fraction)
+
+
 def _posteriors(
     episode_scores: npt.NDArray[np.float64], frames: list[npt.NDArray[np.float64]],
     config: TrustConfig, *, anchor: float | None,
 ) -> tuple[Calibration, npt.NDArray[np.float64], list[npt.NDArray[np.float64]]]:
     """Episode and frame P(good) from one signal (NaN scores count as good)."""
-    mix = fit_calibration(episode_scores, separation=config.separation,
-                          min_share=config.min_share, anchor=anchor,
-                          anchor_fraction=config.anchor_fraction)
+    mix = _calibrate(episode_scores, config, anchor)
     p_ep = np.where(np.isfinite(episode_scores), mix.posterior_good(
         np.nan_to_num(episode_scores, nan=mix.mu_hi)), 1.0)
     flat = np.concatenate(frames) if frames else np.zeros(0)
-    frame_mix = fit_calibration(flat, separation=config.separation,
-                                min_share=config.min_share, anchor=anchor,
-                                anchor_fraction=config.anchor_fraction)
+    frame_mix = _calibrate(flat, config, anchor)
     if mix.accepted and frame_mix.accepted:
         p_fr = [frame_mix.posterior_good(f) for f in frames]
     else:  # no evidence of bad stretches: every frame keeps its episode's posterior
@@ -252,9 +254,7 @@ def refit_trust(episode_scores: npt.NDArray[np.float64],
     round's scores, times ``w_min`` outside the top ``refine_keep`` share of episodes by score
     (an episode without a score keeps its trust); None when the mixture finds no distinct bad
     group (nothing to refine)."""
-    mix = fit_calibration(episode_scores, separation=config.separation,
-                          min_share=config.min_share, anchor=0.0,
-                          anchor_fraction=config.anchor_fraction)
+    mix = _calibrate(episode_scores, config, 0.0)
     if not mix.accepted:
         return None
     finite = np.isfinite(episode_scores)
