@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -115,6 +115,8 @@ class ActionSpec:
     topic: str | None
     names: tuple[str, ...]  # as the command messages name them
     field: str = 'auto'  # controller-state commands: which point (ACTION_FIELDS)
+    lower: tuple[float, ...] = ()  # command limits per name (``action.limits``); () = none given
+    upper: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -163,6 +165,8 @@ class ExtraStateSpec:
     joints: tuple[str, ...] = ()  # JointState only: its joints, in order (the dimension names)
     parent: str = ''  # TF only: the pose of ``child`` in ``parent``
     child: str = ''
+    lower: tuple[float, ...] = ()  # extra_action only: command limits per dimension (``limits``)
+    upper: tuple[float, ...] = ()
 
     @property
     def dim_names(self) -> tuple[str, ...]:
@@ -302,6 +306,8 @@ def _arm_dict(g: ArmSpec) -> dict[str, Any]:
         action['names'] = list(g.action.names)
         if g.action.field != 'auto':
             action['field'] = g.action.field
+    if g.action.lower:
+        action['limits'] = {'lower': list(g.action.lower), 'upper': list(g.action.upper)}
     out: dict[str, Any] = {
         'joints': list(g.joints),
         'state_topic': g.state_topic,
@@ -330,6 +336,8 @@ def _extra_dict(e: ExtraStateSpec) -> dict[str, Any]:
         out['joints'] = list(e.joints)
     if e.parent:
         out.update(parent=e.parent, child=e.child)
+    if e.lower:
+        out['limits'] = {'lower': list(e.lower), 'upper': list(e.upper)}
     return out
 
 
@@ -490,7 +498,8 @@ class _Parser:
                                 'right_gripper')
             spec = self.mapping(spec, key)
             self.unknown(spec, set(_ARM_KEYS), key)
-            out.append(self.arm(spec, name, f'{key}.'))
+            arm = self.arm(spec, name, f'{key}.')
+            out.append(arm)
         return tuple(out)
 
     def arm(self, d: Mapping[str, Any], name: str, prefix: str) -> ArmSpec:
@@ -514,7 +523,7 @@ class _Parser:
         )
 
     def limits(
-        self, value: Any, n: int, key: str = 'joint_limits'
+        self, value: Any, n: int, key: str = 'joint_limits', per: str = 'joint'
     ) -> tuple[tuple[float, ...], tuple[float, ...]]:
         value = self.mapping(value, key)
         self.unknown(value, {'lower', 'upper'}, key)
@@ -523,7 +532,7 @@ class _Parser:
             skey = f'{key}.{side}'
             got = value.get(side)
             if not isinstance(got, Sequence) or isinstance(got, str) or len(got) != n:
-                raise self.fail(skey, f'expected a list of {n} numbers (one per joint), got '
+                raise self.fail(skey, f'expected a list of {n} numbers (one per {per}), got '
                                 f'{got!r}')
             out.append(tuple(
                 self.number(v, f'{skey}[{i}]', positive=False) for i, v in enumerate(got)
@@ -537,7 +546,7 @@ class _Parser:
         self, value: Any, joints: tuple[str, ...], key: str = 'action'
     ) -> ActionSpec:
         value = self.mapping(value, key)
-        self.unknown(value, {'source', 'topic', 'names', 'field'}, key)
+        self.unknown(value, {'source', 'topic', 'names', 'field', 'limits'}, key)
         raw = value.get('source')
         try:
             source = ActionSource(raw)
@@ -554,15 +563,20 @@ class _Parser:
         if fld not in ACTION_FIELDS:
             raise self.fail(f'{key}.field', f'expected one of {", ".join(ACTION_FIELDS)} '
                             f'(controller-state topics), got {fld!r}')
+        lower: tuple[float, ...] = ()
+        upper: tuple[float, ...] = ()
+        if value.get('limits') is not None:  # commands whose names are not joints need them
+            lower, upper = self.limits(value['limits'], len(names), f'{key}.limits', 'name')
         if source is ActionSource.COMMAND:
             if topic is None:
                 raise self.fail(f'{key}.topic', 'required when action.source is command')
-            return ActionSpec(source, self.topic(topic, f'{key}.topic'), names, fld)
+            return ActionSpec(source, self.topic(topic, f'{key}.topic'), names, fld,
+                              lower, upper)
         if topic is not None:
             raise self.fail(f'{key}.topic', 'not used with action.source next_state; remove it')
         if names != joints:
             raise self.fail(f'{key}.names', 'next_state actions are the joints; remove it')
-        return ActionSpec(source, None, names)
+        return ActionSpec(source, None, names, lower=lower, upper=upper)
 
     def cameras(self, value: Any) -> tuple[CameraSpec, ...]:
         value = self.mapping(value, 'cameras')
@@ -626,7 +640,8 @@ class _Parser:
         for i, item in enumerate(value):
             key = f'{what}[{i}]'
             item = self.mapping(item, key)
-            self.unknown(item, {'topic', 'type', 'name', 'joints', 'parent', 'child'}, key)
+            allowed = {'topic', 'type', 'name', 'joints', 'parent', 'child'}
+            self.unknown(item, allowed | ({'limits'} if action else set()), key)
             msgtype = normalize_msgtype(self.text(item.get('type'), f'{key}.type'))
             kind = extra_type(msgtype)
             if kind is None or msgtype not in supported:
@@ -657,7 +672,12 @@ class _Parser:
                 for k in ('parent', 'child'):
                     if k in item:
                         raise self.fail(f'{key}.{k}', 'only for tf2_msgs/msg/TFMessage')
-            out.append(ExtraStateSpec(topic, msgtype, name, extra_joints, parent, child))
+            spec = ExtraStateSpec(topic, msgtype, name, extra_joints, parent, child)
+            if action and item.get('limits') is not None:
+                lower, upper = self.limits(item['limits'], len(spec.dim_names),
+                                           f'{key}.limits', 'dimension')
+                spec = replace(spec, lower=lower, upper=upper)
+            out.append(spec)
         return tuple(out)
 
     def episodes(self, value: Any) -> EpisodeSpec:

@@ -128,6 +128,7 @@ class PolicyNodeParams:
     extras: Mapping[str, ExtraStateParams]
     max_step_accel: float = 0.0  # largest change of the per-step change; 0: off
     joint_limit_tolerance: float = 0.05  # a measured state further outside the limits: fault
+    action_limits_file: str = ''  # YAML name: [lower, upper] for actions (ptr_ros.safety)
     allow_rate_mismatch: bool = False  # serve at a rate other than the training rate
 
     def __post_init__(self) -> None:
@@ -219,6 +220,9 @@ def _declare_control(node: Node, p: RobotProfile, chunk_length: int) -> dict[str
                                          'joint further than this outside its limits is a '
                                          'fault: nothing is published until ~/enable.',
                                          lo=0.0, hi=10.0),
+        'action_limits_file': declare(node, 'action_limits_file', '', 'YAML file of '
+                                      'name: [lower, upper] command limits, for action '
+                                      'dimensions that are not joints (and tighter bounds).'),
         'diagnostics_rate_hz': declare(node, 'diagnostics_rate_hz', 2.0,
                                        '/diagnostics rate (Hz).', lo=0.1, hi=100.0),
     }

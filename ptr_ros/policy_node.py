@@ -77,8 +77,10 @@ from ptr_ros.safety import (
     check_image,
     check_joint_states,
     check_values,
+    command_limits,
     diagnostic_values,
     limit_violation,
+    load_action_limits,
 )
 from ptr_ros.worker import InferenceWorker, LatencyWindow
 
@@ -117,8 +119,9 @@ class PolicyNode(Node):
                                             chunk_length=int(runner.chunk_length))
         self._check_params()
         self.action_names = list(self.profile.action_names)
-        self.lower, self.upper = command_limits(self.profile, self.action_names,
-                                                self.params.joint_limit_margin)
+        self.lower, self.upper = command_limits(
+            self.profile, self.action_names, self.params.joint_limit_margin,
+            load_action_limits(self.params.action_limits_file))
         self.limiter = CommandLimiter(self.lower, self.upper,
                                       max_step=self.params.max_step_change,
                                       max_accel=self.params.max_step_accel)
@@ -628,22 +631,6 @@ def _pick_robot(robot: str, robots: list[str]) -> str:
         msg = f'checkpoint has no robot {robot!r} (has {robots})'
         raise PtrError(msg)
     return robot
-
-
-def command_limits(
-    profile: RobotProfile, action_names: list[str], margin: float
-) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-    """Per-action [lower, upper] command bounds: the profile's joint limits moved ``margin``
-    inside (never past their midpoint); actions that are not joints are unlimited (±inf)."""
-    limits = dict(zip(profile.joints, zip(profile.joint_lower, profile.joint_upper)))
-    lower = np.array([limits.get(n, (-np.inf, np.inf))[0] for n in action_names])
-    upper = np.array([limits.get(n, (-np.inf, np.inf))[1] for n in action_names])
-    # ±inf limits have a NaN midpoint, which would turn every clamped command into NaN.
-    finite = np.isfinite(lower) & np.isfinite(upper)
-    mid = np.where(finite, (np.where(finite, lower, 0) + np.where(finite, upper, 0)) / 2, 0.0)
-    lower = np.where(finite, np.minimum(lower + margin, mid), lower)
-    upper = np.where(finite, np.maximum(upper - margin, mid), upper)
-    return lower, upper
 
 
 def main(args: list[str] | None = None) -> None:

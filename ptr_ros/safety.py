@@ -14,6 +14,8 @@
   cannot hold at once (the arm moved while held) it raises ``SafetyFaultError``, not a jump.
 * ``limit_violation``: a measured state outside the joint limits by more than a tolerance.
 * ``clamp_trajectory``: the limits and per-step bound for one plan, relative to one point.
+* ``command_limits``: every commanded dimension's bound (joint limits, the profile's action
+  limits, ``action_limits_file``); a dimension without one is refused, never served unlimited.
 * ``RejectionCounter``: messages refused before they reach the model, by source and reason.
 
 Times are seconds on one monotonic clock chosen by the caller.
@@ -21,18 +23,22 @@ Times are seconds on one monotonic clock chosen by the caller.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
+import yaml
 
 from bag_tools.errors import BagToolsError
 from bag_tools.observation import decode_image, image_dims, joint_positions
+from bag_tools.profile import RobotProfile
 from ptr_core.errors import PtrError
 
 if TYPE_CHECKING:
@@ -50,8 +56,10 @@ __all__ = [
     'check_joint_states',
     'check_values',
     'clamp_trajectory',
+    'command_limits',
     'diagnostic_values',
     'limit_violation',
+    'load_action_limits',
 ]
 
 FloatArray = npt.NDArray[np.float64]
@@ -428,3 +436,69 @@ def check_image(
         raise RejectedMessageError('wrong channels', f'decoded shape {frame.shape}, the model '
                                    f'needs {(*size, want)}')
     return frame, dims
+
+
+def command_limits(
+    profile: RobotProfile, action_names: list[str], margin: float,
+    overrides: Mapping[str, tuple[float, float]] | None = None,
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Per-action [lower, upper] command bounds, moved ``margin`` inside (never past their
+    midpoint). A dimension's bound is the tightest of: its joint's limits (when the action is
+    named after a joint), the profile's ``action.limits`` / ``extra_action[].limits``, and
+    ``overrides`` (the node's ``action_limits_file``). A dimension with none of them is refused:
+    ``PtrError`` names every such dimension -- no command is ever served unlimited."""
+    bounds: dict[str, list[tuple[float, float]]] = {n: [] for n in action_names}
+    for joint, lo, hi in zip(profile.joints, profile.joint_lower, profile.joint_upper):
+        if joint in bounds:
+            bounds[joint].append((lo, hi))
+    declared = [(g.action_dim_names, g.action.lower, g.action.upper) for g in profile.groups]
+    declared += [(e.dim_names, e.lower, e.upper) for e in profile.extra_action]
+    for names, lows, highs in declared:
+        for n, lo, hi in zip(names, lows, highs):
+            bounds[n].append((lo, hi))
+    for n, (lo, hi) in (overrides or {}).items():
+        if n not in bounds:
+            msg = f'action_limits_file: {n!r} is not an action of robot {profile.robot!r} ' \
+                  f'(actions: {", ".join(action_names)})'
+            raise PtrError(msg)
+        bounds[n].append((lo, hi))
+    missing = [n for n in action_names if not bounds[n]]
+    if missing:
+        msg = (f'robot {profile.robot!r}: no command limit for action dimension(s) '
+               f'{", ".join(missing)} (not joints of the profile): set action.limits (or '
+               f'extra_action[].limits) in the robot profile, or the node parameter '
+               f'action_limits_file; refusing to serve unlimited commands')
+        raise PtrError(msg)
+    lower = np.array([max(lo for lo, _ in bounds[n]) for n in action_names], dtype=np.float64)
+    upper = np.array([min(hi for _, hi in bounds[n]) for n in action_names], dtype=np.float64)
+    empty = [n for n, lo, hi in zip(action_names, lower, upper) if lo > hi]
+    if empty:
+        msg = (f'robot {profile.robot!r}: the command limits of {", ".join(empty)} do not '
+               f'overlap (joint limits vs action limits); refusing to serve')
+        raise PtrError(msg)
+    mid = (lower + upper) / 2
+    return np.minimum(lower + margin, mid), np.maximum(upper - margin, mid)
+
+
+def load_action_limits(path: str) -> dict[str, tuple[float, float]]:
+    """``action_limits_file``: a YAML mapping ``name: [lower, upper]`` (finite, lower <= upper)."""
+    if not path:
+        return {}
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as err:
+        msg = f'{path}: cannot read action_limits_file: {getattr(err, "strerror", None) or err}'
+        raise PtrError(msg) from err
+    if not isinstance(data, dict):
+        msg = f'{path}: expected a mapping name: [lower, upper], got {type(data).__name__}'
+        raise PtrError(msg)
+    out: dict[str, tuple[float, float]] = {}
+    for name, pair in data.items():
+        ok = (isinstance(pair, list) and len(pair) == 2
+              and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in pair)
+              and all(math.isfinite(v) for v in pair) and pair[0] <= pair[1])
+        if not ok:
+            msg = f'{path}: {name}: expected [lower, upper], finite, lower <= upper, got {pair!r}'
+            raise PtrError(msg)
+        out[str(name)] = (float(pair[0]), float(pair[1]))
+    return out

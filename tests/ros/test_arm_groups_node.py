@@ -147,7 +147,7 @@ def base_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
         'action': {'source': 'next_state'}, 'rate_hz': 10.0, 'min_episode_steps': 8,
         'joint_limits': {'lower': [-1.0], 'upper': [1.0]},
         'extra_action': [{'topic': '/base/cmd_vel', 'type': 'geometry_msgs/msg/Twist',
-                          'name': 'base'}],
+                          'name': 'base', 'limits': {'lower': [-0.2] * 6, 'upper': [0.2] * 6}}],
     }, source='base')
     result = ingest(bags, prof, root / 'dataset', workers=1)
     assert result.ok, [b.reason for b in result.bags]
@@ -185,6 +185,7 @@ def test_node_publishes_cmd_vel_apart_from_the_joint_command(
     assert trajectories
     assert list(trajectories[0][1].joint_names) == ['a']  # no base.* dims in the arm command
     assert len(trajectories[0][1].points[0].positions) == 1
-    v = twists[-1][1]
-    assert all(np.isfinite([v.linear.x, v.linear.y, v.linear.z,
-                            v.angular.x, v.angular.y, v.angular.z]))
+    for _, v in twists:  # the base's limits hold (issue 30: cmd_vel was served unlimited)
+        values = [v.linear.x, v.linear.y, v.linear.z, v.angular.x, v.angular.y, v.angular.z]
+        assert all(np.isfinite(values))
+        assert max(abs(x) for x in values) <= 0.2 + 1e-9
