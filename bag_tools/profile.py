@@ -33,6 +33,7 @@ __all__ = [
     'COMMAND_TYPES',
     'CONTROLLER_STATE',
     'EXTRA_STATE_TYPES',
+    'MAX_RATE_HZ',
     'OLD_MIN_STEPS_KEY',
     'STATE_TYPES',
     'VIDEO_SUFFIXES',
@@ -76,6 +77,9 @@ def _extra_types() -> dict[str, tuple[str, ...]]:
 
     return {name: kind.dims for name, kind in sorted(registered().items())}
 
+
+#: The highest grid rate a profile may ask for (1 kHz: the fastest arm controllers' rate).
+MAX_RATE_HZ = 1000.0
 
 #: Extra observation types and the names of their dimensions (from ``bag_tools.extras``).
 EXTRA_STATE_TYPES: dict[str, tuple[str, ...]] = _extra_types()
@@ -446,6 +450,9 @@ class _Parser:
         arms = self.arms(d)
         joints = tuple(n for g in arms for n in g.dim_names)
         rate = self.number(d['rate_hz'], 'rate_hz')
+        if rate > MAX_RATE_HZ:  # the grid is allocated per step: 1e9 Hz filled 21 GB
+            raise self.fail('rate_hz', f'{rate:g} Hz is above the {MAX_RATE_HZ:g} Hz this '
+                            f'tool records at')
         cameras = self.cameras(d.get('cameras') or {})
         size = self.image_size(d.get('image_size'), bool(cameras))
         task = d.get('task')
@@ -490,7 +497,7 @@ class _Parser:
         value = self.mapping(d['arms'], 'arms')
         if not value:
             raise self.fail('arms', 'expected at least one arm group')
-        out = []
+        out: list[ArmSpec] = []
         for name, spec in value.items():
             key = f'arms.{name}'
             if not isinstance(name, str) or not name.isidentifier():
@@ -499,6 +506,11 @@ class _Parser:
             spec = self.mapping(spec, key)
             self.unknown(spec, set(_ARM_KEYS), key)
             arm = self.arm(spec, name, f'{key}.')
+            for other in out:  # one topic's joint read into two groups: the same data twice
+                both = sorted(set(arm.joints) & set(other.joints))
+                if other.state_topic == arm.state_topic and both:
+                    raise self.fail(f'{key}.joints', f'{both} are also arms.{other.name}.joints '
+                                    f'on the same state_topic {arm.state_topic}')
             out.append(arm)
         return tuple(out)
 

@@ -2,7 +2,8 @@
 
 Each subcommand module defines ``add_arguments(parser)`` and ``run(args) -> int`` and a module
 docstring whose first line is the command's help. Errors of the ``BagToolsError``/``PtrError``
-families print one line and exit 2; a traceback means a bug.
+families, and any ``OSError`` (a full disk, a read-only folder), print one line and exit 2; a
+traceback means a bug.
 """
 
 from __future__ import annotations
@@ -60,6 +61,13 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def os_error_line(err: OSError) -> str:
+    """``PATH: reason`` for an ``OSError`` that reached the command (both paths of a rename)."""
+    where = ' -> '.join(str(p) for p in (err.filename, err.filename2) if p is not None)
+    reason = err.strerror or str(err)
+    return f'{where}: {reason}' if where else reason
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     # Build only the chosen subcommand's parser so `ptr inspect` never imports torch.
@@ -81,6 +89,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args._module.run(args)
     except (BagToolsError, PtrError) as err:
         print(f'ptr {args.command}: error: {err}', file=sys.stderr)
+        return 2
+    except OSError as err:  # a full disk, a read-only folder: one line naming the path
+        print(f'ptr {args.command}: error: {os_error_line(err)}', file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f'ptr {args.command}: interrupted', file=sys.stderr)

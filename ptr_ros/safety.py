@@ -402,7 +402,16 @@ def check_joint_states(
     msg: Any, joints: Sequence[str],
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
     """The positions of ``joints`` a JointState names (NaN for the others) and which it names;
-    refused when it names none of them or a named one is not finite."""
+    refused when it names none of them, a name twice, positions and names differ in number,
+    or a named one is not finite."""
+    names = list(getattr(msg, 'name', None) or [])
+    count = len(getattr(msg, 'position', None) or [])
+    if count != len(names):
+        raise RejectedMessageError('malformed', f'{count} positions for {len(names)} names '
+                                   f'{names[:8]}')
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise RejectedMessageError('malformed', f'joint names repeated: {twice}')
     try:
         positions = joint_positions(msg, joints, allow_missing=True)
     except BagToolsError as err:
