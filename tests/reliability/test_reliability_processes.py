@@ -148,7 +148,7 @@ def test_a_benchmark_pool_ends_with_its_process(how: str) -> None:
     end; Ctrl-C, which reaches the whole group, must still stop them too."""
     holder = textwrap.dedent("""
         import time
-        from ptr_sim.benchmark import _pool_map
+        from ptr_sim.benchmark.stages import _pool_map
         _pool_map(time.sleep, [60.0, 60.0], 2, print)
     """)
     proc = subprocess.Popen([sys.executable, '-c', holder], stdout=subprocess.PIPE,

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from ptr_core.errors import ConfigError
-from ptr_sim.benchmark import _markdown_trust, contrasts, paired_differences, trust_summary
+from ptr_sim.benchmark import contrasts, paired_differences, trust_summary
+from ptr_sim.benchmark.report import _markdown_trust
 from ptr_sim.benchmark_config import BenchmarkConfig, MethodSpec
 
 

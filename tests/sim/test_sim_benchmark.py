@@ -106,7 +106,7 @@ def test_experts_subset_is_the_mixed_sets_expert_episodes_alone(tmp_path: Path) 
     import numpy as np
 
     from bag_tools.dataset import Dataset
-    from ptr_sim.benchmark import _experts_subset, _record_and_ingest
+    from ptr_sim.benchmark.data import _experts_subset, _record_and_ingest
 
     cfg = load_benchmark_config('tiny', ['record_max_steps=40'])
     mix = {'expert': 2, 'random_labels': 1, 'delayed_6': 1}
@@ -147,7 +147,9 @@ def test_oracle_trust_is_the_recorded_source_tags(tmp_path: Path) -> None:
     on every other, bound to the recorded set like a `ptr score` file."""
     from bag_tools.dataset import Dataset
     from bag_tools.trust import read_trust
-    from ptr_sim.benchmark import Cell, _oracle_trust, _record_and_ingest
+    from ptr_sim.benchmark import Cell
+    from ptr_sim.benchmark.data import _record_and_ingest
+    from ptr_sim.benchmark.trust_arms import _oracle_trust
     from ptr_sim.benchmark_config import MethodSpec
 
     cfg = load_benchmark_config('tiny', ['record_max_steps=40'])
@@ -279,7 +281,7 @@ def test_quick_preset_end_to_end(tmp_path: Path) -> None:
 
 def test_a_scoring_lock_left_by_a_killed_run_is_taken_over(tmp_path: Path) -> None:
     """A resumed benchmark must not wait forever on the lock of a scorer that was killed."""
-    from ptr_sim.benchmark import _take_lock
+    from ptr_sim.benchmark.trust_arms import _take_lock
 
     lock = tmp_path / '.lock'
     dead = subprocess.Popen([sys.executable, '-c', 'pass'])
@@ -323,7 +325,7 @@ def test_a_resumed_cell_is_reused_only_when_trained_with_the_same_settings(
     oracle = Cell(trust.task, trust.head, MethodSpec('oracle', 'trust', {'oracle': 0.0}),
                   trust.seed, trust.data)
     oracle_fp = cell_fingerprint(cfg, oracle, base)
-    import ptr_sim.benchmark as bench
+    import ptr_sim.benchmark.cache as bench
 
     resolved = bench._resolved_score_options
     # a changed `ptr score` default: the trust cell re-runs, the oracle cell does not
