@@ -5,6 +5,8 @@ observations are decoded to vectors on the way and raw ``Image`` frames are deco
 at once. Of a ``CompressedImage`` only the stamps are kept; once the grid is known, a second pass
 over the camera topics decodes just the frames a grid step uses, so memory stays bounded by the
 output, not by the bag. Every bad input stops the bag with one line naming bag, topic and problem.
+An episode longer than ``MAX_EPISODE_STEPS`` grid steps (duration x rate) is refused before its
+grid is allocated: a profile at 1 GHz once filled 21 GB and woke the kernel's OOM killer.
 """
 
 from __future__ import annotations
@@ -59,7 +61,8 @@ from bag_tools.sync import (
 from bag_tools.tf_tree import TfTree
 from bag_tools.video import SIDECAR_SUFFIX, decode_frames, find_video, frame_pts, read_sidecar
 
-__all__ = ['IMAGE_TYPES', 'BagStreams', 'bag_to_episodes', 'episode_id', 'read_streams']
+__all__ = ['IMAGE_TYPES', 'MAX_EPISODE_STEPS', 'BagStreams', 'bag_to_episodes', 'episode_id',
+           'read_streams']
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +72,9 @@ TF_MESSAGE = 'tf2_msgs/msg/TFMessage'
 TF_STATIC = '/tf_static'
 #: A state or action source slower than this share of the grid rate is warned about.
 OUTRUN_SHARE = 0.9
+#: The most grid steps one episode may have (about 28 hours at 100 Hz, 2.8 hours at 1 kHz);
+#: checked from the segment's duration before any per-step array is allocated.
+MAX_EPISODE_STEPS = 10_000_000
 
 
 @dataclass
@@ -542,18 +548,15 @@ class _Aligner:
         start, end = self.start_ns(), self.end_ns()
         grids = []
         for a, b in segments:
-            grid = make_grid(max(a, start), min(b, end), self.p.period_ns)
+            grid = self.grid(max(a, start), min(b, end))
             if len(grid) >= self.p.min_episode_steps:
                 grids.append(grid)
             else:
                 log.info('%s: dropping a %d-step segment (shorter than min_episode_steps %d)',
                          self.s.path, len(grid), self.p.min_episode_steps)
         if not grids:
-            longest = max(
-                (len(make_grid(max(a, start), min(b, end), self.p.period_ns))
-                 for a, b in segments),
-                default=0,
-            )
+            longest = max((self.steps(max(a, start), min(b, end)) for a, b in segments),
+                          default=0)
             msg = (f'{self.s.path}: topic {self.p.state_topic}: too short: '
                    f'{longest} grid steps at {self.p.rate_hz:g} Hz < min_episode_steps '
                    f'{self.p.min_episode_steps}')
@@ -565,6 +568,25 @@ class _Aligner:
         ]
         self.fetch_frames(holds)
         return [self.episode(grid, k, len(grids), holds[k]) for k, grid in enumerate(grids)]
+
+    def steps(self, start_ns: int, end_ns: int) -> int:
+        """How many grid steps ``make_grid`` would make over [start, end] (nothing allocated)."""
+        period = self.p.period_ns
+        if end_ns < start_ns:
+            return 0
+        return (end_ns - start_ns) // period + 1 if period > 0 else end_ns - start_ns + 1
+
+    def grid(self, start_ns: int, end_ns: int) -> npt.NDArray[np.int64]:
+        """The grid over [start, end]; over ``MAX_EPISODE_STEPS`` steps is refused first."""
+        steps = self.steps(start_ns, end_ns)
+        if steps > MAX_EPISODE_STEPS or self.p.period_ns <= 0:
+            span = (end_ns - start_ns) / 1e9
+            msg = (f'{self.s.path}: rate_hz {self.p.rate_hz:g} over {span:.1f} s of '
+                   f'{self.p.state_topic} is {steps} grid steps, more than the '
+                   f'{MAX_EPISODE_STEPS} an episode may have; lower rate_hz or split the '
+                   'recording (episodes.max_gap_s, episodes.marker_topic)')
+            raise IngestError(msg)
+        return make_grid(start_ns, end_ns, self.p.period_ns)
 
     def fetch_frames(
         self, holds: list[dict[str, tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]]]
@@ -779,14 +801,15 @@ class _Aligner:
 
 def bag_to_episodes(
     path: str | Path, profile: RobotProfile, *, content_hash: str | None = None,
-    salvage: bool = False,
+    salvage: bool = False, scratch: Path | None = None,
 ) -> list[EpisodeData]:
     """Read one bag and return its episodes (raises a ``BagToolsError`` on bad input).
 
     ``salvage``: a truncated bag is read up to the damage (its episodes' sync reports say what
-    was lost) instead of refused."""
+    was lost) instead of refused; its readable part is rewritten into a temp folder inside
+    ``scratch`` (default: the system's temp folder), removed when the bag is closed."""
     path = Path(path)
-    with open_bag(path, salvage=salvage) as bag:
+    with open_bag(path, salvage=salvage, scratch=scratch) as bag:
         streams = read_streams(bag, profile)
         choose_clocks(streams.all())
         digest = content_hash if content_hash is not None else bag_content_hash(path)

@@ -126,14 +126,17 @@ def _one_line(err: BaseException) -> str:
 class BagReader:
     """An open bag. Use as a context manager; every error is a ``BagToolsError``.
 
-    ``salvage``: a truncated MCAP is read up to the damage (``bag_tools.salvage``) with one
-    warning saying what was lost; without it, such a bag is refused with a line saying how
-    much ``--salvage`` would recover.
+    ``salvage``: a truncated MCAP or unindexed ROS 1 bag is read up to the damage
+    (``bag_tools.salvage``, rewritten into a temp folder inside ``scratch``, removed on close)
+    with one warning saying what was lost; without it, such a bag is refused with a line saying
+    how much ``--salvage`` would recover.
     """
 
-    def __init__(self, path: Path, *, salvage: bool = False) -> None:
+    def __init__(self, path: Path, *, salvage: bool = False, scratch: Path | None = None
+                 ) -> None:
         self.path = path
         self.salvage = salvage
+        self.scratch = scratch  # where a salvage writes its temp folder (None: system temp)
         self.salvaged: str = ''  # what a salvage lost ('' when the bag was whole)
         self._salvage_dir: Path | None = None
         self._reader = AnyReader([path], default_typestore=_typestore())
@@ -184,15 +187,17 @@ class BagReader:
             msg = (f'{self.path}: truncated or corrupt bag ({_one_line(err)}); {found.lost}; '
                    'ingest the readable part with --salvage')
             raise BagOpenError(msg) from err
-        rewritten, found = (salvage.salvage_ros1 if ros1 else salvage.salvage_mcap)(damaged)
+        rewrite = salvage.salvage_ros1 if ros1 else salvage.salvage_mcap
+        rewritten, found = rewrite(damaged, scratch=self.scratch)
         self._salvage_dir = rewritten.parent
         self.salvaged = found.lost
         log.warning('%s: truncated bag salvaged: %s', self.path, found.lost)
         try:
             self._reader = AnyReader([rewritten], default_typestore=_typestore())
             self._reader.open()
-        except Exception:
+        except BaseException:
             shutil.rmtree(rewritten.parent, ignore_errors=True)
+            self._salvage_dir = None
             raise
         return True
 
@@ -383,8 +388,9 @@ class BagReader:
         return None
 
 
-def open_bag(path: str | Path, *, salvage: bool = False) -> BagReader:
+def open_bag(path: str | Path, *, salvage: bool = False, scratch: Path | None = None
+             ) -> BagReader:
     """Check ``path`` and return an unopened ``BagReader`` (open it with ``with``)."""
     path = Path(path)
     _check_path(path)
-    return BagReader(path, salvage=salvage)
+    return BagReader(path, salvage=salvage, scratch=scratch)

@@ -8,11 +8,18 @@ or the file was cut) is scanned the same way, chunk by chunk (connections and me
 and rewritten into a temporary indexed ``.bag``. ``Salvage.lost`` says what was lost (bytes,
 and the time the readable part spans). Bags are salvaged only when asked
 (``ptr ingest --salvage``); otherwise the error says how much a salvage would recover.
+
+The temporary folder (``ptr-salvage-*``) is made inside ``scratch`` (``ptr ingest``: a marked
+temp in the dataset's folder, which the next writer removes if this one is killed; default: the
+system's temp folder) and removed again when the rewrite fails; on success the caller removes
+it. A rewrite that cannot be written (disk full, read-only) is one line naming that folder.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import shutil
 import struct
 import tempfile
 from collections.abc import Iterator
@@ -176,17 +183,41 @@ def _rihs01(name: str, definition: str) -> str:
         return str(register_missing(get_typestore(Stores.ROS2_HUMBLE)).hash_rihs01(name))
 
 
-def salvage_mcap(path: Path) -> tuple[Path, Salvage]:
-    """Rewrite the readable part of ``path`` into a temporary rosbag2 folder (the caller
-    removes its parent directory); returns (folder, what was recovered)."""
-    from rosbags.rosbag2 import StoragePlugin, Writer
+@contextlib.contextmanager
+def _workdir(path: Path, scratch: Path | None) -> Iterator[Path]:
+    """A new ``ptr-salvage-*`` folder in ``scratch``, removed when the body raises."""
+    try:
+        work = Path(tempfile.mkdtemp(prefix='ptr-salvage-', dir=scratch))
+    except OSError as err:
+        msg = f'{path}: cannot salvage: cannot write to {scratch or tempfile.gettempdir()}: ' \
+              f'{err.strerror or err}'
+        raise BagOpenError(msg) from err
+    try:
+        yield work
+    except BaseException as err:
+        shutil.rmtree(work, ignore_errors=True)
+        if isinstance(err, OSError):
+            msg = f'{path}: cannot salvage: writing {work}: {err.strerror or err}'
+            raise BagOpenError(msg) from err
+        raise
 
+
+def salvage_mcap(path: Path, *, scratch: Path | None = None) -> tuple[Path, Salvage]:
+    """Rewrite the readable part of ``path`` into a temporary rosbag2 folder inside
+    ``scratch`` (the caller removes its parent directory); returns (folder, what was
+    recovered)."""
     s = scan_mcap(path)
     if not s.messages:
         msg = f'{path}: truncated or corrupt MCAP with nothing readable ({s.lost})'
         raise BagOpenError(msg)
-    work = Path(tempfile.mkdtemp(prefix='ptr-salvage-'))
-    out = work / 'salvaged'
+    with _workdir(path, scratch) as work:
+        _write_mcap(s, work / 'salvaged')
+    return work / 'salvaged', s
+
+
+def _write_mcap(s: Salvage, out: Path) -> None:
+    from rosbags.rosbag2 import StoragePlugin, Writer
+
     conns = {}
     with Writer(out, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
         for cid, (sid, topic, _) in sorted(s.channels.items()):
@@ -199,7 +230,6 @@ def salvage_mcap(path: Path) -> tuple[Path, Salvage]:
         for cid, log_ns, data in sorted(s.messages, key=lambda m: m[1]):
             if cid in conns:
                 writer.write(conns[cid], log_ns, data)
-    return out, s
 
 
 # -- ROS 1 ------------------------------------------------------------------------------------
@@ -251,7 +281,13 @@ def _ros1_take(s: Salvage, header: dict[str, bytes], data: bytes) -> None:
     op = header.get('op', b'\0')[0]
     if op == 0x07:  # connection
         (conn,) = _I.unpack_from(header['conn'], 0)
-        s.connections[conn] = {k: v.decode() for k, v in _ros1_header(data).items()}
+        fields = {k: v.decode() for k, v in _ros1_header(data).items()}
+        # the topic is the record header's; rosbag writes it into the connection header only
+        # sometimes (seen: a PR2 bag of 2012 has it on one connection of fifteen)
+        fields['topic'] = header['topic'].decode()
+        if 'type' not in fields or 'md5sum' not in fields:
+            raise ValueError(f'connection {conn} without type or md5sum')
+        s.connections[conn] = fields
     elif op == 0x02:  # message data
         (conn,) = _I.unpack_from(header['conn'], 0)
         sec, nsec = struct.unpack_from('<II', header['time'], 0)
@@ -289,19 +325,24 @@ def scan_ros1(path: Path) -> Salvage:
     return s
 
 
-def salvage_ros1(path: Path) -> tuple[Path, Salvage]:
-    """Rewrite the readable part of a ROS 1 bag into a temporary indexed ``.bag`` (the caller
-    removes its parent directory); returns (file, what was recovered)."""
-    from rosbags.rosbag1 import Writer
-
-    from bag_tools.profile import normalize_msgtype
-
+def salvage_ros1(path: Path, *, scratch: Path | None = None) -> tuple[Path, Salvage]:
+    """Rewrite the readable part of a ROS 1 bag into a temporary indexed ``.bag`` inside
+    ``scratch`` (the caller removes its parent directory); returns (file, what was
+    recovered)."""
     s = scan_ros1(path)
     if not s.messages:
         msg = f'{path}: truncated or unindexed ROS 1 bag with nothing readable ({s.lost})'
         raise BagOpenError(msg)
-    work = Path(tempfile.mkdtemp(prefix='ptr-salvage-'))
-    out = work / 'salvaged.bag'
+    with _workdir(path, scratch) as work:
+        _write_ros1(s, work / 'salvaged.bag')
+    return work / 'salvaged.bag', s
+
+
+def _write_ros1(s: Salvage, out: Path) -> None:
+    from rosbags.rosbag1 import Writer
+
+    from bag_tools.profile import normalize_msgtype
+
     conns = {}
     with Writer(out) as writer:
         for cid, fields in sorted(s.connections.items()):
@@ -314,4 +355,3 @@ def salvage_ros1(path: Path) -> tuple[Path, Salvage]:
         for cid, log_ns, data in sorted(s.messages, key=lambda m: m[1]):
             if cid in conns:
                 writer.write(conns[cid], log_ns, data)
-    return out, s
