@@ -17,8 +17,14 @@ Layout (schema version 1)::
 Every array is a plain ``.npy`` so readers memory-map it (``np.load(mmap_mode='r')``). An episode
 is written into ``episodes/.tmp-<id>-<pid>`` and renamed into place, so a crash never leaves a
 half episode; the manifest is written through ``.tmp-manifest-<pid>/`` and renamed into place
-after each batch of episodes. ``Dataset.open`` adopts complete episode directories that a crash
-left out of the manifest.
+after each batch of episodes.
+
+One writer per dataset: a writer holds ``dataset_lock(root, what)`` (``bag_tools.lock``: a
+``flock`` the kernel drops when the holder dies) and only then calls ``create_or_open``, which
+adopts complete episode directories a killed writer left out of the manifest and removes its
+temps. Readers (``Dataset.open``) never write: they take no lock, adopt nothing and remove
+nothing; an unindexed episode folder is named in one warning and ignored. A write that fails
+(disk full, read-only) raises ``DatasetWriteError`` naming the dataset, its temp removed.
 
 A dataset only ever touches what it made: every temp directory holds a marker file
 (``.ptr-temp``, naming the writer's pid) and only marked temps of dead writers are removed;
@@ -32,11 +38,12 @@ own state/action width on disk; ``unified_layout`` pads them to a common width w
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import shutil
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypedDict
@@ -46,12 +53,14 @@ import numpy.typing as npt
 
 from bag_tools.errors import DatasetError
 from bag_tools.lifetime import pid_alive
+from bag_tools.lock import LOCK_NAME, writer_lock
 
 __all__ = [
     'MANIFEST',
     'SCHEMA_VERSION',
     'STAT_FEATURES',
     'Dataset',
+    'DatasetWriteError',
     'Episode',
     'EpisodeData',
     'EpisodeEntry',
@@ -60,7 +69,12 @@ __all__ = [
     'RobotEntry',
     'UnifiedLayout',
     'check_episode_id',
+    'check_target',
     'compute_stats',
+    'dataset_lock',
+    'dead_temp',
+    'make_temp',
+    'scratch_dir',
     'unified_layout',
     'write_episode',
 ]
@@ -75,6 +89,18 @@ STAT_FEATURES = ('state', 'action')
 TEMP_MARKER = '.ptr-temp'
 _TEMP_PREFIX = '.tmp-'
 _MANIFEST_TEMP = '.tmp-manifest-'
+
+
+class DatasetWriteError(DatasetError):
+    """The dataset folder cannot be written (disk full, read-only, no permission): a run stops
+    here, as every later write would fail the same way."""
+
+
+def write_failure(path: Path, err: OSError) -> DatasetWriteError:
+    """The one-line error for a failed write under ``path`` (the folder the user named)."""
+    where = f' ({err.filename})' if err.filename and str(err.filename) != str(path) else ''
+    msg = f'{path}: cannot write{where}: {err.strerror or err}'
+    return DatasetWriteError(msg)
 
 
 class FeatureStats(TypedDict):
@@ -247,11 +273,22 @@ def _save(path: Path, arr: npt.NDArray[Any]) -> None:
     np.save(path, np.ascontiguousarray(arr), allow_pickle=False)
 
 
-def _make_temp(path: Path) -> Path:
+def make_temp(path: Path) -> Path:
     """Create the temp directory ``path`` with our marker inside (it must not exist)."""
     path.mkdir()
-    (path / TEMP_MARKER).write_text(json.dumps({'pid': os.getpid(), 'writer': 'ptr'}))
+    try:
+        (path / TEMP_MARKER).write_text(json.dumps({'pid': os.getpid(), 'writer': 'ptr'}))
+    except BaseException:
+        shutil.rmtree(path, ignore_errors=True)
+        raise
     return path
+
+
+
+def dead_temp(path: Path) -> bool:
+    """Whether ``path`` is a temp directory we made (``make_temp``) whose writer is dead."""
+    pid = _temp_owner(path)
+    return pid is not None and not pid_alive(pid)
 
 
 def _temp_owner(path: Path) -> int | None:
@@ -277,12 +314,17 @@ def _temp_owner(path: Path) -> int | None:
 
 
 def _write_json_atomic(path: Path, obj: Any) -> None:
-    tmp = _make_temp(path.with_name(f'{_MANIFEST_TEMP}{os.getpid()}'))
+    text = json.dumps(obj, indent=1, sort_keys=False)
+    tmp = path.with_name(f'{_MANIFEST_TEMP}{os.getpid()}')
     try:
-        (tmp / path.name).write_text(json.dumps(obj, indent=1, sort_keys=False))
-        os.replace(tmp / path.name, path)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        make_temp(tmp)
+        try:
+            (tmp / path.name).write_text(text)
+            os.replace(tmp / path.name, path)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    except OSError as err:
+        raise write_failure(path, err) from err
 
 
 def _drop_stale_temps(root: Path) -> None:
@@ -297,17 +339,15 @@ def _drop_stale_temps(root: Path) -> None:
     if episodes.is_dir() and not episodes.is_symlink():
         candidates += episodes.glob(f'{_TEMP_PREFIX}*')
     for path in candidates:
-        pid = _temp_owner(path)
-        if pid is not None and not pid_alive(pid):
+        if dead_temp(path):
             shutil.rmtree(path, ignore_errors=True)
 
 
 def _dead_leftover(path: Path) -> bool:
-    """Whether ``path`` in a dataset root holds nothing but marked temps of dead writers."""
-    def dead_temp(p: Path) -> bool:
-        pid = _temp_owner(p)
-        return pid is not None and not pid_alive(pid)
-
+    """Whether ``path`` in a dataset root is our lock file, or holds nothing but marked temps
+    of dead writers."""
+    if path.name == LOCK_NAME and path.is_file() and not path.is_symlink():
+        return True
     if path.name == EPISODES and path.is_dir() and not path.is_symlink():
         return all(p.name.startswith(_TEMP_PREFIX) and dead_temp(p) for p in path.iterdir())
     return path.name.startswith(_MANIFEST_TEMP) and dead_temp(path)
@@ -317,23 +357,43 @@ def write_episode(root: Path, episode: EpisodeData) -> Path:
     """Write ``episode`` under ``root/episodes`` atomically and return its directory.
 
     The manifest is *not* touched: the caller (one process) adds the entry with
-    ``Dataset.add_episodes`` so that parallel workers never race on it.
+    ``Dataset.add_episodes`` so that parallel workers never race on it. A failed write (disk
+    full, read-only) removes its temp and raises ``DatasetWriteError`` naming ``root``.
     """
     check_episode_id(episode.id, where=str(root))
     episodes = root / EPISODES
-    episodes.mkdir(parents=True, exist_ok=True)
     final = episodes / episode.id
     if final.exists():
         msg = f'{final}: episode already exists'
         raise DatasetError(msg)
     tmp = episodes / f'{_TEMP_PREFIX}{episode.id}-{os.getpid()}'
-    if _temp_owner(tmp) == os.getpid():  # this process's own, from an earlier failed write
-        shutil.rmtree(tmp)
     try:
-        _make_temp(tmp)
+        episodes.mkdir(parents=True, exist_ok=True)
+        if _temp_owner(tmp) == os.getpid():  # this process's own, from an earlier failed write
+            shutil.rmtree(tmp)
+        make_temp(tmp)
     except FileExistsError as err:
         msg = f'{tmp}: exists and is not a temp of this process; remove it by hand'
         raise DatasetError(msg) from err
+    except OSError as err:
+        raise write_failure(root, err) from err
+    try:
+        _fill(tmp, episode)
+        os.replace(tmp, final)
+    except BaseException as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(err, OSError) and final.exists():  # another writer renamed it in first
+            msg = f'{final}: episode already exists'
+            raise DatasetError(msg) from err
+        if isinstance(err, OSError):
+            raise write_failure(root, err) from err
+        raise
+    (final / TEMP_MARKER).unlink(missing_ok=True)  # a finished episode is no temp
+    return final
+
+
+def _fill(tmp: Path, episode: EpisodeData) -> None:
+    """The arrays and ``meta.json`` of ``episode`` into its temp directory."""
     _save(tmp / 'timestamp.npy', episode.timestamp.astype(np.int64))
     _save(tmp / 'state.npy', episode.state.astype(np.float32))
     _save(tmp / 'action.npy', episode.action.astype(np.float32))
@@ -355,16 +415,6 @@ def write_episode(root: Path, episode: EpisodeData) -> Path:
         'part': list(episode.part),
     }
     (tmp / 'meta.json').write_text(json.dumps(meta, indent=1))
-    try:
-        os.replace(tmp, final)
-    except OSError as err:  # another writer renamed the same episode in first
-        shutil.rmtree(tmp, ignore_errors=True)
-        if final.exists():
-            msg = f'{final}: episode already exists'
-            raise DatasetError(msg) from err
-        raise
-    (final / TEMP_MARKER).unlink(missing_ok=True)  # a finished episode is no temp
-    return final
 
 
 def compute_stats(
@@ -400,6 +450,56 @@ def _check_manifest(file: Path, manifest: Any) -> None:
         check_episode_id(entry['id'], where=str(file))
 
 
+def check_target(root: Path) -> None:
+    """Refuse, writing nothing, a ``root`` that is neither a dataset, missing nor empty."""
+    if root.is_symlink() and not root.exists():
+        msg = f'{root}: is a dangling symlink, not a dataset directory; choose another --out'
+        raise DatasetError(msg)
+    if root.exists() and not root.is_dir():
+        msg = f'{root}: is a file, not a dataset directory; choose another --out'
+        raise DatasetError(msg)
+    if not root.is_dir() or (root / MANIFEST).exists():
+        return
+    foreign = sorted(p.name for p in root.iterdir() if not _dead_leftover(p))
+    if foreign:
+        shown = ', '.join(foreign[:3]) + (', ...' if len(foreign) > 3 else '')
+        msg = (f'{root}: exists, is not empty ({shown}) and is not a ptr dataset (no '
+               f'{MANIFEST}); choose another --out')
+        raise DatasetError(msg)
+
+
+@contextlib.contextmanager
+def dataset_lock(root: str | Path, what: str) -> Iterator[Path]:
+    """Be the one writer of the dataset folder ``root`` (``what``, e.g. ``'ptr ingest'``, names
+    it to a second writer, which fails at once with ``WriterBusyError``).
+
+    ``root`` is checked (``check_target``) before the lock file is made in it, so a folder
+    that is not ours is refused untouched; then again under the lock by ``create_or_open``.
+    """
+    root = Path(root)
+    check_target(root)
+    with writer_lock(root, what) as lock:
+        yield lock
+
+
+@contextlib.contextmanager
+def scratch_dir(root: Path) -> Iterator[Path]:
+    """A marked temp directory in the dataset ``root`` for a writer's intermediate files
+    (a salvaged bag), removed on exit; a killed writer's is removed by the next writer."""
+    path = root / EPISODES / f'{_TEMP_PREFIX}scratch-{os.getpid()}'
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if _temp_owner(path) == os.getpid():
+            shutil.rmtree(path)
+        make_temp(path)
+    except OSError as err:
+        raise write_failure(root, err) from err
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 class Dataset:
     """A dataset directory: its manifest and memory-mapped episodes."""
 
@@ -411,32 +511,29 @@ class Dataset:
     # -- creation and opening -------------------------------------------------------------
     @classmethod
     def create_or_open(cls, root: str | Path, *, rate_hz: float) -> Dataset:
-        """Open ``root`` if it is a dataset, else create an empty one there.
+        """Open ``root`` for writing if it is a dataset, else create an empty one there.
 
+        The caller holds ``dataset_lock(root, ...)``: this adopts complete episode directories
+        a killed writer left out of the manifest and removes the temps of dead writers.
         Checked first, before anything is written or removed: ``root`` is a dataset, or missing,
         or an empty directory. Anything else (a file, a folder of other files) is refused.
         """
         root = Path(root)
-        if root.exists() and not root.is_dir():
-            msg = f'{root}: is a file, not a dataset directory; choose another --out'
-            raise DatasetError(msg)
+        check_target(root)
         if (root / MANIFEST).exists():
-            ds = cls.open(root)
+            ds = cls._read(root)
             if abs(ds.manifest['rate_hz'] - rate_hz) > 1e-9:
                 msg = (
                     f'{root}: dataset is at {ds.manifest["rate_hz"]} Hz, the profile asks for '
                     f'{rate_hz} Hz; write to a new --out directory'
                 )
                 raise DatasetError(msg)
+            ds._adopt_orphans()
             return ds
-        foreign = sorted(p.name for p in root.iterdir() if not _dead_leftover(p)) if (
-            root.is_dir()) else []
-        if foreign:
-            shown = ', '.join(foreign[:3]) + (', ...' if len(foreign) > 3 else '')
-            msg = (f'{root}: exists, is not empty ({shown}) and is not a ptr dataset (no '
-                   f'{MANIFEST}); choose another --out')
-            raise DatasetError(msg)
-        root.mkdir(parents=True, exist_ok=True)
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise write_failure(root, err) from err
         _drop_stale_temps(root)  # a run killed before anything landed: only its marked temps
         manifest = Manifest(
             schema_version=SCHEMA_VERSION, rate_hz=float(rate_hz), robots={}, episodes=[],
@@ -448,7 +545,17 @@ class Dataset:
 
     @classmethod
     def open(cls, root: str | Path) -> Dataset:
-        root = Path(root)
+        """Open ``root`` for reading: nothing in it is written, adopted or removed.
+
+        Episode folders the manifest does not list (a writer was killed before indexing them,
+        or one is still running) are named in one warning and ignored.
+        """
+        ds = cls._read(Path(root))
+        ds._warn_unindexed()
+        return ds
+
+    @classmethod
+    def _read(cls, root: Path) -> Dataset:
         file = root / MANIFEST
         if not file.is_file():
             msg = f'{root}: not a ptr dataset (no {MANIFEST})'
@@ -463,30 +570,44 @@ class Dataset:
             msg = f'{file}: schema_version {version!r}, this ptr reads {SCHEMA_VERSION}'
             raise DatasetError(msg)
         _check_manifest(file, manifest)
-        ds = cls(root, manifest)
-        ds._adopt_orphans()
-        return ds
+        return cls(root, manifest)
+
+    def _unindexed(self) -> list[Path]:
+        """Complete-looking episode directories the manifest does not list."""
+        episodes = self.root / EPISODES
+        if not episodes.is_dir() or episodes.is_symlink():
+            return []
+        known = set(self.episode_ids)
+        return [
+            p for p in sorted(episodes.iterdir())
+            if not p.name.startswith('.') and p.name not in known and p.is_dir()
+            and not p.is_symlink() and (p / 'meta.json').is_file()
+        ]
+
+    def _warn_unindexed(self) -> None:
+        found = self._unindexed()
+        if found:
+            shown = ', '.join(p.name for p in found[:3]) + (', ...' if len(found) > 3 else '')
+            log.warning('%s: %d episode folder(s) not in %s (%s), ignored: a writer stopped '
+                        'before indexing them (or is still running); the next `ptr ingest` into '
+                        'this folder with their robot adopts them', self.root / EPISODES,
+                        len(found), MANIFEST, shown)
 
     def _adopt_orphans(self) -> None:
-        """Index complete episode directories a crash left out of the manifest; drop temps."""
+        """Index complete episode directories a crash left out of the manifest; drop temps.
+
+        Writers only (under the dataset's lock)."""
         episodes = self.root / EPISODES
         if not episodes.is_dir():
             return
-        known = {e['id'] for e in self.manifest['episodes']}
         _drop_stale_temps(self.root)
         for path in episodes.iterdir():  # killed between rename and unmarking: finish that
-            pid = None if path.name.startswith('.') else _temp_owner(path)
-            if pid is not None and not pid_alive(pid):
+            if not path.name.startswith('.') and dead_temp(path):
                 (path / TEMP_MARKER).unlink(missing_ok=True)
-        orphans = [
-            p for p in sorted(episodes.iterdir())
-            if p.is_dir() and not p.is_symlink() and not p.name.startswith('.')
-            and p.name not in known and (p / 'meta.json').is_file()
-        ]
         # Only what write_episode made: meta.json names this very directory (anything else is
         # left alone). Episodes of a robot the manifest does not know yet wait for its profile.
         adopt = []
-        for path in orphans:
+        for path in self._unindexed():
             try:
                 ep = Episode(path)
             except DatasetError as err:

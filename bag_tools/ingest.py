@@ -5,6 +5,12 @@ benchmarks call it). Each bag is read, aligned and written as episode directorie
 (``write_episode`` renames a finished temp directory into place); only this process touches the
 manifest. Re-running resumes: a bag whose every episode is indexed (same robot, same content
 hash) is skipped; episodes of a bag cut short by a crash are dropped and the bag redone.
+
+One writer per dataset: the run holds the dataset's writer lock (``dataset_lock``), so a second
+``ptr ingest`` into the same ``--out`` fails at once with one line, before it touches anything;
+a killed writer's lock goes with its process. A write that fails (disk full, read-only) stops
+the run with one line (``DatasetWriteError``), its temps removed. An episode may have at most
+``MAX_EPISODE_STEPS`` grid steps (``bag_tools.episodes``), checked before anything is allocated.
 """
 
 from __future__ import annotations
@@ -27,15 +33,19 @@ from bag_tools.dataset import (
     EPISODES,
     MANIFEST,
     Dataset,
+    DatasetWriteError,
     Episode,
     RobotEntry,
     check_episode_id,
+    dataset_lock,
+    scratch_dir,
     write_episode,
 )
 from bag_tools.episodes import bag_to_episodes
 from bag_tools.errors import BagToolsError, DatasetError, IngestError
 from bag_tools.lerobot.format import is_lerobot_dataset
 from bag_tools.lifetime import die_with
+from bag_tools.lock import LOCK_NAME
 from bag_tools.observation import image_channels
 from bag_tools.profile import RobotProfile
 from bag_tools.reader import bag_content_hash, is_bag_path
@@ -157,7 +167,12 @@ def _ingest_one(
         if digest and digest in done:
             return BagResult(str(path), BagStatus.SKIPPED, 'already ingested (same content hash)',
                              digest)
-        episodes = bag_to_episodes(path, profile, content_hash=digest, salvage=salvage)
+        if salvage:  # a salvaged bag is rewritten into the dataset's folder, not /tmp
+            with scratch_dir(out) as scratch:
+                episodes = bag_to_episodes(path, profile, content_hash=digest, salvage=True,
+                                           scratch=scratch)
+        else:
+            episodes = bag_to_episodes(path, profile, content_hash=digest)
         written = []
         for ep in episodes:
             # An existing directory is the same bag under the same name twice in one run
@@ -166,6 +181,8 @@ def _ingest_one(
             written.append(ep.id)
         return BagResult(str(path), BagStatus.OK, '', digest, tuple(written),
                          sum(ep.length for ep in episodes), _bag_size(path))
+    except DatasetWriteError:
+        raise  # the dataset cannot be written: the run stops (every bag would fail alike)
     except BagToolsError as err:
         return BagResult(str(path), BagStatus.FAILED, str(err), '')
     except OSError as err:
@@ -241,8 +258,10 @@ def ingest(
     failing them.
 
     Bad bags fail one by one (``BagResult.reason``); the others carry on and the dataset stays
-    valid. Raises ``DatasetError`` only when ``out`` itself cannot be used (before anything is
-    written there). A run that creates ``out`` and ingests nothing leaves nothing behind.
+    valid. Raises ``DatasetError`` when ``out`` itself cannot be used (before anything is
+    written there), ``WriterBusyError`` when another process is writing it, and
+    ``DatasetWriteError`` when a write fails (disk full, read-only); episodes that landed stay
+    valid. A run that creates ``out`` and ingests nothing leaves nothing behind.
     """
     out = Path(out)
     paths = find_bags(bags)
@@ -250,13 +269,14 @@ def ingest(
         msg = 'no bags given'
         raise IngestError(msg)
     made = [p for p in (out, *out.parents) if not p.exists()]  # folders this run creates
-    created = not (out / MANIFEST).exists()
-    ds = Dataset.create_or_open(out, rate_hz=profile.rate_hz)
-    try:
-        return _ingest_into(ds, paths, profile, workers, progress, salvage)
-    finally:
-        if created and not ds.manifest['episodes']:
-            _remove_empty_dataset(ds, made)
+    with dataset_lock(out, 'ptr ingest'):
+        created = not (out / MANIFEST).exists()
+        ds = Dataset.create_or_open(out, rate_hz=profile.rate_hz)
+        try:
+            return _ingest_into(ds, paths, profile, workers, progress, salvage)
+        finally:
+            if created and not ds.manifest['episodes']:
+                _remove_empty_dataset(ds, made)
 
 
 def _remove_empty_dataset(ds: Dataset, made: list[Path]) -> None:
@@ -269,6 +289,7 @@ def _remove_empty_dataset(ds: Dataset, made: list[Path]) -> None:
     if episodes.is_dir() and any(episodes.iterdir()):
         return
     (ds.root / MANIFEST).unlink(missing_ok=True)
+    (ds.root / LOCK_NAME).unlink(missing_ok=True)  # still held (the open file) until we return
     for folder in (episodes, *made):
         try:
             folder.rmdir()
@@ -322,11 +343,7 @@ def _ingest_into(
             progress(res)
 
     try:
-        if workers <= 1 or len(paths) == 1:
-            for path in paths:
-                collect(ingest_one(path, profile, out, done, salvage))
-        else:
-            _run_pool(paths, profile, out, done, workers, collect, salvage)
+        _run_bags(ds, paths, profile, done, workers, collect, salvage)
     finally:
         flush()  # also on Ctrl-C: index what finished
     if new_robot and not any(e['robot'] == profile.robot for e in ds.manifest['episodes']):
@@ -337,6 +354,27 @@ def _ingest_into(
     order = {str(p): i for i, p in enumerate(paths)}
     result.bags.sort(key=lambda b: order.get(b.path, 0))
     return result
+
+
+def _run_bags(
+    ds: Dataset,
+    paths: list[Path],
+    profile: RobotProfile,
+    done: frozenset[str],
+    workers: int,
+    collect: Callable[[BagResult], None],
+    salvage: bool,
+) -> None:
+    """Every bag through ``ingest_one``, here or in a pool; ``collect`` gets each result."""
+    try:
+        if workers <= 1 or len(paths) == 1:
+            for path in paths:
+                collect(ingest_one(path, profile, ds.root, done, salvage))
+        else:
+            _run_pool(paths, profile, ds.root, done, workers, collect, salvage)
+    except BaseException:  # the workers are gone: their temps are no work in progress now
+        ds.drop_stale_temps()
+        raise
 
 
 def _context() -> multiprocessing.context.BaseContext:
@@ -372,6 +410,8 @@ def _run_pool(
         for fut in as_completed(futures):
             try:
                 res = fut.result()
+            except DatasetWriteError:
+                raise
             except Exception as err:  # a worker died (killed, out of memory)
                 res = BagResult(str(futures[fut]), BagStatus.FAILED,
                                 f'{futures[fut]}: worker process failed: {err}')

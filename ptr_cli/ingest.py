@@ -4,7 +4,9 @@ Reads ROS 1 .bag files, rosbag2 folders, bare .db3 and .mcap files (folders hold
 bags are searched), and LeRobot v2.1/v3.0 dataset folders (docs/lerobot.md). Each bag becomes
 one or more episodes on the profile's control-rate grid; a bag already in the dataset (same
 robot and content hash) is skipped, so re-running after an interruption resumes. A bad bag fails
-with one line and the others carry on; the exit code is 1 when any bag failed.
+with one line and the others carry on; the exit code is 1 when any bag failed. One writer per
+dataset: a second `ptr ingest` into the same --out fails at once (exit 2), as does a full or
+read-only disk (one line naming the folder; what landed stays valid).
 
 example:
   ptr ingest bags/*.mcap --profile config/robots/ur5e_two_cam.yaml --out data/ur5e -j 4
@@ -21,7 +23,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from bag_tools.dataset import MANIFEST, Dataset
+from bag_tools.dataset import MANIFEST, Dataset, dataset_lock
 from bag_tools.dataset_summary import format_sync, worst_sync
 from bag_tools.errors import BagOpenError, ProfileError
 from bag_tools.ingest import BagResult, BagStatus, IngestResult, find_bags, ingest
@@ -96,7 +98,8 @@ def run(args: argparse.Namespace) -> int:
     if any(is_lerobot_dataset(p) for p in args.bags):
         from ptr_cli.lerobot_ingest import run_lerobot
 
-        return run_lerobot(args)
+        with dataset_lock(args.out, 'ptr ingest'):  # bags: `ingest` takes it itself
+            return run_lerobot(args)
     if args.profile is None:
         msg = '--profile: required for bags (a robot profile, config/robots/*.yaml)'
         raise ProfileError(msg)

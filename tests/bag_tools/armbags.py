@@ -71,10 +71,11 @@ def arm_profile(**overrides: Any) -> dict[str, Any]:
 
 
 def snapshot(root: Path) -> dict[str, Any]:
-    """Everything in a dataset directory: JSON parsed, arrays as bytes."""
+    """Everything in a dataset directory: JSON parsed, arrays as bytes (not the writer lock
+    file: it names the last writer's pid and start time)."""
     out: dict[str, Any] = {}
     for p in sorted(root.rglob('*')):
-        if p.is_file():
+        if p.is_file() and p.name != '.ptr-writer.lock':
             rel = str(p.relative_to(root))
             out[rel] = json.loads(p.read_text()) if p.suffix == '.json' else p.read_bytes()
     return out

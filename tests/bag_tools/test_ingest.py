@@ -17,6 +17,7 @@ from bag_tools.dataset import Dataset, unified_layout
 from bag_tools.episodes import bag_to_episodes
 from bag_tools.errors import DatasetError
 from bag_tools.ingest import BagStatus, ingest
+from bag_tools.lock import LOCK_NAME
 from bag_tools.profile import RobotProfile
 
 ARRAYS = ('timestamp', 'state', 'action', 'state_valid', 'action_valid')
@@ -253,7 +254,7 @@ def test_leftovers_of_a_dead_writer_are_cleaned(tmp_path: Path) -> None:
         (out / 'episodes' / name / 'state.npy').write_bytes(b'partial')
     bag = write_bag(arm_content(duration_s=2.0), tmp_path / 'b', 'mcap')
     assert ingest([bag], prof(), out).ok
-    assert sorted(p.name for p in out.iterdir()) == ['episodes', 'manifest.json']
+    assert sorted(p.name for p in out.iterdir()) == [LOCK_NAME, 'episodes', 'manifest.json']
     assert sorted(p.name for p in (out / 'episodes').iterdir() if p.name.startswith('.')) == [
         f'.tmp-user-{dead}']
     assert len(Dataset.open(out)) == 2

@@ -16,6 +16,7 @@ from bagfactory import write_bag
 from bag_tools.dataset import Dataset, check_episode_id
 from bag_tools.errors import DatasetError
 from bag_tools.ingest import ingest
+from bag_tools.lock import LOCK_NAME
 from bag_tools.profile import RobotProfile
 
 PTR = str(Path(sys.executable).with_name('ptr'))
@@ -78,11 +79,16 @@ def test_in_a_dataset_only_marked_temps_of_dead_writers_go(tmp_path: Path, bag: 
     live = out / 'episodes' / '.tmp-y-1'
     live.mkdir()
     (live / '.ptr-temp').write_text(json.dumps({'pid': 1, 'writer': 'ptr'}))  # init lives
-    Dataset.open(out)
+    planted = tree(out)
+    Dataset.open(out)  # a reader removes nothing (issue 14: read commands never write)
+    assert tree(out) == planted
+    ingest([bag], prof(), out)  # the next writer, under the dataset's lock, cleans up
     assert not ours.exists()
     assert live.is_dir()
     live_files = {str(p.relative_to(out)) for p in live.rglob('*')} | {str(live.relative_to(out))}
-    assert {k: v for k, v in tree(out).items() if k not in live_files} == theirs
+    live_files.add(LOCK_NAME)  # rewritten by each writer (its pid and start time)
+    assert {k: v for k, v in tree(out).items() if k not in live_files} == {
+        k: v for k, v in theirs.items() if k != LOCK_NAME}
 
 
 @pytest.mark.parametrize('bad', ['../../victim', '/tmp/victim', 'a/b', '..', '.hidden', '',
@@ -172,5 +178,7 @@ def test_a_kill_between_rename_and_unmarking_leaves_no_marker(tmp_path: Path, ba
     assert ingest([bag], prof(), out).ok
     episode = next(p for p in (out / 'episodes').iterdir())
     (episode / '.ptr-temp').write_text(json.dumps({'pid': 999_999_999, 'writer': 'ptr'}))
-    Dataset.open(out)
+    Dataset.open(out)  # a reader writes nothing; the next writer unmarks it
+    assert (episode / '.ptr-temp').exists()
+    ingest([bag], prof(), out)
     assert not (episode / '.ptr-temp').exists()
