@@ -1,7 +1,9 @@
 """``ptr export DATASET --format lerobot``: a ptr dataset as a LeRobot v3.0 dataset.
 
-Written into ``.<out>.tmp-<pid>`` beside ``out`` and renamed into place at the end, so a crash
-never leaves half a dataset. Layout (LeRobot's, see ``bag_tools.lerobot.format``)::
+Written into ``.<out>.tmp-<pid>`` beside ``out`` (marked as ptr's temp) and renamed into place
+at the end, so a crash never leaves half a dataset; the next export to ``out`` removes the temps
+of killed exports (their pid runs no more). A failed write (disk full, read-only) is one line
+naming ``out``, its temp removed. Layout (LeRobot's, see ``bag_tools.lerobot.format``)::
 
     meta/info.json                   codebase_version v3.0, fps = grid rate, robot_type, features
     meta/stats.json                  min/max/mean/std/count (+ q01/q99) per feature
@@ -21,6 +23,8 @@ cameras are ``image`` features (16-bit PNG in the data file, millimetres): lossl
 
 from __future__ import annotations
 
+import errno
+import glob
 import json
 import logging
 import os
@@ -34,7 +38,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from bag_tools.dataset import Dataset, Episode, RobotEntry
+from bag_tools.dataset import TEMP_MARKER, Dataset, Episode, RobotEntry, dead_temp, make_temp
 from bag_tools.lerobot.format import (
     CODEBASE_VERSION,
     DEFAULT_CHUNKS_SIZE,
@@ -375,16 +379,15 @@ def export_lerobot(
     """Write the episodes of ``robot`` (default: the dataset's only robot) as LeRobot v3.0.
 
     ``trust`` is a trust file (``ptr score``); a stale one (the dataset changed since scoring)
-    is refused. ``out`` must not exist. Returns ``out``.
+    is refused. ``out`` must not exist (nor be a symlink). Returns ``out``. A failed write
+    (disk full, read-only) is one ``LeRobotError`` naming ``out``, with nothing left behind.
     """
     import pyarrow  # noqa: F401  (missing: fail before the dataset is read)
 
     cfg = config or ExportConfig()
     ds = Dataset.open(dataset)
     out = Path(out)
-    if out.exists():
-        msg = f'{out}: exists; export writes a new folder (remove it or choose another --out)'
-        raise LeRobotError(msg)
+    _check_out(out)
     robot = _pick_robot(ds, robot)
     entry = ds.manifest['robots'][robot]
     episodes = [ds.episode(e['id']) for e in ds.manifest['episodes'] if e['robot'] == robot]
@@ -394,13 +397,9 @@ def export_lerobot(
     weights, trust_meta = _trust(ds, trust)
     fps = float(ds.manifest['rate_hz'])
     task_list = sorted({ep.task for ep in episodes})
-    tasks = {t: i for i, t in enumerate(task_list)}
-    tmp = out.parent / f'.{out.name}.tmp-{os.getpid()}'
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    (tmp / 'meta').mkdir(parents=True)
+    tmp = _make_tmp(out)
     try:
-        writer = _Writer(tmp, entry, fps, cfg, weights, tasks)
+        writer = _Writer(tmp, entry, fps, cfg, weights, {t: i for i, t in enumerate(task_list)})
         try:
             for i, ep in enumerate(episodes):
                 writer.add(ep, i)
@@ -414,13 +413,60 @@ def export_lerobot(
         ptr_meta = {'schema': PTR_SCHEMA, 'source_dataset': str(Path(ds.root).resolve()),
                     'robot': dict(entry), 'rate_hz': fps, 'trust': trust_meta}
         _write_meta(tmp, writer, task_list, info, ptr_meta)
-        os.replace(tmp, out)
-    except BaseException:
+        _finish(tmp, out)
+    except BaseException as err:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(err, OSError):  # disk full, read-only, another export's folder in place
+            raise _failure(out, err) from err
         raise
     log.info('%s: %d episode(s), %d frames as LeRobot %s', out, len(episodes), total,
              CODEBASE_VERSION)
     return out
+
+
+def _check_out(out: Path) -> None:
+    """``out`` must be new: not a folder, a file, nor a symlink (dangling or not)."""
+    if out.is_symlink():
+        msg = (f'{out}: is a symlink (to {os.readlink(out)}); export writes a new folder '
+               '(remove it or choose another --out)')
+        raise LeRobotError(msg)
+    if out.exists():
+        msg = f'{out}: exists; export writes a new folder (remove it or choose another --out)'
+        raise LeRobotError(msg)
+
+
+def _make_tmp(out: Path) -> Path:
+    """``.<out>.tmp-<pid>`` beside ``out``, marked as ours; temps that killed exports left
+    there (their pid is no running process) are removed first."""
+    parent = out.parent
+    for old in parent.glob(f'.{glob.escape(out.name)}.tmp-*') if parent.is_dir() else []:
+        if dead_temp(old):
+            shutil.rmtree(old, ignore_errors=True)
+    tmp = parent / f'.{out.name}.tmp-{os.getpid()}'
+    try:
+        if tmp.exists() and not tmp.is_symlink():  # this very process's, from a failed export
+            shutil.rmtree(tmp)
+        make_temp(tmp)
+        (tmp / 'meta').mkdir()
+    except OSError as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise _failure(out, err) from err
+    return tmp
+
+
+def _finish(tmp: Path, out: Path) -> None:
+    """Rename the finished export into place (never over anything) and unmark it."""
+    (tmp / TEMP_MARKER).unlink()
+    if out.exists() or out.is_symlink():  # another export finished first
+        raise FileExistsError(errno.EEXIST, 'appeared while exporting', str(out))
+    os.replace(tmp, out)
+
+
+def _failure(out: Path, err: OSError) -> LeRobotError:
+    where = f' ({err.filename})' if err.filename and str(err.filename) != str(out) else ''
+    reason = ' '.join(str(err.strerror or err).split())
+    msg = f'{out}: export failed, nothing written{where}: {reason}'
+    return LeRobotError(msg)
 
 
 def _info(
