@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bag_tools.report.collect import ReportError, collect_datasets, collect_training, find_run
-from bag_tools.report.page import render_page
+from bag_tools.report.page import GENERATOR_TAG, render_page
 
 __all__ = ['REPORT_FILE', 'ReportError', 'build_report', 'find_run', 'write_report']
 
@@ -59,12 +59,89 @@ def build_report(
 
 
 def write_report(out_dir: str | Path, datasets: Sequence[str | Path] = (), **kwargs: Any) -> Path:
-    """Write ``out_dir/index.html`` atomically and return its path."""
-    page = build_report(datasets, **kwargs)
+    """Write ``out_dir/index.html`` atomically and return its path.
+
+    Replaces only an ``index.html`` that ptr wrote (its ``GENERATOR_TAG``); anything else there
+    (another page, a symlink) and an ``out_dir`` that is a file are refused before the page is
+    built. A failed write (disk full, read-only) is one ``ReportError`` naming the file, with
+    the temp file removed; temps of killed reports (their pid runs no more) are removed.
+    """
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     file = out / REPORT_FILE
-    tmp = out / f'.{REPORT_FILE}.{os.getpid()}.tmp'
-    tmp.write_text(page, encoding='utf-8')
-    os.replace(tmp, file)
+    _check_target(out, file)
+    page = build_report(datasets, **kwargs)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        _drop_dead_temps(out)
+        _check_target(out, file)  # again: the page may take a while to build
+        tmp = _write_temp(out, page)
+    except OSError as err:
+        raise _failure(file, err) from err
+    try:
+        os.replace(tmp, file)
+    except BaseException as err:
+        tmp.unlink(missing_ok=True)
+        if isinstance(err, OSError):
+            raise _failure(file, err) from err
+        raise
     return file
+
+
+def _failure(file: Path, err: OSError) -> ReportError:
+    where = f' ({err.filename})' if err.filename and str(err.filename) != str(file) else ''
+    msg = f'{file}: cannot write{where}: {err.strerror or err}'
+    return ReportError(msg)
+
+
+def _ours(file: Path) -> bool:
+    """Whether ``file`` is a regular file (not a symlink) that ``ptr report`` wrote."""
+    if file.is_symlink() or not file.is_file():
+        return False
+    try:
+        with file.open('rb') as f:
+            head = f.read(4096)
+    except OSError:
+        return False
+    return GENERATOR_TAG.encode() in head
+
+
+def _check_target(out: Path, file: Path) -> None:
+    """Refuse an ``out`` that is not a folder, and an index.html in it that is not ours."""
+    if out.is_symlink() and not out.exists():
+        msg = f'{out}: is a dangling symlink (to {os.readlink(out)}); --out is a folder'
+        raise ReportError(msg)
+    if out.exists() and not out.is_dir():
+        msg = f'{out}: is a file; --out is the folder to write {REPORT_FILE} into'
+        raise ReportError(msg)
+    if (file.exists() or file.is_symlink()) and not _ours(file):
+        what = 'a symlink' if file.is_symlink() else 'not a page ptr report wrote'
+        msg = (f'{file}: is {what}; ptr report replaces only its own {REPORT_FILE}: remove it '
+               'or choose another --out')
+        raise ReportError(msg)
+
+
+def _write_temp(out: Path, page: str) -> Path:
+    """The page in ``out/.index.html.<pid>.tmp``, created new (never through a symlink)."""
+    tmp = out / f'.{REPORT_FILE}.{os.getpid()}.tmp'
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, 'O_NOFOLLOW', 0)
+    fd = os.open(tmp, flags, 0o644)
+    try:
+        with os.fdopen(fd, 'w', encoding='utf-8') as f:
+            f.write(page)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp
+
+
+def _drop_dead_temps(out: Path) -> None:
+    """Remove ``.index.html.<pid>.tmp`` files of reports that were killed: their pid runs no
+    more and they are empty or our page (never anything else)."""
+    from bag_tools.lifetime import pid_alive
+
+    for tmp in out.glob(f'.{REPORT_FILE}.*.tmp'):
+        pid = tmp.name[len(REPORT_FILE) + 2:-4]
+        if not pid.isdigit() or (pid_alive(int(pid)) and int(pid) != os.getpid()):
+            continue
+        if not tmp.is_symlink() and tmp.is_file() and (tmp.stat().st_size == 0 or _ours(tmp)):
+            tmp.unlink(missing_ok=True)

@@ -6,6 +6,7 @@ is embedded as JSON in a ``<script type="application/json">`` block; the script 
 (sort by any column, filter by text and robot), draws the plots on ``<canvas>`` and shows an
 episode's detail when its row is clicked. When everything is drawn it sets
 ``document.body.dataset.rendered`` to the number of canvases drawn (what the browser test reads).
+The head's ``GENERATOR_TAG`` marks the page as ptr's own (``write_report`` replaces nothing else).
 """
 
 from __future__ import annotations
@@ -15,7 +16,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-__all__ = ['render_page']
+__all__ = ['GENERATOR_TAG', 'render_page']
+
+#: Marks a page as ptr's, near its start: ``ptr report`` replaces only an index.html holding it.
+GENERATOR_TAG = '<meta name="generator" content="ptr report">'
 
 _ASSETS = Path(__file__).resolve().parent / 'assets'
 
@@ -30,7 +34,7 @@ def render_page(data: dict[str, Any], *, title: str, subtitle: str = '') -> str:
     blob = blob.replace('</', '<\\/')  # never close the script element from inside the data
     body = _asset('body.html').format(title=html.escape(title), subtitle=html.escape(subtitle))
     return (
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">{GENERATOR_TAG}'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; "
         "img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'\">"
