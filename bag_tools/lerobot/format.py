@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import string
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -32,14 +33,24 @@ __all__ = [
     'DEFAULT_DATA_FILE_MB',
     'DEFAULT_VIDEO_FILE_MB',
     'INFO',
+    'MAX_EPISODE_BYTES',
+    'MAX_FILE_ROWS',
+    'MAX_FPS',
+    'MAX_FRAME_BYTES',
+    'MAX_IMAGE_SIDE',
+    'MAX_VECTOR_WIDTH',
+    'MIN_FPS',
     'PTR_FRAME_COLUMNS',
     'SUPPORTED_VERSIONS',
     'LeRobotError',
     'feature_names',
     'feature_width',
+    'fill_template',
+    'inside',
     'is_lerobot_dataset',
     'read_info',
     'role_of_key',
+    'shown',
 ]
 
 INFO = Path('meta') / 'info.json'
@@ -49,11 +60,35 @@ DEFAULT_CHUNKS_SIZE = 1000  # files per chunk directory
 DEFAULT_DATA_FILE_MB = 100  # a data parquet file is closed once it is this large
 DEFAULT_VIDEO_FILE_MB = 500  # an mp4 file is closed once it is this large
 
+# Bounds on what a dataset's metadata may ask ptr to hold, checked before anything is allocated
+# (a crafted ``shape: [1000000000]`` once grew past 6 GB). Real sets are far inside them.
+#: Frames per second: slower than one frame per 100 s or faster than 1 kHz is not robot data.
+MIN_FPS, MAX_FPS = 0.01, 1000.0
+#: Values per frame of a state or action feature (humanoids with hands: ~60).
+MAX_VECTOR_WIDTH = 4096
+#: Pixels per side of an image a profile decodes to, or of a video ptr decodes.
+MAX_IMAGE_SIDE = 8192
+#: Bytes of one decoded frame: state + action + every camera at the profile's image size.
+MAX_FRAME_BYTES = 256 * 2**20
+#: Bytes of one decoded episode in memory (rows x frame bytes).
+MAX_EPISODE_BYTES = 16 * 2**30
+#: Rows of one data parquet file (LeRobot closes its files at ~100 MB: far fewer rows).
+MAX_FILE_ROWS = 100_000_000
+_MAX_PAD = 20  # widest zero pad in a path template (an int64 has 19 digits)
+
 #: Per-frame columns ptr adds on export (and reads back on import), beside LeRobot's own.
 PTR_FRAME_COLUMNS = ('ptr.timestamp_ns', 'ptr.state_valid', 'ptr.action_valid', 'ptr.trust')
 
 #: Columns every LeRobot data file has besides the features a profile maps.
 INDEX_COLUMNS = ('timestamp', 'frame_index', 'episode_index', 'index', 'task_index')
+
+#: The placeholders each version's path templates may use.
+TEMPLATE_FIELDS = {
+    'v2.1': {'data_path': ('episode_chunk', 'episode_index'),
+             'video_path': ('episode_chunk', 'episode_index', 'video_key')},
+    'v3.0': {'data_path': ('chunk_index', 'file_index'),
+             'video_path': ('chunk_index', 'file_index', 'video_key')},
+}
 
 
 class LeRobotError(BagToolsError):
@@ -65,20 +100,29 @@ def is_lerobot_dataset(path: str | Path) -> bool:
     return (Path(path) / INFO).is_file()
 
 
+def shown(value: Any) -> str:
+    """``repr(value)`` cut to one short line (metadata values can be arbitrarily large)."""
+    text = repr(value)
+    return text if len(text) <= 80 else f'{text[:77]}...'
+
+
 def read_info(root: Path) -> dict[str, Any]:
-    """``meta/info.json``, checked for the keys the readers rely on."""
+    """``meta/info.json``, checked for the keys the readers rely on (one line naming the key)."""
     file = root / INFO
     try:
-        info: dict[str, Any] = json.loads(file.read_text())
+        info = json.loads(file.read_text())
     except OSError as err:
         msg = f'{file}: cannot read: {err.strerror or err}'
         raise LeRobotError(msg) from err
-    except ValueError as err:
+    except (ValueError, RecursionError) as err:
         msg = f'{file}: not valid JSON: {err}'
         raise LeRobotError(msg) from err
+    if not isinstance(info, dict):
+        msg = f'{file}: expected a JSON object, got {type(info).__name__}'
+        raise LeRobotError(msg)
     version = info.get('codebase_version')
     if version not in SUPPORTED_VERSIONS:
-        msg = (f'{file}: codebase_version {version!r}; ptr reads LeRobot '
+        msg = (f'{file}: codebase_version {shown(version)}; ptr reads LeRobot '
                f'{" and ".join(SUPPORTED_VERSIONS)} (convert older datasets with LeRobot first)')
         raise LeRobotError(msg)
     for key in ('fps', 'features', 'data_path'):
@@ -86,19 +130,123 @@ def read_info(root: Path) -> dict[str, Any]:
             msg = f'{file}: key {key} missing'
             raise LeRobotError(msg)
     fps = info['fps']
-    if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not fps > 0:
-        msg = f'{file}: key fps: expected a positive number, got {fps!r}'
+    if (isinstance(fps, bool) or not isinstance(fps, (int, float))
+            or not MIN_FPS <= fps <= MAX_FPS):
+        msg = f'{file}: key fps: expected a number in [{MIN_FPS:g}, {MAX_FPS:g}], got {shown(fps)}'
         raise LeRobotError(msg)
-    if not isinstance(info['features'], Mapping):
-        msg = f'{file}: key features: expected a mapping'
+    chunks = info.get('chunks_size')
+    if chunks is not None and (isinstance(chunks, bool) or not isinstance(chunks, int)
+                               or chunks < 1):
+        msg = f'{file}: key chunks_size: expected a positive integer, got {shown(chunks)}'
         raise LeRobotError(msg)
+    if info.get('splits') is not None and not isinstance(info['splits'], Mapping):
+        msg = f'{file}: key splits: expected an object, got {shown(info["splits"])}'
+        raise LeRobotError(msg)
+    for key, fields in TEMPLATE_FIELDS[version].items():
+        if info.get(key) is not None or key == 'data_path':
+            fill_template(info[key], {f: 'key' if f == 'video_key' else 0 for f in fields},
+                          where=f'{file}: key {key}')
+    _check_features(info['features'], file)
     return info
 
 
-def feature_width(feature: Mapping[str, Any]) -> int:
-    """Number of values per frame of a (non-image) feature: the product of its shape."""
+def _check_features(features: Any, file: Path) -> None:
+    """Every feature is an object with a string dtype and a shape of positive integers."""
+    if not isinstance(features, Mapping):
+        msg = f'{file}: key features: expected an object, got {type(features).__name__}'
+        raise LeRobotError(msg)
+    for key, feat in features.items():
+        where = f'{file}: key features.{key}'
+        if not isinstance(feat, Mapping):
+            msg = f'{where}: expected an object, got {shown(feat)}'
+            raise LeRobotError(msg)
+        if not isinstance(feat.get('dtype'), str):
+            msg = f'{where}.dtype: expected a string, got {shown(feat.get("dtype"))}'
+            raise LeRobotError(msg)
+        shape = feat.get('shape')
+        if shape is not None and (not isinstance(shape, list) or not all(
+                isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in shape)):
+            msg = f'{where}.shape: expected a list of positive integers, got {shown(shape)}'
+            raise LeRobotError(msg)
+        if feat.get('info') is not None and not isinstance(feat['info'], Mapping):
+            msg = f'{where}.info: expected an object, got {shown(feat["info"])}'
+            raise LeRobotError(msg)
+
+
+_PAD = re.compile(r'(0?)(\d{0,3})d?')
+
+
+def fill_template(template: Any, values: Mapping[str, int | str], *, where: str) -> str:
+    """``template`` with its ``{name}`` / ``{name:03d}`` placeholders replaced by ``values``.
+
+    Not ``str.format``: a template comes from the dataset, so attribute or index access
+    (``{x.__class__}``, ``{x[0]}``), conversions, nested or unknown fields and pads wider than
+    an int64 are refused with one line starting with ``where`` (the file and key).
+    """
+    if not isinstance(template, str):
+        msg = f'{where}: expected a path template string, got {shown(template)}'
+        raise LeRobotError(msg)
+    out = []
+    try:
+        parts = list(string.Formatter().parse(template))
+    except ValueError as err:
+        msg = f'{where}: {shown(template)} is not a path template: {err}'
+        raise LeRobotError(msg) from err
+    for literal, name, spec, conversion in parts:
+        out.append(literal)
+        if name is None:
+            continue
+        if name not in values or conversion:
+            msg = (f'{where}: placeholder {{{name}{"!" + conversion if conversion else ""}}} in '
+                   f'{shown(template)}; allowed: {", ".join("{" + v + "}" for v in values)}')
+            raise LeRobotError(msg)
+        out.append(_pad(values[name], spec or '', name, where))
+    return ''.join(out)
+
+
+def _pad(value: int | str, spec: str, name: str, where: str) -> str:
+    """One placeholder's text: an integer zero- or space-padded as ``spec`` (``03d``) says."""
+    m = _PAD.fullmatch(spec)
+    width = int(m.group(2) or 0) if m else 0
+    if m is None or width > _MAX_PAD or (spec and isinstance(value, str)):
+        msg = (f'{where}: placeholder {{{name}:{spec}}}: only an integer pad such as '
+               f'{{{name}:03d}} (width <= {_MAX_PAD}) is allowed')
+        raise LeRobotError(msg)
+    text = str(value)
+    return text.rjust(width, '0' if m.group(1) else ' ')
+
+
+def inside(root: Path, relative: str, *, where: str) -> Path:
+    """``root / relative``, refused unless it resolves (symlinks included) inside ``root``."""
+    path = root / relative
+    base = root.resolve()
+    try:
+        real = path.resolve()
+    except (OSError, RuntimeError) as err:  # a symlink loop
+        msg = f'{where}: {relative!r} cannot be resolved: {err}'
+        raise LeRobotError(msg) from err
+    if Path(relative).is_absolute() or not real.is_relative_to(base):
+        msg = (f'{where}: {relative!r} resolves to {real}, outside the dataset folder {base}; '
+               'ptr reads only files inside it')
+        raise LeRobotError(msg)
+    return path
+
+
+def feature_width(feature: Mapping[str, Any], *, key: str = '?',
+                  where: str = str(INFO)) -> int:
+    """Number of values per frame of a (non-image) feature: the product of its shape, at most
+    ``MAX_VECTOR_WIDTH``."""
     shape = feature.get('shape') or [1]
-    return int(math.prod(int(s) for s in shape))
+    if not isinstance(shape, list) or not all(
+            isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in shape):
+        msg = f'{where}: key features.{key}.shape: expected a list of positive integers'
+        raise LeRobotError(msg)
+    width = math.prod(shape)
+    if width > MAX_VECTOR_WIDTH:
+        msg = (f'{where}: key features.{key}.shape: {shape} is {width} values per frame; ptr '
+               f'reads state/action vectors of at most {MAX_VECTOR_WIDTH}')
+        raise LeRobotError(msg)
+    return width
 
 
 def _flatten(names: Any) -> list[str]:
@@ -111,15 +259,18 @@ def _flatten(names: Any) -> list[str]:
     return [str(names)]
 
 
-def feature_names(key: str, feature: Mapping[str, Any]) -> list[str]:
+def feature_names(key: str, feature: Mapping[str, Any], *, where: str = str(INFO)) -> list[str]:
     """One name per value of a vector feature.
 
     Real files spell names as a flat list, a list nested one level (``[[...]]``), a mapping of
     groups, or ``null``; missing or mis-sized names become ``<key>.<i>``.
     """
-    width = feature_width(feature)
+    width = feature_width(feature, key=key, where=where)
     raw = feature.get('names')
-    names = _flatten(raw) if raw is not None else []
+    try:
+        names = _flatten(raw) if raw is not None else []
+    except RecursionError:  # absurdly nested: the default names
+        names = []
     if len(names) != width or len(set(names)) != len(names):
         return [f'{key}.{i}' for i in range(width)]
     return [str(n) for n in names]
