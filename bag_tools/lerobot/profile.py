@@ -30,7 +30,7 @@ from typing import Any
 import yaml
 
 from bag_tools.errors import ProfileError
-from bag_tools.lerobot.format import role_of_key
+from bag_tools.lerobot.format import MAX_IMAGE_SIDE, role_of_key, shown
 from bag_tools.profile import OLD_MIN_STEPS_KEY, RobotProfile, min_episode_steps_key
 
 __all__ = [
@@ -89,8 +89,9 @@ class LeRobotProfile:
             msg = f'{where}: key cameras: duplicate roles {roles}'
             raise ProfileError(msg)
         h, w = self.image_size
-        if self.cameras and (h < 1 or w < 1):
-            msg = f'{where}: key image_size: expected [H, W] > 0, got {list(self.image_size)}'
+        if self.cameras and not (1 <= h <= MAX_IMAGE_SIDE and 1 <= w <= MAX_IMAGE_SIDE):
+            msg = (f'{where}: key image_size: expected [H, W] in 1..{MAX_IMAGE_SIDE}, got '
+                   f'{list(self.image_size)}')
             raise ProfileError(msg)
         if self.min_episode_steps < 1:
             msg = f'{where}: key min_episode_steps: expected a positive integer'
@@ -208,12 +209,15 @@ def load_lerobot_profile(path: str | Path) -> LeRobotProfile:
     if not isinstance(cameras_raw, Mapping):
         raise _fail(src, 'cameras', f'expected a mapping role -> feature key, got {cameras_raw!r}')
     depth = data.get('depth') or []
-    if not isinstance(depth, list) or not set(depth) <= set(cameras_raw):
+    if (not isinstance(depth, list) or not all(isinstance(d, str) for d in depth)
+            or not set(depth) <= set(cameras_raw)):
         raise _fail(src, 'depth', f'expected a list of camera roles, got {depth!r}')
     size = data.get('image_size', list(DERIVED_IMAGE_SIZE))
-    if (not isinstance(size, list) or len(size) != 2
-            or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)):
-        raise _fail(src, 'image_size', f'expected [H, W] positive integers, got {size!r}')
+    if (not isinstance(size, list) or len(size) != 2 or not all(
+            isinstance(v, int) and not isinstance(v, bool) and 0 < v <= MAX_IMAGE_SIDE
+            for v in size)):
+        raise _fail(src, 'image_size',
+                    f'expected [H, W] integers in 1..{MAX_IMAGE_SIDE}, got {shown(size)}')
     steps_key = min_episode_steps_key(data, src)
     steps = data.get(steps_key, 16)
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
@@ -226,7 +230,7 @@ def load_lerobot_profile(path: str | Path) -> LeRobotProfile:
         state=tuple(state),
         action=str(data['action']),
         cameras=tuple(LeRobotCamera(str(r), str(k), r in depth)
-                      for r, k in sorted(cameras_raw.items())),
+                      for r, k in sorted(cameras_raw.items(), key=lambda rk: str(rk[0]))),
         image_size=(size[0], size[1]),
         task=task,
         min_episode_steps=steps,

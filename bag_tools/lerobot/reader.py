@@ -6,6 +6,11 @@ episode whose data or video file is missing gives one line naming the episode an
 ``read_episode`` turns one episode into an ``EpisodeData`` at the profile's image size, with a
 sync report in ptr's shape (data timestamps against the fps grid, video frame times against the
 data timestamps -- what LeRobot's own loader checks with its ``tolerance_s``).
+
+The folder is untrusted input: its path templates are filled without ``str.format`` and every
+file they name must resolve inside it (``format.fill_template``, ``format.inside``); sizes are
+bounded before anything is allocated (``format.MAX_*``); a malformed metadata field or an
+unreadable file is one ``LeRobotError`` line naming the file and the field.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,18 +31,26 @@ import numpy.typing as npt
 from bag_tools.dataset import EpisodeData
 from bag_tools.errors import ImageDecodeError
 from bag_tools.lerobot.format import (
+    DEFAULT_CHUNKS_SIZE,
     INDEX_COLUMNS,
+    INFO,
+    MAX_EPISODE_BYTES,
+    MAX_FILE_ROWS,
+    MAX_FRAME_BYTES,
     LeRobotError,
     feature_names,
     feature_width,
+    fill_template,
+    inside,
     read_info,
+    shown,
 )
 from bag_tools.lerobot.profile import LeRobotCamera, LeRobotProfile
 from bag_tools.lerobot.video import DecodedFrames, decode_frames, raw_image
 from bag_tools.observation import decode_image
 from bag_tools.sync import TopicReport
 
-__all__ = ['EpisodeRef', 'LeRobotSource', 'VideoRef', 'read_episode']
+__all__ = ['EpisodeRef', 'LeRobotSource', 'VideoRef', 'frame_bytes', 'read_episode']
 
 log = logging.getLogger(__name__)
 
@@ -63,15 +77,55 @@ class EpisodeRef:
     ptr: Mapping[str, Any] = field(default_factory=dict)  # ptr/* columns of a ptr export
 
 
-def _read_jsonl(file: Path) -> list[dict[str, Any]]:
+def _absent(path: Path) -> str:
+    """Why ``path`` cannot be read as a file: ``is missing`` or ``is not a file``."""
+    return 'is not a file' if path.exists() else 'is missing'
+
+
+def _optional(file: Path) -> bool:
+    """Whether an optional metadata file is there; a folder (or socket...) in its place is
+    refused with one line."""
+    if file.exists() and not file.is_file():
+        msg = f'{file}: {_absent(file)}'
+        raise LeRobotError(msg)
+    return file.is_file()
+
+
+def _read_text(file: Path) -> str:
+    try:
+        return file.read_text()
+    except (OSError, UnicodeDecodeError) as err:
+        msg = f'{file}: cannot read: {getattr(err, "strerror", None) or err}'
+        raise LeRobotError(msg) from err
+
+
+def _read_json(file: Path) -> dict[str, Any]:
+    """A metadata file holding one JSON object."""
+    try:
+        data = json.loads(_read_text(file))
+    except (ValueError, RecursionError) as err:
+        msg = f'{file}: not valid JSON: {err}'
+        raise LeRobotError(msg) from err
+    if not isinstance(data, dict):
+        msg = f'{file}: expected a JSON object, got {shown(data)}'
+        raise LeRobotError(msg)
+    return data
+
+
+def _read_jsonl(file: Path) -> list[tuple[str, dict[str, Any]]]:
+    """The objects of a JSON-lines file, each with ``<file>: line <n>: key`` for messages."""
     out = []
-    for n, line in enumerate(file.read_text().splitlines(), 1):
+    for n, line in enumerate(_read_text(file).splitlines(), 1):
         if line.strip():
             try:
-                out.append(json.loads(line))
-            except ValueError as err:
+                row = json.loads(line)
+            except (ValueError, RecursionError) as err:
                 msg = f'{file}: line {n}: not valid JSON: {err}'
                 raise LeRobotError(msg) from err
+            if not isinstance(row, dict):
+                msg = f'{file}: line {n}: expected a JSON object, got {shown(row)}'
+                raise LeRobotError(msg)
+            out.append((f'{file}: line {n}: key', row))
     return out
 
 
@@ -80,11 +134,96 @@ def _read_table(file: Path, columns: Sequence[str] | None = None,
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    if not file.is_file():  # pyarrow would read a folder as a partitioned dataset
+        msg = f'{file}: {_absent(file)}'
+        raise LeRobotError(msg)
     try:
         return pq.read_table(file, columns=list(columns) if columns else None, filters=filters)
     except (OSError, pa.ArrowException) as err:
         msg = f'{file}: cannot read parquet: {" ".join(str(err).split())}'
         raise LeRobotError(msg) from err
+
+
+def _num_rows(file: Path) -> int:
+    """Rows of a data file from its footer, refused past ``MAX_FILE_ROWS``."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        rows = int(pq.read_metadata(file).num_rows)
+    except (OSError, pa.ArrowException) as err:
+        msg = f'{file}: cannot read parquet: {" ".join(str(err).split())}'
+        raise LeRobotError(msg) from err
+    if rows > MAX_FILE_ROWS:
+        msg = f'{file}: {rows} rows; ptr reads data files of at most {MAX_FILE_ROWS} rows'
+        raise LeRobotError(msg)
+    return rows
+
+
+def _opt_index(row: Mapping[str, Any], key: str, where: str) -> int | None:
+    """``row[key]`` as a non-negative integer, None when absent or null; ``where`` names the
+    file, row and ``key``/``column``."""
+    value = row.get(key)
+    if value is None:
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        msg = f'{where} {key}: expected a non-negative integer, got {shown(value)}'
+        raise LeRobotError(msg)
+    return value
+
+
+def _index(row: Mapping[str, Any], key: str, where: str) -> int:
+    value = _opt_index(row, key, where)
+    if value is None:
+        msg = f'{where} {key}: missing'
+        raise LeRobotError(msg)
+    return value
+
+
+def _seconds(row: Mapping[str, Any], key: str, where: str) -> float | None:
+    """``row[key]``: a finite time in seconds >= 0, None when absent or null."""
+    value = row.get(key)
+    if value is None:
+        return None
+    if (isinstance(value, bool) or not isinstance(value, (int, float))
+            or not math.isfinite(value) or not 0 <= value < 1e9):
+        msg = f'{where} {key}: expected seconds (a finite number >= 0), got {shown(value)}'
+        raise LeRobotError(msg)
+    return float(value)
+
+
+def _texts(row: Mapping[str, Any], key: str, where: str) -> tuple[str, ...]:
+    value = row.get(key)
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(t, str) for t in value):
+        msg = f'{where} {key}: expected a list of strings, got {shown(value)}'
+        raise LeRobotError(msg)
+    return tuple(value)
+
+
+def _text(row: Mapping[str, Any], key: str, where: str) -> str:
+    value = row.get(key)
+    if not isinstance(value, str):
+        msg = f'{where} {key}: expected a string, got {shown(value)}'
+        raise LeRobotError(msg)
+    return value
+
+
+def _read_ptr_meta(root: Path) -> dict[str, Any]:
+    """``meta/ptr.json`` of a ptr export ({} when absent): ``robot.profile`` is an object."""
+    file = root / PTR_META
+    if not _optional(file):
+        return {}
+    meta = _read_json(file)
+    robot = meta.get('robot')
+    if robot is not None and not (isinstance(robot, Mapping)
+                                  and isinstance(robot.get('profile'), Mapping)):
+        msg = f'{file}: key robot: expected an object with a profile object, got {shown(robot)}'
+        raise LeRobotError(msg)
+    return meta
 
 
 class LeRobotSource:
@@ -100,13 +239,7 @@ class LeRobotSource:
         self.missing: dict[int, str] = {}  # episode index -> one line (data file missing)
         self.tasks: dict[int, str] = {}
         self.episodes: dict[int, EpisodeRef] = {}
-        ptr_meta = root / PTR_META
-        try:
-            self.ptr_meta: dict[str, Any] = (
-                json.loads(ptr_meta.read_text()) if ptr_meta.is_file() else {})
-        except ValueError as err:
-            msg = f'{ptr_meta}: not valid JSON: {err}'
-            raise LeRobotError(msg) from err
+        self.ptr_meta = _read_ptr_meta(root)
         if self.version == 'v3.0':
             self._open_v3()
         else:
@@ -121,55 +254,69 @@ class LeRobotSource:
     def _video_keys(self) -> list[str]:
         return [k for k, f in self.features.items() if f.get('dtype') == 'video']
 
+    def _path(self, key: str, what: str = '', **values: int | str) -> Path:
+        """A data or video file named by ``info.json``'s template ``key``: placeholders filled
+        (no ``str.format``), the result confined to the dataset folder."""
+        where = f'{self.root / INFO}: key {key}{what}'
+        return inside(self.root, fill_template(self.info[key], values, where=where), where=where)
+
     def _open_v3(self) -> None:
         tasks_file = self.root / 'meta' / 'tasks.parquet'
-        if tasks_file.is_file():
-            table = _read_table(tasks_file).to_pylist()
-            for row in table:
-                text = row.get('task', row.get('__index_level_0__'))
-                self.tasks[int(row['task_index'])] = str(text)
-        files = sorted((self.root / 'meta' / 'episodes').glob('chunk-*/file-*.parquet'))
+        if _optional(tasks_file):
+            self.tasks = _tasks_v3(tasks_file)
+        episodes = self.root / 'meta' / 'episodes'
+        files = sorted(episodes.glob('chunk-*/file-*.parquet')) if episodes.is_dir() else []
         if not files:
             msg = f'{self.root}: no meta/episodes/chunk-*/file-*.parquet (a v3.0 dataset has them)'
             raise LeRobotError(msg)
-        video_keys = self._video_keys()
         for file in files:
-            for row in _read_table(file).to_pylist():
-                idx = int(row['episode_index'])
-                data = self.root / self.info['data_path'].format(
-                    chunk_index=int(row.get('data/chunk_index', 0)),
-                    file_index=int(row.get('data/file_index', 0)))
-                videos = {}
-                for key in video_keys:
-                    if f'videos/{key}/chunk_index' not in row or not self.info.get('video_path'):
-                        continue  # no file named for it: the camera is reported missing
-                    path = self.root / self.info['video_path'].format(
-                        video_key=key, chunk_index=int(row[f'videos/{key}/chunk_index']),
-                        file_index=int(row[f'videos/{key}/file_index']))
-                    to_s = row.get(f'videos/{key}/to_timestamp')
-                    videos[key] = VideoRef(path, float(row.get(f'videos/{key}/from_timestamp')
-                                                       or 0.0),
-                                           None if to_s is None else float(to_s))
-                ptr = {k.removeprefix('ptr/'): v for k, v in row.items() if k.startswith('ptr/')}
-                self.episodes[idx] = EpisodeRef(idx, data, _opt_int(row.get('length')),
-                                                tuple(row.get('tasks') or ()), videos, ptr)
+            for n, row in enumerate(_read_table(file).to_pylist()):
+                ref = self._episode_v3(row, f'{file}: row {n}: column')
+                self.episodes[ref.index] = ref
         self._trust_data_v3()
+
+    def _episode_v3(self, row: Mapping[str, Any], where: str) -> EpisodeRef:
+        """One row of ``meta/episodes``: where the episode's rows and frames are."""
+        idx = _index(row, 'episode_index', where)
+        data = self._path('data_path', chunk_index=_opt_index(row, 'data/chunk_index', where)
+                          or 0, file_index=_opt_index(row, 'data/file_index', where) or 0)
+        videos = {}
+        for key in self._video_keys():
+            col = f'videos/{key}'
+            if row.get(f'{col}/chunk_index') is None or not self.info.get('video_path'):
+                continue  # no file named for it: the camera is reported missing
+            path = self._path('video_path', f' (feature {shown(key)})', video_key=key,
+                              chunk_index=_index(row, f'{col}/chunk_index', where),
+                              file_index=_index(row, f'{col}/file_index', where))
+            videos[key] = VideoRef(path, _seconds(row, f'{col}/from_timestamp', where) or 0.0,
+                                   _seconds(row, f'{col}/to_timestamp', where))
+        ptr = {k.removeprefix('ptr/'): v for k, v in row.items() if k.startswith('ptr/')}
+        return EpisodeRef(idx, data, _opt_index(row, 'length', where),
+                          _texts(row, 'tasks', where), videos, ptr)
 
     def _trust_data_v3(self) -> None:
         """Row counts per episode from the data files themselves (the metadata may be stale)."""
+        import pyarrow as pa
+
         counts: dict[int, int] = {}
         for file in sorted({ref.data_file for ref in self.episodes.values()}):
             if not file.is_file():
                 continue
-            col = _read_table(file, ['episode_index']).column('episode_index').to_numpy()
-            uniq, n = np.unique(col, return_counts=True)
+            _num_rows(file)  # refuse a footer claiming more rows than ptr reads, before reading
+            col = _read_table(file, ['episode_index']).column('episode_index')
+            if not pa.types.is_integer(col.type) or col.null_count:
+                msg = (f'{file}: column episode_index: expected integers without nulls, got '
+                       f'{col.type} ({col.null_count} null)')
+                raise LeRobotError(msg)
+            uniq, n = np.unique(col.to_numpy(), return_counts=True)
             for i, c in zip(uniq.tolist(), n.tolist()):
                 counts[int(i)] = counts.get(int(i), 0) + int(c)
         self.rows = counts
         for idx, ref in self.episodes.items():
             if not ref.data_file.is_file():
                 self.missing[idx] = (f'{self.root}: episode {idx}: data file '
-                                     f'{ref.data_file.relative_to(self.root)} is missing')
+                                     f'{ref.data_file.relative_to(self.root)} '
+                                     f'{_absent(ref.data_file)}')
             elif idx not in counts:
                 self.missing[idx] = (f'{self.root}: episode {idx}: no rows in '
                                      f'{ref.data_file.relative_to(self.root)}')
@@ -178,39 +325,43 @@ class LeRobotSource:
                     f'{self.root}: episode {idx}: meta/episodes says length {ref.length}, '
                     f'the data holds {counts[idx]} rows; using the data')
 
-    def _open_v21(self) -> None:
+    def _listed_v21(self) -> dict[int, tuple[str, dict[str, Any]]]:
+        """``meta/tasks.jsonl`` into ``self.tasks``; ``meta/episodes.jsonl`` by episode index."""
         meta = self.root / 'meta'
-        if (meta / 'tasks.jsonl').is_file():
-            for row in _read_jsonl(meta / 'tasks.jsonl'):
-                self.tasks[int(row['task_index'])] = str(row['task'])
-        listed: dict[int, dict[str, Any]] = {}
-        if (meta / 'episodes.jsonl').is_file():
-            listed = {int(r['episode_index']): r for r in _read_jsonl(meta / 'episodes.jsonl')}
-        chunks = int(self.info.get('chunks_size') or 1000)
+        if _optional(meta / 'tasks.jsonl'):
+            for where, row in _read_jsonl(meta / 'tasks.jsonl'):
+                self.tasks[_index(row, 'task_index', where)] = _text(row, 'task', where)
+        listed: dict[int, tuple[str, dict[str, Any]]] = {}
+        if _optional(meta / 'episodes.jsonl'):
+            for where, row in _read_jsonl(meta / 'episodes.jsonl'):
+                listed[_index(row, 'episode_index', where)] = (where, row)
+        return listed
+
+    def _open_v21(self) -> None:
+        listed = self._listed_v21()
+        chunks = int(self.info.get('chunks_size') or DEFAULT_CHUNKS_SIZE)
         data_dir = self.root / 'data'
         found = {int(m.group(1)): p for p in data_dir.glob('chunk-*/episode_*.parquet')
                  if (m := re.fullmatch(r'episode_(\d+)\.parquet', p.name))}
-        import pyarrow.parquet as pq
-
         self.rows = {}
         for idx in sorted(set(listed) | set(found)):
-            row = listed.get(idx, {})
-            data = self.root / self.info['data_path'].format(episode_chunk=idx // chunks,
-                                                             episode_index=idx)
+            where, row = listed.get(idx, ('', {}))
+            length = _opt_index(row, 'length', where)
+            data = self._path('data_path', episode_chunk=idx // chunks, episode_index=idx)
             videos = {
-                key: VideoRef(self.root / self.info['video_path'].format(
-                    episode_chunk=idx // chunks, video_key=key, episode_index=idx), 0.0, None)
+                key: VideoRef(self._path('video_path', f' (feature {shown(key)})',
+                                         episode_chunk=idx // chunks, video_key=key,
+                                         episode_index=idx), 0.0, None)
                 for key in self._video_keys()
             } if self.info.get('video_path') else {}
-            self.episodes[idx] = EpisodeRef(idx, data, _opt_int(row.get('length')),
-                                            tuple(row.get('tasks') or ()), videos)
+            self.episodes[idx] = EpisodeRef(idx, data, length, _texts(row, 'tasks', where),
+                                            videos)
             if not data.is_file():
                 self.missing[idx] = (f'{self.root}: episode {idx}: data file '
-                                     f'{data.relative_to(self.root)} is missing')
+                                     f'{data.relative_to(self.root)} {_absent(data)}')
                 continue
-            self.rows[idx] = pq.ParquetFile(data).metadata.num_rows
-            length = row.get('length')
-            if length is not None and int(length) != self.rows[idx]:
+            self.rows[idx] = _num_rows(data)
+            if length is not None and length != self.rows[idx]:
                 self.warnings.append(
                     f'{self.root}: episode {idx}: meta/episodes.jsonl says length {length}, '
                     f'the data holds {self.rows[idx]} rows; using the data')
@@ -251,44 +402,103 @@ class LeRobotSource:
         feat: Mapping[str, Any] = self.features[key]
         return feat
 
+    def width(self, key: str) -> int:
+        """Values per frame of the vector feature ``key`` (bounded, see ``feature_width``)."""
+        return feature_width(self.feature(key), key=key, where=str(self.root / INFO))
+
     def names(self, keys: Sequence[str]) -> list[str]:
         """The value names of ``keys`` concatenated; a clash is prefixed with its key."""
         out: list[str] = []
         for key in keys:
-            for name in feature_names(key, self.feature(key)):
+            for name in feature_names(key, self.feature(key), where=str(self.root / INFO)):
                 out.append(name if name not in out else f'{key}.{name}')
         return out
 
     def state_limits(self, keys: Sequence[str]) -> tuple[list[float], list[float]] | None:
         """Dataset-wide min/max of ``keys`` from ``meta/stats.json`` (v3) or the per-episode
-        stats (v2.1); None when the files do not have them."""
-        lower: list[float] = []
-        upper: list[float] = []
+        stats (v2.1); None when there are none for them (or they are not finite). Malformed
+        stats are one line naming the file and key."""
         stats_file = self.root / 'meta' / 'stats.json'
         per_ep = self.root / 'meta' / 'episodes_stats.jsonl'
-        try:
-            if stats_file.is_file():
-                stats = json.loads(stats_file.read_text())
-                for key in keys:
-                    lower += [float(v) for v in np.ravel(stats[key]['min'])]
-                    upper += [float(v) for v in np.ravel(stats[key]['max'])]
-            elif per_ep.is_file():
-                rows = [r['stats'] for r in _read_jsonl(per_ep)]
-                for key in keys:
-                    lower += np.min([np.ravel(r[key]['min']) for r in rows], axis=0).tolist()
-                    upper += np.max([np.ravel(r[key]['max']) for r in rows], axis=0).tolist()
+        lower: list[float] = []
+        upper: list[float] = []
+        for key in keys:
+            width = self.width(key)
+            if _optional(stats_file):
+                stats = _read_json(stats_file)
+                got = _min_max(stats.get(key), width, f'{stats_file}: key {key}')
+            elif _optional(per_ep):
+                pairs = [_min_max(_stats_of(row, where).get(key), width, f'{where} stats.{key}')
+                         for where, row in _read_jsonl(per_ep)]
+                got = None if not pairs or any(p is None for p in pairs) else (
+                    np.min([p[0] for p in pairs if p], axis=0),
+                    np.max([p[1] for p in pairs if p], axis=0))
             else:
                 return None
-        except (KeyError, TypeError, ValueError):
-            return None
-        if len(lower) != sum(feature_width(self.feature(k)) for k in keys) or not all(
-                np.isfinite(lower + upper)):
-            return None
-        return lower, upper
+            if got is None:
+                return None
+            lower += got[0].tolist()
+            upper += got[1].tolist()
+        return (lower, upper) if np.isfinite(lower + upper).all() else None
 
 
-def _opt_int(value: Any) -> int | None:
-    return None if value is None else int(value)
+def _stats_of(row: Mapping[str, Any], where: str) -> Mapping[str, Any]:
+    stats = row.get('stats')
+    if not isinstance(stats, Mapping):
+        msg = f'{where} stats: expected an object, got {shown(stats)}'
+        raise LeRobotError(msg)
+    return stats
+
+
+def _min_max(entry: Any, width: int, where: str) -> tuple[npt.NDArray[np.float64],
+                                                          npt.NDArray[np.float64]] | None:
+    """A feature's ``{min, max}`` stats as two vectors of ``width`` numbers (None: no entry)."""
+    if entry is None:
+        return None
+    if not isinstance(entry, Mapping):
+        msg = f'{where}: expected an object with min and max, got {shown(entry)}'
+        raise LeRobotError(msg)
+    out = []
+    for stat in ('min', 'max'):
+        value = entry.get(stat)
+        try:
+            vec = np.ravel(np.asarray(value, np.float64))
+        except (TypeError, ValueError):
+            vec = np.zeros(0)
+        if value is None or isinstance(value, (str, bool)) or vec.size != width:
+            msg = f'{where}.{stat}: expected {width} numbers, got {shown(value)}'
+            raise LeRobotError(msg)
+        out.append(vec)
+    return out[0], out[1]
+
+
+def _tasks_v3(file: Path) -> dict[int, str]:
+    """``meta/tasks.parquet``: task index -> text (the text is the pandas index column when
+    LeRobot wrote it from a DataFrame)."""
+    table = _read_table(file)
+    text = 'task' if 'task' in table.column_names else '__index_level_0__'
+    for col in ('task_index', text):
+        if col not in table.column_names:
+            msg = f'{file}: column {"task" if col == text else col} missing'
+            raise LeRobotError(msg)
+    return {_index(row, 'task_index', f'{file}: row {n}: column'):
+            _text(row, text, f'{file}: row {n}: column')
+            for n, row in enumerate(table.to_pylist())}
+
+
+def frame_bytes(src: LeRobotSource, profile: LeRobotProfile) -> int:
+    """Bytes of one decoded frame (float32 state and action, every camera at the profile's
+    size), refused past ``MAX_FRAME_BYTES`` before anything is read."""
+    values = sum(src.width(k) for k in (*profile.state, profile.action))
+    h, w = profile.image_size
+    pixels = sum(h * w * (2 if c.depth else 3) for c in profile.cameras)
+    total = 4 * values + pixels
+    if total > MAX_FRAME_BYTES:
+        msg = (f'{profile.source}: one frame is {total / 2**20:.0f} MiB ({values} state/action '
+               f'values, {len(profile.cameras)} camera(s) at {h}x{w}); ptr holds at most '
+               f'{MAX_FRAME_BYTES // 2**20} MiB per frame: lower image_size or map fewer cameras')
+        raise LeRobotError(msg)
+    return total
 
 
 def _vectors(table: Any, key: str, width: int, where: str) -> npt.NDArray[np.float32]:
@@ -397,11 +607,12 @@ def read_episode(
     ``LeRobotError`` naming the episode and the file.
     """
     where = f'{src.root}: episode {ref.index} ({ref.data_file.relative_to(src.root)})'
+    _check_episode_size(src, ref, profile, where)
     table, present, images = _episode_table(src, ref, profile, where)
     n = table.num_rows
-    state = np.concatenate([_vectors(table, k, feature_width(src.feature(k)), where)
-                            for k in profile.state], axis=1)
-    action = _vectors(table, profile.action, feature_width(src.feature(profile.action)), where)
+    state = np.concatenate([_vectors(table, k, src.width(k), where) for k in profile.state],
+                           axis=1)
+    action = _vectors(table, profile.action, src.width(profile.action), where)
     period_ns = round(1e9 / src.fps)
     ts, timestamp = _times(table, present, src.fps, period_ns)
     grid_s = ts[0] + np.arange(n) / src.fps
@@ -420,7 +631,7 @@ def read_episode(
         'clock': [CLOCK], 'episode_in_bag': [0, 1], 'ignored_state_messages': 0,
         'topics': reports, 'lerobot': {'dataset': str(src.root), 'episode_index': ref.index},
     }, where)
-    part = tuple(_ptr_json(ptr, 'part', [0, 1], where))
+    part = _part(_ptr_json(ptr, 'part', [0, 1], where), where)
     stem = re.sub(r'[^A-Za-z0-9_.-]+', '_', src.root.name).strip('._') or 'lerobot'
     return EpisodeData(
         id=str(ptr.get('episode_id') or f'{stem}_ep{ref.index:06d}-{digest[:10]}-{robot}-000'),
@@ -437,8 +648,18 @@ def read_episode(
         content_hash=digest,
         tags=tags,
         sync_report=report,
-        part=(int(part[0]), int(part[1])),
+        part=part,
     )
+
+
+def _check_episode_size(src: LeRobotSource, ref: EpisodeRef, profile: LeRobotProfile,
+                        where: str) -> None:
+    """Refuse, before reading, an episode whose decoded frames would pass ``MAX_EPISODE_BYTES``."""
+    rows = src.rows.get(ref.index, 0)
+    if rows * frame_bytes(src, profile) > MAX_EPISODE_BYTES:
+        msg = (f'{where}: {rows} rows at image_size {list(profile.image_size)} are more than '
+               f'the {MAX_EPISODE_BYTES // 2**30} GiB ptr holds per episode; lower image_size')
+        raise LeRobotError(msg)
 
 
 def _episode_table(
@@ -467,7 +688,30 @@ def _episode_table(
     if table.num_rows == 0:
         msg = f'{where}: no rows'
         raise LeRobotError(msg)
+    _check_index_columns(table, where)
     return table, present, images
+
+
+def _check_index_columns(table: Any, where: str) -> None:
+    """LeRobot's index columns (and a ptr export's ``ptr.timestamp_ns``) hold finite numbers,
+    no nulls: the frame times, task and global index are read from them."""
+    import pyarrow as pa
+
+    for name in (*INDEX_COLUMNS, 'ptr.timestamp_ns'):
+        if name not in table.column_names:
+            continue
+        col = table.column(name)
+        is_time = name == 'timestamp'
+        ok = pa.types.is_integer(col.type) or (is_time and pa.types.is_floating(col.type))
+        if not ok or col.null_count:
+            msg = (f'{where}: column {name}: expected {"numbers" if is_time else "integers"} '
+                   f'without nulls, got {col.type} ({col.null_count} null)')
+            raise LeRobotError(msg)
+        if is_time:
+            values = col.to_numpy().astype(np.float64)
+            if not (np.isfinite(values) & (np.abs(values) < 1e9)).all():
+                msg = f'{where}: column timestamp: a time is not finite or beyond 1e9 s'
+                raise LeRobotError(msg)
 
 
 def _times(
@@ -567,10 +811,24 @@ def _ptr_json(ptr: Mapping[str, Any], key: str, default: Any, where: str) -> Any
     if not text:
         return default
     try:
-        return json.loads(text)
-    except (TypeError, ValueError) as err:
+        value = json.loads(text)
+    except (TypeError, ValueError, RecursionError) as err:
         msg = f'{where}: column ptr/{key} of meta/episodes is not valid JSON: {err}'
         raise LeRobotError(msg) from err
+    if type(value) is not type(default):
+        msg = (f'{where}: column ptr/{key} of meta/episodes: expected a JSON '
+               f'{"object" if isinstance(default, dict) else "array"}, got {shown(value)}')
+        raise LeRobotError(msg)
+    return value
+
+
+def _part(value: list[Any], where: str) -> tuple[int, int]:
+    """A ptr export's ``ptr/part``: ``[i, n]``, the episode's piece ``i`` of ``n``."""
+    if (len(value) != 2 or not all(isinstance(v, int) and not isinstance(v, bool)
+                                   for v in value) or not 0 <= value[0] < value[1]):
+        msg = f'{where}: column ptr/part of meta/episodes: expected [i, n], 0 <= i < n'
+        raise LeRobotError(msg)
+    return value[0], value[1]
 
 
 def _schema_names(file: Path) -> list[str]:

@@ -22,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from bag_tools.errors import ImageDecodeError
-from bag_tools.lerobot.format import LeRobotError
+from bag_tools.lerobot.format import MAX_IMAGE_SIDE, LeRobotError
 from bag_tools.observation import decode_image
 
 __all__ = ['DecodedFrames', 'VideoEncoder', 'decode_frames', 'raw_image']
@@ -114,6 +114,11 @@ def _decode_span(
                 msg = f'{path}: has no video stream'
                 raise LeRobotError(msg)
             stream = container.streams.video[0]
+            width, height = stream.codec_context.width, stream.codec_context.height
+            if max(width, height) > MAX_IMAGE_SIDE:
+                msg = (f'{path}: video is {width}x{height}; ptr decodes videos of at most '
+                       f'{MAX_IMAGE_SIDE} pixels a side')
+                raise LeRobotError(msg)
             stream.thread_type = 'AUTO'
             base = stream.time_base or Fraction(1, 1)
             if lo > 1.0:  # later episodes of a v3 file: seek to the keyframe before them
