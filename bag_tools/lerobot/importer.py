@@ -14,12 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
-from bag_tools.dataset import Dataset, write_episode
+from bag_tools.dataset import MANIFEST, Dataset, write_episode
 from bag_tools.errors import BagToolsError, DatasetError, ProfileError
-from bag_tools.ingest import BagResult, BagStatus, IngestResult, _prepare
+from bag_tools.ingest import BagResult, BagStatus, IngestResult, _prepare, _remove_empty_dataset
 from bag_tools.lerobot.format import LeRobotError
 from bag_tools.lerobot.profile import LeRobotCamera, LeRobotProfile, derive_profile
-from bag_tools.lerobot.reader import LeRobotSource, read_episode
+from bag_tools.lerobot.reader import LeRobotSource, frame_bytes, read_episode
 from bag_tools.profile import RobotProfile
 
 __all__ = ['import_lerobot', 'parse_episodes', 'resolve_profiles']
@@ -69,6 +69,7 @@ def resolve_profiles(
             min_episode_steps=robot.min_episode_steps, source=f'{src.root}/meta/ptr.json')
         return lp, robot
     lp = profile or derive_profile(src.info, source=str(src.root))
+    frame_bytes(src, lp)  # too large a frame: one line before anything is read
     state_names = src.names(lp.state)
     action_names = src.names([lp.action])
     limits = lp.joint_limits or src.state_limits(lp.state)
@@ -116,18 +117,48 @@ def import_lerobot(
 
     ``episodes`` selects by LeRobot episode index (default: every episode whose data is
     present). Warnings (stale totals, missing files) are logged and kept in the results'
-    reasons; an episode that cannot be read fails alone.
+    reasons; an episode that cannot be read fails alone. Raises ``LeRobotError`` when no chosen
+    episode has data (nothing is written then); a run that creates ``out`` and imports nothing
+    leaves nothing behind.
     """
     root, out = Path(root), Path(out)
     src = LeRobotSource.open(root)
     for line in src.warnings:
         log.warning('%s', line)
+    chosen = list(episodes) if episodes is not None else src.present
+    if not any(idx in src.rows for idx in chosen):
+        raise LeRobotError(_nothing_to_import(src, chosen))
     lp, robot = resolve_profiles(src, profile)
+    made = [p for p in (out, *out.parents) if not p.exists()]  # folders this run creates
+    created = not (out / MANIFEST).exists()
     ds = Dataset.create_or_open(out, rate_hz=robot.rate_hz)
+    try:
+        return _import_into(src, chosen, lp, robot, ds, progress)
+    finally:
+        if created and not ds.manifest['episodes']:
+            _remove_empty_dataset(ds, made)
+
+
+def _nothing_to_import(src: LeRobotSource, chosen: list[int]) -> str:
+    """Why none of ``chosen`` can be imported, in one line."""
+    if not chosen:  # the whole folder
+        first = next(iter(src.missing.values()), f'{src.root}: no episode listed')
+        return (f'{src.root}: nothing to import: none of its {len(src.episodes)} listed '
+                f'episode(s) has data (first: {first.split(": ", 1)[1]})')
+    idx = chosen[0]
+    why = (src.missing[idx].split(': ', 1)[1] if idx in src.missing
+           else f'episode {idx} is not in the dataset')
+    have = ', '.join(map(str, src.present[:10])) or 'none'
+    return (f'{src.root}: nothing to import: no selected episode has data (first: {why}); '
+            f'episodes with data: {have}{", ..." if len(src.present) > 10 else ""}')
+
+
+def _import_into(src: LeRobotSource, chosen: list[int], lp: LeRobotProfile,
+                 robot: RobotProfile, ds: Dataset,
+                 progress: Callable[[BagResult], None] | None) -> IngestResult:
     new_robot = robot.robot not in ds.manifest['robots']
     done = _prepare(ds, robot)
-    chosen = list(episodes) if episodes is not None else src.present
-    result = IngestResult(out)
+    result = IngestResult(ds.root)
     written: list[str] = []
     try:
         for idx in chosen:
