@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import string
 from collections.abc import Mapping, Sequence
@@ -216,8 +217,23 @@ def _pad(value: int | str, spec: str, name: str, where: str) -> str:
     return text.rjust(width, '0' if m.group(1) else ' ')
 
 
+def _allowed_roots(root: Path) -> list[Path]:
+    """Where a dataset's files may live: its folder and, for a Hugging Face hub cache snapshot
+    (``<repo>/snapshots/<rev>/``, whose files are symlinks into ``<repo>/blobs/``), that blobs
+    folder -- the layout ``huggingface_hub`` downloads into."""
+    base = root.resolve()
+    roots = [base]
+    snapshot = root.absolute()
+    for parent in (snapshot, *snapshot.parents):
+        if parent.parent.name == 'snapshots' and (parent.parent.parent / 'blobs').is_dir():
+            roots.append((parent.parent.parent / 'blobs').resolve())
+            break
+    return roots
+
+
 def inside(root: Path, relative: str, *, where: str) -> Path:
-    """``root / relative``, refused unless it resolves (symlinks included) inside ``root``."""
+    """``root / relative``, refused unless it resolves (symlinks included) inside ``root`` (or
+    a hub cache snapshot's ``blobs``: ``_allowed_roots``); the name itself may not leave it."""
     path = root / relative
     base = root.resolve()
     try:
@@ -225,7 +241,10 @@ def inside(root: Path, relative: str, *, where: str) -> Path:
     except (OSError, RuntimeError) as err:  # a symlink loop
         msg = f'{where}: {relative!r} cannot be resolved: {err}'
         raise LeRobotError(msg) from err
-    if Path(relative).is_absolute() or not real.is_relative_to(base):
+    lexical = Path(os.path.normpath(root.absolute() / relative))
+    named_inside = lexical.is_relative_to(Path(os.path.normpath(root.absolute())))
+    if (Path(relative).is_absolute() or not named_inside
+            or not any(real.is_relative_to(r) for r in _allowed_roots(root))):
         msg = (f'{where}: {relative!r} resolves to {real}, outside the dataset folder {base}; '
                'ptr reads only files inside it')
         raise LeRobotError(msg)

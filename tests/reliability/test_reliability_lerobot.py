@@ -7,6 +7,7 @@ Each case copies a real set from ../shared/data/lerobot into ``tmp_path`` and ed
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -152,6 +153,27 @@ def test_symlink_inside_the_folder_is_read(reachy: Path, tmp_path: Path) -> None
     (reachy / V3_DATA).symlink_to(reachy / 'store/rows.parquet')
     result = import_lerobot(reachy, None, tmp_path / 'out')
     assert [b.frames for b in result.bags] == [299, 300, 300]
+
+
+def test_a_hub_cache_snapshot_reads_its_blobs(reachy: Path, tmp_path: Path) -> None:
+    """``huggingface_hub``'s cache: ``<repo>/snapshots/<rev>/`` holds symlinks into
+    ``<repo>/blobs/``. Those are read; a symlink out of the repo's cache is still refused."""
+    repo = tmp_path / 'datasets--lab--reachy'
+    snap = repo / 'snapshots' / 'abc123'
+    (repo / 'blobs').mkdir(parents=True)
+    shutil.copytree(reachy, snap)
+    for i, file in enumerate(sorted(p for p in snap.rglob('*') if p.is_file())):
+        blob = repo / 'blobs' / f'{i:04d}'
+        shutil.move(file, blob)
+        file.symlink_to(os.path.relpath(blob, file.parent))
+    result = import_lerobot(snap, None, tmp_path / 'out')
+    assert [b.frames for b in result.bags] == [299, 300, 300]
+    outside = tmp_path / 'elsewhere.parquet'
+    shutil.copy(snap / V3_DATA, outside)
+    (snap / V3_DATA).unlink()
+    (snap / V3_DATA).symlink_to(outside)
+    with pytest.raises(LeRobotError, match='outside the dataset folder'):
+        import_lerobot(snap, None, tmp_path / 'out2')
 
 
 # -- path templates are filled, never evaluated --------------------------------------------
