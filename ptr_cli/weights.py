@@ -75,7 +75,7 @@ def _histogram(path: Path, weights: Any, labels: Sequence[str], meta: dict[str, 
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from ptr_core.weighting.ptr_report import score_dataset, summarize
+    from ptr_core.weighting.ptr.report import score_dataset, summarize
 
     bar = None if args.no_progress else tqdm(desc='scoring', unit='window', dynamic_ncols=True)
 

@@ -118,7 +118,7 @@ def test_checkpoint_config_holds_every_effective_option(
     import json
 
     from ptr_core.configuration import TrainConfig
-    from ptr_core.weighting.ptr_config import PTRConfig
+    from ptr_core.weighting.ptr.config import PTRConfig
 
     result = train(tiny_config(state_dataset, tmp_path / 'run', 'steps=2', 'weighter.name=ptr',
                                'weighter.options={warmup_steps: 1}'))

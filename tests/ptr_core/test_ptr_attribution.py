@@ -17,7 +17,7 @@ import torch
 from test_ptr_weighter import make, make_batch, step
 
 from ptr_core import batch as K
-from ptr_core.weighting.ptr_config import PAPER_DEFAULTS
+from ptr_core.weighting.ptr.config import PAPER_DEFAULTS
 
 
 def train(options: dict[str, Any], *, steps: int = 400, protos: int = 64) -> dict[str, float]:
@@ -61,7 +61,7 @@ def test_future_mode_with_nearest_state_hard_negatives_separates_the_halves() ->
 def test_future_mode_with_random_negatives_saturates_and_says_so(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    with caplog.at_level(logging.WARNING, logger='ptr_core.weighting.ptr_diagnostics'):
+    with caplog.at_level(logging.WARNING, logger='ptr_core.weighting.ptr.diagnostics'):
         r = train({**PAPER_DEFAULTS, 'warmup_steps': 100, 'controller_every': 10,
                    'hard_negatives': 'none'}, protos=256)
     assert r['r_hard'] == 0.0

@@ -10,8 +10,8 @@ import torch
 
 from ptr_core.errors import ConfigError
 from ptr_core.weighting.base import weighted_mean
-from ptr_core.weighting.ptr_config import PAPER_DEFAULTS, PTRConfig
-from ptr_core.weighting.ptr_scorer import (
+from ptr_core.weighting.ptr.config import PAPER_DEFAULTS, PTRConfig
+from ptr_core.weighting.ptr.scorer import (
     TransitionScorer,
     action_logits,
     future_logits,

@@ -23,8 +23,8 @@ from bag_tools.dataset import Dataset, EpisodeData, write_episode
 from ptr_core.configuration import load_config
 from ptr_core.synthetic import make_synthetic_dataset, robot_entry
 from ptr_core.trainer import train
-from ptr_core.weighting.ptr_config import PAPER_DEFAULTS
-from ptr_core.weighting.ptr_report import score_dataset, summarize
+from ptr_core.weighting.ptr.config import PAPER_DEFAULTS
+from ptr_core.weighting.ptr.report import score_dataset, summarize
 
 
 def write_attribution_dataset(root: Path, *, episodes: int = 16, length: int = 48,
@@ -100,7 +100,7 @@ def test_future_score_with_random_negatives_saturates(
     options = {**PAPER_DEFAULTS, 'hard_negatives': 'none', 'warmup_steps': 80,
                'controller_every': 10}
     # small steps: as with a near-deterministic expert, the future follows from the context
-    with caplog.at_level(logging.WARNING, logger='ptr_core.weighting.ptr_diagnostics'):
+    with caplog.at_level(logging.WARNING, logger='ptr_core.weighting.ptr.diagnostics'):
         w, metrics = train_and_score(tmp_path, repo_root, 'flow', options, steps=600,
                                      step=0.05)
     shown = {k: v for k, v in metrics.items() if k.startswith(('weighter/', 'report/'))}

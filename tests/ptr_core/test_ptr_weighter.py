@@ -18,11 +18,11 @@ from ptr_core.errors import ConfigError, PtrError
 from ptr_core.weighting import build_weighter
 from ptr_core.weighting.base import PolicyOutput, weighted_mean
 from ptr_core.weighting.ptr import PTRWeighter
-from ptr_core.weighting.ptr_config import PAPER_DEFAULTS, PTRConfig
-from ptr_core.weighting.ptr_controller import AdaptiveController
-from ptr_core.weighting.ptr_diagnostics import BoundWarning
-from ptr_core.weighting.ptr_queue import TargetQueue
-from ptr_core.weighting.ptr_scorer import normalize
+from ptr_core.weighting.ptr.config import PAPER_DEFAULTS, PTRConfig
+from ptr_core.weighting.ptr.controller import AdaptiveController
+from ptr_core.weighting.ptr.diagnostics import BoundWarning
+from ptr_core.weighting.ptr.queue import TargetQueue
+from ptr_core.weighting.ptr.scorer import normalize
 
 DS, DA, D = 4, 4, 16
 
@@ -354,7 +354,7 @@ def test_bound_warning_fires_over_90_percent_and_is_throttled(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     warn = BoundWarning(0.9, every=100)
-    with caplog.at_level(logging.WARNING, logger='ptr_core.weighting.ptr_diagnostics'):
+    with caplog.at_level(logging.WARNING, logger='ptr_core.weighting.ptr.diagnostics'):
         assert not warn({'w_at_max_share': 0.85, 'w_at_min_share': 0.1}, 0)
         assert caplog.text == ''
         assert warn({'w_at_max_share': 0.95, 'w_at_min_share': 0.0}, 1)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ptr_core.weighting.ptr_config import PTRConfig
+from ptr_core.weighting.ptr.config import PTRConfig
 
 __all__ = ['AdaptiveController']
 

@@ -31,18 +31,24 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ptr_core import batch as K
 from ptr_core.errors import ConfigError, PtrError
 from ptr_core.weighting.base import PolicyOutput, SampleWeighter, WeightOutput
-from ptr_core.weighting.ptr_config import PTRConfig
-from ptr_core.weighting.ptr_controller import AdaptiveController
-from ptr_core.weighting.ptr_diagnostics import BoundWarning, StepStats, step_metrics
-from ptr_core.weighting.ptr_queue import TargetQueue
-from ptr_core.weighting.ptr_scorer import (
+from ptr_core.weighting.ptr.candidates import (
+    _current_state,
+    _future_valid,
+    _ids,
+    _self_and_episode_mask,
+    future_candidates,
+)
+from ptr_core.weighting.ptr.config import PTRConfig
+from ptr_core.weighting.ptr.controller import AdaptiveController
+from ptr_core.weighting.ptr.diagnostics import BoundWarning, StepStats, step_metrics
+from ptr_core.weighting.ptr.distributed import _gather, _gather_with_grad, _world
+from ptr_core.weighting.ptr.queue import TargetQueue
+from ptr_core.weighting.ptr.scorer import (
     Posterior,
     TransitionScorer,
     action_logits,
-    future_logits,
     normalize,
     ptr_score,
     ptr_weight,
@@ -307,7 +313,7 @@ class PTRWeighter(SampleWeighter):
                                             g_ids[:, 5], window)
             negs = logits.masked_fill(masked, -math.inf)
         else:
-            pos, negs = self._future_candidates(a + b, y, valid, batch, ids, g_ids, own,
+            pos, negs = future_candidates(c, self.queue, a + b, y, valid, batch, ids, g_ids, own,
                                                 r_hard=r_hard, window=window, gen=gen, tau=tau)
         post = Posterior(pos, negs)
         score = ptr_score(post.log_p, post.n_candidates).detach()
@@ -335,28 +341,6 @@ class PTRWeighter(SampleWeighter):
                 y = normalize(y - guess.detach())
         return a, b, y, pred_loss
 
-    def _future_candidates(
-        self, u: Tensor, y: Tensor, valid: Tensor, batch: dict[str, Tensor], ids: Tensor,
-        g_ids: Tensor, own: Tensor, *, r_hard: float, window: int | None,
-        gen: torch.Generator, tau: float,
-    ) -> tuple[Tensor, Tensor]:
-        """Future mode: the own future's logit and the negatives' (in-batch over every rank,
-        then the queue's random and hard draws)."""
-        c = self.config
-        world, rank = _world()
-        n = u.shape[0]
-        y_all = _gather(y)
-        logits = future_logits(u, y_all, tau, c.logit_clamp)  # [B, G]
-        pos = logits.gather(1, own[:, None])[:, 0]
-        masked = _self_and_episode_mask(own, n * world, ids[:, 4], ids[:, 5], g_ids[:, 4],
-                                        g_ids[:, 5], window)
-        g_valid = _gather(valid[:, None].long())[:, 0] > 0
-        negs = logits.masked_fill(masked | ~g_valid[None, :], -math.inf)
-        queue_negs = self._queue_negatives(u, batch, ids, r_hard, window, gen, rank, n, tau)
-        if queue_negs is not None:
-            negs = torch.cat([negs, queue_negs], dim=1)
-        return pos, negs
-
     def _target(self, batch: dict[str, Tensor]) -> Tensor:
         encoder = self.target_encoder
         assert encoder is not None
@@ -370,31 +354,6 @@ class PTRWeighter(SampleWeighter):
         """Frames around a sample masked as negatives: ``mask_window``, else the chunk length
         L (the policy's, read at ``bind``)."""
         return self.config.mask_window if self.config.mask_window > 0 else self.chunk_length
-
-    def _queue_negatives(
-        self, u: Tensor, batch: dict[str, Tensor], ids: Tensor, r_hard: float,
-        window: int | None, gen: torch.Generator, rank: int, n: int, tau: float,
-    ) -> Tensor | None:
-        c = self.config
-        queue = self.queue
-        assert queue is not None
-        filled = queue.filled()
-        if c.queue_draws == 0 or filled == 0:
-            return None
-        world, _ = _world()
-        rand = torch.rand(n * world, filled, generator=gen, device=u.device)
-        rand = rand[rank * n:(rank + 1) * n]
-        state = _current_state(batch, n, u.device)
-        drawn = queue.draw(
-            n_draws=c.queue_draws, r_hard=r_hard, hard=c.hard_negatives, state=state,
-            robot=ids[:, 0], task=ids[:, 1], episode=ids[:, 4], frame=ids[:, 5], window=window,
-            rand=rand,
-        )
-        if drawn is None:
-            return None
-        logits = future_logits(u, queue.target[:filled], tau, c.logit_clamp)  # [B, filled]
-        picked = logits.gather(1, drawn.index)
-        return picked.masked_fill(~drawn.usable, -math.inf)
 
     def _smooth(
         self, score: Tensor, valid: Tensor, episode: Tensor
@@ -463,6 +422,7 @@ def smooth_per_episode(
 
 # -- helpers ------------------------------------------------------------------------------
 
+
 def _score_columns(scored: ScoredBatch) -> Tensor:
     """``[B, 7]`` float: T, log p, rank loss, valid, correct, margin, |Y| (detached)."""
     return torch.stack([
@@ -509,100 +469,6 @@ def _dim(objs: Sequence[object], names: Sequence[str], default: int | None = Non
     owner = type(objs[0]).__name__
     msg = f'weighter ptr: {owner} has none of the width attributes {list(names)}'
     raise ConfigError(msg)
-
-
-def _world() -> tuple[int, int]:
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_world_size(), dist.get_rank()
-    return 1, 0
-
-
-def _gather(x: Tensor) -> Tensor:
-    """Concatenate ``x`` from every rank along dim 0 (no gradient); ``x`` itself on one rank."""
-    world, _ = _world()
-    if world == 1:
-        return x
-    import torch.distributed as dist
-
-    parts = [torch.empty_like(x) for _ in range(world)]
-    dist.all_gather(parts, x.detach().contiguous(), group=_group())
-    return torch.cat(parts, dim=0)
-
-
-def _gather_with_grad(x: Tensor) -> Tensor:
-    """Like ``_gather`` but gradients flow back to every rank's rows (summed over ranks)."""
-    world, _ = _world()
-    if world == 1:
-        return x
-    from torch.distributed.nn.functional import all_gather
-
-    parts: Sequence[Tensor] = all_gather(  # type: ignore[no-untyped-call]
-        x.contiguous(), group=_group())
-    return torch.cat(list(parts), dim=0)
-
-
-_GROUPS: dict[int, Any] = {}
-
-
-def _group() -> Any:
-    """The weighter's own process group (one per default group, made on first use by every rank).
-
-    ``_gather_with_grad``'s backward runs a collective inside autograd, while DDP all-reduces
-    gradient buckets from its hooks on the default group; the order of the two differs between
-    ranks with thread timing, and on one shared group that deadlocks (seen: both ranks spinning in
-    backward on a loaded machine). On a group of their own they never meet.
-    """
-    import torch.distributed as dist
-
-    key = id(dist.group.WORLD)
-    if key not in _GROUPS:
-        _GROUPS[key] = dist.new_group(ranks=list(range(dist.get_world_size())))
-    return _GROUPS[key]
-
-
-def _ids(batch: dict[str, Tensor], n: int, device: torch.device) -> Tensor:
-    """``[n, 6]`` long: robot, task, dataset, source, episode, frame (−1 where absent)."""
-    cols = []
-    for key in (K.ROBOT_ID, K.TASK_ID, K.DATASET_ID, K.SOURCE_ID, K.EPISODE_ID, K.FRAME_INDEX):
-        value = batch.get(key)
-        if value is None:
-            cols.append(torch.full((n,), -1, dtype=torch.long, device=device))
-        else:
-            cols.append(value.reshape(n).to(device=device, dtype=torch.long))
-    return torch.stack(cols, dim=1)
-
-
-def _future_valid(batch: dict[str, Tensor], n: int, device: torch.device) -> Tensor:
-    value = batch.get(K.FUTURE_VALID)
-    if value is None:
-        return torch.ones(n, dtype=torch.bool, device=device)
-    return value.reshape(n).to(device=device, dtype=torch.bool)
-
-
-def _current_state(batch: dict[str, Tensor], n: int, device: torch.device) -> Tensor:
-    """The latest normalized observed state ``[n, Ds]`` (zeros ``[n, 1]`` for image-only)."""
-    state = batch.get(K.OBS_STATE)
-    if state is None:
-        return torch.zeros(n, 1, device=device)
-    if state.dim() == 3:
-        state = state[:, -1]
-    return state.reshape(n, -1).to(device=device, dtype=torch.float32)
-
-
-def _self_and_episode_mask(
-    own: Tensor, n_global: int, episode: Tensor, frame: Tensor, g_episode: Tensor,
-    g_frame: Tensor, window: int | None,
-) -> Tensor:
-    """``[B, G]`` True where a candidate is the query itself or (optionally) its near frames."""
-    cols = torch.arange(n_global, device=own.device)
-    masked = cols[None, :] == own[:, None]
-    if window is not None:
-        same = (episode[:, None] == g_episode[None, :]) & (episode[:, None] >= 0)
-        near = (frame[:, None] - g_frame[None, :]).abs() <= window
-        masked = masked | (same & near)
-    return masked
 
 
 def _generator(seed: int, step: int, device: torch.device) -> torch.Generator:

@@ -34,8 +34,8 @@ from ptr_core.configuration import DatasetSpec
 from ptr_core.data import SOURCE_TAG, Vocabulary, WindowDataset, build_data
 from ptr_core.errors import CheckpointError
 from ptr_core.policies.policy import ActionPolicy, build_policy
-from ptr_core.weighting.ptr import PTRWeighter
-from ptr_core.weighting.ptr_scorer import ptr_weight
+from ptr_core.weighting.ptr.scorer import ptr_weight
+from ptr_core.weighting.ptr.weighter import PTRWeighter
 
 __all__ = ['SampleScores', 'score_dataset', 'summarize']
 
