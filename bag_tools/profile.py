@@ -383,8 +383,9 @@ def min_episode_steps_key(d: Mapping[str, Any], source: str) -> str:
     return OLD_MIN_STEPS_KEY
 
 
-class _Parser:
-    """Validation with messages of the form ``<file>: key <key>: <problem>``."""
+class _Fields:
+    """One value checked against its key, with messages of the form
+    ``<file>: key <key>: <problem>``."""
 
     def __init__(self, source: str) -> None:
         self.source = source
@@ -437,6 +438,42 @@ class _Parser:
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise self.fail(key, f'expected a positive integer, got {value!r}')
         return value
+
+    def limits(
+        self, value: Any, n: int, key: str = 'joint_limits', per: str = 'joint'
+    ) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        value = self.mapping(value, key)
+        self.unknown(value, {'lower', 'upper'}, key)
+        out = []
+        for side in ('lower', 'upper'):
+            skey = f'{key}.{side}'
+            got = value.get(side)
+            if not isinstance(got, Sequence) or isinstance(got, str) or len(got) != n:
+                raise self.fail(skey, f'expected a list of {n} numbers (one per {per}), got '
+                                f'{got!r}')
+            out.append(tuple(
+                self.number(v, f'{skey}[{i}]', positive=False) for i, v in enumerate(got)
+            ))
+        bad = [i for i, (lo, hi) in enumerate(zip(*out)) if lo > hi]
+        if bad:
+            raise self.fail(f'{key}.lower[{bad[0]}]', 'greater than the upper limit')
+        return out[0], out[1]
+
+    def image_size(self, value: Any, needed: bool) -> tuple[int, int]:
+        if value is None:
+            if needed:
+                raise self.fail('image_size', 'missing (required when cameras are set)')
+            return (0, 0)
+        if not isinstance(value, Sequence) or isinstance(value, str) or len(value) != 2:
+            raise self.fail('image_size', f'expected [H, W], got {value!r}')
+        h = self.integer(value[0], 'image_size[0]')
+        w = self.integer(value[1], 'image_size[1]')
+        return (h, w)
+
+
+class _Parser(_Fields):
+    """The profile's structure: arm groups, actions, cameras, extra observations and
+    episodes, each value checked by ``_Fields``."""
 
     def profile(self, d: Any) -> RobotProfile:
         d = self.mapping(d, '(top level)')
@@ -534,26 +571,6 @@ class _Parser:
             state_field=state_field,
         )
 
-    def limits(
-        self, value: Any, n: int, key: str = 'joint_limits', per: str = 'joint'
-    ) -> tuple[tuple[float, ...], tuple[float, ...]]:
-        value = self.mapping(value, key)
-        self.unknown(value, {'lower', 'upper'}, key)
-        out = []
-        for side in ('lower', 'upper'):
-            skey = f'{key}.{side}'
-            got = value.get(side)
-            if not isinstance(got, Sequence) or isinstance(got, str) or len(got) != n:
-                raise self.fail(skey, f'expected a list of {n} numbers (one per {per}), got '
-                                f'{got!r}')
-            out.append(tuple(
-                self.number(v, f'{skey}[{i}]', positive=False) for i, v in enumerate(got)
-            ))
-        bad = [i for i, (lo, hi) in enumerate(zip(*out)) if lo > hi]
-        if bad:
-            raise self.fail(f'{key}.lower[{bad[0]}]', 'greater than the upper limit')
-        return out[0], out[1]
-
     def action(
         self, value: Any, joints: tuple[str, ...], key: str = 'action'
     ) -> ActionSpec:
@@ -627,17 +644,6 @@ class _Parser:
                 self.number(spec.get('offset_s', 0.0), f'{key}.offset_s', positive=False),
             ))
         return tuple(sorted(out, key=lambda c: c.role))
-
-    def image_size(self, value: Any, needed: bool) -> tuple[int, int]:
-        if value is None:
-            if needed:
-                raise self.fail('image_size', 'missing (required when cameras are set)')
-            return (0, 0)
-        if not isinstance(value, Sequence) or isinstance(value, str) or len(value) != 2:
-            raise self.fail('image_size', f'expected [H, W], got {value!r}')
-        h = self.integer(value[0], 'image_size[0]')
-        w = self.integer(value[1], 'image_size[1]')
-        return (h, w)
 
     def extra_state(
         self, value: Any, joints: tuple[str, ...], what: str
