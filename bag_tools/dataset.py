@@ -99,7 +99,8 @@ class DatasetWriteError(DatasetError):
 def write_failure(path: Path, err: OSError) -> DatasetWriteError:
     """The one-line error for a failed write under ``path`` (the folder the user named)."""
     where = f' ({err.filename})' if err.filename and str(err.filename) != str(path) else ''
-    msg = f'{path}: cannot write{where}: {err.strerror or err}'
+    reason = err.strerror or f'short write, {err}: is the disk full?'  # numpy's own OSError
+    msg = f'{path}: cannot write{where}: {reason}'
     return DatasetWriteError(msg)
 
 

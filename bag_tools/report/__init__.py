@@ -8,6 +8,7 @@ curves and diagnostics. No torch: datasets are read with numpy, runs from their 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Sequence
@@ -70,17 +71,21 @@ def write_report(out_dir: str | Path, datasets: Sequence[str | Path] = (), **kwa
     file = out / REPORT_FILE
     _check_target(out, file)
     page = build_report(datasets, **kwargs)
+    made = [p for p in (out, *out.parents) if not p.exists()]  # removed again on failure
     try:
         out.mkdir(parents=True, exist_ok=True)
         _drop_dead_temps(out)
         _check_target(out, file)  # again: the page may take a while to build
         tmp = _write_temp(out, page)
-    except OSError as err:
-        raise _failure(file, err) from err
-    try:
-        os.replace(tmp, file)
+        try:
+            os.replace(tmp, file)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
     except BaseException as err:
-        tmp.unlink(missing_ok=True)
+        for folder in made:
+            with contextlib.suppress(OSError):
+                folder.rmdir()
         if isinstance(err, OSError):
             raise _failure(file, err) from err
         raise
