@@ -25,8 +25,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ptr_core.checkpoint import write_file_atomic
+    from ptr_core.errors import ConfigError
     from ptr_core.evaluation import evaluate
 
+    for flag, value in (('--steps', args.steps), ('--max-windows', args.max_windows),
+                        ('--batch-size', args.batch_size)):
+        if value is not None and value < 1:
+            msg = f'{flag}: {value} is invalid; expected an integer >= 1'
+            raise ConfigError(msg)
     report = evaluate(
         args.checkpoint, args.dataset, max_windows=args.max_windows,
         batch_size=args.batch_size, steps=args.steps, device=args.device,
@@ -40,5 +47,5 @@ def run(args: argparse.Namespace) -> int:
     print(f'inference: {report.infer_ms_median:.2f} ms/chunk median, '
           f'{report.infer_ms_p90:.2f} ms p90 over {report.infer_chunks} chunks (batch 1)')
     if args.json is not None:
-        args.json.write_text(json.dumps(report.to_json(), indent=1))
+        write_file_atomic(args.json, json.dumps(report.to_json(), indent=1))
     return 0

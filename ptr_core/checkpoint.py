@@ -23,19 +23,25 @@ a pickle (``.pt``/``.pth``/``.pkl``/``.ckpt``/``.bin`` or pickle/zip magic bytes
 ``CheckpointError``: loading a checkpoint never executes code. A file whose sha256 differs from
 ``checksums.json`` (a flipped bit, a truncated copy) is refused naming the file. Files get the
 umask's permissions (a node running as another user can read them). A save killed half-way
-leaves a marked temp directory that the next save in the same folder removes.
+leaves a marked temp directory that the next save in the same folder removes; a save that fails
+(a full disk, a read-only folder) removes its temp directory and raises one line naming the
+checkpoint. ``write_file_atomic`` and ``append_line`` are how the trainer writes the other files
+of a run directory: whole or not at all.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
+import math
 import os
 import random
 import shutil
 import struct
 import subprocess
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +49,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
@@ -50,21 +57,26 @@ from bag_tools.dataset import RobotEntry
 from bag_tools.lifetime import pid_alive
 from ptr_core.checkpoint_robots import robots_from_file, robots_to_file
 from ptr_core.configuration import SCHEMA_VERSION, TrainConfig, from_dict, to_dict
-from ptr_core.errors import CheckpointError, ConfigError
+from ptr_core.errors import CheckpointError, ConfigError, PtrError
 from ptr_core.preprocess import Preprocessor
 
 __all__ = [
     'FORMAT',
     'Checkpoint',
+    'append_line',
+    'check_resumed_inputs',
     'checkpoint_dirs',
     'latest_checkpoint',
     'load_checkpoint',
     'load_matching',
     'load_training_state',
     'prune_checkpoints',
+    'record_run_inputs',
     'refuse_pickles',
+    'run_inputs',
     'save_checkpoint',
     'verify_checksums',
+    'write_file_atomic',
 ]
 
 log = logging.getLogger(__name__)
@@ -94,6 +106,56 @@ def _tensors(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
 
 def _write_json(path: Path, obj: Any) -> None:
     path.write_text(json.dumps(obj, indent=1))
+
+
+# -- files ----------------------------------------------------------------------------------
+
+def _cannot_write(path: Path, err: BaseException) -> str:
+    reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
+    return f'{path}: cannot write: {reason}'
+
+
+def write_file_atomic(path: str | Path, data: str | bytes) -> None:
+    """Write ``path`` whole or not at all: a temp file beside it, synced, then ``os.replace``.
+
+    A failure (a full disk, a read-only folder) removes the temp file, leaves an existing
+    ``path`` as it was and raises ``PtrError`` naming ``path``.
+    """
+    path = Path(path)
+    raw = data.encode() if isinstance(data, str) else data
+    tmp = path.with_name(f'.tmp-{path.name}-{os.getpid()}')
+    try:
+        with tmp.open('wb') as f:
+            f.write(raw)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as err:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise PtrError(_cannot_write(path, err)) from err
+
+
+def append_line(path: str | Path, line: str) -> None:
+    """Append ``line`` (and a newline) to ``path`` whole or not at all: a failed write is cut
+    back off, so the file never ends in a partial record; raises ``PtrError`` naming ``path``."""
+    path = Path(path)
+    raw = memoryview(line.encode() + b'\n')
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+        try:
+            size = os.fstat(fd).st_size
+            try:
+                while raw:
+                    raw = raw[os.write(fd, raw):]
+            except OSError:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, size)
+                raise
+        finally:
+            os.close(fd)
+    except OSError as err:
+        raise PtrError(_cannot_write(path, err)) from err
 
 
 # -- safety ---------------------------------------------------------------------------------
@@ -194,15 +256,52 @@ def save_checkpoint(
     optimizer: torch.optim.Optimizer | None = None,
     extra_state: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Write a checkpoint directory atomically (temp dir, then rename) and return its path."""
+    """Write a checkpoint directory atomically (temp dir, then rename) and return its path.
+
+    A failed write (a full disk, a read-only folder) removes the temp directory, leaves an
+    existing checkpoint at ``path`` as it was and raises ``CheckpointError`` naming ``path``.
+    """
     final = Path(path)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    _drop_stale_temps(final.parent)
     tmp = final.parent / f'.tmp-{final.name}-{os.getpid()}'
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
-    (tmp / TEMP_MARKER).write_text(json.dumps({'pid': os.getpid(), 'writer': 'ptr'}))
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        _drop_stale_temps(final.parent)
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir()
+        (tmp / TEMP_MARKER).write_text(json.dumps({'pid': os.getpid(), 'writer': 'ptr'}))
+        _write_contents(tmp, policy=policy, ema=ema, weighter=weighter,
+                        preprocessor=preprocessor, robots=robots, vocab=vocab, config=config,
+                        step=step)
+        if optimizer is not None:
+            _write_training_state(tmp / 'training_state', optimizer, step, extra_state or {})
+        (tmp / TEMP_MARKER).unlink()
+        _write_json(tmp / CHECKSUMS, _checksums(tmp))
+        _apply_umask(tmp)
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    except (OSError, SafetensorError) as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
+        msg = f'{final}: cannot write the checkpoint: {" ".join(reason.split())}'
+        raise CheckpointError(msg) from err
+    return final
+
+
+def _write_contents(
+    tmp: Path,
+    *,
+    policy: nn.Module,
+    ema: nn.Module | None,
+    weighter: nn.Module | None,
+    preprocessor: Preprocessor,
+    robots: Mapping[str, RobotEntry],
+    vocab: Mapping[str, Any],
+    config: TrainConfig,
+    step: int,
+) -> None:
+    """Metadata and weights of a checkpoint, into its temp directory."""
     weighter_cfg = config.weighter
     _write_json(tmp / 'config.json', {
         'format': FORMAT,
@@ -221,23 +320,19 @@ def save_checkpoint(
         save_file(_tensors(ema.state_dict()), str(tmp / 'ema.safetensors'))
     if weighter is not None:
         save_file(_tensors(weighter.state_dict()), str(tmp / 'weighter.safetensors'))
-    if optimizer is not None:
-        state_dir = tmp / 'training_state'
-        state_dir.mkdir()
-        tensors, meta = _optimizer_files(optimizer)
-        save_file(tensors, str(state_dir / 'optimizer.safetensors'))
-        _write_json(state_dir / 'optimizer.json', meta)
-        rng_tensors, rng_meta = _rng_state()
-        save_file(rng_tensors, str(state_dir / 'rng.safetensors'))
-        _write_json(state_dir / 'state.json',
-                    {'step': step, 'rng': rng_meta, **(extra_state or {})})
-    (tmp / TEMP_MARKER).unlink()
-    _write_json(tmp / CHECKSUMS, _checksums(tmp))
-    _apply_umask(tmp)
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
-    return final
+
+
+def _write_training_state(
+    state_dir: Path, optimizer: torch.optim.Optimizer, step: int, extra: Mapping[str, Any]
+) -> None:
+    """Optimizer, RNGs, step and ``extra`` (the data position) for an exact resume."""
+    state_dir.mkdir()
+    tensors, meta = _optimizer_files(optimizer)
+    save_file(tensors, str(state_dir / 'optimizer.safetensors'))
+    _write_json(state_dir / 'optimizer.json', meta)
+    rng_tensors, rng_meta = _rng_state()
+    save_file(rng_tensors, str(state_dir / 'rng.safetensors'))
+    _write_json(state_dir / 'state.json', {'step': step, 'rng': rng_meta, **extra})
 
 
 def _checksums(root: Path) -> dict[str, str]:
@@ -374,15 +469,30 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         meta=meta,
         preprocessor=pre,
         robots=robots,
-        vocab=_read_json(root / 'vocab.json'),
+        vocab=_check_vocab(root / 'vocab.json', _read_json(root / 'vocab.json')),
         model=_load_tensors(root / 'model.safetensors'),
         ema=_load_tensors(opt['ema']) if opt['ema'].is_file() else None,
         weighter=_load_tensors(opt['weighter']) if opt['weighter'].is_file() else None,
     )
 
 
+def _check_vocab(file: Path, vocab: Any) -> dict[str, Any]:
+    """Refuse a ``vocab.json`` that is not ``{"tasks": [names], "sources": [names]}``."""
+    if not isinstance(vocab, dict):
+        msg = (f'{file}: expected a mapping {{"tasks": [...], "sources": [...]}}, got a '
+               f'{type(vocab).__name__}')
+        raise CheckpointError(msg)
+    for key in ('tasks', 'sources'):
+        names = vocab.get(key)
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            msg = f'{file}: {key} must be a list of names, got {names!r}'
+            raise CheckpointError(msg)
+    return vocab
+
+
 def _check_robots(file: Path, robots: Any) -> None:
-    """Refuse robot entries whose joint limits do not match their joints (one line)."""
+    """Refuse robot entries whose joint limits do not match their joints, are not finite or
+    are inverted (one line)."""
     if not isinstance(robots, dict):
         msg = f'{file}: expected a mapping of robot -> entry'
         raise CheckpointError(msg)
@@ -394,10 +504,47 @@ def _check_robots(file: Path, robots: Any) -> None:
         for key in ('joint_lower', 'joint_upper'):
             values = entry.get(key)
             if (not isinstance(values, list) or len(values) != len(joints)
-                    or not all(isinstance(v, (int, float)) for v in values)):
-                msg = (f'{file}: robot {name!r}: {key} must be {len(joints)} numbers (one per '
-                       f'joint of joint_names), got {values!r}')
+                    or not all(_is_number(v) for v in values)):
+                msg = (f'{file}: robot {name!r}: {key} must be {len(joints)} finite numbers (one '
+                       f'per joint of joint_names), got {values!r}')
                 raise CheckpointError(msg)
+        _check_order(file, f'robot {name!r}: joint_lower', entry['joint_lower'],
+                     entry['joint_upper'])
+        _check_profile_limits(file, name, entry.get('profile'))
+
+
+def _is_number(value: Any) -> bool:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value))
+
+
+def _check_order(file: Path, what: str, lower: list[Any], upper: list[Any]) -> None:
+    bad = [i for i, (lo, hi) in enumerate(zip(lower, upper)) if lo > hi]
+    if bad:
+        i = bad[0]
+        msg = f'{file}: {what}[{i}] = {lower[i]!r} is above the upper limit {upper[i]!r}'
+        raise CheckpointError(msg)
+
+
+def _check_profile_limits(file: Path, name: str, profile: Any) -> None:
+    """The limits a robot's profile carries (``joint_limits``, ``action.limits``): finite
+    numbers, lower <= upper (their lengths are the profile parser's to check)."""
+    if not isinstance(profile, dict):
+        return
+    action = profile.get('action')
+    found = {'profile.joint_limits': profile.get('joint_limits'),
+             'profile.action.limits': action.get('limits') if isinstance(action, dict) else None}
+    for key, limits in found.items():
+        if limits is None:
+            continue
+        lower = limits.get('lower') if isinstance(limits, dict) else None
+        upper = limits.get('upper') if isinstance(limits, dict) else None
+        for side, values in (('lower', lower), ('upper', upper)):
+            if not isinstance(values, list) or not all(_is_number(v) for v in values):
+                msg = (f'{file}: robot {name!r}: {key}.{side} must be a list of finite numbers, '
+                       f'got {values!r}')
+                raise CheckpointError(msg)
+        _check_order(file, f'robot {name!r}: {key}.lower', lower or [], upper or [])
 
 
 def load_training_state(path: str | Path, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
@@ -484,3 +631,130 @@ def step_dir(run_dir: str | Path, step: int) -> Path:
 def prune_checkpoints(run_dir: str | Path, keep: int) -> None:
     for old in checkpoint_dirs(run_dir)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
+
+
+# -- what a run trains on -------------------------------------------------------------------
+#
+# ``run.json`` in a run directory records what the run was started with (its datasets, its
+# weighter, its trust file and that file's sha256), what it trains on now, and every change a
+# ``--resume --allow-change`` made, so that a resumed run cannot silently train on other data or
+# with another method than its first part.
+
+RUN_RECORD = 'run.json'
+RUN_FORMAT = 'ptr-run/1'
+_INPUT_KEYS = ('datasets', 'weighter', 'trust')
+
+
+def run_inputs(config: TrainConfig, *, hash_trust: bool = True) -> dict[str, Any]:
+    """The inputs of a run as ``run.json`` records them: datasets (resolved paths, weights),
+    weighter (name, options but the file) and trust file (resolved path, sha256) or None."""
+    options = dict(config.weighter.options)
+    file = options.pop('file', None) if config.weighter.name == 'trust' else None
+    trust = None
+    if file is not None:
+        path = Path(str(file)).resolve()
+        digest = _sha256(path) if hash_trust and path.is_file() else None
+        trust = {'file': str(path), 'sha256': digest}
+    inputs = {
+        'datasets': [{'path': str(Path(s.path).resolve()), 'weight': s.weight}
+                     for s in config.data.datasets],
+        'weighter': {'name': config.weighter.name, 'options': options},
+        'trust': trust,
+    }
+    return json.loads(json.dumps(inputs))  # type: ignore[no-any-return]  # plain JSON values
+
+
+def record_run_inputs(run_dir: str | Path, inputs: Mapping[str, Any]) -> None:
+    """Start ``run_dir``'s ``run.json``: a new run was started with ``inputs``."""
+    _write_run_record(Path(run_dir), {'format': RUN_FORMAT, 'started_with': dict(inputs),
+                                      'current': dict(inputs), 'changes': []})
+
+
+def check_resumed_inputs(
+    run_dir: str | Path,
+    inputs: Mapping[str, Any],
+    *,
+    previous: Mapping[str, Any],
+    step: int,
+    allow_change: bool,
+    write: bool,
+) -> None:
+    """Refuse to resume ``run_dir`` at ``step`` with other ``inputs`` than it trained on so far
+    (``run.json``'s; ``previous`` for a run directory without one) unless ``allow_change``: then
+    the change is appended to ``run.json`` (when ``write``) instead of replacing the record."""
+    run_dir = Path(run_dir)
+    record = _read_run_record(run_dir)
+    missing = record is None
+    if record is None:
+        record = {'format': RUN_FORMAT, 'started_with': dict(previous),
+                  'current': dict(previous), 'changes': []}
+    changed = _changed_inputs(record['current'], inputs)
+    if changed and not allow_change:
+        msg = (f'{run_dir}: --resume would change the run: {"; ".join(changed.values())}; '
+               f'pass --allow-change to continue with the change (recorded in {RUN_RECORD})')
+        raise ConfigError(msg)
+    if changed:
+        log.warning('%s: resumed with a change at step %d: %s', run_dir, step,
+                    '; '.join(changed.values()))
+        record['changes'].append({
+            'step': step, 'time': time.strftime('%Y-%m-%dT%H:%M:%S%z'),
+            'changed': {k: {'old': record['current'].get(k), 'new': inputs[k]} for k in changed},
+        })
+    updated = record['current'] != inputs  # a change, or a trust sha256 learnt
+    record['current'] = dict(inputs)
+    if write and (missing or updated):
+        _write_run_record(run_dir, record)
+
+
+def _changed_inputs(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, str]:
+    """Per changed key of ``_INPUT_KEYS``: 'what: old -> new' (a trust file whose recorded
+    sha256 is unknown compares by path only)."""
+    changed: dict[str, str] = {}
+    if old.get('datasets') != new['datasets']:
+        changed['datasets'] = (f'datasets {_datasets_text(old.get("datasets"))} -> '
+                               f'{_datasets_text(new["datasets"])}')
+    if old.get('weighter') != new['weighter']:
+        changed['weighter'] = (f'weighter {_weighter_text(old.get("weighter"))} -> '
+                               f'{_weighter_text(new["weighter"])}')
+    was, now = old.get('trust'), new['trust']
+    if (was is None) != (now is None) or (was and now and was.get('file') != now['file']):
+        changed['trust'] = (f'trust file {was["file"] if was else "none"} -> '
+                            f'{now["file"] if now else "none"}')
+    elif was and now and was.get('sha256') not in (None, now['sha256']):
+        changed['trust'] = (f'trust file {now["file"]} content sha256 {was["sha256"][:12]} -> '
+                            f'{str(now["sha256"])[:12]}')
+    return changed
+
+
+def _datasets_text(datasets: Any) -> str:
+    if not isinstance(datasets, list):
+        return repr(datasets)
+    return '[' + ', '.join(
+        repr(d.get('path')) + ('' if d.get('weight') == 1.0 else f' (weight {d.get("weight")})')
+        for d in datasets if isinstance(d, dict)) + ']'
+
+
+def _weighter_text(weighter: Any) -> str:
+    if not isinstance(weighter, dict):
+        return repr(weighter)
+    options = weighter.get('options') or {}
+    return f'{weighter.get("name")}' + (f' {json.dumps(options, sort_keys=True)}' if options
+                                        else '')
+
+
+def _read_run_record(run_dir: Path) -> dict[str, Any] | None:
+    file = run_dir / RUN_RECORD
+    if not file.exists():
+        return None
+    record = _read_json(file)
+    if (not isinstance(record, dict) or record.get('format') != RUN_FORMAT
+            or not isinstance(record.get('current'), dict)
+            or not isinstance(record.get('changes'), list)):
+        msg = (f'{file}: not a {RUN_FORMAT} record of what the run trains on; restore it or '
+               f'remove it to resume without the check')
+        raise CheckpointError(msg)
+    return record
+
+
+def _write_run_record(run_dir: Path, record: Mapping[str, Any]) -> None:
+    write_file_atomic(run_dir / RUN_RECORD, json.dumps(record, indent=1) + '\n')
