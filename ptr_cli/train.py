@@ -5,6 +5,7 @@ Examples:
   ptr train --config config/train/uniform.yaml --set optim.lr=3e-4 --set steps=50000
   ptr train --config config/train/ptr.yaml --init runs/pretrain/final --dataset data/robotB
   ptr train --config config/train/uniform.yaml --resume          # continue out_dir exactly
+  ptr train --config config/train/trust.yaml --resume --trust new.trust.json --allow-change
   ptr train --config config/train/uniform.yaml --init runs/base/final --dataset data/mixed \
       --trust data/mixed.trust.json                               # trust from `ptr score`
   torchrun --nproc-per-node 4 -m ptr_cli.main train --config config/train/uniform.yaml
@@ -18,7 +19,7 @@ from collections.abc import Mapping
 
 from tqdm import tqdm
 
-from ptr_core.configuration import load_config
+from ptr_core.configuration import Override, load_config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,33 +39,41 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              'loss weights)')
     parser.add_argument('--resume', action='store_true',
                         help='continue the run in out_dir from its latest checkpoint')
+    parser.add_argument('--allow-change', action='store_true',
+                        help='with --resume: continue even though the datasets, the weighter or '
+                             'the trust file differ from the run so far (recorded in run.json)')
     parser.add_argument('--no-progress', action='store_true', help='no progress bar')
 
 
-def trust_overrides(weighter: str, trust: str) -> list[str]:
+def trust_overrides(weighter: str, trust: str) -> list[Override]:
     """``--trust FILE``: switch a uniform config to the trust weighter (keep a trust config's
     other options); the online PTR weighter and a trust file do not combine."""
     from ptr_core.errors import ConfigError
 
     if weighter == 'trust':
-        return [f'weighter.options.file={trust!r}']
+        return [('weighter.options.file', trust)]
     if weighter != 'uniform':
         msg = (f'--trust: the config uses weighter {weighter!r}; a trust file replaces the '
                'weighter, start from config/train/uniform.yaml or trust.yaml')
         raise ConfigError(msg)
-    return ['weighter.name=trust', f'weighter.options={{file: {trust!r}}}']
+    return [('weighter.name', 'trust'), ('weighter.options', {'file': trust})]
 
 
 def run(args: argparse.Namespace) -> int:
+    from ptr_core.errors import ConfigError
     from ptr_core.trainer import train
 
-    overrides = list(args.overrides)
+    if args.allow_change and not args.resume:
+        msg = '--allow-change: only with --resume (a new run has nothing to change)'
+        raise ConfigError(msg)
+    # Paths go into the config as the strings they are, never through YAML text.
+    overrides: list[Override] = list(args.overrides)
     if args.dataset:
-        overrides.append('data.datasets=[' + ', '.join(repr(p) for p in args.dataset) + ']')
+        overrides.append(('data.datasets', list(args.dataset)))
     if args.reinit_mismatched:
-        overrides.append('reinit_mismatched=true')
+        overrides.append(('reinit_mismatched', True))
     if args.out:
-        overrides.append(f'out_dir={args.out!r}')
+        overrides.append(('out_dir', args.out))
     if args.trust:  # first, so that --set weighter.options.* still applies on top
         overrides[:0] = trust_overrides(load_config(args.config, overrides).weighter.name,
                                         args.trust)
@@ -87,7 +96,8 @@ def run(args: argparse.Namespace) -> int:
         bar.refresh()
 
     try:
-        result = train(config, init=args.init, resume=args.resume, progress=progress)
+        result = train(config, init=args.init, resume=args.resume,
+                       allow_change=args.allow_change, progress=progress)
     finally:
         if bar is not None:
             bar.close()

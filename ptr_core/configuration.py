@@ -2,7 +2,9 @@
 
 A config file is plain YAML (``yaml.safe_load``; nothing is evaluated). Every key must be a field
 of the dataclass below it; an unknown key is a ``ConfigError`` that names it. ``--set a.b=value``
-overrides are parsed as YAML scalars/lists and applied before validation. The resolved config is
+overrides are parsed as YAML scalars/lists and applied before validation; a program passes values
+it already holds (paths) as ``(key, value)`` pairs, applied as they are, never through YAML
+text. The resolved config is
 saved (``to_dict``) beside every checkpoint with ``SCHEMA_VERSION``.
 
 Shape glossary: ``To`` = ``data.obs_horizon``, ``L`` = ``data.chunk_length``,
@@ -12,13 +14,14 @@ Shape glossary: ``To`` = ``data.obs_horizon``, ``L`` = ``data.chunk_length``,
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import types
 import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar, Union
+from typing import Any, TypeAlias, TypeVar, Union
 
 import yaml
 
@@ -30,6 +33,7 @@ __all__ = [
     'DatasetSpec',
     'EncoderConfig',
     'OptimConfig',
+    'Override',
     'PolicyConfig',
     'TrainConfig',
     'WeighterConfig',
@@ -306,18 +310,19 @@ def to_dict(config: Any) -> dict[str, Any]:
     return plain(dataclasses.asdict(config))  # type: ignore[no-any-return]
 
 
-def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
-    """Apply ``a.b.c=value`` overrides (value parsed as YAML) to a nested dict, in place."""
+#: An override: ``'a.b.c=value'`` (the value parsed as YAML, as ``--set`` gives it) or
+#: ``('a.b.c', value)`` (the value used as it is: a path stays the string it is).
+Override: TypeAlias = str | tuple[str, Any]
+
+
+def apply_overrides(data: dict[str, Any], overrides: Sequence[Override]) -> dict[str, Any]:
+    """Apply overrides (``'a.b.c=value'``, value parsed as YAML, or ``('a.b.c', value)``) to a
+    nested dict, in place."""
     for item in overrides:
-        key, sep, raw = item.partition('=')
-        if not sep or not key:
-            msg = f'--set {item!r}: expected key=value, e.g. optim.lr=3e-4'
-            raise ConfigError(msg)
-        try:
-            value = yaml.safe_load(raw) if raw else ''
-        except yaml.YAMLError as err:
-            msg = f'--set {key}: value {raw!r} is not valid YAML'
-            raise ConfigError(msg) from err
+        if isinstance(item, tuple):
+            key, value = item[0], copy.deepcopy(item[1])  # the caller's objects stay its own
+        else:
+            key, value = _parse_override(item)
         node = data
         parts = key.split('.')
         for part in parts[:-1]:
@@ -330,8 +335,20 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
     return data
 
 
+def _parse_override(item: str) -> tuple[str, Any]:
+    key, sep, raw = item.partition('=')
+    if not sep or not key:
+        msg = f'--set {item!r}: expected key=value, e.g. optim.lr=3e-4'
+        raise ConfigError(msg)
+    try:
+        return key, yaml.safe_load(raw) if raw else ''
+    except yaml.YAMLError as err:
+        msg = f'--set {key}: value {raw!r} is not valid YAML'
+        raise ConfigError(msg) from err
+
+
 def load_config(
-    path: str | Path | None = None, overrides: Sequence[str] = ()
+    path: str | Path | None = None, overrides: Sequence[Override] = ()
 ) -> TrainConfig:
     """Load a training config YAML (or the defaults when ``path`` is None) plus overrides."""
     data: dict[str, Any] = {}

@@ -17,6 +17,7 @@ by the config, not by code paths.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import json
@@ -38,17 +39,24 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.utils.data import Sampler
 
+from bag_tools.errors import BagToolsError
+from bag_tools.lock import writer_lock
 from ptr_core import batch as K
 from ptr_core.checkpoint import (
     Checkpoint,
+    append_line,
+    check_resumed_inputs,
     checkpoint_dirs,
     latest_checkpoint,
     load_checkpoint,
     load_matching,
     load_training_state,
     prune_checkpoints,
+    record_run_inputs,
+    run_inputs,
     save_checkpoint,
     step_dir,
+    write_file_atomic,
 )
 from ptr_core.configuration import TrainConfig, to_dict
 from ptr_core.data import DataBundle, MixtureSampler, Vocabulary, build_data, make_loader
@@ -208,7 +216,8 @@ def _autocast(config: TrainConfig, device: torch.device) -> Any:
 
 
 class _MetricsWriter:
-    """JSONL metrics (always) and TensorBoard (when installed), rank 0 only."""
+    """JSONL metrics (always) and TensorBoard (when installed), rank 0 only. Every row is
+    appended whole or not at all (``append_line``)."""
 
     def __init__(self, out_dir: Path, enabled: bool, *, start_step: int = 0) -> None:
         self.enabled = enabled
@@ -216,10 +225,8 @@ class _MetricsWriter:
         self.tb: Any = None
         if not enabled:
             return
-        if self.file.exists():  # a resumed run: drop what a killed run logged past its ckpt
-            lines = self.file.read_text().splitlines()
-            kept = [x for x in lines if x.strip() and json.loads(x).get('step', 0) <= start_step]
-            self.file.write_text(''.join(f'{x}\n' for x in kept))
+        if self.file.exists():
+            self._keep_until(start_step)
         try:
             from torch.utils.tensorboard import SummaryWriter
 
@@ -227,11 +234,28 @@ class _MetricsWriter:
         except ImportError:
             log.debug('tensorboard not installed; metrics go to %s only', self.file)
 
+    def _keep_until(self, step: int) -> None:
+        """A resumed run: drop the rows a killed run logged past its checkpoint, and a row it
+        was killed writing."""
+        try:
+            lines = self.file.read_text(errors='replace').splitlines()
+        except OSError as err:
+            msg = f'{self.file}: cannot read: {err.strerror or err}'
+            raise PtrError(msg) from err
+        kept = []
+        for line in lines:
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(row, dict) and isinstance(row.get('step'), int) and row['step'] <= step:
+                kept.append(line)
+        write_file_atomic(self.file, ''.join(f'{x}\n' for x in kept))
+
     def write(self, step: int, metrics: Mapping[str, float]) -> None:
         if not self.enabled:
             return
-        with self.file.open('a') as f:
-            f.write(json.dumps({'step': step, **metrics}) + '\n')
+        append_line(self.file, json.dumps({'step': step, **metrics}))
         if self.tb is not None:
             for k, v in metrics.items():
                 self.tb.add_scalar(k, v, step)
@@ -313,18 +337,34 @@ def train(
     *,
     init: str | Path | None = None,
     resume: bool = False,
+    allow_change: bool = False,
     progress: ProgressFn | None = None,
 ) -> TrainResult:
     """Train a policy as ``config`` says; returns where the final checkpoint is.
 
     ``init``: a pretrained checkpoint to post-train from (weights only; tensors whose shapes do
     not fit are an error unless ``config.reinit_mismatched``). ``resume``: continue the run in
-    ``config.out_dir`` from its latest checkpoint, exactly. ``progress(step, metrics)`` is called
-    after every step (``metrics`` at logging steps, else None) — the CLI draws its bar with it.
+    ``config.out_dir`` from its latest checkpoint, exactly; a resume with other datasets, another
+    weighter or another trust file (path or content) than the run's ``run.json`` records is
+    refused unless ``allow_change``, which records the change there. ``progress(step, metrics)``
+    is called after every step (``metrics`` at logging steps, else None) — the CLI draws its
+    bar with it. One writer per run directory: rank 0 holds its writer lock throughout, and a
+    second ``train`` into the same ``out_dir`` fails at once.
     """
     dinfo = _setup_distributed(config.device)
     try:
-        return _train(config, dinfo, init=init, resume=resume, progress=progress)
+        out_dir = Path(config.out_dir)
+        if out_dir.exists() and not out_dir.is_dir():
+            msg = f'out_dir: {out_dir} is a file, not a run directory; choose another --out'
+            raise ConfigError(msg)
+        with contextlib.ExitStack() as stack:
+            if dinfo.main:
+                try:
+                    stack.enter_context(writer_lock(out_dir, 'ptr train'))
+                except BagToolsError as err:
+                    raise PtrError(str(err)) from err
+            return _train(config, dinfo, init=init, resume=resume, allow_change=allow_change,
+                          progress=progress)
     finally:
         if dinfo.owns_group and dist.is_initialized():
             dist.destroy_process_group()
@@ -336,15 +376,16 @@ def _train(
     *,
     init: str | Path | None,
     resume: bool,
+    allow_change: bool,
     progress: ProgressFn | None,
 ) -> TrainResult:
     run = _setup_run(config, dinfo, init=init, resume=resume)
+    _record_inputs(run, allow_change=allow_change)
     sampler = _make_sampler(run)
     loader = make_loader(run.bundle.train, sampler, batch_size=run.per_rank, config=config.data,
                          device=run.device)
     if dinfo.main:
-        run.out_dir.mkdir(parents=True, exist_ok=True)
-        (run.out_dir / 'config.json').write_text(json.dumps(to_dict(run.config), indent=1))
+        write_file_atomic(run.out_dir / 'config.json', json.dumps(to_dict(run.config), indent=1))
     metrics = _loop(run, loader, progress)
 
     final = None
@@ -374,6 +415,7 @@ class _Run:
     model: nn.Module  # ``module``, wrapped in DDP and/or torch.compile as configured
     optimizer: torch.optim.AdamW
     step: int = 0
+    resumed_config: TrainConfig | None = None  # the config of the checkpoint resumed from
 
     @property
     def per_rank(self) -> int:
@@ -406,9 +448,6 @@ def _setup_run(
         msg = f'batch_size: {config.batch_size} is not divisible by the {dinfo.world} ranks'
         raise ConfigError(msg)
     out_dir = Path(config.out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        msg = f'out_dir: {out_dir} is a file, not a run directory; choose another --out'
-        raise ConfigError(msg)
     _seed_everything(config.seed)
 
     resumed = _resume_checkpoint(config, out_dir, resume)
@@ -431,8 +470,23 @@ def _setup_run(
                model=module, optimizer=optimizer)
     if resumed is not None:
         run.step = _restore(run, resumed)
+        run.resumed_config = resumed.config
     run.model = _wrap_model(module, config, dinfo, device)
     return run
+
+
+def _record_inputs(run: _Run, *, allow_change: bool) -> None:
+    """Record what a new run trains on in its ``run.json``; refuse a resume that changes it
+    unless ``allow_change`` (then the change is recorded). Rank 0 writes."""
+    inputs = run_inputs(run.config)
+    if run.resumed_config is None:
+        if run.dinfo.main:
+            record_run_inputs(run.out_dir, inputs)
+        return
+    check_resumed_inputs(
+        run.out_dir, inputs, previous=run_inputs(run.resumed_config, hash_trust=False),
+        step=run.step, allow_change=allow_change, write=run.dinfo.main,
+    )
 
 
 def _resume_checkpoint(config: TrainConfig, out_dir: Path, resume: bool) -> Checkpoint | None:
