@@ -37,6 +37,7 @@ __all__ = [
     'image_dims',
     'joint_positions',
     'resize_color',
+    'resize_frame',
     'resize_image',
     'stamp_ns',
 ]
@@ -282,9 +283,18 @@ def resize_image(
 
 def resize_color(img: npt.NDArray[np.uint8], size: tuple[int, int]) -> npt.NDArray[np.uint8]:
     """An RGB ``uint8 [h, w, 3]`` frame resized to ``size`` (H, W) the way every color image
-    is (video frames use it)."""
+    is."""
     out: npt.NDArray[np.uint8] = _resize(img, size, depth=False)
     return out
+
+
+def resize_frame(img: npt.NDArray[Any], size: tuple[int, int], *, depth: bool) -> npt.NDArray[Any]:
+    """A decoded video frame -- ``uint8 [h, w, 3]`` RGB, or ``uint16 [h, w]`` depth (mm) -- at
+    ``size`` (H, W), exactly as a raw ``rgb8`` / ``16UC1`` image message of it would be:
+    ``uint8 [H, W, 3]`` or ``uint16 [H, W, 1]``."""
+    if depth:
+        img = np.ascontiguousarray(img, dtype=np.uint16).reshape(img.shape[0], img.shape[1], 1)
+    return _resize(img, size, depth=depth)
 
 
 def _resize(img: npt.NDArray[Any], size: tuple[int, int], *, depth: bool) -> npt.NDArray[Any]:

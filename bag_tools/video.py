@@ -9,14 +9,18 @@ Timing rule (documented in docs/ingest.md), first that applies:
 3. else the container's presentation timestamps: frame time = bag start (first message's log
    time) + ``offset_s`` + pts - first pts.
 
-Frames are decoded once, in presentation order, and only those a grid step uses are converted
-and resized (``bag_tools.observation.resize_color``, the path live images take).
+``iter_frames`` is the one PyAV decoder of the package: bag videos (``decode_frames``: the frames
+at given indices) and LeRobot videos (``bag_tools.lerobot.video``: the frames of a time span)
+both read through it. Frames are decoded once, in presentation order, and only those used are
+converted and resized (``bag_tools.observation.resize_frame``, the rule live images follow).
+A video larger than ``MAX_VIDEO_SIDE`` pixels a side is refused before its first frame.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +29,15 @@ import numpy.typing as npt
 
 from bag_tools.errors import ImageDecodeError
 
-__all__ = ['SIDECAR_SUFFIX', 'decode_frames', 'find_video', 'frame_pts', 'read_sidecar']
+__all__ = ['MAX_VIDEO_SIDE', 'SIDECAR_SUFFIX', 'decode_frames', 'find_video', 'frame_pts',
+           'iter_frames', 'read_sidecar']
 
 log = logging.getLogger(__name__)
 
 SIDECAR_SUFFIX = '.stamps'
+
+#: The largest video side decoded (a frame is held in memory before it is resized).
+MAX_VIDEO_SIDE = 8192
 
 
 def _av() -> Any:
@@ -81,31 +89,63 @@ def read_sidecar(path: Path) -> npt.NDArray[np.int64]:
         raise ImageDecodeError(msg) from err
 
 
+def iter_frames(
+    path: Path, *, span: tuple[float, float] | None = None, depth: bool = False,
+) -> Iterator[tuple[int, float | None, npt.NDArray[Any]]]:
+    """Decode ``path``'s first video stream once: ``(k, t, frame)`` per frame in decode order,
+    ``k`` counted from the first frame decoded, ``t`` its time in seconds from the stream's
+    start (None without a pts), ``frame`` ``uint8 [H, W, 3]`` RGB or, with ``depth``,
+    ``uint16 [H, W]``. With ``span = (lo, hi)`` only frames with a time in ``[lo, hi]`` are
+    yielded, after a seek to the keyframe before ``lo - 1 s`` when ``lo > 1 s``; the decode stops
+    after ``hi``. Raises ``ImageDecodeError`` naming the file."""
+    av = _av()
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                msg = f'{path}: has no video stream'
+                raise ImageDecodeError(msg)
+            stream = container.streams.video[0]
+            width, height = stream.codec_context.width, stream.codec_context.height
+            if max(width, height) > MAX_VIDEO_SIDE:
+                msg = (f'{path}: video is {width}x{height}; ptr decodes videos of at most '
+                       f'{MAX_VIDEO_SIDE} pixels a side')
+                raise ImageDecodeError(msg)
+            stream.thread_type = 'AUTO'
+            base = stream.time_base or Fraction(1, 1)
+            if span is not None and span[0] > 1.0:  # later episodes of a file: seek near them
+                container.seek(int(max(span[0] - 1.0, 0.0) / base), stream=stream, backward=True)
+            start = float(stream.start_time * base) if stream.start_time is not None else 0.0
+            fmt = 'gray16le' if depth else 'rgb24'
+            for k, frame in enumerate(container.decode(stream)):
+                t = None if frame.pts is None else float(frame.pts * base) - start
+                if span is not None:
+                    if t is None or t < span[0]:
+                        continue
+                    if t > span[1]:
+                        break
+                yield k, t, frame.to_ndarray(format=fmt)
+    except (av.error.FFmpegError, OSError) as err:
+        msg = f'{path}: cannot decode video: {" ".join(str(err).split())}'
+        raise ImageDecodeError(msg) from err
+
+
 def decode_frames(
     path: Path, needed: Collection[int], size: tuple[int, int]
 ) -> dict[int, npt.NDArray[np.uint8]]:
     """Decode the video once; the frames at presentation indices ``needed``, resized to
     ``size`` (H, W) as ``uint8 [H, W, 3]`` RGB."""
-    from bag_tools.observation import resize_color
+    from bag_tools.observation import resize_frame
 
-    av = _av()
     want = set(needed)
     out: dict[int, npt.NDArray[np.uint8]] = {}
     if not want:
         return out
     last = max(want)
-    try:
-        with av.open(str(path)) as container:
-            stream = container.streams.video[0]
-            stream.thread_type = 'AUTO'
-            for k, frame in enumerate(container.decode(stream)):
-                if k in want:
-                    out[k] = resize_color(frame.to_ndarray(format='rgb24'), size)
-                if k >= last:
-                    break
-    except av.error.FFmpegError as err:
-        msg = f'{path}: cannot decode video: {" ".join(str(err).split())}'
-        raise ImageDecodeError(msg) from err
+    for k, _, frame in iter_frames(path):
+        if k in want:
+            out[k] = resize_frame(frame, size, depth=False)
+        if k >= last:
+            break
     missing = sorted(want - set(out))
     if missing:
         msg = f'{path}: video ended before frame {missing[0]} ({len(out)} decoded)'

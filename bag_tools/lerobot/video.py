@@ -1,9 +1,9 @@
 """Video files with PyAV: decode the frames an episode uses at the profile's size, encode frames.
 
-Decoding goes through ``bag_tools.observation.decode_image`` (a decoded frame is handed over as
-a raw ``rgb8``/``16UC1`` image), so a LeRobot frame is resized exactly as a bag's image or a live
-camera message is. Any stream FFmpeg decodes works (h264, hevc, AV1 via libdav1d/libaom, MPEG-4
-part 2, vp9).
+Decoding goes through ``bag_tools.video.iter_frames`` (the package's one PyAV decoder) and
+``bag_tools.observation.resize_frame``, so a LeRobot frame is resized exactly as a bag's image
+or a live camera message is. Any stream FFmpeg decodes works (h264, hevc, AV1 via
+libdav1d/libaom, MPEG-4 part 2, vp9).
 """
 
 from __future__ import annotations
@@ -22,8 +22,9 @@ import numpy as np
 import numpy.typing as npt
 
 from bag_tools.errors import ImageDecodeError
-from bag_tools.lerobot.format import MAX_IMAGE_SIDE, LeRobotError
-from bag_tools.observation import decode_image
+from bag_tools.lerobot.format import LeRobotError
+from bag_tools.observation import resize_frame
+from bag_tools.video import iter_frames
 
 __all__ = ['DecodedFrames', 'VideoEncoder', 'decode_frames', 'raw_image']
 
@@ -103,44 +104,15 @@ def _decode_span(
     path: Path, lo: float, hi: float, *, size: tuple[int, int], depth: bool,
 ) -> tuple[list[npt.NDArray[Any]], npt.NDArray[np.float64]]:
     """The frames of ``path`` whose times (seconds from the stream's start) lie in [lo, hi],
-    resized to ``size``, and their times, in decode order."""
-    import av
-
+    resized to ``size``, and their times, in decode order (``bag_tools.video.iter_frames``)."""
     kept: list[npt.NDArray[Any]] = []
     times: list[float] = []
     try:
-        with av.open(str(path)) as container:
-            if not container.streams.video:
-                msg = f'{path}: has no video stream'
-                raise LeRobotError(msg)
-            stream = container.streams.video[0]
-            width, height = stream.codec_context.width, stream.codec_context.height
-            if max(width, height) > MAX_IMAGE_SIDE:
-                msg = (f'{path}: video is {width}x{height}; ptr decodes videos of at most '
-                       f'{MAX_IMAGE_SIDE} pixels a side')
-                raise LeRobotError(msg)
-            stream.thread_type = 'AUTO'
-            base = stream.time_base or Fraction(1, 1)
-            if lo > 1.0:  # later episodes of a v3 file: seek to the keyframe before them
-                container.seek(int(max(lo - 1.0, 0.0) / base), stream=stream, backward=True)
-            start = float(stream.start_time * base) if stream.start_time is not None else 0.0
-            for frame in container.decode(stream):
-                if frame.pts is None:
-                    continue
-                t = float(frame.pts * base) - start
-                if t < lo:
-                    continue
-                if t > hi:
-                    break
-                arr = frame.to_ndarray(format='gray16le' if depth else 'rgb24')
-                kept.append(decode_image(raw_image(arr), size=size, depth=depth))
-                times.append(t)
-    except (av.error.FFmpegError, OSError) as err:
-        msg = f'{path}: cannot decode video: {err}'
-        raise LeRobotError(msg) from err
+        for _, t, arr in iter_frames(path, span=(lo, hi), depth=depth):
+            kept.append(resize_frame(arr, size, depth=depth))
+            times.append(float(t))  # type: ignore[arg-type]  # a span yields timed frames only
     except ImageDecodeError as err:
-        msg = f'{path}: {err}'
-        raise LeRobotError(msg) from err
+        raise LeRobotError(str(err)) from err
     return kept, np.asarray(times, np.float64)
 
 
