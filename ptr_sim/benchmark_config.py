@@ -11,8 +11,9 @@ from typing import Any
 
 import yaml
 
-from ptr_core.configuration import apply_overrides
+from ptr_core.configuration import HEADS, apply_overrides
 from ptr_core.errors import ConfigError
+from ptr_core.weighting import WEIGHTERS
 from ptr_sim.setups import SETUPS
 from ptr_sim.sources import Source
 
@@ -78,13 +79,13 @@ class BenchmarkConfig:
         need(bool(self.tasks), 'tasks', 'a non-empty list of Meta-World tasks')
         need(all(s in SETUPS for s in self.setups) and bool(self.setups), 'setups',
              f'a non-empty list of {sorted(SETUPS)}')
-        need(all(h in ('flow', 'diffusion') for h in self.heads) and bool(self.heads), 'heads',
-             'a list of flow | diffusion')
+        need(all(h in HEADS for h in self.heads) and bool(self.heads), 'heads',
+             f'a list of {" | ".join(HEADS)}')
         need(bool(self.methods), 'methods', 'a non-empty list')
         need(len({m.name for m in self.methods}) == len(self.methods), 'methods',
              'a list with distinct names')
-        need(all(m.weighter in ('uniform', 'ptr', 'trust') for m in self.methods), 'methods',
-             'weighters uniform | ptr | trust')
+        need(all(m.weighter in WEIGHTERS for m in self.methods), 'methods',
+             f'weighters {" | ".join(WEIGHTERS)}')
         need(all(_oracle_floor_ok(m) for m in self.methods), 'methods',
              'oracle: a trust floor in [0, 1) on a trust method')
         names = {m.name for m in self.methods}
