@@ -23,9 +23,8 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from bag_tools.errors import ProfileError
+from bag_tools.fileio import read_yaml
 
 log = logging.getLogger(__name__)
 
@@ -347,18 +346,7 @@ def _extra_dict(e: ExtraStateSpec) -> dict[str, Any]:
 
 def load_profile(path: str | Path) -> RobotProfile:
     """Load and validate ``config/robots/<name>.yaml``."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as err:
-        msg = f'{path}: cannot read robot profile: {err.strerror or err}'
-        raise ProfileError(msg) from err
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        detail = ' '.join(str(err).split())
-        msg = f'{path}: not valid YAML: {detail}'
-        raise ProfileError(msg) from err
+    data = read_yaml(path, 'robot profile', want=None, error=ProfileError)
     return RobotProfile.from_dict(data, source=str(path))
 
 

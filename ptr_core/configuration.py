@@ -25,6 +25,7 @@ from typing import Any, TypeAlias, TypeVar, Union
 
 import yaml
 
+from bag_tools.fileio import read_yaml
 from ptr_core.errors import ConfigError
 
 __all__ = [
@@ -353,19 +354,7 @@ def load_config(
     """Load a training config YAML (or the defaults when ``path`` is None) plus overrides."""
     data: dict[str, Any] = {}
     if path is not None:
-        file = Path(path)
-        try:
-            loaded = yaml.safe_load(file.read_text())
-        except OSError as err:
-            msg = f'{file}: cannot read config: {err.strerror}'
-            raise ConfigError(msg) from err
-        except yaml.YAMLError as err:
-            msg = f'{file}: not valid YAML: {str(err).splitlines()[0]}'
-            raise ConfigError(msg) from err
-        if loaded is not None and not isinstance(loaded, dict):
-            msg = f'{file}: expected a mapping at the top level'
-            raise ConfigError(msg)
-        data = loaded or {}
+        data = read_yaml(path, 'training config', empty={}, error=ConfigError)
     apply_overrides(data, overrides)
     try:
         return from_dict(TrainConfig, data)

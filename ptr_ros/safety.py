@@ -29,14 +29,13 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
-import yaml
 
 from bag_tools.errors import BagToolsError
+from bag_tools.fileio import read_yaml
 from bag_tools.observation import decode_image, image_dims, joint_positions
 from bag_tools.profile import RobotProfile
 from ptr_core.errors import PtrError
@@ -493,11 +492,7 @@ def load_action_limits(path: str) -> dict[str, tuple[float, float]]:
     """``action_limits_file``: a YAML mapping ``name: [lower, upper]`` (finite, lower <= upper)."""
     if not path:
         return {}
-    try:
-        data = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError) as err:
-        msg = f'{path}: cannot read action_limits_file: {getattr(err, "strerror", None) or err}'
-        raise PtrError(msg) from err
+    data = read_yaml(path, 'action_limits_file', want=None, error=PtrError)
     if not isinstance(data, dict):
         msg = f'{path}: expected a mapping name: [lower, upper], got {type(data).__name__}'
         raise PtrError(msg)

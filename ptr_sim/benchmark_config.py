@@ -9,8 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from bag_tools.fileio import read_yaml
 from ptr_core.configuration import HEADS, apply_overrides
 from ptr_core.errors import ConfigError
 from ptr_core.weighting import WEIGHTERS
@@ -188,15 +187,11 @@ def load_benchmark_config(
     path = Path(preset_or_path)
     if not path.suffix:
         path = PRESET_DIR / f'{preset_or_path}.yaml'
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except OSError as err:
+    if not path.is_file():
         presets = sorted(p.stem for p in PRESET_DIR.glob('*.yaml'))
-        msg = f'{path}: cannot read benchmark config ({err.strerror}); presets: {presets}'
-        raise ConfigError(msg) from err
-    except yaml.YAMLError as err:
-        msg = f'{path}: not valid YAML: {str(err).splitlines()[0]}'
-        raise ConfigError(msg) from err
+        msg = f'{path}: no such benchmark config; presets: {presets}'
+        raise ConfigError(msg)
+    data = read_yaml(path, 'benchmark config', want=None, empty={}, error=ConfigError)
     if not isinstance(data, dict):
         msg = f'{path}: expected a mapping at the top level'
         raise ConfigError(msg)

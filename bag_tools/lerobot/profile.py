@@ -30,6 +30,7 @@ from typing import Any
 import yaml
 
 from bag_tools.errors import ProfileError
+from bag_tools.fileio import read_yaml
 from bag_tools.lerobot.format import MAX_IMAGE_SIDE, role_of_key, shown
 from bag_tools.profile import OLD_MIN_STEPS_KEY, RobotProfile, min_episode_steps_key
 
@@ -185,14 +186,7 @@ def load_lerobot_profile(path: str | Path) -> LeRobotProfile:
     """Load and validate a LeRobot profile YAML; errors name the file and key."""
     path = Path(path)
     src = str(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as err:
-        msg = f'{path}: cannot read LeRobot profile: {err.strerror or err}'
-        raise ProfileError(msg) from err
-    except yaml.YAMLError as err:
-        msg = f'{path}: not valid YAML: {" ".join(str(err).split())}'
-        raise ProfileError(msg) from err
+    data = read_yaml(path, 'LeRobot profile', want=None, error=ProfileError)
     if not isinstance(data, Mapping) or data.get('format') != 'lerobot':
         raise _fail(src, 'format', 'expected `format: lerobot`')
     extra = sorted(str(k) for k in data if k not in _KEYS)
