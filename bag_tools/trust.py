@@ -6,7 +6,9 @@ dataset tools read it. It lives *beside* a dataset, conventionally ``<dataset>.t
 ``dataset_content_hash``: a dataset that gained, lost or changed an episode no longer matches, and
 ``TrustFile.for_dataset`` refuses it instead of silently applying stale trust.
 
-Schema ``ptr.trust/1`` (JSON, written atomically: temp file + ``os.replace``)::
+Schema ``ptr.trust/1`` (JSON, written atomically: temp file + ``os.replace``; ``read_trust``
+checks every field's type and range and names the wrong one, ``FILE: malformed trust file:
+episodes[3].trust: true (bool), expected a number in [0, 1]``; a bool is not a number)::
 
     {"schema": "ptr.trust/1",
      "created": "2026-12-01T21:50:00+00:00",          # ISO-8601
@@ -20,15 +22,23 @@ Schema ``ptr.trust/1`` (JSON, written atomically: temp file + ``os.replace``)::
                    "signals": {name: float},           # every per-episode signal computed
                    "frame_trust": [float, ...]}]}      # one per frame, in [0, 1]
 
+Writers (``write_trust``, ``write_score_report``) replace only a previous file of their own
+schema (recognised by its first bytes); a symlink, a folder, any other file, a read-only file or a
+path inside a dataset folder is refused in one line naming it (``check_destination``; ``ptr
+score`` runs it, with a write probe of the folder, before its pass). A failed write (disk full,
+read-only) is one ``TrustError`` naming the file, and leaves no temp file.
+
 Depends on numpy and json only.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -38,24 +48,39 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from bag_tools.dataset import Dataset
+from bag_tools.dataset import MANIFEST, Dataset
 from bag_tools.errors import BagToolsError
 
 __all__ = [
+    'DROP_TRUST',
+    'DROP_WARN_SHARE',
+    'REPORT_SCHEMA',
     'SCHEMA',
     'EpisodeTrust',
     'TrustDataset',
     'TrustError',
     'TrustFile',
+    'check_destination',
     'dataset_content_hash',
     'default_trust_path',
+    'drop_warning',
     'make_trust_file',
     'read_trust',
+    'write_score_report',
     'write_trust',
 ]
 
 SCHEMA = 'ptr.trust/1'
+REPORT_SCHEMA = 'ptr.score-report/1'
 SUFFIX = '.trust.json'
+# ``ptr score`` and ``ptr train --trust`` warn (``drop_warning``) when more than this share of
+# the episodes fall below trust ``DROP_TRUST`` (the calibration calls them more likely bad than
+# good). The calibration takes the upper group as the reference of good demonstrations; when
+# that group is the minority, the data are mostly bad or the scorer failed, and training would
+# learn from a few episodes: the user has to look. (The benchmark's mixed sets are half bad:
+# they keep half and stay under the line.)
+DROP_TRUST = 0.5
+DROP_WARN_SHARE = 0.5
 
 
 class TrustError(BagToolsError):
@@ -133,16 +158,23 @@ class EpisodeTrust:
         }
 
     @classmethod
-    def from_json(cls, obj: Mapping[str, Any]) -> EpisodeTrust:
+    def from_json(cls, obj: Any, *, where: str = 'episode') -> EpisodeTrust:
+        """One ``episodes[i]`` entry, every field checked for its type and range first
+        (``where`` names it in messages: ``episodes[3]``)."""
+        obj = _field(obj, dict, where, 'an object')
+        episode_id = _field(obj.get('episode_id'), str, f'{where}.episode_id', 'a string')
+        frames = _unit_list(obj.get('frame_trust'), f'{where}.frame_trust')
+        signals = _field(obj.get('signals', {}), dict, f'{where}.signals', 'an object')
         score = obj.get('score')
         return cls(
-            dataset_hash=str(obj['dataset_hash']),
-            episode_id=str(obj['episode_id']),
-            trust=float(obj['trust']),
-            score=float('nan') if score is None else float(score),
-            fold=int(obj['fold']),
-            frame_trust=np.asarray(obj['frame_trust'], dtype=np.float64),
-            signals={str(k): float(v) for k, v in obj.get('signals', {}).items()},
+            dataset_hash=_field(obj.get('dataset_hash'), str, f'{where}.dataset_hash',
+                                'a string'),
+            episode_id=episode_id,
+            trust=_number(obj.get('trust'), f'{where}.trust', 0.0, 1.0),
+            score=float('nan') if score is None else _number(score, f'{where}.score'),
+            fold=_integer(obj.get('fold'), f'{where}.fold', -1),
+            frame_trust=frames,
+            signals={str(k): _number(v, f'{where}.signals.{k}') for k, v in signals.items()},
         )
 
 
@@ -238,27 +270,104 @@ class TrustFile:
 
     @classmethod
     def from_json(cls, obj: Mapping[str, Any], *, source: str = '') -> TrustFile:
+        """A trust file from its JSON object; every field is checked for its type and range,
+        and the one that is wrong is named (``FILE: episodes[3].trust: ...``)."""
         where = source or 'trust file'
         schema = obj.get('schema')
         if schema != SCHEMA:
             msg = f'{where}: schema {schema!r}, this ptr reads {SCHEMA!r}'
             raise TrustError(msg)
         try:
+            scorer = _field(obj.get('scorer'), dict, 'scorer', 'an object')
+            if 'w_min' in scorer:
+                _number(scorer['w_min'], 'scorer.w_min', 0.0, 1.0)
             datasets = tuple(
-                TrustDataset(str(d['path']), str(d['content_hash']), int(d['episodes']))
-                for d in obj['datasets']
-            )
-            episodes = tuple(EpisodeTrust.from_json(e) for e in obj['episodes'])
-            scorer = dict(obj['scorer'])
-            created = str(obj['created'])
-        except (KeyError, TypeError, ValueError) as err:
-            msg = f'{where}: malformed trust file ({type(err).__name__}: {err})'
-            raise TrustError(msg) from err
+                TrustDataset(
+                    _field(d.get('path'), str, f'datasets[{i}].path', 'a string'),
+                    _field(d.get('content_hash'), str, f'datasets[{i}].content_hash',
+                           'a string'),
+                    _integer(d.get('episodes'), f'datasets[{i}].episodes', 0))
+                for i, d in enumerate(_records(obj.get('datasets'), 'datasets')))
+            episodes = tuple(EpisodeTrust.from_json(e, where=f'episodes[{i}]')
+                             for i, e in enumerate(_field(obj.get('episodes'), list,
+                                                          'episodes', 'a list')))
+            created = _field(obj.get('created'), str, 'created', 'a string')
         except TrustError as err:
-            msg = f'{where}: {err}'
+            msg = f'{where}: malformed trust file: {err}'
             raise TrustError(msg) from err
         return cls(scorer=scorer, datasets=datasets, episodes=episodes, created=created,
                    source=source)
+
+
+def _field(value: Any, kind: type, where: str, want: str) -> Any:
+    """``value`` when it is a ``kind``, else one ``TrustError`` naming the field."""
+    if not isinstance(value, kind):
+        msg = f'{where}: {_got(value)}, expected {want}'
+        raise TrustError(msg)
+    return value
+
+
+def _records(value: Any, where: str) -> list[dict[str, Any]]:
+    """A list of objects (``datasets``)."""
+    items: list[dict[str, Any]] = _field(value, list, where, 'a list of objects')
+    for i, item in enumerate(items):
+        _field(item, dict, f'{where}[{i}]', 'an object')
+    return items
+
+
+def _number(value: Any, where: str, lo: float = -math.inf, hi: float = math.inf) -> float:
+    """A finite JSON number (not a bool, not a string) in ``[lo, hi]``."""
+    want = 'a finite number' if math.isinf(lo) else f'a number in [{lo:g}, {hi:g}]'
+    if isinstance(value, bool) or not isinstance(value, int | float) \
+            or not math.isfinite(value) or not lo <= value <= hi:
+        msg = f'{where}: {_got(value)}, expected {want}'
+        raise TrustError(msg)
+    return float(value)
+
+
+def _unit_list(value: Any, where: str) -> npt.NDArray[np.float64]:
+    """A list of numbers in [0, 1] (``frame_trust``), checked in one pass."""
+    items = _field(value, list, where, 'a list of numbers in [0, 1]')
+    if all(type(x) is float or type(x) is int for x in items):
+        arr = np.asarray(items, dtype=np.float64)
+        bad = np.flatnonzero(~np.isfinite(arr) | (arr < 0.0) | (arr > 1.0))
+        if not len(bad):
+            return arr
+        first = int(bad[0])
+    else:
+        first = next(i for i, x in enumerate(items) if type(x) not in (float, int))
+    _number(items[first], f'{where}[{first}]', 0.0, 1.0)
+    raise AssertionError(first)  # _number raised for it
+
+
+def _integer(value: Any, where: str, lo: int) -> int:
+    """A JSON integer (not a bool, not a float) >= ``lo``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < lo:
+        msg = f'{where}: {_got(value)}, expected an integer >= {lo}'
+        raise TrustError(msg)
+    return int(value)
+
+
+def _got(value: Any) -> str:
+    """What a wrong field holds, short: ``true (bool)``, ``"0.5" (str)``, ``missing``."""
+    if value is None:
+        return 'missing or null'
+    text = json.dumps(value) if isinstance(value, str | int | float | bool) else repr(value)
+    text = text if len(text) <= 40 else text[:37] + '...'
+    return f'{text} ({type(value).__name__})'
+
+
+def drop_warning(trust: Sequence[float], frames: Sequence[int], *, where: str) -> str | None:
+    """One line when more than ``DROP_WARN_SHARE`` of the episodes (``trust`` and ``frames``
+    per episode) are below trust ``DROP_TRUST``, else None."""
+    low = sum(t < DROP_TRUST for t in trust)
+    if not trust or low <= DROP_WARN_SHARE * len(trust):
+        return None
+    total = sum(frames)
+    kept = sum(t * n for t, n in zip(trust, frames)) / max(total, 1)
+    return (f'{where}: trust drops {low} of {len(trust)} episodes (below trust {DROP_TRUST:g}; '
+            f'warned above {DROP_WARN_SHARE:.0%}) and keeps {kept:.0%} of their {total} steps: '
+            'training would learn from few episodes; check the scores and the data')
 
 
 def make_trust_file(
@@ -275,16 +384,131 @@ def make_trust_file(
 
 
 def write_trust(path: str | Path, trust: TrustFile) -> Path:
-    """Write ``trust`` to ``path`` atomically (temp file in the same folder + ``os.replace``)."""
+    """Write ``trust`` to ``path`` atomically (temp file in the same folder + ``os.replace``).
+
+    Replaces only a previous trust file (``check_destination``); a failed write (disk full,
+    read-only) is one ``TrustError`` naming ``path``, with the temp file removed."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    check_destination(path, schema=SCHEMA)
+    try:
+        text = json.dumps(trust.to_json(), indent=1, allow_nan=False)
+    except ValueError as err:
+        msg = f'{path}: cannot write the trust file: {err}'
+        raise TrustError(msg) from err
+    return _write_atomic(path, text, 'the trust file')
+
+
+def write_score_report(path: str | Path, report: Mapping[str, Any]) -> Path:
+    """Write ``ptr score --report``'s JSON (schema ``ptr.score-report/1``) like a trust file:
+    atomically, replacing only a previous report."""
+    path = Path(path)
+    check_destination(path, schema=REPORT_SCHEMA)
+    text = json.dumps({'schema': REPORT_SCHEMA, **report}, indent=1)
+    return _write_atomic(path, text, 'the score report')
+
+
+def check_destination(path: str | Path, *, schema: str, datasets: Sequence[str | Path] = (),
+                      probe: bool = False) -> Path:
+    """Refuse, in one ``TrustError`` naming ``path``, a destination a ptr command may not
+    write: a symlink, a directory, an existing file that is not a previous ptr file of
+    ``schema`` (recognised by its first bytes), a read-only file, a path inside a dataset
+    folder (one of ``datasets``, or a folder holding a dataset manifest). ``probe``: also
+    create and remove a file in the folder that would hold it (or the nearest existing one
+    above it), so a read-only or missing folder is found before a long pass, not after."""
+    path = Path(path)
+    _check_not_in_dataset(path, datasets)
+    if path.is_symlink():
+        msg = (f'{path}: is a symbolic link (to {os.readlink(path)}); ptr writes files, not '
+               'through links: name the file itself')
+        raise TrustError(msg)
+    if path.is_dir():
+        msg = f'{path}: is a folder; give a file name for the {_KINDS[schema]}'
+        raise TrustError(msg)
+    if path.exists():
+        if not _written_by_ptr(path, schema):
+            msg = (f'{path}: exists and is not a {_KINDS[schema]} ptr wrote (no {schema!r}); '
+                   'ptr replaces only its own files: remove it or choose another path')
+            raise TrustError(msg)
+        if not path.stat().st_mode & 0o222:
+            msg = f'{path}: is read-only; make it writable or choose another path'
+            raise TrustError(msg)
+    if probe:
+        _probe_folder(path)
+    return path
+
+
+_KINDS = {SCHEMA: 'trust file', REPORT_SCHEMA: 'score report'}
+# ``{"schema": "ptr.trust/1"`` at the start of a file ptr wrote (``indent=1``: any whitespace);
+# a score report written before reports had a schema starts with ``{"trust_file":``.
+_HEAD = re.compile(rb'\A\s*\{\s*"(?:schema"\s*:\s*"(?P<schema>[^"]{1,64})"|trust_file"\s*:)')
+
+
+def _written_by_ptr(path: Path, schema: str) -> bool:
+    """Whether ``path`` is a regular file that begins like a ptr file of ``schema``."""
+    if not path.is_file():  # a device or a pipe: never opened
+        return False
+    try:
+        with path.open('rb') as f:
+            head = f.read(4096)
+    except OSError:
+        return False
+    match = _HEAD.match(head)
+    if match is None:
+        return False
+    found = match.group('schema')
+    return found.decode() == schema if found is not None else schema == REPORT_SCHEMA
+
+
+def _check_not_in_dataset(path: Path, datasets: Sequence[str | Path]) -> None:
+    """Refuse a path inside one of ``datasets`` or in a folder that holds a dataset manifest."""
+    target = path.parent.resolve() / path.name
+    for root in [Path(d).resolve() for d in datasets] + [target.parent]:
+        if target.is_relative_to(root) and (root / MANIFEST).is_file():
+            msg = (f'{path}: is inside the dataset folder {root}; a trust file or report lives '
+                   'beside the dataset (default: <dataset>.trust.json), never in it')
+            raise TrustError(msg)
+
+
+def _probe_folder(path: Path) -> None:
+    """Create and remove a file where ``path`` would be written (its nearest existing folder)."""
+    folder = path.parent.resolve()
+    while not folder.exists():
+        folder = folder.parent
+    if not folder.is_dir():
+        msg = f'{path}: cannot be written: {folder} is a file, not a folder'
+        raise TrustError(msg)
+    probe = folder / f'.{path.name}.{os.getpid()}.probe'
+    try:
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        probe.unlink()
+    except OSError as err:
+        msg = f'{path}: cannot be written ({folder}: {err.strerror or err})'
+        raise TrustError(msg) from err
+
+
+def _write_atomic(path: Path, text: str, what: str) -> Path:
+    """``text`` into a new temp file beside ``path`` (flushed to disk), renamed over it; on
+    failure the temp file and the folders made for it are removed."""
+    made = [p for p in (path.parent, *path.parent.parents) if not p.exists()]
     tmp = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
     try:
-        tmp.write_text(json.dumps(trust.to_json(), indent=1, allow_nan=False))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if tmp.is_file() and not tmp.is_symlink():  # this pid's, so its writer is gone
+            tmp.unlink()
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, 'O_NOFOLLOW', 0),
+                     0o644)
+        with os.fdopen(fd, 'w', encoding='utf-8') as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
-    except (OSError, ValueError) as err:
-        tmp.unlink(missing_ok=True)
-        msg = f'{path}: cannot write the trust file: {err}'
+    except OSError as err:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        for folder in made:
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        msg = f'{path}: cannot write {what}: {err.strerror or err}'
         raise TrustError(msg) from err
     return path
 
