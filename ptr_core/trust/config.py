@@ -73,6 +73,12 @@ class TrustConfig:
     # 0.36 = uniform, own experts 0.71; with 0.5: 0.74); expert-only sets stay unsplit and the
     # full preset's trust is identical (docs/benchmark.md, 2026-12-06)
     anchor_fraction: float = 0.5
+    # ... and the episodes' scores differ more than their own noise: the permutation p-value
+    # of the between-episode F on block means of L windows (calibrate.episode_noise_p) is at
+    # most this. Otherwise no split, every trust 1, and a WARNING: 12 expert episodes on a
+    # 40-step base lost 5 to a "bad group" of noise (p 0.80), and a scorer that learned nothing
+    # (2 steps) splits at chance; sets with a distinct bad group: p 0.001 (calibrate docstring)
+    signal_alpha: float = 0.01
     smooth: int = 0  # frame-score moving-average width (0: the chunk length L)
     seed: int = 0
 
@@ -101,6 +107,7 @@ class TrustConfig:
         _check(0.0 <= self.min_share < 0.5, 'min_share', self.min_share, 'in [0, 0.5)')
         _check(0.0 < self.anchor_fraction < 1.0, 'anchor_fraction', self.anchor_fraction,
                'in (0, 1)')
+        _check(0.0 < self.signal_alpha <= 1.0, 'signal_alpha', self.signal_alpha, 'in (0, 1]')
 
     @property
     def candidates(self) -> int:

@@ -36,9 +36,21 @@ import numpy.typing as npt
 import torch
 from torch import Tensor
 
-from bag_tools.trust import EpisodeTrust, TrustFile, dataset_content_hash, make_trust_file
+from bag_tools.trust import (
+    EpisodeTrust,
+    TrustFile,
+    dataset_content_hash,
+    drop_warning,
+    make_trust_file,
+)
 from ptr_core.data import open_datasets
-from ptr_core.trust.calibrate import Calibration, auroc, auroc_length_controlled, fit_calibration
+from ptr_core.trust.calibrate import (
+    Calibration,
+    auroc,
+    auroc_length_controlled,
+    episode_noise_p,
+    fit_calibration,
+)
 from ptr_core.trust.config import TrustConfig
 from ptr_core.trust.features import WindowFeatures, extract_features
 from ptr_core.trust.scorer import (
@@ -66,6 +78,7 @@ class ScoreResult:
     seconds: dict[str, float] = field(default_factory=dict)
     windows: int = 0
     mixtures: dict[str, dict[str, Any]] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)  # also logged at WARNING
 
     def aurocs(self, *, length_controlled: bool = False) -> dict[str, dict[str, float]]:
         return signal_aurocs(self.trust, self.sources, self.lengths,
@@ -125,18 +138,28 @@ def _frame_series(
     return out
 
 
-def _calibrate(scores: npt.ArrayLike, config: TrustConfig, anchor: float | None) -> Calibration:
+def _calibrate(scores: npt.ArrayLike, config: TrustConfig, anchor: float | None,
+               signal_p: float = float('nan')) -> Calibration:
     """``fit_calibration`` with the scorer's acceptance options."""
     return fit_calibration(scores, separation=config.separation, min_share=config.min_share,
-                           anchor=anchor, anchor_fraction=config.anchor_fraction)
+                           anchor=anchor, anchor_fraction=config.anchor_fraction,
+                           signal_p=signal_p, alpha=config.signal_alpha)
+
+
+def _noise_p(values: Tensor, feats: WindowFeatures, rows: Tensor, config: TrustConfig) -> float:
+    """``episode_noise_p`` of per-window ``values`` (on ``rows``), in blocks of one chunk."""
+    return episode_noise_p(values.double().numpy(), feats.episode[rows].numpy(),
+                           feats.frame[rows].numpy(), block=feats.chunk_length,
+                           seed=config.seed)
 
 
 def _posteriors(
     episode_scores: npt.NDArray[np.float64], frames: list[npt.NDArray[np.float64]],
-    config: TrustConfig, *, anchor: float | None,
+    config: TrustConfig, *, anchor: float | None, signal_p: float = float('nan'),
 ) -> tuple[Calibration, npt.NDArray[np.float64], list[npt.NDArray[np.float64]]]:
-    """Episode and frame P(good) from one signal (NaN scores count as good)."""
-    mix = _calibrate(episode_scores, config, anchor)
+    """Episode and frame P(good) from one signal (NaN scores count as good; no split when
+    ``signal_p`` exceeds ``config.signal_alpha``)."""
+    mix = _calibrate(episode_scores, config, anchor, signal_p)
     p_ep = np.where(np.isfinite(episode_scores), mix.posterior_good(
         np.nan_to_num(episode_scores, nan=mix.mu_hi)), 1.0)
     flat = np.concatenate(frames) if frames else np.zeros(0)
@@ -210,6 +233,7 @@ def score_datasets(
         f'mixture_{drive}': mix_a.to_json(), 'mixture_bc_loss': mix_b.to_json(),
     }
     trust = make_trust_file(scorer, list(zip(datasets, per_dataset)))
+    warnings = _warnings(post, trust, config)
     t_end = time.monotonic()
     seconds = {'features_s': t_feat - t_start, 'scorer_s': t_fit - t_feat,
                'probes_s': t_probe - t_fit, 'total_s': t_end - t_start,
@@ -218,7 +242,27 @@ def score_datasets(
     log.info('trust: %d episodes, %d windows scored in %.1f s (attribution mixture %s)',
              n_ep, len(rows), seconds['total_s'], mix_a.to_json())
     return ScoreResult(trust, sources, lengths, seconds, len(rows),
-                       {drive: mix_a.to_json(), 'bc_loss': mix_b.to_json()})
+                       {drive: mix_a.to_json(), 'bc_loss': mix_b.to_json()}, warnings)
+
+
+def _warnings(post: _Posteriors, trust: TrustFile, config: TrustConfig) -> list[str]:
+    """Log (WARNING) and return what the user must hear about the trust: a split refused for
+    want of signal, and a trust that drops more than half of the episodes."""
+    out = []
+    for name, mix, used in ((post.drive, post.mix_a, True), ('bc_loss', post.mix_b, post.use_bc)):
+        if used and mix.refused:
+            out.append(
+                f'trust: refused to split the episodes by {name}: their scores differ no more '
+                f'than their own noise (p = {mix.signal_p:.2g} > signal_alpha '
+                f'{config.signal_alpha:g}); every episode keeps trust 1 (too few episodes, '
+                'or a base/scorer that learned too little: more base steps or `--set steps`)')
+    dropped = drop_warning([ep.trust for ep in trust.episodes],
+                           [len(ep.frame_trust) for ep in trust.episodes], where='trust')
+    if dropped is not None:
+        out.append(dropped)
+    for line in out:
+        log.warning('%s', line)
+    return out
 
 
 def _rounds(
@@ -244,17 +288,18 @@ def _round_weights(feats: WindowFeatures, rows: Tensor, score: Tensor,
                    config: TrustConfig) -> Tensor | None:
     """Per-window training weights for the next round (``refit_trust`` of each window's
     episode); None when the mixture finds no distinct bad group."""
-    trust = refit_trust(_episode_mean(score, feats, rows), config)
+    trust = refit_trust(_episode_mean(score, feats, rows), config,
+                        signal_p=_noise_p(score, feats, rows, config))
     return None if trust is None else torch.from_numpy(trust[feats.episode.numpy()]).float()
 
 
-def refit_trust(episode_scores: npt.NDArray[np.float64],
-                config: TrustConfig) -> npt.NDArray[np.float64] | None:
+def refit_trust(episode_scores: npt.NDArray[np.float64], config: TrustConfig, *,
+                signal_p: float = float('nan')) -> npt.NDArray[np.float64] | None:
     """Per-episode draw weights of the next round's refit: the out-of-fold trust from this
     round's scores, times ``w_min`` outside the top ``refine_keep`` share of episodes by score
     (an episode without a score keeps its trust); None when the mixture finds no distinct bad
-    group (nothing to refine)."""
-    mix = _calibrate(episode_scores, config, 0.0)
+    group, or the scores carry no signal (``signal_p``: nothing to refine)."""
+    mix = _calibrate(episode_scores, config, 0.0, signal_p)
     if not mix.accepted:
         return None
     finite = np.isfinite(episode_scores)
@@ -342,15 +387,18 @@ def _signal_posteriors(
     per_episode = {'attribution': attribution, 'bc_loss': bc, 'inverse_dynamics': inv,
                    'length': lengths_ep, 'smoothness': smooth}
     drive = config.signal  # the baselines can drive the trust too (benchmark arms)
+    use_bc = config.second_signal == 'bc_loss' and drive != 'bc_loss'
+    p_drive = float('nan')  # an episode-level signal (length, smoothness): no window noise
     if drive in per_window:
         frames_a = _frame_series(per_window[drive], feats, rows, width)
+        p_drive = _noise_p(per_window[drive], feats, rows, config)
     else:
         frames_a = [np.full(e.length, v) for e, v in zip(feats.episodes, per_episode[drive])]
-    mix_a, p_a, pf_a = _posteriors(per_episode[drive], frames_a, config,
+    mix_a, p_a, pf_a = _posteriors(per_episode[drive], frames_a, config, signal_p=p_drive,
                                    anchor=0.0 if drive == 'attribution' else None)
+    p_bc = _noise_p(-bc_err, feats, rows, config) if use_bc else float('nan')
     mix_b, p_b, pf_b = _posteriors(bc, _frame_series(-bc_err, feats, rows, width), config,
-                                   anchor=None)
-    use_bc = config.second_signal == 'bc_loss' and drive != 'bc_loss'
+                                   anchor=None, signal_p=p_bc)
     p_good = p_a * p_b if use_bc else p_a
     return _Posteriors(drive, per_episode, mix_a, p_a, pf_a, mix_b, p_b, pf_b, use_bc, p_good)
 
