@@ -11,9 +11,11 @@ Options (``weighter.options``)::
                                   # frame: min(episode trust, frame trust) — partial bad stretches
 
 The trainer calls ``bind_data(bundle, dataset_paths)`` once; the weighter reads the file,
-refuses it when a dataset's content hash is not in it (``bag_tools.trust``), and builds one
-trust value per window. ``window_weights()`` hands the sampler its per-dataset draw weights
-(``apply: sampling``); ``forward`` returns the loss weights (``apply: loss``) or ones.
+refuses it when a dataset's content hash is not in it (``bag_tools.trust``), warns (naming the
+file) when it drops more than half of the training episodes (``bag_tools.trust.drop_warning``),
+and builds one trust value per window. ``window_weights()`` hands the sampler its per-dataset
+draw weights (``apply: sampling``); ``forward`` returns the loss weights (``apply: loss``) or
+ones.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from torch import Tensor
 
 from bag_tools.dataset import Dataset
 from bag_tools.errors import BagToolsError
-from bag_tools.trust import read_trust
+from bag_tools.trust import drop_warning, read_trust
 from ptr_core import batch as K
 from ptr_core.errors import ConfigError, PtrError
 from ptr_core.weighting.base import PolicyOutput, SampleWeighter, WeightOutput
@@ -97,13 +99,17 @@ class TrustWeighter(SampleWeighter):
             tables = [trust.for_dataset(Dataset.open(p)) for p in dataset_paths]
         except BagToolsError as err:
             raise PtrError(str(err)) from err
-        by_ref = []
+        by_ref, values = [], []
         for ref in bundle.train.refs:
             value, frames = tables[ref.dataset_id][ref.episode.id]
+            values.append(value)
             if self.options.level == 'frame':
                 by_ref.append(np.minimum(value, np.asarray(frames, np.float64)))
             else:
                 by_ref.append(np.full(ref.episode.length, value, np.float64))
+        dropped = drop_warning(values, [len(x) for x in by_ref], where=str(path))
+        if dropped is not None:  # the run goes on: the user may mean it, but must hear it
+            log.warning('%s', dropped)
         self._by_ref = by_ref
         self._windows = [
             np.asarray([by_ref[int(r)][int(t)] for r, t in w], np.float64) if len(w)
