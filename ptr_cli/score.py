@@ -8,12 +8,14 @@ Examples:
 
 Prints the scoring pass time, the mean trust per ``ptr.source`` tag and, when the episodes carry
 an ``expert`` tag, the AUROC (expert vs each other source) of the trust and of every baseline.
+Warns when it refuses to split episodes whose scores carry no signal (every trust stays 1) and
+when the trust drops more than half of the episodes. --out and --report replace only a previous
+trust file / score report, never a dataset's files, and are checked before the pass.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -49,11 +51,13 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bag_tools.trust import default_trust_path, write_trust
+    from bag_tools.trust import default_trust_path, write_score_report, write_trust
     from ptr_core.trust import TrustConfig, score_datasets
 
     config = TrustConfig.from_mapping(parse_overrides(args.overrides))
     out = Path(args.out) if args.out else default_trust_path(args.datasets[0])
+    report = Path(args.report) if args.report else None
+    check_outputs(out, report, args.datasets)  # before the pass, not after it
     bars: dict[str, Any] = {}
 
     def progress(stage: str, done: int, total: int) -> None:
@@ -78,6 +82,33 @@ def run(args: argparse.Namespace) -> int:
           f'{elapsed:.1f} s (features {result.seconds["features_s"]:.1f} s, scorer '
           f'{result.seconds["scorer_s"]:.1f} s, probes {result.seconds["probes_s"]:.1f} s)')
     print(f'trust file: {out}')
+    summary = _print_summary(result)
+    if report is not None:
+        write_score_report(report, {
+            'trust_file': str(out), 'seconds': result.seconds, 'scoring_s': elapsed,
+            'windows': result.windows, **summary, 'mixtures': result.mixtures,
+            'warnings': result.warnings,
+        })
+    return 0
+
+
+def check_outputs(out: Path, report: Path | None, datasets: list[str]) -> None:
+    """Refuse, in one line, a ``--out``/``--report`` that may not or cannot be written (not a
+    previous trust file/report, inside a dataset, a link, a folder, read-only, an unwritable
+    folder) before the scoring pass."""
+    from bag_tools.trust import REPORT_SCHEMA, SCHEMA, TrustError, check_destination
+
+    check_destination(out, schema=SCHEMA, datasets=datasets, probe=True)
+    if report is None:
+        return
+    if report.parent.resolve() / report.name == out.parent.resolve() / out.name:
+        msg = f'{report}: --report names the --out trust file too; give it another path'
+        raise TrustError(msg)
+    check_destination(report, schema=REPORT_SCHEMA, datasets=datasets, probe=True)
+
+
+def _print_summary(result: Any) -> dict[str, Any]:
+    """Print the mean trust per source and the AUROC table; return them for the report."""
     by_source: dict[str, list[float]] = {}
     for src, ep in zip(result.sources, result.trust.episodes):
         by_source.setdefault(src or '(untagged)', []).append(ep.trust)
@@ -94,11 +125,5 @@ def run(args: argparse.Namespace) -> int:
             print(f'  {name:<18}' + ''.join(
                 f'{row[s]:>13.2f} [{ctrl[s]:.2f}]' if s in ctrl else f'{row[s]:>13.2f}       '
                 for s in sources))
-    if args.report:
-        Path(args.report).write_text(json.dumps({
-            'trust_file': str(out), 'seconds': result.seconds, 'scoring_s': elapsed,
-            'windows': result.windows, 'auroc': table, 'auroc_length_controlled': controlled,
-            'mean_trust_by_source': {s: sum(v) / len(v) for s, v in by_source.items()},
-            'mixtures': result.mixtures,
-        }, indent=1))
-    return 0
+    return {'auroc': table, 'auroc_length_controlled': controlled,
+            'mean_trust_by_source': {s: sum(v) / len(v) for s, v in by_source.items()}}
