@@ -75,6 +75,7 @@ __all__ = [
     'dead_temp',
     'make_temp',
     'scratch_dir',
+    'temp_owner',
     'unified_layout',
     'write_episode',
 ]
@@ -89,6 +90,10 @@ STAT_FEATURES = ('state', 'action')
 TEMP_MARKER = '.ptr-temp'
 _TEMP_PREFIX = '.tmp-'
 _MANIFEST_TEMP = '.tmp-manifest-'
+
+
+#: (dataset, unindexed folders) already warned about in this process.
+_WARNED: set[tuple[str, tuple[str, ...]]] = set()
 
 
 class DatasetWriteError(DatasetError):
@@ -288,11 +293,11 @@ def make_temp(path: Path) -> Path:
 
 def dead_temp(path: Path) -> bool:
     """Whether ``path`` is a temp directory we made (``make_temp``) whose writer is dead."""
-    pid = _temp_owner(path)
+    pid = temp_owner(path)
     return pid is not None and not pid_alive(pid)
 
 
-def _temp_owner(path: Path) -> int | None:
+def temp_owner(path: Path) -> int | None:
     """The pid in ``path``'s marker when ``path`` is a temp directory we made, else None."""
     if path.is_symlink() or not path.is_dir():
         return None
@@ -304,9 +309,10 @@ def _temp_owner(path: Path) -> int | None:
         marker = json.loads(text)
     except ValueError:
         # our marker, cut short by a kill while it was being written (seen: an empty one): the
-        # pid is the one the directory is named by (``.tmp-<id>-<pid>``, ``.tmp-manifest-<pid>``)
+        # pid is the one the directory is named by (``.tmp-<id>-<pid>``, ``.tmp-manifest-<pid>``,
+        # an export's ``.<out>.tmp-<pid>``)
         tail = path.name.rsplit('-', 1)[-1]
-        named = path.name.startswith(_TEMP_PREFIX) and tail.isdigit()
+        named = path.name.startswith('.') and _TEMP_PREFIX in path.name and tail.isdigit()
         return int(tail) if named and int(tail) > 0 else None
     if not isinstance(marker, dict) or marker.get('writer') != 'ptr':
         return None
@@ -344,14 +350,17 @@ def _drop_stale_temps(root: Path) -> None:
             shutil.rmtree(path, ignore_errors=True)
 
 
-def _dead_leftover(path: Path) -> bool:
-    """Whether ``path`` in a dataset root is our lock file, or holds nothing but marked temps
-    of dead writers."""
+def _ptr_leftover(path: Path) -> bool:
+    """Whether ``path`` in a would-be dataset root is our lock file, or holds nothing but our
+    marked temps: of dead writers (removed under the lock), or of a live one that is creating
+    the dataset (a second writer is then told that one is writing, not that the folder is
+    foreign)."""
     if path.name == LOCK_NAME and path.is_file() and not path.is_symlink():
         return True
     if path.name == EPISODES and path.is_dir() and not path.is_symlink():
-        return all(p.name.startswith(_TEMP_PREFIX) and dead_temp(p) for p in path.iterdir())
-    return path.name.startswith(_MANIFEST_TEMP) and dead_temp(path)
+        return all(p.name.startswith(_TEMP_PREFIX) and temp_owner(p) is not None
+                   for p in path.iterdir())
+    return path.name.startswith(_MANIFEST_TEMP) and temp_owner(path) is not None
 
 
 def write_episode(root: Path, episode: EpisodeData) -> Path:
@@ -370,7 +379,7 @@ def write_episode(root: Path, episode: EpisodeData) -> Path:
     tmp = episodes / f'{_TEMP_PREFIX}{episode.id}-{os.getpid()}'
     try:
         episodes.mkdir(parents=True, exist_ok=True)
-        if _temp_owner(tmp) == os.getpid():  # this process's own, from an earlier failed write
+        if temp_owner(tmp) == os.getpid():  # this process's own, from an earlier failed write
             shutil.rmtree(tmp)
         make_temp(tmp)
     except FileExistsError as err:
@@ -461,7 +470,7 @@ def check_target(root: Path) -> None:
         raise DatasetError(msg)
     if not root.is_dir() or (root / MANIFEST).exists():
         return
-    foreign = sorted(p.name for p in root.iterdir() if not _dead_leftover(p))
+    foreign = sorted(p.name for p in root.iterdir() if not _ptr_leftover(p))
     if foreign:
         shown = ', '.join(foreign[:3]) + (', ...' if len(foreign) > 3 else '')
         msg = (f'{root}: exists, is not empty ({shown}) and is not a ptr dataset (no '
@@ -479,6 +488,10 @@ def dataset_lock(root: str | Path, what: str) -> Iterator[Path]:
     """
     root = Path(root)
     check_target(root)
+    file = root / LOCK_NAME
+    if file.is_symlink() or (file.exists() and not file.is_file()):  # never write through it
+        msg = f'{file}: is not a lock file ptr made (a symlink or a folder); remove it'
+        raise DatasetError(msg)
     with writer_lock(root, what) as lock:
         yield lock
 
@@ -490,7 +503,7 @@ def scratch_dir(root: Path) -> Iterator[Path]:
     path = root / EPISODES / f'{_TEMP_PREFIX}scratch-{os.getpid()}'
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        if _temp_owner(path) == os.getpid():
+        if temp_owner(path) == os.getpid():
             shutil.rmtree(path)
         make_temp(path)
     except OSError as err:
@@ -587,7 +600,9 @@ class Dataset:
 
     def _warn_unindexed(self) -> None:
         found = self._unindexed()
-        if found:
+        key = (str(self.root.resolve()), tuple(p.name for p in found))
+        if found and key not in _WARNED:  # once per process (a command may open it twice)
+            _WARNED.add(key)
             shown = ', '.join(p.name for p in found[:3]) + (', ...' if len(found) > 3 else '')
             log.warning('%s: %d episode folder(s) not in %s (%s), ignored: a writer stopped '
                         'before indexing them (or is still running); the next `ptr ingest` into '
