@@ -38,7 +38,15 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from bag_tools.dataset import TEMP_MARKER, Dataset, Episode, RobotEntry, dead_temp, make_temp
+from bag_tools.dataset import (
+    TEMP_MARKER,
+    Dataset,
+    Episode,
+    RobotEntry,
+    dead_temp,
+    make_temp,
+    temp_owner,
+)
 from bag_tools.lerobot.format import (
     CODEBASE_VERSION,
     DEFAULT_CHUNKS_SIZE,
@@ -444,7 +452,7 @@ def _make_tmp(out: Path) -> Path:
             shutil.rmtree(old, ignore_errors=True)
     tmp = parent / f'.{out.name}.tmp-{os.getpid()}'
     try:
-        if tmp.exists() and not tmp.is_symlink():  # this very process's, from a failed export
+        if temp_owner(tmp) == os.getpid():  # this very process's, from a failed export
             shutil.rmtree(tmp)
         make_temp(tmp)
         (tmp / 'meta').mkdir()
