@@ -253,7 +253,9 @@ def _unindexed(inputs: dict[str, Any], dst: Path) -> tuple[Path, str]:
 
 
 def _check_warning(stderr: str, ds: Path, lost: str) -> None:
-    line = one_line(stderr)
+    """One warning line (once, however often the command opens the dataset), no other."""
+    lines = [x for x in stderr.strip().splitlines() if not x.startswith('INFO ')]
+    line = one_line('\n'.join(lines))
     assert f'{ds / "episodes"}: 1 episode folder(s) not in manifest.json ({lost})' in line, line
     assert 'the next `ptr ingest` into this folder' in line
 
@@ -266,7 +268,8 @@ def test_read_commands_never_write(inputs: dict[str, Any], tmp_path: Path) -> No
     opened = Dataset.open(ds)
     assert lost not in opened.episode_ids
     assert len(opened) == 2
-    for argv in (['inspect', str(ds)], ['report', str(ds), '--out', str(tmp_path / 'rep')]):
+    for argv in (['inspect', str(ds)], ['report', str(ds), '--out', str(tmp_path / 'rep')],
+                 ['export', str(ds), '--out', str(tmp_path / 'exp'), '--no-progress']):
         got = ptr(*argv)
         assert got.returncode == 0, got.stderr
         _check_warning(got.stderr, ds, lost)
@@ -339,6 +342,22 @@ def test_report_replaces_only_its_own_page(inputs: dict[str, Any], tmp_path: Pat
     assert one_line(got.stderr) == (f'ptr report: error: {file}: is a file; --out is the folder '
                                     'to write index.html into')
     assert file.read_text() == 'keep'
+
+
+def test_ingest_never_writes_through_a_planted_lock_symlink(
+    inputs: dict[str, Any], tmp_path: Path,
+) -> None:
+    ds = copy_dataset(inputs, tmp_path / 'ds')
+    victim = tmp_path / 'victim.txt'
+    victim.write_text('precious')
+    (ds / LOCK_NAME).unlink()
+    (ds / LOCK_NAME).symlink_to(victim)
+    got = ptr('ingest', str(inputs['bags'][6]), '-p', str(inputs['profile']), '-o', str(ds),
+              '--no-progress')
+    assert got.returncode == 2
+    assert one_line(got.stderr) == (f'ptr ingest: error: {ds / LOCK_NAME}: is not a lock file ptr '
+                                    'made (a symlink or a folder); remove it')
+    assert victim.read_text() == 'precious'
 
 
 def test_export_to_a_dangling_symlink_is_one_line(inputs: dict[str, Any], tmp_path: Path) -> None:
