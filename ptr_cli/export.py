@@ -26,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--format', choices=['lerobot'], default='lerobot',
                         help='output format (default: %(default)s, LeRobot v3.0)')
     parser.add_argument('--out', '-o', type=Path, required=True,
-                        help='new folder to write (must not exist)')
+                        help='new folder to write (must not exist, nor be a symlink)')
     parser.add_argument('--robot', help='robot to export when the dataset holds several')
     parser.add_argument('--trust', type=Path,
                         help='trust file (ptr score) to carry as ptr/trust and ptr.trust columns')

@@ -25,7 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help='ptr dataset folder(s), or one checkpoint / training-run folder')
     parser.add_argument('--trust', type=Path, help='trust file (ptr score) for the dataset(s)')
     parser.add_argument('--out', '-o', type=Path, required=True,
-                        help='folder to write index.html into')
+                        help='folder to write index.html into (an index.html already there is '
+                        'replaced only when ptr report wrote it)')
     parser.add_argument('--max-details', type=int, default=200,
                         help='episodes with plots and thumbnails (default: %(default)s; the '
                         'flagged ones always)')
