@@ -48,9 +48,10 @@ def writer_lock(folder: str | Path, what: str) -> Iterator[Path]:
     path = folder / LOCK_NAME
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as err:
-        msg = f'{folder}: cannot write here: {err.strerror or err}'
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, 'O_NOFOLLOW', 0), 0o644)
+    except OSError as err:  # ELOOP: a planted symlink in place of the lock file
+        why = 'the lock file is a symlink' if path.is_symlink() else err.strerror or err
+        msg = f'{folder}: cannot write here: {why}'
         raise BagToolsError(msg) from err
     try:
         try:

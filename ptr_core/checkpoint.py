@@ -307,6 +307,7 @@ def _write_contents(
         'format': FORMAT,
         'schema_version': SCHEMA_VERSION,
         'git_revision': _git_revision(),
+        'checksums': CHECKSUMS,  # written with one: its absence later is not "an old checkpoint"
         'step': step,
         'head': config.policy.head,
         'weighter': {'name': weighter_cfg.name, 'options': weighter_cfg.options},
@@ -385,11 +386,19 @@ def _drop_stale_temps(folder: Path) -> None:
 def verify_checksums(root: Path) -> None:
     """Refuse a checkpoint whose files differ from ``checksums.json`` (one line, the file).
 
-    Checkpoints written before checksums existed have none: nothing to verify.
+    Checkpoints written before checksums existed have none: loaded with a warning. One whose
+    ``config.json`` says it was written with them is refused without them (deleted, or an
+    incomplete copy): verification is never turned off without a word.
     """
     file = root / CHECKSUMS
     if not file.is_file():
-        log.debug('%s: no %s (an older checkpoint); not verified', root, CHECKSUMS)
+        meta = _read_json(root / 'config.json') if (root / 'config.json').is_file() else {}
+        if isinstance(meta, dict) and meta.get('checksums'):
+            msg = (f'{file}: missing, though this checkpoint was written with it (deleted, or an '
+                   f'incomplete copy); refusing to load unverified weights')
+            raise CheckpointError(msg)
+        log.warning('%s: no %s (a checkpoint older than checksums): its files are not '
+                    'verified', root, CHECKSUMS)
         return
     recorded = _read_json(file)
     if not isinstance(recorded, dict):

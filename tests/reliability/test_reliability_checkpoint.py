@@ -104,12 +104,43 @@ def test_a_flipped_bit_is_refused_naming_the_file(run: tuple[Path, Path, Path],
         'the file is corrupt or was changed; refusing to load it']
 
 
+def as_older(ckpt: Path) -> None:
+    """Make ``ckpt`` look written before checksums existed (no file, no mention of one)."""
+    (ckpt / 'checksums.json').unlink()
+    meta = json.loads((ckpt / 'config.json').read_text())
+    del meta['checksums']
+    (ckpt / 'config.json').write_text(json.dumps(meta))
+
+
+def errors(stderr: str) -> list[str]:
+    """The command's output lines but its log warnings (an older checkpoint is not verified)."""
+    return [ln for ln in stderr.strip().splitlines() if not ln.startswith('WARNING ')]
+
+
+def test_a_deleted_checksums_file_is_refused_and_an_older_checkpoint_warned(
+        run: tuple[Path, Path, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Issue 30, item 12: deleting checksums.json turned verification off without a word."""
+    _, _, final = run
+    ckpt = tmp_path / 'ckpt'
+    shutil.copytree(final, ckpt)
+    (ckpt / 'checksums.json').unlink()
+    with pytest.raises(CheckpointError, match=r'checksums\.json: missing, though this checkpoint '
+                                              r'was written with it'):
+        load_checkpoint(ckpt)
+    meta = json.loads((ckpt / 'config.json').read_text())
+    del meta['checksums']
+    (ckpt / 'config.json').write_text(json.dumps(meta))
+    with caplog.at_level('WARNING'):
+        load_checkpoint(ckpt)
+    assert 'its files are not verified' in caplog.text
+
+
 def test_robots_json_with_wrong_limits_is_refused(run: tuple[Path, Path, Path],
                                                   tmp_path: Path) -> None:
     data, _, final = run
     ckpt = tmp_path / 'ckpt'
     shutil.copytree(final, ckpt)
-    (ckpt / 'checksums.json').unlink()  # as an older checkpoint, edited by hand
+    as_older(ckpt)  # an older checkpoint (no checksums), edited by hand
     robots = json.loads((ckpt / 'robots.json').read_text())
     name = next(iter(robots))
     robots[name]['joint_lower'] = robots[name]['joint_lower'][:-1]
@@ -117,7 +148,7 @@ def test_robots_json_with_wrong_limits_is_refused(run: tuple[Path, Path, Path],
     got = subprocess.run([PTR, 'eval', str(ckpt), str(data), '--max-windows', '4'],
                          capture_output=True, text=True, timeout=300, check=False)
     assert got.returncode == 2
-    lines = got.stderr.strip().splitlines()
+    lines = errors(got.stderr)
     assert len(lines) == 1, lines
     assert f'{ckpt / "robots.json"}: robot {name!r}: joint_lower must be' in lines[0]
 
@@ -127,7 +158,7 @@ def test_a_shape_mismatch_names_the_tensor(run: tuple[Path, Path, Path],
     data, _, final = run
     ckpt = tmp_path / 'ckpt'
     shutil.copytree(final, ckpt)
-    (ckpt / 'checksums.json').unlink()
+    as_older(ckpt)
     ema = load_file(str(ckpt / 'ema.safetensors'))
     key = next(k for k, v in ema.items() if v.ndim == 2)
     ema[key] = ema[key][:, :-1].contiguous()
@@ -135,7 +166,7 @@ def test_a_shape_mismatch_names_the_tensor(run: tuple[Path, Path, Path],
     got = subprocess.run([PTR, 'eval', str(ckpt), str(data), '--max-windows', '4'],
                          capture_output=True, text=True, timeout=300, check=False)
     assert got.returncode == 2
-    lines = got.stderr.strip().splitlines()
+    lines = errors(got.stderr)
     assert len(lines) == 1, lines
     assert f'{key}: checkpoint (' in lines[0]
     assert 'ema.safetensors' in lines[0]
