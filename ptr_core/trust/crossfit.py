@@ -257,7 +257,8 @@ def _warnings(post: _Posteriors, trust: TrustFile, config: TrustConfig) -> list[
                 f'{config.signal_alpha:g}); every episode keeps trust 1 (too few episodes, '
                 'or a base/scorer that learned too little: more base steps or `--set steps`)')
     dropped = drop_warning([ep.trust for ep in trust.episodes],
-                           [len(ep.frame_trust) for ep in trust.episodes], where='trust')
+                           [len(ep.frame_trust) for ep in trust.episodes],
+                           where=', '.join(d.path for d in trust.datasets))
     if dropped is not None:
         out.append(dropped)
     for line in out:
