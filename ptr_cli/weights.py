@@ -6,6 +6,8 @@ Writes into --out (default: <checkpoint>/weights/):
   robots.csv     one row per robot;  sources.csv  one row per source tag (when tagged)
   samples.csv    one row per window (episode, frame, T, weight)
   histogram.png  the weight histogram, one colour per source tag (or robot)
+It replaces these only in a folder it wrote before (its summary.json), never in a dataset
+folder, and checks --out before the scoring pass.
 
 Examples:
   ptr weights runs/ptr/final data/pick
@@ -25,6 +27,8 @@ EPISODE_COLUMNS = ('name', 'robot', 'source', 'samples', 'valid', 'w_mean', 'w_m
                    'T_mean', 'at_min_share', 'at_max_share', 'loss_share')
 GROUP_COLUMNS = ('name', 'samples', 'valid', 'w_mean', 'w_min', 'w_max', 'T_mean',
                  'at_min_share', 'at_max_share', 'loss_share')
+FILES = ('summary.json', 'episodes.csv', 'robots.csv', 'sources.csv', 'samples.csv',
+         'histogram.png')
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -72,10 +76,51 @@ def _histogram(path: Path, weights: Any, labels: Sequence[str], meta: dict[str, 
     plt.close(fig)
 
 
+def check_out(out: Path, datasets: Sequence[str]) -> None:
+    """Refuse, before the scoring pass, an ``--out`` whose files this command did not write:
+    a file (or dangling link) instead of a folder, a dataset folder (or one inside it), a
+    folder holding any of ``FILES`` without a ``summary.json`` of ours, or one of them that is
+    a link (writing would go through it)."""
+    from ptr_core.errors import PtrError
+
+    where = out.resolve()
+    roots = [Path(d).resolve() for d in datasets] + [where]
+    inside = next((r for r in roots if where.is_relative_to(r) and (r / 'manifest.json').exists()),
+                  None)
+    if inside is not None:
+        msg = f'{out}: is inside the dataset folder {inside}; write the report elsewhere'
+        raise PtrError(msg)
+    if (out.exists() or out.is_symlink()) and not out.is_dir():
+        what = 'a dangling link' if not out.exists() else 'a file'
+        msg = f'{out}: is {what}; --out is a folder'
+        raise PtrError(msg)
+    present = [out / n for n in FILES if (out / n).exists() or (out / n).is_symlink()]
+    link = next((f for f in present if f.is_symlink() or not f.is_file()), None)
+    if link is not None:
+        msg = f'{link}: is a link or not a file; ptr weights writes only its own plain files'
+        raise PtrError(msg)
+    if present and not _ours(out / 'summary.json'):
+        msg = (f'{present[0]}: exists, and {out} holds no summary.json that ptr weights wrote; '
+               'it replaces only its own reports: choose another --out')
+        raise PtrError(msg)
+
+
+def _ours(summary: Path) -> bool:
+    """Whether ``summary`` is a summary.json that ``ptr weights`` wrote."""
+    try:
+        obj = json.loads(summary.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(obj, dict) and {'meta', 'overall', 'episodes', 'robots'} <= set(obj)
+
+
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from ptr_core.weighting.ptr.report import score_dataset, summarize
+
+    out: Path = args.out or Path(args.checkpoint) / 'weights'
+    check_out(out, args.dataset)  # before the pass, not after it
 
     bar = None if args.no_progress else tqdm(desc='scoring', unit='window', dynamic_ncols=True)
 
@@ -92,7 +137,6 @@ def run(args: argparse.Namespace) -> int:
         if bar is not None:
             bar.close()
     summary = summarize(scores)
-    out: Path = args.out or Path(args.checkpoint) / 'weights'
     out.mkdir(parents=True, exist_ok=True)
     (out / 'summary.json').write_text(json.dumps(summary, indent=1))
     _csv(out / 'episodes.csv', summary['episodes'], EPISODE_COLUMNS)

@@ -417,3 +417,38 @@ def test_failed_write_is_one_line_and_leaves_no_temp(
     assert line.endswith(f'{report}: cannot write the score report: {os.strerror(code)}')
     assert sorted(p.name for p in tmp_path.iterdir()) == ['t.trust.json']
     assert len(read_trust(out).episodes) == 12
+
+
+@pytest.mark.parametrize('case', ['dataset folder', 'inside the dataset', 'foreign files',
+                                  'a linked csv', 'a file'])
+def test_weights_out_replaces_only_its_own_reports(
+    experts: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch, case: str,
+) -> None:
+    """``ptr weights --out`` wrote summary.json and five more files into any folder."""
+    import ptr_core.weighting.ptr.report as report
+
+    def fail(*args: Any, **kwargs: Any) -> Any:
+        msg = 'the scoring pass started'
+        raise AssertionError(msg)
+
+    monkeypatch.setattr(report, 'score_dataset', fail)
+    data = experts[0]
+    out = {'dataset folder': data, 'inside the dataset': data / 'weights',
+           'foreign files': tmp_path / 'mine', 'a linked csv': tmp_path / 'linked',
+           'a file': tmp_path / 'a_file'}[case]
+    if case == 'foreign files':
+        out.mkdir()
+        (out / 'summary.json').write_text('{"mine": 1}')
+    if case == 'a linked csv':
+        out.mkdir()
+        (out / 'samples.csv').symlink_to(data / MANIFEST)
+    if case == 'a file':
+        out.write_text('x')
+    before = {p: p.read_bytes() for p in data.rglob('*.json')}
+    capsys.readouterr()
+    assert main(['weights', str(tmp_path / 'ckpt'), str(data), '--out', str(out),
+                 '--no-progress']) == 2
+    line = _error_line(capsys, 'weights')
+    assert str(out) in line
+    assert {p: p.read_bytes() for p in data.rglob('*.json')} == before
