@@ -28,6 +28,7 @@ from bag_tools.dataset_summary import format_sync, worst_sync
 from bag_tools.errors import BagOpenError, ProfileError
 from bag_tools.ingest import BagResult, BagStatus, IngestResult, find_bags, ingest
 from bag_tools.lerobot import is_lerobot_dataset
+from bag_tools.lock import LOCK_NAME
 from bag_tools.profile import load_profile
 
 
@@ -98,8 +99,15 @@ def run(args: argparse.Namespace) -> int:
     if any(is_lerobot_dataset(p) for p in args.bags):
         from ptr_cli.lerobot_ingest import run_lerobot
 
-        with dataset_lock(args.out, 'ptr ingest'):  # bags: `ingest` takes it itself
-            return run_lerobot(args)
+        out = Path(args.out)
+        created = not out.exists()
+        try:
+            with dataset_lock(out, 'ptr ingest'):  # bags: `ingest` takes it itself
+                return run_lerobot(args)
+        finally:  # a refused import that made --out leaves nothing, not even the lock file
+            if created and out.is_dir() and {p.name for p in out.iterdir()} <= {LOCK_NAME}:
+                (out / LOCK_NAME).unlink(missing_ok=True)
+                out.rmdir()
     if args.profile is None:
         msg = '--profile: required for bags (a robot profile, config/robots/*.yaml)'
         raise ProfileError(msg)
