@@ -208,7 +208,7 @@ class Episode:
         self.path = path
         try:
             self.meta: dict[str, Any] = json.loads((path / 'meta.json').read_text())
-        except (OSError, ValueError) as err:
+        except (OSError, ValueError, RecursionError) as err:
             msg = f'{path}: unreadable episode meta.json: {err}'
             raise DatasetError(msg) from err
         if not isinstance(self.meta, dict) or 'id' not in self.meta or 'robot' not in self.meta:
@@ -307,7 +307,7 @@ def temp_owner(path: Path) -> int | None:
         return None
     try:
         marker = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         # our marker, cut short by a kill while it was being written (seen: an empty one): the
         # pid is the one the directory is named by (``.tmp-<id>-<pid>``, ``.tmp-manifest-<pid>``,
         # an export's ``.<out>.tmp-<pid>``)
@@ -576,7 +576,7 @@ class Dataset:
             raise DatasetError(msg)
         try:
             manifest: Manifest = json.loads(file.read_text())
-        except (OSError, ValueError) as err:
+        except (OSError, ValueError, RecursionError) as err:
             msg = f'{file}: not valid JSON: {err}'
             raise DatasetError(msg) from err
         version = manifest.get('schema_version') if isinstance(manifest, dict) else None

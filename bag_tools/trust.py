@@ -521,8 +521,8 @@ def read_trust(path: str | Path) -> TrustFile:
     except FileNotFoundError as err:
         msg = f'{path}: no such trust file (write one with `ptr score`)'
         raise TrustError(msg) from err
-    except (OSError, ValueError) as err:
-        msg = f'{path}: not a readable JSON trust file: {err}'
+    except (OSError, ValueError, RecursionError) as err:
+        msg = f'{path}: not a readable JSON trust file: {" ".join(str(err).split())[:200]}'
         raise TrustError(msg) from err
     if not isinstance(obj, dict):
         msg = f'{path}: not a trust file (top level is not an object)'

@@ -109,7 +109,7 @@ def _ours(summary: Path) -> bool:
     """Whether ``summary`` is a summary.json that ``ptr weights`` wrote."""
     try:
         obj = json.loads(summary.read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return False
     return isinstance(obj, dict) and {'meta', 'overall', 'episodes', 'robots'} <= set(obj)
 

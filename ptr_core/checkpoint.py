@@ -206,7 +206,7 @@ def _read_json(file: Path) -> Any:
     except FileNotFoundError as err:
         msg = f'{file.parent}: not a ptr checkpoint (no {file.name})'
         raise CheckpointError(msg) from err
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, RecursionError) as err:
         msg = f'{file}: unreadable JSON: {err}'
         raise CheckpointError(msg) from err
 
@@ -391,8 +391,10 @@ def verify_checksums(root: Path) -> None:
     incomplete copy): verification is never turned off without a word.
     """
     file = root / CHECKSUMS
+    if not (root / 'config.json').is_file():
+        return  # not a checkpoint at all: load_checkpoint says so
     if not file.is_file():
-        meta = _read_json(root / 'config.json') if (root / 'config.json').is_file() else {}
+        meta = _read_json(root / 'config.json')
         if isinstance(meta, dict) and meta.get('checksums'):
             msg = (f'{file}: missing, though this checkpoint was written with it (deleted, or an '
                    f'incomplete copy); refusing to load unverified weights')

@@ -62,7 +62,7 @@ def layout_image_size(root: Path) -> tuple[int, int]:
     file = root / 'preprocess.json'
     try:
         h, w = json.loads(file.read_text())['layout']['image_size']
-    except (OSError, ValueError, KeyError, TypeError) as err:
+    except (OSError, ValueError, KeyError, TypeError, RecursionError) as err:
         msg = f'{file}: no layout.image_size: {err!r}'
         raise CheckpointError(msg) from err
     return int(h), int(w)
@@ -74,7 +74,7 @@ def read_robots(root: str | Path) -> dict[str, Any]:
     file = root / 'robots.json'
     try:
         robots = json.loads(file.read_text())
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, RecursionError) as err:
         msg = f'{file}: cannot read: {err}'
         raise CheckpointError(msg) from err
     if not isinstance(robots, dict):

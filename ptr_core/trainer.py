@@ -246,7 +246,7 @@ class _MetricsWriter:
         for line in lines:
             try:
                 row = json.loads(line)
-            except ValueError:
+            except (ValueError, RecursionError):
                 continue
             if isinstance(row, dict) and isinstance(row.get('step'), int) and row['step'] <= step:
                 kept.append(line)

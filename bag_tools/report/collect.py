@@ -255,7 +255,7 @@ def collect_training(path: str | Path) -> dict[str, Any]:
         if line.strip():
             try:
                 records.append(json.loads(line))
-            except ValueError as err:
+            except (ValueError, RecursionError) as err:
                 msg = f'{run / "metrics.jsonl"}: line {n}: not valid JSON: {err}'
                 raise ReportError(msg) from err
     curves: dict[str, list[list[float]]] = {}
@@ -273,14 +273,14 @@ def collect_training(path: str | Path) -> dict[str, Any]:
         if cand.is_file():
             try:
                 config = json.loads(cand.read_text())
-            except ValueError:
+            except (OSError, ValueError, RecursionError):
                 continue
             break
     result = None
     if (run / 'result.json').is_file():
         try:
             result = json.loads((run / 'result.json').read_text())
-        except ValueError:
+        except (OSError, ValueError, RecursionError):
             result = None
     train_cfg = config.get('train_config', config)
     datasets = [d['path'] for d in (train_cfg.get('data') or {}).get('datasets', [])
