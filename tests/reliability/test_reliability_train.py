@@ -344,6 +344,9 @@ def edited_copy(final: Path, tmp_path: Path, name: str, value: Any) -> Path:
     ckpt = tmp_path / 'ckpt'
     shutil.copytree(final, ckpt)
     (ckpt / 'checksums.json').unlink()  # edited by hand: no checksums to catch it
+    meta = json.loads((ckpt / 'config.json').read_text())
+    meta.pop('checksums', None)  # an older checkpoint does not say it had them
+    (ckpt / 'config.json').write_text(json.dumps(meta))
     (ckpt / name).write_text(json.dumps(value))
     return ckpt
 
