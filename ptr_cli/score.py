@@ -52,7 +52,7 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     from bag_tools.trust import default_trust_path, write_score_report, write_trust
-    from ptr_core.trust import TrustConfig, score_datasets
+    from ptr_core.weighting.trust import TrustConfig, score_datasets
 
     config = TrustConfig.from_mapping(parse_overrides(args.overrides))
     out = Path(args.out) if args.out else default_trust_path(args.datasets[0])

@@ -36,7 +36,7 @@ __all__ = [
 WEIGHTERS: dict[str, tuple[str, str]] = {
     'uniform': ('ptr_core.weighting.base', 'UniformWeighter'),
     'ptr': ('ptr_core.weighting.ptr', 'PTRWeighter'),
-    'trust': ('ptr_core.weighting.trust', 'TrustWeighter'),
+    'trust': ('ptr_core.weighting.trust.weighter', 'TrustWeighter'),
 }
 
 

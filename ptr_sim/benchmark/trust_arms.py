@@ -32,7 +32,7 @@ def _score_trust(out: Path, cell: Cell, base: str | None) -> tuple[Path, dict[st
     the cell's seed; computed once per (task, data, head, options, seed), shared by the arms
     that apply it differently (a lock file keeps two workers from scoring it twice)."""
     from bag_tools.trust import write_trust
-    from ptr_core.trust import TrustConfig, score_datasets
+    from ptr_core.weighting.trust import TrustConfig, score_datasets
 
     if base is None or not (Path(base) / 'config.json').exists():
         msg = (f'{cell.method.name}: trust methods need a base checkpoint (pretrain_tasks, or '
@@ -80,7 +80,7 @@ def _oracle_trust(out: Path, cell: Cell, floor: float) -> tuple[Path, dict[str, 
     from bag_tools.dataset import Dataset
     from bag_tools.trust import EpisodeTrust, dataset_content_hash, make_trust_file, write_trust
     from ptr_core.data import SOURCE_TAG
-    from ptr_core.trust.crossfit import EXPERT, signal_aurocs
+    from ptr_core.weighting.trust.crossfit import EXPERT, signal_aurocs
 
     if not 0.0 <= floor < 1.0:  # load_benchmark_config refuses it first
         msg = f'{cell.method.name}: oracle: {floor!r} is not a trust floor in [0, 1)'
@@ -116,7 +116,7 @@ def _mean_trust_by_source(sources: Sequence[str], episodes: Sequence[Any]) -> di
 
 def _resolved_score_options(cell: Cell) -> dict[str, Any]:
     """A trust cell's ``ptr score`` options with every default filled in (and its seed)."""
-    from ptr_core.trust import TrustConfig
+    from ptr_core.weighting.trust import TrustConfig
 
     opts = {**dict(cell.method.options.get('score', {})), 'seed': cell.seed}
     resolved: dict[str, Any] = TrustConfig.from_mapping(opts).to_dict()

@@ -22,14 +22,14 @@ from ptr_core.data import MixtureSampler
 from ptr_core.errors import ConfigError, PtrError
 from ptr_core.synthetic import robot_entry
 from ptr_core.trainer import train
-from ptr_core.trust import TrustConfig, score_datasets
-from ptr_core.trust.calibrate import (
+from ptr_core.weighting import build_weighter
+from ptr_core.weighting.trust import TrustConfig, score_datasets
+from ptr_core.weighting.trust.calibrate import (
     auroc,
     auroc_length_controlled,
     fit_calibration,
     fit_mixture,
 )
-from ptr_core.weighting import build_weighter
 
 KINDS = ('expert', 'expert', 'random_labels', 'delayed_3')
 
@@ -309,7 +309,7 @@ def test_ptr_score_cli_writes_the_file_and_prints_aurocs(
 
 
 def test_refinement_rounds_draw_training_windows_by_the_last_rounds_trust() -> None:
-    from ptr_core.trust.scorer import _weighted_batches
+    from ptr_core.weighting.trust.scorer import _weighted_batches
 
     rows = torch.arange(10, 20)
     weights = torch.zeros(10)
@@ -326,7 +326,7 @@ def test_refinement_rounds_draw_training_windows_by_the_last_rounds_trust() -> N
 
 
 def test_refits_draw_only_the_top_share_when_a_split_leaves_milder_bad_episodes() -> None:
-    from ptr_core.trust.crossfit import refit_trust
+    from ptr_core.weighting.trust.crossfit import refit_trust
 
     rng = np.random.default_rng(0)
     # 20 good (+1), 10 mild bad (shuffled/delayed: +0.6, closer to the good group than to

@@ -40,7 +40,7 @@ from bag_tools.trust import (
 )
 from ptr_cli.main import main
 from ptr_core.synthetic import make_synthetic_dataset, robot_entry
-from ptr_core.trust.calibrate import episode_noise_p, fit_calibration
+from ptr_core.weighting.trust.calibrate import episode_noise_p, fit_calibration
 
 REPO = Path(__file__).resolve().parents[2]
 DEBUG = str(REPO / 'config' / 'train' / 'debug.yaml')
@@ -189,14 +189,14 @@ def test_score_and_train_warn_when_most_episodes_are_dropped(
     assert score_warnings[0].startswith(f'{data.resolve()}: trust drops 8 of 12 episodes')
     caplog.clear()
     # imported by the run below, after tests/conftest.py made our loggers propagate
-    logging.getLogger('ptr_core.weighting.trust').propagate = True
+    logging.getLogger('ptr_core.weighting.trust.weighter').propagate = True
     with caplog.at_level(logging.WARNING):
         assert main(['train', '--config', DEBUG, '--dataset', str(data), '--out',
                      str(tmp_path / 'run'), '--set', 'device=cpu', '--set', 'steps=1',
                      '--set', 'data.val_fraction=0.0', '--trust', str(out),
                      '--no-progress']) == 0
-    train_warnings = [r.getMessage() for r in caplog.records
-                      if r.levelno == logging.WARNING and r.name == 'ptr_core.weighting.trust']
+    train_warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING
+                      and r.name == 'ptr_core.weighting.trust.weighter']
     assert len(train_warnings) == 1, train_warnings
     assert str(out) in train_warnings[0]
     assert train_warnings[0].startswith(f'{out}: trust drops 8 of 12 episodes')
@@ -305,7 +305,7 @@ def test_every_command_reading_trust_refuses_in_one_line(
 @pytest.fixture
 def no_scoring(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Record any call of the scoring pass (it must not start)."""
-    import ptr_core.trust
+    import ptr_core.weighting.trust
 
     calls: list[int] = []
 
@@ -314,7 +314,7 @@ def no_scoring(monkeypatch: pytest.MonkeyPatch) -> list[int]:
         msg = 'the scoring pass started'
         raise AssertionError(msg)
 
-    monkeypatch.setattr(ptr_core.trust, 'score_datasets', fail)
+    monkeypatch.setattr(ptr_core.weighting.trust, 'score_datasets', fail)
     return calls
 
 

@@ -44,16 +44,16 @@ from bag_tools.trust import (
     make_trust_file,
 )
 from ptr_core.data import open_datasets
-from ptr_core.trust.calibrate import (
+from ptr_core.weighting.trust.calibrate import (
     Calibration,
     auroc,
     auroc_length_controlled,
     episode_noise_p,
     fit_calibration,
 )
-from ptr_core.trust.config import TrustConfig
-from ptr_core.trust.features import WindowFeatures, extract_features
-from ptr_core.trust.scorer import (
+from ptr_core.weighting.trust.config import TrustConfig
+from ptr_core.weighting.trust.features import WindowFeatures, extract_features
+from ptr_core.weighting.trust.scorer import (
     fit_regressor,
     fit_scorer,
     nearest_state_neighbours,

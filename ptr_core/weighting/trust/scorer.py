@@ -25,8 +25,8 @@ from collections.abc import Iterator
 import torch
 from torch import Tensor, nn
 
-from ptr_core.trust.config import TrustConfig
-from ptr_core.trust.features import WindowFeatures
+from ptr_core.weighting.trust.config import TrustConfig
+from ptr_core.weighting.trust.features import WindowFeatures
 
 __all__ = [
     'ConsequenceScorer',
