@@ -35,28 +35,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help='with --init: re-initialize tensors whose shapes do not fit')
     parser.add_argument('--trust', metavar='TRUST',
                         help='trust file from `ptr score`: episodes are sampled by their trust '
-                             '(weighter.name=trust; --set weighter.options.apply=loss for '
-                             'loss weights)')
+                             '(sets data.trust; --set data.trust_apply=loss for loss weights, '
+                             'data.trust_level=frame for per-frame trust)')
     parser.add_argument('--resume', action='store_true',
                         help='continue the run in out_dir from its latest checkpoint')
     parser.add_argument('--allow-change', action='store_true',
                         help='with --resume: continue even though the datasets, the weighter or '
                              'the trust file differ from the run so far (recorded in run.json)')
     parser.add_argument('--no-progress', action='store_true', help='no progress bar')
-
-
-def trust_overrides(weighter: str, trust: str) -> list[Override]:
-    """``--trust FILE``: switch a uniform config to the trust weighter (keep a trust config's
-    other options); the online PTR weighter and a trust file do not combine."""
-    from ptr_core.errors import ConfigError
-
-    if weighter == 'trust':
-        return [('weighter.options.file', trust)]
-    if weighter != 'uniform':
-        msg = (f'--trust: the config uses weighter {weighter!r}; a trust file replaces the '
-               'weighter, start from config/train/uniform.yaml or trust.yaml')
-        raise ConfigError(msg)
-    return [('weighter.name', 'trust'), ('weighter.options', {'file': trust})]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -74,9 +60,8 @@ def run(args: argparse.Namespace) -> int:
         overrides.append(('reinit_mismatched', True))
     if args.out:
         overrides.append(('out_dir', args.out))
-    if args.trust:  # first, so that --set weighter.options.* still applies on top
-        overrides[:0] = trust_overrides(load_config(args.config, overrides).weighter.name,
-                                        args.trust)
+    if args.trust:  # first, so that --set data.trust_* still applies on top
+        overrides.insert(0, ('data.trust', args.trust))
     config = load_config(args.config, overrides)
     rank = int(os.environ.get('RANK', '0'))
     bar = None

@@ -22,6 +22,8 @@ DATASET_ID = 'dataset_id'  # long [B], which of the mixed datasets
 EPISODE_ID = 'episode_index'  # long [B], global episode index (unique across datasets)
 FRAME_INDEX = 'frame_index'  # long [B], t within the episode
 SOURCE_ID = 'source_id'  # long [B], index of the episode's quality/source tag (-1 unknown)
+SAMPLE_WEIGHT = 'sample_weight'  # float [B]: the data's weight of the sample's loss (data.trust
+#                                   with trust_apply: loss); absent: every sample weighs 1
 
 
 def obs_image_key(role: str) -> str:

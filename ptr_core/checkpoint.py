@@ -659,17 +659,16 @@ _INPUT_KEYS = ('datasets', 'weighter', 'trust')
 def run_inputs(config: TrainConfig, *, hash_trust: bool = True) -> dict[str, Any]:
     """The inputs of a run as ``run.json`` records them: datasets (resolved paths, weights),
     weighter (name, options but the file) and trust file (resolved path, sha256) or None."""
-    options = dict(config.weighter.options)
-    file = options.pop('file', None) if config.weighter.name == 'trust' else None
     trust = None
-    if file is not None:
-        path = Path(str(file)).resolve()
+    if config.data.trust is not None:
+        path = Path(config.data.trust).resolve()
         digest = _sha256(path) if hash_trust and path.is_file() else None
-        trust = {'file': str(path), 'sha256': digest}
+        trust = {'file': str(path), 'sha256': digest, 'apply': config.data.trust_apply,
+                 'level': config.data.trust_level}
     inputs = {
         'datasets': [{'path': str(Path(s.path).resolve()), 'weight': s.weight}
                      for s in config.data.datasets],
-        'weighter': {'name': config.weighter.name, 'options': options},
+        'weighter': {'name': config.weighter.name, 'options': dict(config.weighter.options)},
         'trust': trust,
     }
     return json.loads(json.dumps(inputs))  # type: ignore[no-any-return]  # plain JSON values
@@ -721,6 +720,7 @@ def _changed_inputs(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str,
     """Per changed key of ``_INPUT_KEYS``: 'what: old -> new' (a trust file whose recorded
     sha256 is unknown compares by path only)."""
     changed: dict[str, str] = {}
+    old = _as_data_trust(old)
     if old.get('datasets') != new['datasets']:
         changed['datasets'] = (f'datasets {_datasets_text(old.get("datasets"))} -> '
                                f'{_datasets_text(new["datasets"])}')
@@ -734,7 +734,25 @@ def _changed_inputs(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str,
     elif was and now and was.get('sha256') not in (None, now['sha256']):
         changed['trust'] = (f'trust file {now["file"]} content sha256 {was["sha256"][:12]} -> '
                             f'{str(now["sha256"])[:12]}')
+    elif was and now and (was.get('apply', 'sampling'), was.get('level', 'episode')) != (
+            now['apply'], now['level']):
+        changed['trust'] = (f'trust applied by {was.get("apply", "sampling")}/'
+                            f'{was.get("level", "episode")} -> {now["apply"]}/{now["level"]}')
     return changed
+
+
+def _as_data_trust(inputs: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Inputs recorded when trust was a weighter (``weighter: trust`` with apply/level) as
+    they read now: the uniform weighter and the trust's apply/level beside its file."""
+    weighter = inputs.get('weighter')
+    if not isinstance(weighter, dict) or weighter.get('name') != 'trust':
+        return inputs
+    options = weighter.get('options') or {}
+    trust = inputs.get('trust')
+    if isinstance(trust, dict):
+        trust = {**trust, 'apply': options.get('apply', 'sampling'),
+                 'level': options.get('level', 'episode')}
+    return {**inputs, 'weighter': {'name': 'uniform', 'options': {}}, 'trust': trust}
 
 
 def _datasets_text(datasets: Any) -> str:

@@ -47,6 +47,8 @@ __all__ = [
 SCHEMA_VERSION = 1
 
 NORMALIZATION_MODES = ('minmax', 'minmax_p', 'meanstd')
+TRUST_LEVELS = ('episode', 'frame')
+TRUST_APPLY = ('sampling', 'loss')
 #: The one registry of action heads: name -> ``'module:Class'`` (an ``ActionPolicy`` subclass,
 #: built by ``ptr_core.policies.build_policy``). A new head is its module plus one line here.
 HEADS: dict[str, str] = {
@@ -89,6 +91,10 @@ class DataConfig:
     prefetch_factor: int = 4
     persistent_workers: bool = True
     pin_memory: bool = True  # only used on CUDA
+    # Trust scored before training (``ptr score``; ``ptr train --trust FILE`` sets ``trust``):
+    trust: str | None = None  # the trust file; None: every window is drawn uniformly
+    trust_level: str = 'episode'  # episode: its trust per window | frame: min(episode, frame)
+    trust_apply: str = 'sampling'  # sampling: drawn by trust, each weighs 1 | loss: loss x trust
 
     def __post_init__(self) -> None:
         _check(self.obs_horizon >= 1, 'data.obs_horizon', self.obs_horizon, 'an integer >= 1')
@@ -108,6 +114,12 @@ class DataConfig:
         )
         _check(self.num_workers >= 0, 'data.num_workers', self.num_workers, 'an integer >= 0')
         _check(self.prefetch_factor >= 1, 'data.prefetch_factor', self.prefetch_factor, '>= 1')
+        _check(self.trust is None or bool(self.trust), 'data.trust', self.trust,
+               'a trust file (ptr score) or null')
+        _check(self.trust_level in TRUST_LEVELS, 'data.trust_level', self.trust_level,
+               ' | '.join(TRUST_LEVELS))
+        _check(self.trust_apply in TRUST_APPLY, 'data.trust_apply', self.trust_apply,
+               ' | '.join(TRUST_APPLY))
 
     @property
     def delta(self) -> int:
@@ -181,7 +193,7 @@ class OptimConfig:
 
 @dataclass(frozen=True)
 class WeighterConfig:
-    name: str = 'uniform'  # a name in ptr_core.weighting.WEIGHTERS (uniform, ptr, trust)
+    name: str = 'uniform'  # a name in ptr_core.weighting.WEIGHTERS (uniform, ptr)
     options: dict[str, Any] = field(default_factory=dict)
 
 
@@ -283,6 +295,8 @@ def from_dict(cls: type[T], data: Mapping[str, Any], *, prefix: str = '') -> T:
     if not isinstance(data, Mapping):
         msg = f'{prefix.rstrip(".") or "config"}: expected a mapping, got {data!r}'
         raise ConfigError(msg)
+    if cls is TrainConfig:
+        data = migrate_trust_weighter(data)
     assert dataclasses.is_dataclass(cls)
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
@@ -296,6 +310,33 @@ def from_dict(cls: type[T], data: Mapping[str, Any], *, prefix: str = '') -> T:
     except TypeError as err:
         msg = f'{prefix.rstrip(".") or "config"}: {err}'
         raise ConfigError(msg) from err
+
+
+def migrate_trust_weighter(data: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A config (or a checkpoint's) written when trust was a weighter -- ``weighter: {name:
+    trust, options: {file, apply, level}}`` -- as it reads now: ``data.trust``,
+    ``data.trust_apply``, ``data.trust_level`` and the uniform weighter (what that weighter
+    applied: sampling by trust with weights of one, or loss weights)."""
+    weighter = data.get('weighter')
+    if not isinstance(weighter, Mapping) or weighter.get('name') != 'trust':
+        return data
+    options = weighter.get('options') or {}
+    if not isinstance(options, Mapping):
+        msg = f'weighter.options: expected a mapping, got {options!r}'
+        raise ConfigError(msg)
+    unknown = sorted(set(options) - {'file', 'apply', 'level'})
+    if unknown:
+        msg = (f'weighter.options: unknown key {unknown[0]!r} for the trust weighter '
+               '(allowed: apply, file, level; now data.trust, data.trust_apply, '
+               'data.trust_level)')
+        raise ConfigError(msg)
+    moved = {f'trust{"_" + k if k != "file" else ""}': v for k, v in options.items()
+             if not (k == 'file' and v in ('', None))}  # '': the file was to come from --trust
+    section = data.get('data') or {}
+    if not isinstance(section, Mapping):
+        msg = f'data: expected a mapping, got {section!r}'
+        raise ConfigError(msg)
+    return {**data, 'data': {**section, **moved}, 'weighter': {'name': 'uniform', 'options': {}}}
 
 
 def to_dict(config: Any) -> dict[str, Any]:

@@ -139,8 +139,10 @@ class WindowDataset(TorchDataset[dict[str, Tensor]]):
         seed: int,
         image_shift: int = 0,
         defer_uint8: bool = False,
+        sample_weights: list[npt.NDArray[np.float64]] | None = None,
     ) -> None:
         self.refs = refs
+        self.sample_weights = sample_weights  # per window (data.trust_apply: loss), or None
         self.windows = windows
         self.pre = preprocessor
         self.chunk_length = chunk_length
@@ -169,7 +171,10 @@ class WindowDataset(TorchDataset[dict[str, Tensor]]):
     def __getitem__(self, key: tuple[int, int, int]) -> dict[str, Tensor]:  # type: ignore[override]
         d, w, g = key
         ref_i, t = (int(v) for v in self.windows[d][w])
-        return self.sample(ref_i, t, g)
+        out = self.sample(ref_i, t, g)
+        if self.sample_weights is not None:
+            out[K.SAMPLE_WEIGHT] = torch.tensor(self.sample_weights[d][w], dtype=torch.float32)
+        return out
 
     def sample(self, ref_i: int, t: int, g: int) -> dict[str, Tensor]:
         ref = self.refs[ref_i]
@@ -314,6 +319,9 @@ class DataBundle:
     train: WindowDataset
     val: WindowDataset | None
     weights: list[float] = field(default_factory=list)
+    # per dataset, each training window's draw weight (data.trust, trust_apply: sampling); None:
+    # uniform draws. MixtureSampler takes it.
+    window_weights: list[npt.NDArray[np.float64]] | None = None
 
 
 def _windows(ep: Episode) -> npt.NDArray[np.int64]:
@@ -359,8 +367,18 @@ def build_data(
     val = make(index.val, 0) if sum(len(w) for w in index.val) else None
     log.info('data: %d train windows, %d val windows over %d dataset(s)', len(train),
              0 if val is None else len(val), len(datasets))
-    return DataBundle(preprocessor, vocab, all_robots, train, val,
-                      [spec.weight for spec in config.datasets])
+    bundle = DataBundle(preprocessor, vocab, all_robots, train, val,
+                        [spec.weight for spec in config.datasets])
+    if config.trust is not None:  # trust scored before training: a property of the data
+        from ptr_core.weighting.trust.windows import window_trust
+
+        trust = window_trust(config.trust, [spec.path for spec in config.datasets], train.refs,
+                             train.windows, level=config.trust_level)
+        if config.trust_apply == 'sampling':
+            bundle.window_weights = trust
+        else:
+            train.sample_weights = trust
+    return bundle
 
 
 def build_preprocessor(

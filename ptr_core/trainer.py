@@ -117,6 +117,10 @@ class TrainModule(nn.Module):
     ) -> tuple[PolicyOutput, WeightOutput]:
         out = self.policy.forward_train(batch)
         wout = self.weighter(batch, out, step)
+        data_weight = batch.get(K.SAMPLE_WEIGHT)  # the data's own loss weights, if it has any
+        if data_weight is not None:
+            wout = dataclasses.replace(wout, weights=wout.weights * data_weight.to(
+                wout.weights.dtype))
         return out, wout
 
 
@@ -513,12 +517,8 @@ def _make_weighter(
 ) -> SampleWeighter:
     weighter = build_weighter(config.weighter.name, config.weighter.options)
     weighter.bind(policy)
-    set_names = getattr(weighter, 'set_group_names', None)
-    if callable(set_names):
-        set_names(robots=bundle.preprocessor.layout.robots, sources=bundle.vocab.sources)
-    bind_data = getattr(weighter, 'bind_data', None)  # the trust weighter reads its file
-    if callable(bind_data):
-        bind_data(bundle, [spec.path for spec in config.data.datasets])
+    weighter.set_group_names(robots=bundle.preprocessor.layout.robots,
+                             sources=bundle.vocab.sources)
     return weighter.to(device)
 
 
@@ -562,11 +562,10 @@ def _wrap_model(
 
 def _make_sampler(run: _Run) -> Sampler[tuple[int, int, int]]:
     """This rank's stream of ``(dataset, window, g)`` keys, starting at the run's step."""
-    window_weights = getattr(run.weighter, 'window_weights', None)  # trust sampling
     return MixtureSampler(
         run.bundle.train.sizes, run.bundle.weights, batch_size=run.config.batch_size,
         seed=run.config.seed, rank=run.dinfo.rank, world=run.dinfo.world, start_step=run.step,
-        window_weights=window_weights() if callable(window_weights) else None,
+        window_weights=run.bundle.window_weights,
     )
 
 

@@ -16,6 +16,10 @@ from ptr_core.weighting import WEIGHTERS
 from ptr_sim.setups import SETUPS
 from ptr_sim.sources import Source
 
+#: What a method may be: a weighter of ``ptr_core.weighting``, or ``trust`` (scored by ``ptr
+#: score`` on the cell's base, then ``data.trust``: drawn by trust; ``oracle:`` the tags').
+METHOD_KINDS = (*WEIGHTERS, 'trust')
+
 __all__ = ['PRESET_DIR', 'BenchmarkConfig', 'MethodSpec', 'load_benchmark_config']
 
 PRESET_DIR = Path(__file__).resolve().parent / 'configs'
@@ -83,8 +87,8 @@ class BenchmarkConfig:
         need(bool(self.methods), 'methods', 'a non-empty list')
         need(len({m.name for m in self.methods}) == len(self.methods), 'methods',
              'a list with distinct names')
-        need(all(m.weighter in WEIGHTERS for m in self.methods), 'methods',
-             f'weighters {" | ".join(WEIGHTERS)}')
+        need(all(m.weighter in METHOD_KINDS for m in self.methods), 'methods',
+             f'weighters {" | ".join(METHOD_KINDS)}')
         need(all(_oracle_floor_ok(m) for m in self.methods), 'methods',
              'oracle: a trust floor in [0, 1) on a trust method')
         names = {m.name for m in self.methods}

@@ -1,5 +1,10 @@
-"""Per-sample weighters: ``uniform``, ``ptr`` (Posterior-Transition Reweighting, online) and
-``trust`` (a trust file scored before training by ``ptr score``, applied by sampling).
+"""The data-quality methods, one wing each: ``ptr/`` (Posterior-Transition Reweighting, the
+paper's online method: a per-sample weighter) and ``trust/`` (trust scored before training by
+``ptr score``; a property of the data: ``data.trust``, applied where windows are drawn, by
+``ptr_core.data.build_data`` and ``MixtureSampler`` -- no weighter).
+
+Weighters: ``uniform`` and ``ptr``. ``SampleWeighter`` (``base``) declares every hook the
+trainer calls: ``bind``, ``set_group_names``, ``forward``, ``after_step``.
 
 ``build_weighter(name, options)`` is the one way the trainer gets a weighter. ``ptr`` is imported
 lazily from ``ptr_core.weighting.ptr`` (``PTRWeighter.from_options``) so that the uniform path
@@ -36,7 +41,6 @@ __all__ = [
 WEIGHTERS: dict[str, tuple[str, str]] = {
     'uniform': ('ptr_core.weighting.base', 'UniformWeighter'),
     'ptr': ('ptr_core.weighting.ptr', 'PTRWeighter'),
-    'trust': ('ptr_core.weighting.trust.weighter', 'TrustWeighter'),
 }
 
 

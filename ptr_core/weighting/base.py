@@ -16,6 +16,7 @@ state, queue) are saved in checkpoints, so resume restores them.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +43,12 @@ class SampleWeighter(nn.Module):
 
     def bind(self, policy: nn.Module) -> None:
         """Called once before training with the (unwrapped) policy, e.g. to copy its encoder."""
+
+    def set_group_names(
+        self, *, robots: Sequence[str] = (), sources: Sequence[str] = ()
+    ) -> None:
+        """Called once before training with the robots' and source tags' names (for
+        per-group diagnostics); ignored by default."""
 
     def resolved_options(self) -> dict[str, Any]:
         """Every option's effective value (defaults filled in): what checkpoints save as

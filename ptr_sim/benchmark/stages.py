@@ -47,7 +47,13 @@ def _train_config(cfg: BenchmarkConfig, out_dir: Path, *, datasets: Sequence[Pat
         f'seed={seed}', f'save_every={steps}',
     ])
     data.setdefault('data', {})['datasets'] = [str(d) for d in datasets]
-    data['weighter'] = {'name': method.weighter, 'options': dict(method.options)}
+    if method.weighter == 'trust':  # trust is the data's: drawn (or loss-weighted) by the file
+        opts = method.options
+        data['data'].update(trust=str(opts['file']), trust_apply=opts.get('apply', 'sampling'),
+                            trust_level=opts.get('level', 'episode'))
+        data['weighter'] = {'name': 'uniform', 'options': {}}
+    else:
+        data['weighter'] = {'name': method.weighter, 'options': dict(method.options)}
     return from_dict(TrainConfig, data)
 
 

@@ -22,7 +22,6 @@ from ptr_core.data import MixtureSampler
 from ptr_core.errors import ConfigError, PtrError
 from ptr_core.synthetic import robot_entry
 from ptr_core.trainer import train
-from ptr_core.weighting import build_weighter
 from ptr_core.weighting.trust import TrustConfig, score_datasets
 from ptr_core.weighting.trust.calibrate import (
     auroc,
@@ -240,37 +239,46 @@ def _half_trust(data: Path) -> Path:
                        make_trust_file({'w_min': 0.0}, [(ds, eps)]))
 
 
-def test_trust_weighter_sampling_and_loss(labelled: tuple[Path, Path], tmp_path: Path) -> None:
+def test_trust_is_the_datas_sampling_and_loss(labelled: tuple[Path, Path],
+                                              tmp_path: Path) -> None:
+    """``data.trust``: build_data hands MixtureSampler the window weights (sampling) or puts a
+    sample weight in every item (loss); a config written when trust was a weighter still
+    reads the same."""
+    from ptr_core import batch as K
+    from ptr_core.data import build_data
+
     data, _ = labelled
     path = _half_trust(data)
-    cfg = load_config(None, [
+    common = [
         f'data.datasets=[{str(data)!r}]', f'out_dir={str(tmp_path / "run")!r}', 'steps=3',
         'batch_size=16', 'val_every=0', 'save_every=3', 'data.chunk_length=4',
         'data.val_fraction=0.0', 'policy.unet_dims=[16,32]', 'policy.time_embed_dim=16',
         'policy.encoder.state_hidden=32', 'policy.encoder.context_dim=32', 'device=cpu',
-        'weighter.name=trust', f'weighter.options={{file: {str(path)!r}}}',
-    ])
-    from ptr_core.data import build_data
-
+    ]
+    cfg = load_config(None, [*common, ('data.trust', str(path))])
     bundle = build_data(cfg.data, seed=0)
-    weighter = build_weighter('trust', {'file': str(path)})
-    weighter.bind_data(bundle, [str(data)])  # type: ignore[operator]
-    weights = weighter.window_weights()  # type: ignore[operator]
+    assert bundle.window_weights is not None
+    assert bundle.train.sample_weights is None
     sampler = MixtureSampler(bundle.train.sizes, [1.0], batch_size=16, seed=0,
-                             window_weights=weights)
+                             window_weights=bundle.window_weights)
     it = iter(sampler)
     refs = {int(bundle.train.windows[0][next(it)[1]][0]) for _ in range(500)}
     trusted = {i for i, ref in enumerate(bundle.train.refs) if int(ref.episode.id[2:]) % 2 == 0}
     assert refs <= trusted  # trust 0 episodes are never drawn
     assert train(cfg).final is not None
 
-    loss = build_weighter('trust', {'file': str(path), 'apply': 'loss'})
-    loss.bind_data(bundle, [str(data)])  # type: ignore[operator]
-    assert loss.window_weights() is None  # type: ignore[operator]
-    with pytest.raises(ConfigError, match='apply'):
-        build_weighter('trust', {'file': str(path), 'apply': 'both'})
-    with pytest.raises(ConfigError, match='needs a trust file'):
-        build_weighter('trust', {})
+    loss = load_config(None, [*common, ('data.trust', str(path)), 'data.trust_apply=loss'])
+    bundle = build_data(loss.data, seed=0)
+    assert bundle.window_weights is None  # uniform draws ...
+    weights = {float(bundle.train[(0, w, w)][K.SAMPLE_WEIGHT])
+               for w in range(bundle.train.sizes[0])}
+    assert weights == {0.0, 1.0}  # ... each sample's loss weighed by its episode's trust
+    with pytest.raises(ConfigError, match=r'data\.trust_apply'):
+        load_config(None, [*common, 'data.trust_apply=both'])
+    old = load_config(None, [*common, 'weighter.name=trust',
+                             ('weighter.options', {'file': str(path), 'apply': 'loss'})])
+    assert (old.data.trust, old.data.trust_apply, old.weighter.name) == (str(path), 'loss',
+                                                                          'uniform')
 
 
 def test_stale_trust_refused_by_train(labelled: tuple[Path, Path], tmp_path: Path) -> None:
@@ -282,8 +290,7 @@ def test_stale_trust_refused_by_train(labelled: tuple[Path, Path], tmp_path: Pat
     cfg = load_config(None, [
         f'data.datasets=[{str(other)!r}]', f'out_dir={str(tmp_path / "run")!r}', 'steps=1',
         'batch_size=8', 'val_every=0', 'data.chunk_length=4', 'data.val_fraction=0.0',
-        'policy.unet_dims=[16,32]', 'device=cpu', 'weighter.name=trust',
-        f'weighter.options={{file: {str(path)!r}}}',
+        'policy.unet_dims=[16,32]', 'device=cpu', ('data.trust', str(path)),
     ])
     with pytest.raises(PtrError, match=rf'{path}.*stale'):
         train(cfg)

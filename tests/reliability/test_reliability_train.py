@@ -75,7 +75,7 @@ def config(repo: Path, datasets: Sequence[Path], out: Path, *extra: str) -> Any:
 
 
 def with_trust(trust: Path) -> str:
-    return f'weighter={json.dumps({"name": "trust", "options": {"file": str(trust)}})}'
+    return f'data.trust={json.dumps(str(trust))}'
 
 
 def trust_file(data: Path, path: Path, *, odd_out: bool = False) -> Path:
@@ -121,8 +121,8 @@ def test_odd_dataset_trust_and_out_paths_train(repo_root: Path, tmp_path: Path) 
     assert got.returncode == 0, got.stderr[-3000:]
     saved = json.loads((out / 'config.json').read_text())
     assert saved['data']['datasets'] == [{'path': str(data), 'weight': 1.0}]
-    assert saved['weighter']['name'] == 'trust'
-    assert saved['weighter']['options']['file'] == str(trust)
+    assert saved['weighter']['name'] == 'uniform'
+    assert saved['data']['trust'] == str(trust)
     assert (out / 'final').is_dir()
 
 
@@ -158,8 +158,7 @@ def test_resume_that_drops_the_trust_file_is_refused(data: tuple[Path, Path], re
     out = tmp_path / 'run'
     train(config(repo_root, [a], out, with_trust(trust)))
     with pytest.raises(ConfigError, match=(
-            rf'weighter trust {{.*}} -> uniform; trust file {re.escape(str(trust))} -> none; '
-            'pass --allow-change')):
+            rf'trust file {re.escape(str(trust))} -> none; pass --allow-change')):
         train(config(repo_root, [a], out, 'steps=6'), resume=True)
 
 
@@ -175,6 +174,27 @@ def test_resume_with_a_changed_trust_file_is_refused(data: tuple[Path, Path], re
     with pytest.raises(ConfigError, match=rf'trust file {re.escape(str(trust))} content sha256 '
                                           r'\w{12} -> \w{12}; pass --allow-change'):
         train(config(repo_root, [a], out, weighter, 'steps=6'), resume=True)
+
+
+def test_a_run_recorded_when_trust_was_a_weighter_resumes(data: tuple[Path, Path],
+                                                         repo_root: Path, tmp_path: Path) -> None:
+    """run.json of a run started before trust became the data's (``weighter: trust``) reads
+    as the same inputs, and the same run resumes without --allow-change."""
+    a, _ = data
+    trust = trust_file(a, tmp_path / 'a.trust.json')
+    out = tmp_path / 'run'
+    train(config(repo_root, [a], out, with_trust(trust)))
+    record = json.loads((out / 'run.json').read_text())
+    for key in ('started_with', 'current'):
+        old = record[key]
+        old['weighter'] = {'name': 'trust', 'options': {'apply': old['trust'].pop('apply'),
+                                                        'level': old['trust'].pop('level')}}
+    (out / 'run.json').write_text(json.dumps(record))
+    assert train(config(repo_root, [a], out, with_trust(trust), 'steps=6'),
+                 resume=True).step == 6
+    loss = 'data.trust_apply=loss'
+    with pytest.raises(ConfigError, match=r'trust applied by sampling/episode -> loss/episode'):
+        train(config(repo_root, [a], out, with_trust(trust), loss, 'steps=8'), resume=True)
 
 
 def test_allow_change_records_the_change(data: tuple[Path, Path], repo_root: Path,

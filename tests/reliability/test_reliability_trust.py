@@ -189,14 +189,14 @@ def test_score_and_train_warn_when_most_episodes_are_dropped(
     assert score_warnings[0].startswith(f'{data.resolve()}: trust drops 8 of 12 episodes')
     caplog.clear()
     # imported by the run below, after tests/conftest.py made our loggers propagate
-    logging.getLogger('ptr_core.weighting.trust.weighter').propagate = True
+    logging.getLogger('ptr_core.weighting.trust.windows').propagate = True
     with caplog.at_level(logging.WARNING):
         assert main(['train', '--config', DEBUG, '--dataset', str(data), '--out',
                      str(tmp_path / 'run'), '--set', 'device=cpu', '--set', 'steps=1',
                      '--set', 'data.val_fraction=0.0', '--trust', str(out),
                      '--no-progress']) == 0
     train_warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING
-                      and r.name == 'ptr_core.weighting.trust.weighter']
+                      and r.name == 'ptr_core.weighting.trust.windows']
     assert len(train_warnings) == 1, train_warnings
     assert str(out) in train_warnings[0]
     assert train_warnings[0].startswith(f'{out}: trust drops 8 of 12 episodes')
