@@ -1,11 +1,14 @@
 """Read a JSON or YAML file a user gave (a profile, a config, a manifest, a trust file) and name
 the file in the one-line error when it cannot be: missing, unreadable, not UTF-8, not valid
-JSON/YAML, or not the top-level type asked for. Every library reads its files through these two
-functions, raising its own error family (``error=``)."""
+JSON/YAML, or not the top-level type asked for; and write a file whole or not at all. Every
+library reads and writes its small files through these, raising its own error family
+(``error=``)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +16,7 @@ import yaml
 
 from bag_tools.errors import BagToolsError
 
-__all__ = ['read_json', 'read_yaml']
+__all__ = ['read_json', 'read_yaml', 'write_atomic']
 
 
 def _text(path: Path, what: str, error: type[Exception]) -> str:
@@ -68,3 +71,38 @@ def read_yaml(path: str | Path, what: str = 'YAML file', *, want: type | None = 
     if data is None and empty is not None:
         return empty
     return _typed(path, data, what, want, error)
+
+
+def write_atomic(path: str | Path, data: str | bytes, *, what: str = '',
+                 error: type[Exception] = BagToolsError, make_folders: bool = False) -> Path:
+    """Write ``path`` whole or not at all: a new temp file beside it (never through a planted
+    link), synced to disk, renamed over it. A failure (a full disk, a read-only folder) removes
+    the temp file (and the folders ``make_folders`` made for it), leaves an existing ``path``
+    as it was and raises ``error``: ``<path>: cannot write[ <what>]: <reason>``."""
+    path = Path(path)
+    raw = data.encode() if isinstance(data, str) else data
+    made = [p for p in (path.parent, *path.parent.parents) if not p.exists()] \
+        if make_folders else []
+    tmp = path.with_name(f'.tmp-{path.name}-{os.getpid()}')
+    try:
+        if made:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        if tmp.is_file() and not tmp.is_symlink():  # this pid's own, from a writer now gone
+            tmp.unlink()
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, 'O_NOFOLLOW', 0),
+                     0o644)
+        with os.fdopen(fd, 'wb') as f:
+            f.write(raw)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as err:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        for folder in made:
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        label = f' {what}' if what else ''
+        msg = f'{path}: cannot write{label}: {err.strerror or err}'
+        raise error(msg) from err
+    return path

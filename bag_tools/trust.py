@@ -33,7 +33,6 @@ Depends on numpy and json only.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import math
@@ -50,6 +49,7 @@ import numpy.typing as npt
 
 from bag_tools.dataset import MANIFEST, Dataset
 from bag_tools.errors import BagToolsError
+from bag_tools.fileio import write_atomic
 
 __all__ = [
     'DROP_TRUST',
@@ -487,30 +487,9 @@ def _probe_folder(path: Path) -> None:
 
 
 def _write_atomic(path: Path, text: str, what: str) -> Path:
-    """``text`` into a new temp file beside ``path`` (flushed to disk), renamed over it; on
-    failure the temp file and the folders made for it are removed."""
-    made = [p for p in (path.parent, *path.parent.parents) if not p.exists()]
-    tmp = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if tmp.is_file() and not tmp.is_symlink():  # this pid's, so its writer is gone
-            tmp.unlink()
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, 'O_NOFOLLOW', 0),
-                     0o644)
-        with os.fdopen(fd, 'w', encoding='utf-8') as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as err:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
-        for folder in made:
-            with contextlib.suppress(OSError):
-                folder.rmdir()
-        msg = f'{path}: cannot write {what}: {err.strerror or err}'
-        raise TrustError(msg) from err
-    return path
+    """``text`` into ``path`` whole or not at all (``bag_tools.fileio.write_atomic``; the
+    folders made for it are removed on failure)."""
+    return write_atomic(path, text, what=what, error=TrustError, make_folders=True)
 
 
 def read_trust(path: str | Path) -> TrustFile:

@@ -54,6 +54,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from bag_tools.dataset import RobotEntry
+from bag_tools.fileio import write_atomic
 from bag_tools.lifetime import pid_alive
 from ptr_core.checkpoint_robots import robots_from_file, robots_to_file
 from ptr_core.configuration import SCHEMA_VERSION, TrainConfig, from_dict, to_dict
@@ -116,24 +117,10 @@ def _cannot_write(path: Path, err: BaseException) -> str:
 
 
 def write_file_atomic(path: str | Path, data: str | bytes) -> None:
-    """Write ``path`` whole or not at all: a temp file beside it, synced, then ``os.replace``.
-
-    A failure (a full disk, a read-only folder) removes the temp file, leaves an existing
-    ``path`` as it was and raises ``PtrError`` naming ``path``.
-    """
-    path = Path(path)
-    raw = data.encode() if isinstance(data, str) else data
-    tmp = path.with_name(f'.tmp-{path.name}-{os.getpid()}')
-    try:
-        with tmp.open('wb') as f:
-            f.write(raw)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as err:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise PtrError(_cannot_write(path, err)) from err
+    """Write ``path`` whole or not at all (``bag_tools.fileio.write_atomic``); a failure (a full
+    disk, a read-only folder) leaves an existing ``path`` as it was and raises ``PtrError``
+    naming ``path``."""
+    write_atomic(path, data, error=PtrError)
 
 
 def append_line(path: str | Path, line: str) -> None:

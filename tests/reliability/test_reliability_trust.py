@@ -405,7 +405,7 @@ def test_failed_write_is_one_line_and_leaves_no_temp(
     real_fsync = os.fsync
 
     def fsync(fd: int) -> None:
-        if os.readlink(f'/proc/self/fd/{fd}').startswith(str(tmp_path / '.r.json.')):
+        if os.readlink(f'/proc/self/fd/{fd}').startswith(str(tmp_path / '.tmp-r.json-')):
             raise OSError(code, os.strerror(code))
         real_fsync(fd)
 
