@@ -36,12 +36,12 @@ from bag_tools.dataset import (
     FeatureStats,
     Manifest,
     RobotEntry,
-    unified_layout,
 )
 from bag_tools.errors import BagToolsError
 from ptr_core import batch as K
 from ptr_core.configuration import DataConfig
 from ptr_core.errors import ConfigError, PtrError
+from ptr_core.layout import unified_layout
 from ptr_core.preprocess import Normalizer, Preprocessor, merge_stats
 
 __all__ = [
@@ -386,10 +386,7 @@ def build_preprocessor(
     robots: Mapping[str, RobotEntry],
 ) -> Preprocessor:
     """The unified layout of ``manifests`` and a normalizer from their merged statistics."""
-    try:
-        layout = unified_layout(manifests)
-    except BagToolsError as err:
-        raise PtrError(str(err)) from err
+    layout = unified_layout(manifests)
     stats: dict[str, dict[str, FeatureStats]] = {}
     for robot in layout.robots:
         stats[robot] = {}

@@ -26,10 +26,11 @@ import numpy.typing as npt
 import torch
 from torch import Tensor
 
-from bag_tools.dataset import FeatureStats, RobotEntry, UnifiedLayout
+from bag_tools.dataset import FeatureStats, RobotEntry
 from bag_tools.observation import resize_image
 from ptr_core import batch as K
 from ptr_core.errors import PtrError
+from ptr_core.layout import UnifiedLayout
 
 __all__ = [
     'Normalizer',

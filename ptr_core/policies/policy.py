@@ -24,10 +24,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from bag_tools.dataset import UnifiedLayout
 from ptr_core import batch as K
 from ptr_core.configuration import HEADS, PolicyConfig
 from ptr_core.errors import ConfigError
+from ptr_core.layout import UnifiedLayout
 from ptr_core.policies.encoder import ObservationEncoder
 from ptr_core.policies.output import PolicyOutput
 from ptr_core.policies.unet import ConditionalUnet1D

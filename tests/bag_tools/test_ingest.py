@@ -13,12 +13,13 @@ import pytest
 from armbags import JOINTS, T0, arm_content, arm_profile, frame_pixels, joint_value, snapshot
 from bagfactory import BagContent, compressed_depth_png, write_all, write_bag
 
-from bag_tools.dataset import Dataset, unified_layout
+from bag_tools.dataset import Dataset
 from bag_tools.episodes import bag_to_episodes
 from bag_tools.errors import DatasetError
 from bag_tools.ingest import BagStatus, ingest
 from bag_tools.lock import LOCK_NAME
 from bag_tools.profile import RobotProfile
+from ptr_core.layout import unified_layout
 
 ARRAYS = ('timestamp', 'state', 'action', 'state_valid', 'action_valid')
 

@@ -26,7 +26,7 @@ import numpy.typing as npt
 import torch
 from torch import Tensor
 
-from bag_tools.dataset import Dataset, UnifiedLayout
+from bag_tools.dataset import Dataset
 from ptr_core import batch as K
 from ptr_core.data import (
     SOURCE_TAG,
@@ -35,6 +35,7 @@ from ptr_core.data import (
     build_vocabulary,
     index_windows,
 )
+from ptr_core.layout import UnifiedLayout
 from ptr_core.policies.policy import ActionPolicy
 from ptr_core.preprocess import Preprocessor
 
