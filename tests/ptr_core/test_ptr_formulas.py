@@ -151,7 +151,7 @@ def test_scaling_weights_leaves_the_loss_and_zero_weight_has_no_gradient() -> No
 
 
 def test_config_rejects_unknown_keys_and_bad_values() -> None:
-    with pytest.raises(ConfigError, match="'bogus'"):
+    with pytest.raises(ConfigError, match=r"'weighter\.options\.bogus'"):
         PTRConfig.from_options({'bogus': 1})
     with pytest.raises(ConfigError, match='score_mode'):
         PTRConfig.from_options({'score_mode': 'both'})
@@ -161,6 +161,8 @@ def test_config_rejects_unknown_keys_and_bad_values() -> None:
         PTRConfig.from_options({'center': 'yes'})
     with pytest.raises(ConfigError, match='queue_draws'):
         PTRConfig.from_options({'queue_draws': 2048})
+    with pytest.raises(ConfigError, match=r'weighter\.options\.beta: expected a number'):
+        PTRConfig.from_options({'beta': True})
     cfg = PTRConfig.from_options({'beta': 1, 'warmup_steps': 0})
     assert cfg.beta == 1.0
     assert isinstance(cfg.beta, float)

@@ -19,6 +19,7 @@ import errno
 import json
 import logging
 import os
+import re
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -452,3 +453,18 @@ def test_weights_out_replaces_only_its_own_reports(
     line = _error_line(capsys, 'weights')
     assert str(out) in line
     assert {p: p.read_bytes() for p in data.rglob('*.json')} == before
+
+
+@pytest.mark.parametrize(('key', 'value', 'want'), [
+    ('w_min', True, 'trust.w_min: expected a number'),
+    ('folds', 2.5, 'trust.folds: expected an integer'),
+    ('shifts', 3, 'trust.shifts: expected a list'),
+    ('bogus', 1, "unknown config key 'trust.bogus'"),
+])
+def test_score_options_of_the_wrong_type_are_refused(key: str, value: object, want: str) -> None:
+    """``ptr score --set`` values go through the one config parser (a bool was a number)."""
+    from ptr_core.errors import ConfigError
+    from ptr_core.weighting.trust import TrustConfig
+
+    with pytest.raises(ConfigError, match=re.escape(want)):
+        TrustConfig.from_mapping({key: value})

@@ -133,16 +133,12 @@ class PTRConfig:
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any] | None) -> PTRConfig:
-        """Build from a YAML mapping; unknown keys and wrong types raise ``ConfigError``."""
-        options = dict(options or {})
-        fields = {f.name: f for f in dataclasses.fields(cls)}
-        values: dict[str, Any] = {}
-        for key, value in options.items():
-            if key not in fields:
-                msg = f'weighter option {key!r} is unknown to ptr; known: {sorted(fields)}'
-                raise ConfigError(msg)
-            values[key] = _coerce(key, value, type(getattr(cls(), key)))
-        return cls(**values)
+        """Build from ``weighter.options`` (the one config parser,
+        ``ptr_core.configuration.from_dict``): unknown keys and wrong types raise
+        ``ConfigError`` naming the key."""
+        from ptr_core.configuration import from_dict
+
+        return from_dict(cls, dict(options or {}), prefix='weighter.options.')
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -151,22 +147,6 @@ class PTRConfig:
     def kl_bound(self) -> float:
         """``log(w_max / w_min)``: the bound on KL(q‖p) of the reweighted distribution."""
         return math.inf if self.w_min == 0 else math.log(self.w_max / self.w_min)
-
-
-def _coerce(key: str, value: Any, kind: type) -> Any:
-    if kind is bool:
-        if isinstance(value, bool):
-            return value
-    elif kind is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif kind is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-    elif isinstance(value, kind):
-        return value
-    msg = f'weighter option {key}: expected {kind.__name__}, got {value!r}'
-    raise ConfigError(msg)
 
 
 PAPER_DEFAULTS: dict[str, Any] = {

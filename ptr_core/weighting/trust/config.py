@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from ptr_core.errors import ConfigError
@@ -118,14 +118,9 @@ class TrustConfig:
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> TrustConfig:
-        allowed = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - allowed)
-        if unknown:
-            msg = f'trust: unknown option {unknown[0]!r} (allowed: {", ".join(sorted(allowed))})'
-            raise ConfigError(msg)
-        kw: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
-        try:
-            return cls(**kw)
-        except TypeError as err:
-            msg = f'trust: {err}'
-            raise ConfigError(msg) from err
+        """Build from ``ptr score --set`` values or a benchmark's ``score:`` (the one config
+        parser, ``ptr_core.configuration.from_dict``): unknown keys and wrong types (a bool
+        where a number goes) raise ``ConfigError`` naming the key."""
+        from ptr_core.configuration import from_dict
+
+        return from_dict(cls, data, prefix='trust.')
