@@ -263,7 +263,8 @@ def _convert(tp: Any, value: Any, key: str) -> Any:
         if not isinstance(value, Mapping):
             msg = f'{key}: expected a mapping, got {value!r}'
             raise ConfigError(msg)
-        return dict(value)
+        values: Any = args[1] if len(args) == 2 else Any
+        return {k: _convert(values, v, f'{key}.{k}') for k, v in value.items()}
     if tp is bool:
         if not isinstance(value, bool):
             msg = f'{key}: expected true or false, got {value!r}'

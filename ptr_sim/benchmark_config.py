@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from bag_tools.fileio import read_yaml
-from ptr_core.configuration import HEADS, apply_overrides
+from ptr_core.configuration import HEADS, apply_overrides, from_dict
 from ptr_core.errors import ConfigError
 from ptr_core.weighting import WEIGHTERS
 from ptr_sim.setups import SETUPS
@@ -148,38 +148,23 @@ class BenchmarkConfig:
 
 
 def _parse(data: Mapping[str, Any], source: str) -> BenchmarkConfig:
-    allowed = {f.name for f in dataclasses.fields(BenchmarkConfig)}
-    unknown = sorted(set(data) - allowed)
-    if unknown:
-        msg = f'{source}: unknown key {unknown[0]!r} (allowed: {", ".join(sorted(allowed))})'
-        raise ConfigError(msg)
-    kw: dict[str, Any] = {}
-    for key, value in data.items():
-        if key == 'methods':
-            if not isinstance(value, Mapping):
-                msg = f'{source}: methods: expected a mapping name -> {{weighter, options}}'
-                raise ConfigError(msg)
-            kw[key] = tuple(
-                MethodSpec(str(name), str(spec.get('weighter', 'uniform')),
-                           dict(spec.get('options') or {}))
-                for name, spec in value.items()
-            )
-        elif key in ('mix', 'control_mix'):
-            kw[key] = {str(k): int(v) for k, v in (value or {}).items()}
-        elif key == 'mixes':
-            if not isinstance(value or {}, Mapping) or not all(
-                    isinstance(m, Mapping) for m in (value or {}).values()):
-                msg = f'{source}: mixes: expected a mapping name -> {{source: episodes}}'
-                raise ConfigError(msg)
-            kw[key] = {str(n): {str(k): int(v) for k, v in m.items()}
-                       for n, m in (value or {}).items()}
-        elif isinstance(value, list):
-            kw[key] = tuple(value)
-        else:
-            kw[key] = value
+    """A preset's mapping as a ``BenchmarkConfig`` through the one config parser
+    (``ptr_core.configuration.from_dict``); ``methods`` is written as ``name: {weighter,
+    options}``. Errors name ``source`` and the key."""
+    data = dict(data)
+    methods = data.get('methods')
+    if methods is not None:
+        if not isinstance(methods, Mapping) or not all(
+                isinstance(spec, Mapping) for spec in methods.values()):
+            msg = f'{source}: methods: expected a mapping name -> {{weighter, options}}'
+            raise ConfigError(msg)
+        data['methods'] = [{'name': str(name), **spec} for name, spec in methods.items()]
+    for key in ('mix', 'control_mix', 'mixes'):
+        if data.get(key) is None and key in data:
+            data[key] = {}
     try:
-        return BenchmarkConfig(**kw)
-    except (TypeError, ValueError) as err:
+        return from_dict(BenchmarkConfig, data)
+    except (ConfigError, ValueError) as err:
         msg = f'{source}: {err}'
         raise ConfigError(msg) from err
 

@@ -192,7 +192,7 @@ def test_overrides_and_errors_name_the_key(tmp_path: Path) -> None:
         load_benchmark_config('tiny', ['mix={expert: 2, noisy: 1}'])
     bad = tmp_path / 'b.yaml'
     bad.write_text('name: x\nepisodes: 3\n')
-    with pytest.raises(ConfigError, match="unknown key 'episodes'"):
+    with pytest.raises(ConfigError, match=r"b\.yaml: unknown config key 'episodes'"):
         load_benchmark_config(bad)
     with pytest.raises(ConfigError, match='presets'):
         load_benchmark_config('nonexistent')
