@@ -39,6 +39,7 @@ __all__ = [
     'TrainConfig',
     'WeighterConfig',
     'apply_overrides',
+    'check',
     'from_dict',
     'load_config',
     'to_dict',
@@ -59,7 +60,9 @@ TRUNKS = ('conv', 'resnet18')
 AMP_MODES = ('auto', 'bf16', 'none')
 
 
-def _check(cond: bool, key: str, value: Any, want: str) -> None:
+def check(cond: bool, key: str, value: Any, want: str) -> None:
+    """Raise ``ConfigError`` ``<key>: <value> is invalid; expected <want>`` unless ``cond``:
+    every config's value check (training, trust, benchmark)."""
     if not cond:
         msg = f'{key}: {value!r} is invalid; expected {want}'
         raise ConfigError(msg)
@@ -73,8 +76,8 @@ class DatasetSpec:
     weight: float = 1.0
 
     def __post_init__(self) -> None:
-        _check(bool(self.path), 'data.datasets[].path', self.path, 'a dataset directory')
-        _check(self.weight > 0, 'data.datasets[].weight', self.weight, 'a number > 0')
+        check(bool(self.path), 'data.datasets[].path', self.path, 'a dataset directory')
+        check(self.weight > 0, 'data.datasets[].weight', self.weight, 'a number > 0')
 
 
 @dataclass(frozen=True)
@@ -97,28 +100,28 @@ class DataConfig:
     trust_apply: str = 'sampling'  # sampling: drawn by trust, each weighs 1 | loss: loss x trust
 
     def __post_init__(self) -> None:
-        _check(self.obs_horizon >= 1, 'data.obs_horizon', self.obs_horizon, 'an integer >= 1')
-        _check(self.chunk_length >= 1, 'data.chunk_length', self.chunk_length, 'an integer >= 1')
-        _check(
+        check(self.obs_horizon >= 1, 'data.obs_horizon', self.obs_horizon, 'an integer >= 1')
+        check(self.chunk_length >= 1, 'data.chunk_length', self.chunk_length, 'an integer >= 1')
+        check(
             self.future_offset is None or self.future_offset >= 1,
             'data.future_offset', self.future_offset, 'null (= chunk_length) or an integer >= 1',
         )
-        _check(
+        check(
             self.normalization in NORMALIZATION_MODES,
             'data.normalization', self.normalization, ' | '.join(NORMALIZATION_MODES),
         )
-        _check(self.image_shift >= 0, 'data.image_shift', self.image_shift, 'an integer >= 0')
-        _check(self.depth_max > 0, 'data.depth_max', self.depth_max, 'a number > 0')
-        _check(
+        check(self.image_shift >= 0, 'data.image_shift', self.image_shift, 'an integer >= 0')
+        check(self.depth_max > 0, 'data.depth_max', self.depth_max, 'a number > 0')
+        check(
             0.0 <= self.val_fraction < 1.0, 'data.val_fraction', self.val_fraction, 'in [0, 1)'
         )
-        _check(self.num_workers >= 0, 'data.num_workers', self.num_workers, 'an integer >= 0')
-        _check(self.prefetch_factor >= 1, 'data.prefetch_factor', self.prefetch_factor, '>= 1')
-        _check(self.trust is None or bool(self.trust), 'data.trust', self.trust,
+        check(self.num_workers >= 0, 'data.num_workers', self.num_workers, 'an integer >= 0')
+        check(self.prefetch_factor >= 1, 'data.prefetch_factor', self.prefetch_factor, '>= 1')
+        check(self.trust is None or bool(self.trust), 'data.trust', self.trust,
                'a trust file (ptr score) or null')
-        _check(self.trust_level in TRUST_LEVELS, 'data.trust_level', self.trust_level,
+        check(self.trust_level in TRUST_LEVELS, 'data.trust_level', self.trust_level,
                ' | '.join(TRUST_LEVELS))
-        _check(self.trust_apply in TRUST_APPLY, 'data.trust_apply', self.trust_apply,
+        check(self.trust_apply in TRUST_APPLY, 'data.trust_apply', self.trust_apply,
                ' | '.join(TRUST_APPLY))
 
     @property
@@ -138,8 +141,8 @@ class EncoderConfig:
     groups: int = 8  # GroupNorm groups
 
     def __post_init__(self) -> None:
-        _check(self.trunk in TRUNKS, 'policy.encoder.trunk', self.trunk, ' | '.join(TRUNKS))
-        _check(
+        check(self.trunk in TRUNKS, 'policy.encoder.trunk', self.trunk, ' | '.join(TRUNKS))
+        check(
             len(self.channels) >= 1 and all(c > 0 and c % self.groups == 0
                                             for c in self.channels),
             'policy.encoder.channels', self.channels,
@@ -147,7 +150,7 @@ class EncoderConfig:
         )
         for name in ('image_feature_dim', 'state_hidden', 'robot_embed_dim', 'context_dim'):
             value = getattr(self, name)
-            _check(value >= 1, f'policy.encoder.{name}', value, 'an integer >= 1')
+            check(value >= 1, f'policy.encoder.{name}', value, 'an integer >= 1')
 
 
 @dataclass(frozen=True)
@@ -163,15 +166,15 @@ class PolicyConfig:
     clip_sample: float = 1.5  # diffusion: clamp of the predicted x0 (normalized units); 0 = off
 
     def __post_init__(self) -> None:
-        _check(self.head in HEADS, 'policy.head', self.head, ' | '.join(HEADS))
-        _check(
+        check(self.head in HEADS, 'policy.head', self.head, ' | '.join(HEADS))
+        check(
             len(self.unet_dims) >= 1 and all(d % self.groups == 0 for d in self.unet_dims),
             'policy.unet_dims', self.unet_dims, f'widths divisible by groups={self.groups}',
         )
-        _check(self.kernel_size % 2 == 1, 'policy.kernel_size', self.kernel_size, 'odd')
-        _check(self.train_timesteps >= 2, 'policy.train_timesteps', self.train_timesteps, '>= 2')
-        _check(self.inference_steps >= 1, 'policy.inference_steps', self.inference_steps, '>= 1')
-        _check(self.clip_sample >= 0, 'policy.clip_sample', self.clip_sample, '>= 0')
+        check(self.kernel_size % 2 == 1, 'policy.kernel_size', self.kernel_size, 'odd')
+        check(self.train_timesteps >= 2, 'policy.train_timesteps', self.train_timesteps, '>= 2')
+        check(self.inference_steps >= 1, 'policy.inference_steps', self.inference_steps, '>= 1')
+        check(self.clip_sample >= 0, 'policy.clip_sample', self.clip_sample, '>= 0')
 
 
 @dataclass(frozen=True)
@@ -184,11 +187,11 @@ class OptimConfig:
     grad_clip: float = 1.0  # 0 = off
 
     def __post_init__(self) -> None:
-        _check(self.lr > 0, 'optim.lr', self.lr, 'a number > 0')
-        _check(self.weight_decay >= 0, 'optim.weight_decay', self.weight_decay, '>= 0')
-        _check(self.warmup_steps >= 0, 'optim.warmup_steps', self.warmup_steps, '>= 0')
-        _check(0 <= self.min_lr_ratio <= 1, 'optim.min_lr_ratio', self.min_lr_ratio, 'in [0,1]')
-        _check(self.grad_clip >= 0, 'optim.grad_clip', self.grad_clip, '>= 0')
+        check(self.lr > 0, 'optim.lr', self.lr, 'a number > 0')
+        check(self.weight_decay >= 0, 'optim.weight_decay', self.weight_decay, '>= 0')
+        check(self.warmup_steps >= 0, 'optim.warmup_steps', self.warmup_steps, '>= 0')
+        check(0 <= self.min_lr_ratio <= 1, 'optim.min_lr_ratio', self.min_lr_ratio, 'in [0,1]')
+        check(self.grad_clip >= 0, 'optim.grad_clip', self.grad_clip, '>= 0')
 
 
 @dataclass(frozen=True)
@@ -219,14 +222,14 @@ class TrainConfig:
     reinit_mismatched: bool = False  # --init: re-initialize tensors whose shapes differ
 
     def __post_init__(self) -> None:
-        _check(self.steps >= 1, 'steps', self.steps, 'an integer >= 1')
-        _check(self.batch_size >= 1, 'batch_size', self.batch_size, 'an integer >= 1')
-        _check(self.amp in AMP_MODES, 'amp', self.amp, ' | '.join(AMP_MODES))
-        _check(0 <= self.ema_decay < 1, 'ema_decay', self.ema_decay, 'in [0, 1)')
-        _check(self.log_every >= 1, 'log_every', self.log_every, 'an integer >= 1')
-        _check(self.val_every >= 0, 'val_every', self.val_every, 'an integer >= 0')
-        _check(self.save_every >= 1, 'save_every', self.save_every, 'an integer >= 1')
-        _check(self.keep_last >= 1, 'keep_last', self.keep_last, 'an integer >= 1')
+        check(self.steps >= 1, 'steps', self.steps, 'an integer >= 1')
+        check(self.batch_size >= 1, 'batch_size', self.batch_size, 'an integer >= 1')
+        check(self.amp in AMP_MODES, 'amp', self.amp, ' | '.join(AMP_MODES))
+        check(0 <= self.ema_decay < 1, 'ema_decay', self.ema_decay, 'in [0, 1)')
+        check(self.log_every >= 1, 'log_every', self.log_every, 'an integer >= 1')
+        check(self.val_every >= 0, 'val_every', self.val_every, 'an integer >= 0')
+        check(self.save_every >= 1, 'save_every', self.save_every, 'an integer >= 1')
+        check(self.keep_last >= 1, 'keep_last', self.keep_last, 'an integer >= 1')
 
 
 # -- dict <-> dataclass ---------------------------------------------------------------------

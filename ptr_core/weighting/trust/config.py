@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from ptr_core.errors import ConfigError
+from ptr_core.configuration import check
 
 __all__ = ['SECOND_SIGNALS', 'SIGNALS', 'TrustConfig']
 
@@ -15,9 +15,8 @@ SIGNALS = ('attribution', 'inverse_dynamics', 'length', 'smoothness', 'bc_loss')
 
 
 def _check(cond: bool, key: str, value: Any, want: str) -> None:
-    if not cond:
-        msg = f'trust.{key}: {value!r} is not {want}'
-        raise ConfigError(msg)
+    """``ptr_core.configuration``'s check, the key under ``trust.``."""
+    check(cond, f'trust.{key}', value, want)
 
 
 @dataclass(frozen=True)
