@@ -54,7 +54,7 @@ import numpy.typing as npt
 
 from bag_tools.errors import DatasetError
 from bag_tools.lifetime import pid_alive
-from bag_tools.lock import LOCK_NAME, writer_lock
+from bag_tools.lock import LOCK_NAME, refuse_if_busy, writer_lock
 
 __all__ = [
     'MANIFEST',
@@ -486,11 +486,12 @@ def dataset_lock(root: str | Path, what: str) -> Iterator[Path]:
     that is not ours is refused untouched; then again under the lock by ``create_or_open``.
     """
     root = Path(root)
-    check_target(root)
     file = root / LOCK_NAME
     if file.is_symlink() or (file.exists() and not file.is_file()):  # never write through it
         msg = f'{file}: is not a lock file ptr made (a symlink or a folder); remove it'
         raise DatasetError(msg)
+    refuse_if_busy(root)  # a live writer is said first: its half-made temps are not "foreign"
+    check_target(root)
     with writer_lock(root, what) as lock:
         yield lock
 

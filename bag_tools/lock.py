@@ -23,7 +23,7 @@ from pathlib import Path
 
 from bag_tools.errors import BagToolsError
 
-__all__ = ['LOCK_NAME', 'WriterBusyError', 'writer_lock']
+__all__ = ['LOCK_NAME', 'WriterBusyError', 'refuse_if_busy', 'writer_lock']
 
 LOCK_NAME = '.ptr-writer.lock'
 
@@ -68,3 +68,21 @@ def writer_lock(folder: str | Path, what: str) -> Iterator[Path]:
         yield path
     finally:
         os.close(fd)  # releases the lock
+
+
+def refuse_if_busy(folder: str | Path) -> None:
+    """Raise ``WriterBusyError`` when a live process holds ``folder``'s writer lock; else
+    return, having written nothing (no lock file made, the holder note left as it was)."""
+    path = Path(folder) / LOCK_NAME
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, 'O_NOFOLLOW', 0))
+    except OSError:
+        return  # no lock file (or not one we may read): nobody to wait for
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        msg = (f'{folder}: {_holder(path)} is writing here; wait for it to finish or stop '
+               f'it (one writer at a time)')
+        raise WriterBusyError(msg) from None
+    finally:
+        os.close(fd)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from bag_tools.errors import BagToolsError
-from bag_tools.lock import LOCK_NAME, WriterBusyError, writer_lock
+from bag_tools.lock import LOCK_NAME, WriterBusyError, refuse_if_busy, writer_lock
 
 HOLD = ('import sys, time; from bag_tools.lock import writer_lock\n'
         'with writer_lock(sys.argv[1], "holder"):\n'
@@ -28,9 +28,22 @@ def test_a_second_writer_is_refused_and_a_killed_one_holds_nothing(tmp_path: Pat
         with pytest.raises(WriterBusyError, match=rf'pid {holder.pid} \(holder'), \
                 writer_lock(tmp_path, 'second'):
             pass
+        with pytest.raises(WriterBusyError, match=rf'pid {holder.pid} \(holder'):
+            refuse_if_busy(tmp_path)  # the check a writer makes before looking at the folder
     finally:
         holder.send_signal(signal.SIGKILL)
         holder.wait(timeout=30)
+    note = (tmp_path / LOCK_NAME).read_text()
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            refuse_if_busy(tmp_path)
+            break
+        except WriterBusyError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+    assert (tmp_path / LOCK_NAME).read_text() == note  # the check wrote nothing
     deadline = time.monotonic() + 10
     while True:  # the kernel drops the lock with the process
         try:
