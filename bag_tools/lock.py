@@ -40,6 +40,11 @@ def _holder(path: Path) -> str:
     return text.splitlines()[0][:200] if text else 'another process'
 
 
+def _busy(folder: str | Path, path: Path) -> WriterBusyError:
+    return WriterBusyError(f'{folder}: {_holder(path)} is writing here; wait for it to finish '
+                           f'or stop it (one writer at a time)')
+
+
 @contextlib.contextmanager
 def writer_lock(folder: str | Path, what: str) -> Iterator[Path]:
     """Hold ``folder``'s writer lock (creating ``folder``); ``what`` names the writer
@@ -57,9 +62,7 @@ def writer_lock(folder: str | Path, what: str) -> Iterator[Path]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            msg = (f'{folder}: {_holder(path)} is writing here; wait for it to finish or stop '
-                   f'it (one writer at a time)')
-            raise WriterBusyError(msg) from None
+            raise _busy(folder, path) from None
         note = (f'pid {os.getpid()} ({what}: {" ".join(sys.argv[:3])[:120]}) since '
                 f'{time.strftime("%Y-%m-%d %H:%M:%S")}\n')
         with contextlib.suppress(OSError):  # the note is for messages only
@@ -81,8 +84,6 @@ def refuse_if_busy(folder: str | Path) -> None:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        msg = (f'{folder}: {_holder(path)} is writing here; wait for it to finish or stop '
-               f'it (one writer at a time)')
-        raise WriterBusyError(msg) from None
+        raise _busy(folder, path) from None
     finally:
         os.close(fd)
