@@ -42,9 +42,9 @@ def _train_config(cfg: BenchmarkConfig, out_dir: Path, *, datasets: Sequence[Pat
     if not path.is_absolute():
         path = REPO / path
     data = yaml.safe_load(path.read_text()) or {}
-    apply_overrides(data, [
-        *cfg.train_overrides, f'out_dir={out_dir}', f'steps={steps}', f'policy.head={head}',
-        f'seed={seed}', f'save_every={steps}',
+    apply_overrides(data, [  # values, not YAML text: a folder may hold ': ' or quotes
+        *cfg.train_overrides, ('out_dir', str(out_dir)), ('steps', steps),
+        ('policy.head', head), ('seed', seed), ('save_every', steps),
     ])
     data.setdefault('data', {})['datasets'] = [str(d) for d in datasets]
     if method.weighter == 'trust':  # trust is the data's: drawn (or loss-weighted) by the file
