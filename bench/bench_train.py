@@ -40,10 +40,11 @@ def _measure(args: argparse.Namespace, dataset: str, head: str, label: str, out:
     from ptr_core.data import MixtureSampler, build_data, make_loader
     from ptr_core.policies import build_policy
     from ptr_core.preprocess import finish_images
+    from ptr_core.threads import use_threads
     from ptr_core.trainer import EMA, TrainModule, _autocast, resolve_device
     from ptr_core.weighting import build_weighter, weighted_mean
 
-    torch.set_num_threads(args.threads)
+    use_threads(args.threads)  # 0: the library's default, what a user gets
     device = resolve_device(args.device)
     cfg = load_config(REPO / 'config/train/uniform.yaml', [
         f"data.datasets=['{dataset}']", f'policy.head={head}', f'batch_size={args.batch_size}',
@@ -126,7 +127,8 @@ def main() -> int:
     parser.add_argument('--warmup', type=int, default=2)
     parser.add_argument('--loader-batches', type=int, default=10)
     parser.add_argument('--workers', type=int, default=2)
-    parser.add_argument('--threads', type=int, default=2, help='torch CPU threads per process')
+    parser.add_argument('--threads', type=int, default=0,
+                        help="torch CPU threads per process (0: ptr's default, half the cores)")
     parser.add_argument('--heads', nargs='+', default=['diffusion', 'flow'])
     parser.add_argument('--state-only', action=argparse.BooleanOptionalAction, default=True,
                         help='also measure a state-only flow policy (the simulator benchmark)')

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from types import ModuleType
@@ -70,6 +71,7 @@ def os_error_line(err: OSError) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')  # before torch loads: ptr_core.threads
     # Build only the chosen subcommand's parser so `ptr inspect` never imports torch.
     chosen = next((a for a in argv if a in COMMANDS), None)
     try:

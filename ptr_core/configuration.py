@@ -213,6 +213,7 @@ class TrainConfig:
     device: str = 'auto'  # auto | cpu | cuda | cuda:N
     amp: str = 'auto'  # auto (bf16 on CUDA) | bf16 | none
     compile: bool = False  # torch.compile the policy + weighter
+    threads: int = 0  # torch CPU threads; 0: half the cores (ptr_core.threads: fast when busy)
     ema_decay: float = 0.999  # EMA of the policy weights (with a 1+t/10+t warm-up)
     log_every: int = 50
     val_every: int = 500  # 0 = no validation pass
@@ -230,6 +231,7 @@ class TrainConfig:
         check(self.val_every >= 0, 'val_every', self.val_every, 'an integer >= 0')
         check(self.save_every >= 1, 'save_every', self.save_every, 'an integer >= 1')
         check(self.keep_last >= 1, 'keep_last', self.keep_last, 'an integer >= 1')
+        check(self.threads >= 0, 'threads', self.threads, 'an integer >= 0 (0: half the cores)')
 
 
 # -- dict <-> dataclass ---------------------------------------------------------------------

@@ -64,6 +64,7 @@ from ptr_core.errors import ConfigError, PtrError
 from ptr_core.policies.output import PolicyOutput
 from ptr_core.policies.policy import ActionPolicy, build_policy
 from ptr_core.preprocess import finish_images
+from ptr_core.threads import use_threads
 from ptr_core.weighting import build_weighter
 from ptr_core.weighting.base import SampleWeighter, WeightOutput, weighted_mean
 
@@ -355,6 +356,7 @@ def train(
     bar with it. One writer per run directory: rank 0 holds its writer lock throughout, and a
     second ``train`` into the same ``out_dir`` fails at once.
     """
+    use_threads(config.threads)
     dinfo = _setup_distributed(config.device)
     try:
         out_dir = Path(config.out_dir)

@@ -33,7 +33,7 @@ log = logging.getLogger('ptr_sim.benchmark')
 
 
 def _train_config(cfg: BenchmarkConfig, out_dir: Path, *, datasets: Sequence[Path], head: str,
-                  steps: int, seed: int, method: MethodSpec) -> Any:
+                  steps: int, seed: int, method: MethodSpec, threads: int = 0) -> Any:
     import yaml
 
     from ptr_core.configuration import TrainConfig, apply_overrides, from_dict
@@ -45,6 +45,7 @@ def _train_config(cfg: BenchmarkConfig, out_dir: Path, *, datasets: Sequence[Pat
     apply_overrides(data, [  # values, not YAML text: a folder may hold ': ' or quotes
         *cfg.train_overrides, ('out_dir', str(out_dir)), ('steps', steps),
         ('policy.head', head), ('seed', seed), ('save_every', steps),
+        ('threads', threads or cfg.threads),
     ])
     data.setdefault('data', {})['datasets'] = [str(d) for d in datasets]
     if method.weighter == 'trust':  # trust is the data's: drawn (or loss-weighted) by the file
@@ -60,17 +61,14 @@ def _train_config(cfg: BenchmarkConfig, out_dir: Path, *, datasets: Sequence[Pat
 def _train(cfg: BenchmarkConfig, out_dir: Path, datasets: Sequence[Path], head: str,
            steps: int, seed: int, method: MethodSpec, init: Path | None, *,
            threads: int | None = None) -> tuple[Path, float]:
-    import torch
-
     from ptr_core.trainer import train
 
-    torch.set_num_threads(threads or cfg.threads)
     final = out_dir / 'final'
     if (final / 'config.json').exists():
         return final, float('nan')
     shutil.rmtree(out_dir, ignore_errors=True)
     tc = _train_config(cfg, out_dir, datasets=datasets, head=head, steps=steps, seed=seed,
-                       method=method)
+                       method=method, threads=threads or cfg.threads)  # train() sets them
     t0 = time.monotonic()
     res = train(tc, init=init)
     assert res.final is not None
