@@ -73,7 +73,7 @@ def evaluate(
     assert ckpt is not None
     data_cfg = dataclasses.replace(
         ckpt.config.data, datasets=tuple(DatasetSpec(str(p)) for p in datasets),
-        val_fraction=0.0, image_shift=0, num_workers=0,
+        val_fraction=0.0, image_shift=0, num_workers=0, trust=None,  # every window, unweighted
     )
     bundle = build_data(
         data_cfg, seed=seed, preprocessor=ckpt.preprocessor,

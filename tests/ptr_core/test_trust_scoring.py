@@ -265,7 +265,15 @@ def test_trust_is_the_datas_sampling_and_loss(labelled: tuple[Path, Path],
     refs = {int(bundle.train.windows[0][next(it)[1]][0]) for _ in range(500)}
     trusted = {i for i, ref in enumerate(bundle.train.refs) if int(ref.episode.id[2:]) % 2 == 0}
     assert refs <= trusted  # trust 0 episodes are never drawn
-    assert train(cfg).final is not None
+    final = train(cfg).final
+    assert final is not None
+    # the checkpoint remembers its training's trust file; evaluating it on other data (which
+    # that file does not cover) must not read it
+    from ptr_core.evaluation import evaluate
+
+    other = write_labels_dataset(tmp_path / 'other', episodes=4, seed=5)
+    report = evaluate(final, [other], max_windows=8, timing_chunks=1)
+    assert sum(r.windows for r in report.robots) > 0
 
     loss = load_config(None, [*common, ('data.trust', str(path)), 'data.trust_apply=loss'])
     bundle = build_data(loss.data, seed=0)

@@ -75,7 +75,7 @@ def score_dataset(
     cfg = ckpt.config
     data_cfg = dataclasses.replace(
         cfg.data, datasets=tuple(DatasetSpec(str(p)) for p in datasets), val_fraction=0.0,
-        image_shift=0,
+        image_shift=0, trust=None,  # the training's trust file is not this pass's
     )
     bundle = build_data(data_cfg, seed=seed, preprocessor=ckpt.preprocessor,
                         vocab=Vocabulary.from_json(ckpt.vocab), robots=ckpt.robots)
