@@ -16,7 +16,7 @@ import yaml
 
 from bag_tools.errors import BagToolsError
 
-__all__ = ['read_json', 'read_yaml', 'write_atomic']
+__all__ = ['read_head', 'read_json', 'read_yaml', 'write_atomic']
 
 
 def _text(path: Path, what: str, error: type[Exception]) -> str:
@@ -41,6 +41,20 @@ def _typed(path: Path, data: Any, what: str, want: type | None, error: type[Exce
               f'{type(data).__name__}'
         raise error(msg)
     return data
+
+
+def read_head(path: str | Path, size: int = 4096) -> bytes | None:
+    """The first ``size`` bytes of ``path`` when it is a regular file (not a link, a device or a
+    pipe, which are never opened), else None: how a writer recognises a file it made before
+    replacing it."""
+    path = Path(path)
+    if path.is_symlink() or not path.is_file():
+        return None
+    try:
+        with path.open('rb') as f:
+            return f.read(size)
+    except OSError:
+        return None
 
 
 def read_json(path: str | Path, what: str = 'JSON file', *, want: type | None = dict,

@@ -49,7 +49,7 @@ import numpy.typing as npt
 
 from bag_tools.dataset import MANIFEST, Dataset
 from bag_tools.errors import BagToolsError
-from bag_tools.fileio import write_atomic
+from bag_tools.fileio import read_head, write_atomic
 
 __all__ = [
     'DROP_TRUST',
@@ -445,14 +445,8 @@ _HEAD = re.compile(rb'\A\s*\{\s*"(?:schema"\s*:\s*"(?P<schema>[^"]{1,64})"|trust
 
 def _written_by_ptr(path: Path, schema: str) -> bool:
     """Whether ``path`` is a regular file that begins like a ptr file of ``schema``."""
-    if not path.is_file():  # a device or a pipe: never opened
-        return False
-    try:
-        with path.open('rb') as f:
-            head = f.read(4096)
-    except OSError:
-        return False
-    match = _HEAD.match(head)
+    head = read_head(path)
+    match = None if head is None else _HEAD.match(head)
     if match is None:
         return False
     found = match.group('schema')

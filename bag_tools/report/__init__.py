@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from bag_tools.fileio import read_head
 from bag_tools.report.collect import ReportError, collect_datasets, collect_training, find_run
 from bag_tools.report.page import GENERATOR_TAG, render_page
 
@@ -100,14 +101,8 @@ def _failure(file: Path, err: OSError) -> ReportError:
 
 def _ours(file: Path) -> bool:
     """Whether ``file`` is a regular file (not a symlink) that ``ptr report`` wrote."""
-    if file.is_symlink() or not file.is_file():
-        return False
-    try:
-        with file.open('rb') as f:
-            head = f.read(4096)
-    except OSError:
-        return False
-    return GENERATOR_TAG.encode() in head
+    head = read_head(file)
+    return head is not None and GENERATOR_TAG.encode() in head
 
 
 def _check_target(out: Path, file: Path) -> None:
