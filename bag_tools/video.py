@@ -56,15 +56,27 @@ def find_video(bag: Path, name: str) -> Path | None:
     return next((c for c in candidates if c.is_file()), None)
 
 
+def _video_stream(container: Any, path: Path) -> Any:
+    """The first video stream of an open container; one line naming ``path`` when there is
+    none, or when its frames are larger than ``MAX_VIDEO_SIDE`` a side."""
+    if not container.streams.video:
+        msg = f'{path}: has no video stream'
+        raise ImageDecodeError(msg)
+    stream = container.streams.video[0]
+    width, height = stream.codec_context.width, stream.codec_context.height
+    if max(width, height) > MAX_VIDEO_SIDE:
+        msg = (f'{path}: video is {width}x{height}; ptr decodes videos of at most '
+               f'{MAX_VIDEO_SIDE} pixels a side')
+        raise ImageDecodeError(msg)
+    return stream
+
+
 def frame_pts(path: Path) -> npt.NDArray[np.float64]:
     """Presentation times (s, from the stream's first frame) of every frame, in order."""
     av = _av()
     try:
         with av.open(str(path)) as container:
-            if not container.streams.video:
-                msg = f'{path}: no video stream'
-                raise ImageDecodeError(msg)
-            stream = container.streams.video[0]
+            stream = _video_stream(container, path)
             base = float(stream.time_base) if stream.time_base else 0.0
             pts = [p.pts for p in container.demux(stream) if p.pts is not None and p.size]
     except av.error.FFmpegError as err:
@@ -101,15 +113,7 @@ def iter_frames(
     av = _av()
     try:
         with av.open(str(path)) as container:
-            if not container.streams.video:
-                msg = f'{path}: has no video stream'
-                raise ImageDecodeError(msg)
-            stream = container.streams.video[0]
-            width, height = stream.codec_context.width, stream.codec_context.height
-            if max(width, height) > MAX_VIDEO_SIDE:
-                msg = (f'{path}: video is {width}x{height}; ptr decodes videos of at most '
-                       f'{MAX_VIDEO_SIDE} pixels a side')
-                raise ImageDecodeError(msg)
+            stream = _video_stream(container, path)
             stream.thread_type = 'AUTO'
             base = stream.time_base or Fraction(1, 1)
             if span is not None and span[0] > 1.0:  # later episodes of a file: seek near them
