@@ -37,6 +37,20 @@ def shared_bags() -> Path:
     return BAGS
 
 
+#: The shared LeRobot sets the import tests read (``../shared/data/lerobot``).
+LEROBOT_REACHY = 'reachy2_v30_apple_storage'  # v3.0, 3 episodes, 899 rows, its mp4 absent
+LEROBOT_G1 = 'unitree_g1_v21_bottle'  # v2.1, episodes 1 and 2 present, AV1 videos
+
+
+@pytest.fixture(scope='session')
+def lerobot_data(shared_bags: Path) -> Path:
+    """``../shared/data/lerobot``; tests that need it skip where it or its sets are absent."""
+    path = shared_bags.parent / 'lerobot'
+    if not (path / LEROBOT_REACHY).is_dir() or not (path / LEROBOT_G1).is_dir():
+        pytest.skip(f'shared LeRobot fixtures not found at {path}')
+    return path
+
+
 @pytest.fixture(scope='session')
 def repo_root() -> Path:
     return REPO

@@ -26,14 +26,6 @@ REACHY = 'reachy2_v30_apple_storage'
 G1 = 'unitree_g1_v21_bottle'
 
 
-@pytest.fixture(scope='module')
-def lerobot_data(shared_bags: Path) -> Path:
-    path = shared_bags.parent / 'lerobot'
-    if not (path / REACHY).is_dir() or not (path / G1).is_dir():
-        pytest.skip(f'shared LeRobot fixtures not found at {path}')
-    return path
-
-
 def test_reachy2_v30_stale_totals_and_missing_video(lerobot_data: Path, tmp_path: Path) -> None:
     src = lerobot_data / REACHY
     result = import_lerobot(src, None, tmp_path / 'ds')

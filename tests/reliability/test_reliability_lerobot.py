@@ -29,14 +29,6 @@ V3_DATA = 'data/chunk-000/file-000.parquet'
 V3_EPISODES = 'meta/episodes/chunk-000/file-000.parquet'
 
 
-@pytest.fixture(scope='module')
-def lerobot_data(shared_bags: Path) -> Path:
-    path = shared_bags.parent / 'lerobot'
-    if not (path / REACHY).is_dir() or not (path / G1).is_dir():
-        pytest.skip(f'shared LeRobot fixtures not found at {path}')
-    return path
-
-
 @pytest.fixture
 def reachy(lerobot_data: Path, tmp_path: Path) -> Path:
     return Path(shutil.copytree(lerobot_data / REACHY, tmp_path / 'reachy'))
