@@ -491,6 +491,29 @@ def _interp_quaternion(
     return out
 
 
+def _grid_steps(profile: RobotProfile, start_ns: int, end_ns: int) -> int:
+    """How many grid steps ``make_grid`` would make over [start, end] (nothing allocated)."""
+    period = profile.period_ns
+    if end_ns < start_ns:
+        return 0
+    return (end_ns - start_ns) // period + 1 if period > 0 else end_ns - start_ns + 1
+
+
+def _checked_grid(profile: RobotProfile, source: Path, start_ns: int,
+                  end_ns: int) -> npt.NDArray[np.int64]:
+    """The grid over [start, end]; over ``MAX_EPISODE_STEPS`` steps is refused first, naming the
+    bag ``source``, the rate and the state topic."""
+    steps = _grid_steps(profile, start_ns, end_ns)
+    if steps > MAX_EPISODE_STEPS or profile.period_ns <= 0:
+        span = (end_ns - start_ns) / 1e9
+        msg = (f'{source}: rate_hz {profile.rate_hz:g} over {span:.1f} s of '
+               f'{profile.state_topic} is {steps} grid steps, more than the '
+               f'{MAX_EPISODE_STEPS} an episode may have; lower rate_hz or split the '
+               'recording (episodes.max_gap_s, episodes.marker_topic)')
+        raise IngestError(msg)
+    return make_grid(start_ns, end_ns, profile.period_ns)
+
+
 class _Aligner:
     """Builds the episodes of one bag from its streams."""
 
@@ -548,14 +571,14 @@ class _Aligner:
         start, end = self.start_ns(), self.end_ns()
         grids = []
         for a, b in segments:
-            grid = self.grid(max(a, start), min(b, end))
+            grid = _checked_grid(self.p, self.s.path, max(a, start), min(b, end))
             if len(grid) >= self.p.min_episode_steps:
                 grids.append(grid)
             else:
                 log.info('%s: dropping a %d-step segment (shorter than min_episode_steps %d)',
                          self.s.path, len(grid), self.p.min_episode_steps)
         if not grids:
-            longest = max((self.steps(max(a, start), min(b, end)) for a, b in segments),
+            longest = max((_grid_steps(self.p, max(a, start), min(b, end)) for a, b in segments),
                           default=0)
             msg = (f'{self.s.path}: topic {self.p.state_topic}: too short: '
                    f'{longest} grid steps at {self.p.rate_hz:g} Hz < min_episode_steps '
@@ -568,25 +591,6 @@ class _Aligner:
         ]
         self.fetch_frames(holds)
         return [self.episode(grid, k, len(grids), holds[k]) for k, grid in enumerate(grids)]
-
-    def steps(self, start_ns: int, end_ns: int) -> int:
-        """How many grid steps ``make_grid`` would make over [start, end] (nothing allocated)."""
-        period = self.p.period_ns
-        if end_ns < start_ns:
-            return 0
-        return (end_ns - start_ns) // period + 1 if period > 0 else end_ns - start_ns + 1
-
-    def grid(self, start_ns: int, end_ns: int) -> npt.NDArray[np.int64]:
-        """The grid over [start, end]; over ``MAX_EPISODE_STEPS`` steps is refused first."""
-        steps = self.steps(start_ns, end_ns)
-        if steps > MAX_EPISODE_STEPS or self.p.period_ns <= 0:
-            span = (end_ns - start_ns) / 1e9
-            msg = (f'{self.s.path}: rate_hz {self.p.rate_hz:g} over {span:.1f} s of '
-                   f'{self.p.state_topic} is {steps} grid steps, more than the '
-                   f'{MAX_EPISODE_STEPS} an episode may have; lower rate_hz or split the '
-                   'recording (episodes.max_gap_s, episodes.marker_topic)')
-            raise IngestError(msg)
-        return make_grid(start_ns, end_ns, self.p.period_ns)
 
     def fetch_frames(
         self, holds: list[dict[str, tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]]]

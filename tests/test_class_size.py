@@ -20,9 +20,6 @@ MAX_LINES = 300
 ALLOWED: dict[str, str] = {
     'ptr_ros/policy_node.py:PolicyNode': 'the node issue (28) turns it into a managed node split '
                                          'into timing, I/O and safety parts',
-    'bag_tools/episodes.py:_Aligner': 'one pass over a bag per episode; its split waits for the '
-                                      'ingest rework that issue 29 asks for (one driver, two '
-                                      'sources)',
 }
 
 
@@ -33,7 +30,8 @@ ALLOWED_FILES: dict[str, str] = {
     'bag_tools/lerobot/reader.py': 'reads two LeRobot format versions and checks every metadata '
                                    'field (issue 30); splits with the one ingest driver for '
                                    'both sources (issue 25, item 4)',
-    'bag_tools/episodes.py': 'the bag-to-episode aligner (_Aligner, below); same split',
+    'bag_tools/episodes.py': 'reading a bag and aligning it to the grid; splits with the one '
+                             'ingest driver for both sources (issue 25, item 4)',
     'bag_tools/dataset.py': 'the dataset format and its one-writer, temp and adoption rules; '
                             'the manifest-as-record work of issue 25 item 3 moves its robot '
                             'entries out',
