@@ -12,7 +12,6 @@ made once (tiny) so that each command reaches the part that reads the bad input.
 from __future__ import annotations
 
 import hashlib
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -106,16 +105,13 @@ def test_no_bad_input_gives_a_traceback_or_touches_the_users_files(
     before = {k: digest(v) for k, v in good.items() if v.is_dir()}
     runs = 0
     failures: list[str] = []
-    took: list[tuple[float, str]] = []
     inputs = tmp_path / 'inputs'
     inputs.mkdir()
     for kind, bad in bad_paths(inputs):
         for j in range(len(commands(good, bad, tmp_path))):
             argv = commands(good, bad, tmp_path / f'out-{runs}')[j]  # a fresh output each
             capsys.readouterr()
-            started = time.monotonic()
             code = main([*argv, '--no-progress'] if _takes_progress(argv[0]) else argv)
-            took.append((time.monotonic() - started, argv[0]))
             err = capsys.readouterr().err
             runs += 1
             errors = [ln for ln in err.splitlines() if ': error: ' in ln]
@@ -127,7 +123,6 @@ def test_no_bad_input_gives_a_traceback_or_touches_the_users_files(
     assert not failures, f'{len(failures)} of {runs} did not end in one line:\n' + \
         '\n'.join(failures)
     assert runs >= 140
-    assert max(took)[0] < 120, max(took)  # each one refused, or ran its tiny job, at once
     after = {k: digest(v) for k, v in good.items() if v.is_dir()}
     assert after == before  # no command changed the user's dataset, checkpoint or run
 
