@@ -20,7 +20,6 @@ import json
 import logging
 import os
 import re
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -367,15 +366,12 @@ def test_bad_destination_refused_before_scoring(
     manifest = (data / MANIFEST).read_bytes()
     args, refused, says = _destinations(data, tmp_path)[case]
     capsys.readouterr()
-    t0 = time.monotonic()
     code = main(['score', str(data), '--init', str(base), *args, '--no-progress'])
-    elapsed = time.monotonic() - t0
     assert code == 2
     line = _error_line(capsys, 'score')
     assert str(refused) in line
     assert says in line
     assert not no_scoring  # refused before the pass, not after it
-    assert elapsed < 5.0
     assert (data / MANIFEST).read_bytes() == manifest
     assert Dataset.open(data).manifest['episodes']
 
