@@ -4,7 +4,7 @@
 #
 #   PTR_VENV            where the environment lives            (default: <repo>/.venv)
 #   PTR_TORCH           the torch requirement installed first  (default: torch==2.13.0)
-#   PTR_EXTRAS          extras of ptr to install               (default: ros,sim,dev; no `ros`
+#   PTR_EXTRAS          extras of ptr to install               (default: ros,sim,dev,fleet; no `ros`
 #                       when a ROS 2 install is sourced -- its own rclpy is used then)
 #   PTR_ROS2_LAUNCH     vendored ROS 2 launch stack installed into the environment when no
 #                       ROS install is sourced (default: <repo>/../shared/vendor/ros2_launch)
@@ -84,9 +84,9 @@ _ptr_setup() {
   py="$(_ptr_python)" || _ptr_die "needs Python >= 3.10 (set PYTHON=...)" || return 1
   _ptr_apt "$py" || _ptr_die "apt-get install failed" || return 1
   if [ -n "${ROS_DISTRO:-}" ]; then
-    extras="${PTR_EXTRAS:-sim,dev}"
+    extras="${PTR_EXTRAS:-sim,dev,fleet}"
   else
-    extras="${PTR_EXTRAS:-ros,sim,dev}"
+    extras="${PTR_EXTRAS:-ros,sim,dev,fleet}"
   fi
   if [ ! -x "$PTR_VENV/bin/python" ]; then
     echo "ptr setup: creating $PTR_VENV" >&2
