@@ -9,6 +9,7 @@ from bag_tools.errors import (
     DatasetError,
     ImageDecodeError,
     IngestError,
+    InvalidStreamError,
     MissingTypeError,
     ProfileError,
 )
@@ -19,6 +20,7 @@ __all__ = [
     'DatasetError',
     'ImageDecodeError',
     'IngestError',
+    'InvalidStreamError',
     'MissingTypeError',
     'ProfileError',
 ]

@@ -59,6 +59,7 @@ from bag_tools.sync import (
     split_segments,
 )
 from bag_tools.tf_tree import TfTree
+from bag_tools.validity import check_invalid
 from bag_tools.video import SIDECAR_SUFFIX, decode_frames, find_video, frame_pts, read_sidecar
 
 __all__ = ['IMAGE_TYPES', 'MAX_EPISODE_STEPS', 'BagStreams', 'bag_to_episodes', 'episode_id',
@@ -805,19 +806,25 @@ class _Aligner:
 
 def bag_to_episodes(
     path: str | Path, profile: RobotProfile, *, content_hash: str | None = None,
-    salvage: bool = False, scratch: Path | None = None,
+    salvage: bool = False, scratch: Path | None = None, max_invalid: float | None = None,
 ) -> list[EpisodeData]:
     """Read one bag and return its episodes (raises a ``BagToolsError`` on bad input).
 
     ``salvage``: a truncated bag is read up to the damage (its episodes' sync reports say what
     was lost) instead of refused; its readable part is rewritten into a temp folder inside
-    ``scratch`` (default: the system's temp folder), removed when the bag is closed."""
+    ``scratch`` (default: the system's temp folder), removed when the bag is closed.
+    ``max_invalid``: a stream invalid at more than this share of the bag's grid steps raises
+    ``InvalidStreamError`` naming bag and stream (``bag_tools.validity``; without it, streams
+    over ``WARN_INVALID_SHARE`` are only warned about)."""
     path = Path(path)
     with open_bag(path, salvage=salvage, scratch=scratch) as bag:
         streams = read_streams(bag, profile)
         choose_clocks(streams.all())
         digest = content_hash if content_hash is not None else bag_content_hash(path)
         episodes = _Aligner(bag, streams, profile, digest).episodes()
+        spans = {s.topic: (int(s.times[0]), int(s.times[-1])) for s in streams.all()
+                 if len(s.times)}
+        check_invalid(path, episodes, spans, max_invalid=max_invalid)
         if bag.salvaged:
             for ep in episodes:
                 ep.sync_report['salvaged'] = bag.salvaged

@@ -23,6 +23,11 @@ class IngestError(BagToolsError):
     """A bag cannot become an episode (missing topic, bad message, too short, ...)."""
 
 
+class InvalidStreamError(IngestError):
+    """A stream of a bag is invalid at more than the allowed share of its grid steps
+    (``max_invalid``); nothing of that bag is written."""
+
+
 class ImageDecodeError(BagToolsError):
     """An image message cannot be decoded (unknown encoding, bad payload)."""
 
