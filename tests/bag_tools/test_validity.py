@@ -18,7 +18,7 @@ from bag_tools.validity import WARN_INVALID_SHARE
 
 
 def _short_odometry_bag(tmp: Path) -> Path:
-    """A 3 s arm bag whose odometry stops after 0.9 s (21 of the 31 grid steps after it are invalid)."""
+    """A 3 s arm bag whose odometry stops after 0.9 s (21 of the 31 grid steps are after it)."""
     c = arm_content(duration_s=3.0, camera=False)
     for i in range(10):
         c.odometry('/odom', T0 + i * 100_000_000, [0.1 * i, 0, 0], [0, 0, 0, 1], [0.1, 0, 0],
@@ -57,5 +57,5 @@ def test_max_invalid_fails_the_bag_in_one_line(tmp_path: Path) -> None:
     assert '\n' not in text
     assert text.startswith(f'{bag}: over max_invalid 0.5: stream extra:odom (topic /odom')
     assert bag_to_episodes(bag, _odom_profile(), max_invalid=0.8)  # under the bound: lands
-    with pytest.raises(InvalidStreamError, match='max_invalid 1.5 is not a share'):
+    with pytest.raises(InvalidStreamError, match=r'max_invalid 1\.5 is not a share'):
         bag_to_episodes(bag, _odom_profile(), max_invalid=1.5)
