@@ -405,21 +405,25 @@ def _add_transforms(tree: TfTree, msg: Any, log_ns: int, *, static: bool) -> Non
         v, q = tr.transform.translation, tr.transform.rotation
         tree.add(str(tr.header.frame_id), str(tr.child_frame_id), t if t > 0 else log_ns,
                  [float(v.x), float(v.y), float(v.z), float(q.x), float(q.y), float(q.z),
-                  float(q.w)], static=static)
+                  float(q.w)], static=static, log_ns=log_ns)
 
 
 def _tf_stream(s: Stream, tree: TfTree, parent: str, child: str, bag: BagReader) -> None:
     """The pose of ``child`` in ``parent`` at the samples of the path's moving edges (their
-    stamps); a path of static transforms only is constant over the bag."""
+    stamps, with their messages' log times: the clock is chosen like any topic's); a path of
+    static transforms only is constant over the bag (log time, no stamps)."""
     try:
         times = tree.sample_times(parent, child)
+        logs = tree.sample_logs(parent, child, times)
+        stamps: list[int | None] = list(times.tolist())
         if not len(times):
-            times = np.asarray([bag.start_ns, bag.end_ns], np.int64)
+            times = logs = np.asarray([bag.start_ns, bag.end_ns], np.int64)
+            stamps = [None, None]
         poses, _ = tree.lookup(parent, child, times)
     except IngestError as err:
         raise _fail(bag.path, s.topic, str(err)) from err
-    s.log_ns = times.tolist()
-    s.stamp_ns = times.tolist()
+    s.log_ns = logs.tolist()
+    s.stamp_ns = stamps
     s.values = list(poses)
 
 
@@ -454,8 +458,9 @@ def _video_stream(streams: BagStreams, cam: CameraSpec, bag: BagReader) -> None:
         else:
             times = bag.start_ns + np.round((cam.offset_s + pts) * 1e9).astype(np.int64)
             info.update(timing='container', offset_s=cam.offset_s)
+        # on the bag's log clock (bag start, or ns since the epoch): no header stamps
         s = Stream(f'video:{cam.file}', 'video', log_ns=times.tolist(),
-                   stamp_ns=times.tolist(), values=list(range(n)))
+                   stamp_ns=[None] * n, values=list(range(n)))
         streams.cameras[cam.role] = s
     streams.videos[cam.role] = {**info, 'path': path}
 

@@ -5,16 +5,21 @@ Streams are (time ns, value) sequences already sorted by time. The grid is
 interpolated between the samples that bracket a grid time; images and commands are held: the
 latest sample at or before the grid time (images only within a tolerance).
 
-Clock: header stamps are used for a topic when every message has a non-zero stamp; a topic
-without (usable) stamps uses the bag's log time. When some topics use header stamps and others
-log time, the two clocks must agree (median offset under ``MAX_CLOCK_OFFSET_NS``), otherwise the
-whole bag falls back to log time (sim-time recordings). The report says which clock each topic
-used.
+Clock, decided per stream: a topic whose messages all carry a non-zero header stamp uses its
+stamps (``header``). The reference clock is that of the first such stream (the state topic when
+it is stamped). A stream without usable stamps -- a ``geometry_msgs/Twist`` on ``/cmd_vel``, a
+video timed from the bag start -- and a stamped stream whose stamps are on another clock than
+the reference (median offsets more than ``MAX_CLOCK_OFFSET_NS`` apart) use the bag's log time:
+as it is (``log``) when the reference agrees with log time, else carried onto the reference's
+clock (``log->header``: the log time plus the reference's stamp - log offset, interpolated
+between its messages, so simulation time at any real-time factor lines up). One header-less
+topic never drags the stamped ones off their clock. The report says which clock each topic used.
 """
 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
@@ -24,6 +29,7 @@ import numpy.typing as npt
 __all__ = [
     'CLOCK_HEADER',
     'CLOCK_LOG',
+    'CLOCK_MAPPED',
     'MAX_CLOCK_OFFSET_NS',
     'Stream',
     'TopicReport',
@@ -39,6 +45,7 @@ __all__ = [
 
 CLOCK_HEADER = 'header'
 CLOCK_LOG = 'log'
+CLOCK_MAPPED = 'log->header'
 MAX_CLOCK_OFFSET_NS = 1_000_000_000
 
 
@@ -66,11 +73,13 @@ class Stream:
         stamps = np.asarray(self.stamp_ns, dtype=np.float64)
         return float(np.median(stamps - np.asarray(self.log_ns, dtype=np.float64)))
 
-    def finalize(self, clock: str) -> None:
-        """Pick the clock, then sort messages by it (stable: ties keep arrival order)."""
+    def finalize(self, clock: str, times: npt.NDArray[np.int64] | None = None) -> None:
+        """Pick the clock, then sort messages by it (stable: ties keep arrival order);
+        ``times``: the message times on that clock when they are neither stamps nor log."""
         self.clock = clock
-        raw = self.stamp_ns if clock == CLOCK_HEADER else self.log_ns
-        times = np.asarray(raw, dtype=np.int64)
+        if times is None:
+            raw = self.stamp_ns if clock == CLOCK_HEADER else self.log_ns
+            times = np.asarray(raw, dtype=np.int64)
         self.out_of_order = int(np.sum(np.diff(times) < 0)) if len(times) > 1 else 0
         order = np.argsort(times, kind='stable')
         self.times = times[order]
@@ -78,14 +87,42 @@ class Stream:
             self.values = [self.values[i] for i in order]
 
 
+def _log_to_header(ref: Stream) -> Callable[[list[int]], npt.NDArray[np.int64]]:
+    """Log times -> the clock of ``ref``'s stamps: plus its stamp - log offset, interpolated
+    between its messages (held beyond them)."""
+    logs = np.asarray(ref.log_ns, np.int64)
+    order = np.argsort(logs, kind='stable')
+    logs = logs[order]
+    offsets = (np.asarray(ref.stamp_ns, np.int64)[order] - logs).astype(np.float64)
+
+    def mapped(log_ns: list[int]) -> npt.NDArray[np.int64]:
+        t = np.asarray(log_ns, np.int64)
+        shift = np.interp((t - logs[0]).astype(np.float64), (logs - logs[0]).astype(np.float64),
+                          offsets)
+        return t + np.round(shift).astype(np.int64)
+
+    return mapped
+
+
 def choose_clocks(streams: list[Stream]) -> None:
-    """Finalize every stream with header or log time (see the module docstring)."""
+    """Finalize every stream with its own clock (see the module docstring)."""
     usable = [s for s in streams if len(s) and s.header_usable()]
-    mixed = len(usable) != len([s for s in streams if len(s)])
-    agree = all(abs(s.median_offset_ns()) < MAX_CLOCK_OFFSET_NS for s in usable)
-    use_header = not mixed or agree
+    if not usable:
+        for s in streams:
+            s.finalize(CLOCK_LOG)
+        return
+    ref = usable[0]
+    offset = ref.median_offset_ns()
+    same = {id(s) for s in usable if abs(s.median_offset_ns() - offset) < MAX_CLOCK_OFFSET_NS}
+    on_log = abs(offset) < MAX_CLOCK_OFFSET_NS
+    mapped = _log_to_header(ref)
     for s in streams:
-        s.finalize(CLOCK_HEADER if use_header and s in usable else CLOCK_LOG)
+        if id(s) in same:
+            s.finalize(CLOCK_HEADER)
+        elif on_log or not len(s):
+            s.finalize(CLOCK_LOG)
+        else:
+            s.finalize(CLOCK_MAPPED, mapped(s.log_ns))
 
 
 def make_grid(start_ns: int, end_ns: int, period_ns: int) -> npt.NDArray[np.int64]:
@@ -172,7 +209,7 @@ class TopicReport(TypedDict):
 
     topic: str
     role: str  # state, action, camera:<role>, extra:<name>
-    clock: str  # header | log
+    clock: str  # header | log | log->header (sync.py's docstring)
     messages: int  # messages inside the episode's time span
     rate_hz: float
     max_gap_s: float

@@ -56,6 +56,7 @@ class _Edge:
     static: bool
     times: list[int] = field(default_factory=list)
     values: list[list[float]] = field(default_factory=list)
+    logs: list[int] = field(default_factory=list)  # log time of each sample's message
 
 
 class TfTree:
@@ -65,12 +66,14 @@ class TfTree:
         self.edges: dict[tuple[str, str], _Edge] = {}
 
     def add(self, parent: str, child: str, time_ns: int, pose: list[float], *,
-            static: bool) -> None:
+            static: bool, log_ns: int | None = None) -> None:
+        """A transform at ``time_ns`` (its stamp), recorded at ``log_ns`` (default: the same)."""
         key = (parent.lstrip('/'), child.lstrip('/'))
         edge = self.edges.setdefault(key, _Edge(static))
         edge.static = edge.static and static
         edge.times.append(int(time_ns))
         edge.values.append(pose)
+        edge.logs.append(int(time_ns if log_ns is None else log_ns))
 
     def path(self, parent: str, child: str) -> list[tuple[tuple[str, str], bool]]:
         """Edges from ``parent`` to ``child`` (key, forward) by breadth-first search."""
@@ -105,6 +108,18 @@ class TfTree:
         times = [t for key, _ in self.path(parent, child) if not self.edges[key].static
                  for t in self.edges[key].times]
         return np.unique(np.asarray(times, np.int64))
+
+    def sample_logs(self, parent: str, child: str,
+                    times: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+        """The log time of the message of each of ``sample_times`` (the earliest, when two
+        messages carry one stamp): a TF stream's clock is decided like any topic's."""
+        first: dict[int, int] = {}
+        for key, _ in self.path(parent, child):
+            edge = self.edges[key]
+            if not edge.static:
+                for t, log_ns in zip(edge.times, edge.logs):
+                    first[t] = min(first.get(t, log_ns), log_ns)
+        return np.asarray([first[int(t)] for t in times], np.int64)
 
     def lookup(
         self, parent: str, child: str, times: npt.NDArray[np.int64]
