@@ -99,7 +99,8 @@ def _log_to_header(ref: Stream) -> Callable[[list[int]], npt.NDArray[np.int64]]:
         t = np.asarray(log_ns, np.int64)
         shift = np.interp((t - logs[0]).astype(np.float64), (logs - logs[0]).astype(np.float64),
                           offsets)
-        return t + np.round(shift).astype(np.int64)
+        out: npt.NDArray[np.int64] = t + np.round(shift).astype(np.int64)
+        return out
 
     return mapped
 
