@@ -96,7 +96,14 @@ class BagStreams:
 
     @property
     def state(self) -> Stream:
-        return self.states[0]
+        """The stream that times the episode: the first arm group's state topic, or of a
+        base-only profile its first extra state (odometry, a pose, TF)."""
+        return self.states[0] if self.states else self.extra[0]
+
+    @property
+    def state_streams(self) -> list[Stream]:
+        """The streams whose end ends the episode (the arm groups', or a base's extras)."""
+        return self.states or self.extra
 
     @property
     def action(self) -> Stream | None:
@@ -548,8 +555,8 @@ class _Aligner:
         return max([*firsts, *(int(s.times[0]) for s in needed)])
 
     def end_ns(self) -> int:
-        """The last joint state of the group that stopped first."""
-        return min(int(s.times[-1]) for s in self.s.states)
+        """The last joint state of the group that stopped first (base-only: extra state)."""
+        return min(int(s.times[-1]) for s in self.s.state_streams)
 
     def joint_states(
         self, grid: npt.NDArray[np.int64], group: int

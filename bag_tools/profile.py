@@ -213,6 +213,8 @@ class RobotProfile:
         """The arm groups (a profile built without ``arms`` is one unnamed group)."""
         if self.arms:
             return self.arms
+        if not self.joints:  # a base-only profile: state and action are extras
+            return ()
         return (ArmSpec('', self.joints, self.state_topic, self.action, self.joint_lower,
                         self.joint_upper),)
 
@@ -276,7 +278,7 @@ class RobotProfile:
         out: dict[str, Any] = {'robot': self.robot}
         if self.multi_arm:
             out['arms'] = {g.name: _arm_dict(g) for g in self.groups}
-        else:
+        elif self.groups:
             out.update(_arm_dict(self.groups[0]))
         out.update({
             'cameras': {c.role: _camera_dict(c) for c in self.cameras},
@@ -482,19 +484,23 @@ class _Parser(_Fields):
         size = self.image_size(d.get('image_size'), bool(cameras))
         task = d.get('task')
         task_topic = d.get('task_topic')
-        first = arms[0]
-        if len(arms) == 1:
-            action = first.action
+        extra_state = self.extra_state(d.get('extra_state') or [], joints, 'extra_state')
+        extra_action = self.extra_state(d.get('extra_action') or [], (), 'extra_action')
+        if not arms:  # base-only: the first extra state times the episode
+            state_topic = extra_state[0].topic
+            action = ActionSpec(ActionSource.COMMAND, extra_action[0].topic, ())
+        elif len(arms) == 1:
+            state_topic, action = arms[0].state_topic, arms[0].action
         else:
+            state_topic = arms[0].state_topic
             sources = {g.action.source for g in arms}
             action = ActionSpec(sources.pop() if len(sources) == 1 else ActionSource.COMMAND,
                                 None, tuple(n for g in arms for n in g.action_dim_names))
-        extra_state = self.extra_state(d.get('extra_state') or [], joints, 'extra_state')
         steps_key = min_episode_steps_key(d, self.source)
         return RobotProfile(
             robot=robot,
             joints=joints,
-            state_topic=first.state_topic,
+            state_topic=state_topic,
             action=action,
             cameras=cameras,
             image_size=size,
@@ -508,11 +514,20 @@ class _Parser(_Fields):
             image_tolerance_s=self.number(d.get('image_tolerance_s', 0.2), 'image_tolerance_s'),
             min_episode_steps=self.integer(d.get(steps_key, 16), steps_key),
             arms=arms,
-            extra_action=self.extra_state(d.get('extra_action') or [], (), 'extra_action'),
+            extra_action=extra_action,
             source=self.source,
         )
 
     def arms(self, d: Mapping[str, Any]) -> tuple[ArmSpec, ...]:
+        """The arm groups; none for a base-only profile (no arm key, an ``extra_state`` for
+        the state and an ``extra_action`` for the action)."""
+        if 'arms' not in d and not any(k in d for k in _ARM_KEYS):
+            for key in ('extra_state', 'extra_action'):
+                if not d.get(key):
+                    raise self.fail('joints', f'missing (required; a base-only profile without '
+                                    f'joints needs extra_state and extra_action, {key} is '
+                                    'empty)')
+            return ()
         if 'arms' not in d:
             return (self.arm(d, '', ''),)
         both = sorted(k for k in _ARM_KEYS if k in d)
