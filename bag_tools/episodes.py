@@ -60,7 +60,14 @@ from bag_tools.sync import (
 )
 from bag_tools.tf_tree import TfTree
 from bag_tools.validity import check_invalid
-from bag_tools.video import SIDECAR_SUFFIX, decode_frames, find_video, frame_pts, read_sidecar
+from bag_tools.video import (
+    SIDECAR_SUFFIX,
+    decode_frames,
+    find_video,
+    frame_pts,
+    read_sidecar,
+    video_name,
+)
 
 __all__ = ['IMAGE_TYPES', 'MAX_EPISODE_STEPS', 'BagStreams', 'bag_to_episodes', 'episode_id',
            'read_streams']
@@ -158,8 +165,10 @@ def _check_topics(bag: BagReader, profile: RobotProfile) -> dict[str, TopicInfo]
             wanted.append((c.stamps_topic, f'cameras.{c.role}.stamps_topic', ()))
         if find_video(bag.path, c.file or '') is None:
             where = bag.path if bag.path.is_dir() else bag.path.parent
-            problems.append(f'video {c.file} (profile key cameras.{c.role}.file) is not beside '
-                            f'the bag (looked in {where})')
+            name = video_name(c.file or '', bag.path)
+            given = '' if name == c.file else f' {c.file!r}'
+            problems.append(f'video {name} (profile key cameras.{c.role}.file{given}) is not '
+                            f'beside the bag (looked in {where})')
     wanted += [(e.topic, f'extra_state[{i}].topic', (e.type,))
                for i, e in enumerate(profile.extra_state)]
     wanted += [(e.topic, f'extra_action[{i}].topic', (e.type,))

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import math
+import string
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum
@@ -632,10 +633,7 @@ class _Parser(_Fields):
                         raise self.fail(f'{key}.{k}', 'only for a video camera (file:)')
                 out.append(CameraSpec(role, self.topic(spec['topic'], f'{key}.topic'), depth))
                 continue
-            file = self.text(file, f'{key}.file')
-            if Path(file).suffix.lower() not in VIDEO_SUFFIXES or Path(file).is_absolute():
-                raise self.fail(f'{key}.file', f'expected a video file name relative to the bag '
-                                f'({", ".join(VIDEO_SUFFIXES)}), got {file!r}')
+            file = self.video_file(file, f'{key}.file')
             if depth:
                 raise self.fail(f'{key}.depth', 'a video camera is color only')
             stamps = spec.get('stamps_topic')
@@ -647,6 +645,26 @@ class _Parser(_Fields):
                 self.number(spec.get('offset_s', 0.0), f'{key}.offset_s', positive=False),
             ))
         return tuple(sorted(out, key=lambda c: c.role))
+
+    def video_file(self, value: Any, key: str) -> str:
+        """A video file name relative to the bag's folder; ``{bag_stem}`` stands for each
+        bag's stem (``{bag_stem}/left.mp4``: ``0/left.mp4`` beside ``0.mcap``)."""
+        from bag_tools.video import VIDEO_PLACEHOLDERS
+
+        file = self.text(value, key)
+        try:
+            fields = {f for _, f, _, _ in string.Formatter().parse(file) if f is not None}
+        except ValueError as err:
+            raise self.fail(key, f"{err} in {file!r} (write {{bag_stem}} for the bag's stem)"
+                            ) from err
+        unknown = sorted(fields - set(VIDEO_PLACEHOLDERS))
+        if unknown:
+            raise self.fail(key, f'unknown placeholder {{{unknown[0]}}} in {file!r} (allowed: '
+                            f'{", ".join("{" + p + "}" for p in VIDEO_PLACEHOLDERS)})')
+        if Path(file).suffix.lower() not in VIDEO_SUFFIXES or Path(file).is_absolute():
+            raise self.fail(key, f'expected a video file name relative to the bag '
+                            f'({", ".join(VIDEO_SUFFIXES)}), got {file!r}')
+        return file
 
     def extra_state(
         self, value: Any, joints: tuple[str, ...], what: str

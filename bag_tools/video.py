@@ -29,12 +29,15 @@ import numpy.typing as npt
 
 from bag_tools.errors import ImageDecodeError
 
-__all__ = ['MAX_VIDEO_SIDE', 'SIDECAR_SUFFIX', 'decode_frames', 'find_video', 'frame_pts',
-           'iter_frames', 'read_sidecar']
+__all__ = ['MAX_VIDEO_SIDE', 'SIDECAR_SUFFIX', 'VIDEO_PLACEHOLDERS', 'bag_stem', 'decode_frames',
+           'find_video', 'frame_pts', 'iter_frames', 'read_sidecar', 'video_name']
 
 log = logging.getLogger(__name__)
 
 SIDECAR_SUFFIX = '.stamps'
+
+#: What a camera's ``file:`` may name in braces: the bag's stem (``bag_stem``).
+VIDEO_PLACEHOLDERS = ('bag_stem',)
 
 #: The largest video side decoded (a frame is held in memory before it is resized).
 MAX_VIDEO_SIDE = 8192
@@ -49,8 +52,21 @@ def _av() -> Any:
     return av
 
 
+def bag_stem(bag: Path) -> str:
+    """A bag's name without its suffix (``100.mcap`` -> ``100``; a rosbag2 folder: its name)."""
+    return bag.name if bag.is_dir() else bag.stem
+
+
+def video_name(template: str, bag: Path) -> str:
+    """A camera's ``file:`` for one bag: ``{bag_stem}`` replaced by the bag's stem, so
+    ``{bag_stem}/left.mp4`` is ``100/left.mp4`` for ``100.mcap`` (checked by the profile)."""
+    return template.format(bag_stem=bag_stem(bag))
+
+
 def find_video(bag: Path, name: str) -> Path | None:
-    """``name`` inside a rosbag2 folder, beside the bag file/folder, or None."""
+    """``name`` (a template, ``video_name``) inside a rosbag2 folder, beside the bag
+    file/folder, or None."""
+    name = video_name(name, bag)
     candidates = [bag / name] if bag.is_dir() else []
     candidates.append(bag.parent / name)
     return next((c for c in candidates if c.is_file()), None)
@@ -58,7 +74,13 @@ def find_video(bag: Path, name: str) -> Path | None:
 
 def _video_stream(container: Any, path: Path) -> Any:
     """The first video stream of an open container; one line naming ``path`` when there is
-    none, or when its frames are larger than ``MAX_VIDEO_SIDE`` a side."""
+    none, when the file is a still image (FFmpeg's image demuxers read a JPEG renamed ``.mp4``
+    as a one-frame video), or when its frames are larger than ``MAX_VIDEO_SIDE`` a side."""
+    fmt = str(container.format.name)
+    if fmt.endswith('_pipe') or fmt.startswith('image2'):
+        msg = (f'{path}: not a video: FFmpeg reads it as a still image '
+               f'({container.format.long_name}); expected a video file such as H.264 in mp4')
+        raise ImageDecodeError(msg)
     if not container.streams.video:
         msg = f'{path}: has no video stream'
         raise ImageDecodeError(msg)
