@@ -21,7 +21,7 @@ import logging
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +55,8 @@ __all__ = ['EpisodeRef', 'LeRobotSource', 'VideoRef', 'frame_bytes', 'read_episo
 log = logging.getLogger(__name__)
 
 CLOCK = 'timestamp'  # the clock name in sync reports of imported episodes
+#: The top folders LeRobot sets keep videos in (info.json may say one, the files be in the other).
+VIDEO_DIRS = ('videos', 'video')
 PTR_META = Path('meta') / 'ptr.json'  # written by ptr's exporter: the robot entry, verbatim
 
 
@@ -244,6 +246,7 @@ class LeRobotSource:
             self._open_v3()
         else:
             self._open_v21()
+        self._find_videos()
         self._check_totals()
 
     @classmethod
@@ -365,6 +368,40 @@ class LeRobotSource:
                 self.warnings.append(
                     f'{self.root}: episode {idx}: meta/episodes.jsonl says length {length}, '
                     f'the data holds {self.rows[idx]} rows; using the data')
+
+    def _find_videos(self) -> None:
+        """Videos that are not where ``video_path`` says but under the other of ``videos/``
+        and ``video/`` (both spellings are in published sets) are read where they are; one
+        warning says so."""
+        moved: set[Path] = set()
+        for idx, ref in self.episodes.items():
+            found = {key: replace(video, path=alt) for key, video in ref.videos.items()
+                     if (alt := self._elsewhere(video.path)) is not None}
+            if found:
+                self.episodes[idx] = replace(ref, videos={**ref.videos, **found})
+                moved.update(v.path for v in found.values())
+        if moved:
+            said = self.info['video_path'].split('/', 1)[0]
+            there = next(iter(moved)).relative_to(self.root).parts[0]
+            self.warnings.append(
+                f'{self.root}: meta/info.json video_path puts the videos under {said}/, they '
+                f'are under {there}/ ({len(moved)} file(s)); reading them there')
+
+    def _elsewhere(self, path: Path) -> Path | None:
+        """``path`` under the other top folder of ``VIDEO_DIRS`` when only that file exists
+        (confined to the dataset folder like every path)."""
+        if path.is_file():
+            return None
+        parts = path.relative_to(self.root).parts
+        if len(parts) < 2 or parts[0] not in VIDEO_DIRS:
+            return None
+        for folder in VIDEO_DIRS:
+            if folder != parts[0]:
+                alt = inside(self.root, str(Path(folder, *parts[1:])),
+                             where=f'{self.root / INFO}: key video_path')
+                if alt.is_file():
+                    return alt
+        return None
 
     def _check_totals(self) -> None:
         present = len(self.rows)

@@ -243,3 +243,34 @@ def test_missing_data_file_is_one_line(tmp_path: Path) -> None:
     assert source.present == []
     assert source.missing[0].endswith('episode 0: data file data/chunk-000/file-000.parquet '
                                       'is missing')
+
+
+def test_v3_videos_under_video_not_videos_are_read_there(tmp_path: Path) -> None:
+    """info.json says ``videos/``, the files are in ``video/`` (issue 29, item 5): one warning,
+    every frame decoded -- not zeros with a "missing" line per episode."""
+    src = tmp_path / 'toy'
+    _write_v3(src, fixed=True)
+    (src / 'videos').rename(src / 'video')
+    (warning,) = LeRobotSource.open(src).warnings
+    assert warning == (f'{src}: meta/info.json video_path puts the videos under videos/, they '
+                       'are under video/ (1 file(s)); reading them there')
+    result = import_lerobot(src, None, tmp_path / 'ds')
+    assert result.ok, [b.reason for b in result.bags]
+    for k, ep in enumerate(Dataset.open(tmp_path / 'ds').episodes()):
+        assert ep.image_valid['top'].all()
+        red = ep.images['top'][..., 0].mean(axis=(1, 2))
+        np.testing.assert_allclose(red, 6 * np.arange(20 * k, 20 * k + 20), atol=2.5)
+
+
+def test_v21_videos_under_video_are_read_there(lerobot_data: Path, tmp_path: Path) -> None:
+    src = tmp_path / 'g1'
+    shutil.copytree(lerobot_data / G1 / 'meta', src / 'meta')
+    shutil.copytree(lerobot_data / G1 / 'data', src / 'data')
+    shutil.copytree(lerobot_data / G1 / 'videos', src / 'video')
+    warnings = LeRobotSource.open(src).warnings
+    assert sum('are under video/ (2 file(s)); reading them there' in w for w in warnings) == 1
+    result = import_lerobot(src, None, tmp_path / 'ds', episodes=[2])
+    assert result.ok, [b.reason for b in result.bags]
+    (ep,) = Dataset.open(tmp_path / 'ds').episodes()
+    assert ep.image_valid['cam_high'].all()
+    assert 30 < ep.images['cam_high'].mean() < 220
