@@ -35,6 +35,11 @@ a crafted manifest cannot point outside ``episodes/``.
 Several robots share one dataset (or several datasets are read together): each robot keeps its
 own state/action width on disk; ``ptr_core.layout.unified_layout`` pads them to a common width
 for training.
+
+A robot's record is its resolved profile: ``manifest.json`` stores ``robots.<name>.profile``
+and nothing derived from it; reading derives the rest of each ``RobotEntry`` (names, limits,
+camera roles, image size, ...) from the profile (``bag_tools.robots``). A manifest written
+before, which also holds the derived copies, reads the same (the copies are not read).
 """
 
 from __future__ import annotations
@@ -55,6 +60,7 @@ import numpy.typing as npt
 from bag_tools.errors import DatasetError
 from bag_tools.lifetime import pid_alive
 from bag_tools.lock import LOCK_NAME, refuse_if_busy, writer_lock
+from bag_tools.robots import RobotEntry, read_robot, robot_record
 
 __all__ = [
     'MANIFEST',
@@ -118,22 +124,6 @@ class FeatureStats(TypedDict):
     std: list[float]
     p01: list[float]
     p99: list[float]
-
-
-class RobotEntry(TypedDict):
-    """What the manifest records of one robot (the embodiment id is the key)."""
-
-    state_names: list[str]
-    action_names: list[str]
-    joint_names: list[str]
-    joint_lower: list[float]
-    joint_upper: list[float]
-    camera_roles: list[str]
-    image_size: list[int]  # [H, W]
-    image_channels: dict[str, int]  # role -> C
-    image_dtypes: dict[str, str]  # role -> 'uint8' | 'uint16'
-    rate_hz: float
-    profile: dict[str, Any]  # the resolved robot profile, as loaded
 
 
 class EpisodeEntry(TypedDict):
@@ -584,6 +574,8 @@ class Dataset:
             msg = f'{file}: schema_version {version!r}, this ptr reads {SCHEMA_VERSION}'
             raise DatasetError(msg)
         _check_manifest(file, manifest)
+        manifest['robots'] = {name: read_robot(record, where=f'{file}: robot {name!r}')
+                              for name, record in manifest['robots'].items()}
         return cls(root, manifest)
 
     def _unindexed(self) -> list[Path]:
@@ -644,7 +636,9 @@ class Dataset:
 
     # -- writing ---------------------------------------------------------------------------
     def save_manifest(self) -> None:
-        _write_json_atomic(self.root / MANIFEST, self.manifest)
+        """Write the manifest, each robot as its record (the profile; the rest is derived)."""
+        robots = {name: robot_record(e) for name, e in self.manifest['robots'].items()}
+        _write_json_atomic(self.root / MANIFEST, {**self.manifest, 'robots': robots})
 
     def add_episodes(
         self,

@@ -46,9 +46,10 @@ from bag_tools.errors import BagToolsError, DatasetError, IngestError
 from bag_tools.lerobot.format import is_lerobot_dataset
 from bag_tools.lifetime import die_with
 from bag_tools.lock import LOCK_NAME
-from bag_tools.observation import image_channels
 from bag_tools.profile import RobotProfile
 from bag_tools.reader import bag_content_hash, is_bag_path
+from bag_tools.robots import robot_entry as entry_of_profile
+from bag_tools.robots import shared_image_size
 
 __all__ = [
     'BagResult',
@@ -105,20 +106,9 @@ ProgressCallback = Callable[[BagResult], None]
 
 
 def robot_entry(profile: RobotProfile) -> RobotEntry:
-    """The manifest's record of the profile's robot."""
-    return RobotEntry(
-        state_names=profile.state_names,
-        action_names=profile.action_names,
-        joint_names=list(profile.joints),
-        joint_lower=list(profile.joint_lower),
-        joint_upper=list(profile.joint_upper),
-        camera_roles=profile.camera_roles,
-        image_size=list(profile.image_size),
-        image_channels={c.role: image_channels(c.depth) for c in profile.cameras},
-        image_dtypes={c.role: 'uint16' if c.depth else 'uint8' for c in profile.cameras},
-        rate_hz=profile.rate_hz,
-        profile=profile.to_dict(),
-    )
+    """The manifest's entry of the profile's robot: the profile is what it stores, the rest is
+    derived from it (``bag_tools.robots``)."""
+    return entry_of_profile(profile)
 
 
 def find_bags(paths: Iterable[str | Path]) -> list[Path]:
@@ -216,13 +206,8 @@ def _prepare(ds: Dataset, profile: RobotProfile) -> frozenset[str]:
             log.warning('%s: robot %r is in the dataset with another profile (same shapes); '
                         'keeping the stored one', ds.root, profile.robot)
     else:
-        sizes = {tuple(r['image_size']) for r in ds.manifest['robots'].values()
-                 if r['camera_roles']}
-        if profile.cameras and sizes and sizes != {profile.image_size}:
-            msg = (f'{ds.root}: its robots use image_size {list(sizes.pop())}, the profile '
-                   f'{profile.source} asks for {list(profile.image_size)}; robots trained '
-                   'together share one image size')
-            raise DatasetError(msg)
+        shared_image_size({**ds.manifest['robots'], profile.robot: entry},
+                          where=f'{ds.root}: the profile {profile.source}')
         ds.manifest['robots'][profile.robot] = entry
         ds.save_manifest()
         ds.adopt_orphans()  # episodes a failed earlier run left before its robot was dropped

@@ -6,9 +6,9 @@ Layout::
       config.json            format, schema version, git revision, step, resolved train config
       preprocess.json        layout (the one owner of the image size), normalizer, camera
                              channels, To (ptr_core.preprocess)
-      robots.json            robot entries (profile, joint names/limits, cameras, rate); the
-                             image size is filled in from the layout on load
-                             (ptr_core.checkpoint_robots)
+      robots.json            each robot as its record, the resolved profile (names, limits,
+                             cameras, image size, rate), the rest derived on load
+                             (bag_tools.robots); the robots share the layout's image size
       vocab.json             task and source-tag vocabularies
       model.safetensors      policy weights
       ema.safetensors        EMA policy weights (what inference uses by default)
@@ -35,7 +35,6 @@ import contextlib
 import hashlib
 import json
 import logging
-import math
 import os
 import random
 import shutil
@@ -53,10 +52,10 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from bag_tools.dataset import RobotEntry
+from bag_tools.errors import DatasetError
 from bag_tools.fileio import write_atomic
 from bag_tools.lifetime import pid_alive
-from ptr_core.checkpoint_robots import robots_from_file, robots_to_file
+from bag_tools.robots import RobotEntry, read_robot, robot_record, shared_image_size
 from ptr_core.configuration import SCHEMA_VERSION, TrainConfig, from_dict, to_dict
 from ptr_core.errors import CheckpointError, ConfigError, PtrError
 from ptr_core.preprocess import Preprocessor
@@ -72,6 +71,7 @@ __all__ = [
     'load_matching',
     'load_training_state',
     'prune_checkpoints',
+    'read_robots',
     'record_run_inputs',
     'refuse_pickles',
     'run_inputs',
@@ -301,7 +301,7 @@ def _write_contents(
         'train_config': to_dict(config),
     })
     _write_json(tmp / 'preprocess.json', preprocessor.to_json())
-    _write_json(tmp / 'robots.json', robots_to_file(robots, preprocessor.layout.image_size))
+    _write_json(tmp / 'robots.json', {name: robot_record(e) for name, e in robots.items()})
     _write_json(tmp / 'vocab.json', dict(vocab))
     save_file(_tensors(policy.state_dict()), str(tmp / 'model.safetensors'))
     if ema is not None:
@@ -458,9 +458,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         msg = f'{root}: not a ptr checkpoint (no model.safetensors)'
         raise CheckpointError(msg)
     opt = {n: root / f'{n}.safetensors' for n in ('ema', 'weighter')}
-    robots = _read_json(root / 'robots.json')
-    _check_robots(root / 'robots.json', robots)
-    robots = robots_from_file(robots, pre.layout.image_size)
+    robots = _read_robots(root / 'robots.json', pre.layout.image_size)
     return Checkpoint(
         path=root,
         config=config,
@@ -488,61 +486,43 @@ def _check_vocab(file: Path, vocab: Any) -> dict[str, Any]:
     return vocab
 
 
-def _check_robots(file: Path, robots: Any) -> None:
-    """Refuse robot entries whose joint limits do not match their joints, are not finite or
-    are inverted (one line)."""
-    if not isinstance(robots, dict):
-        msg = f'{file}: expected a mapping of robot -> entry'
+def read_robots(root: str | Path) -> dict[str, RobotEntry]:
+    """The robots of checkpoint ``root`` (``robots.json``; the layout's image size from
+    ``preprocess.json``), without loading its weights."""
+    root = Path(root)
+    try:
+        h, w = _read_json(root / 'preprocess.json')['layout']['image_size']
+    except (KeyError, TypeError, ValueError) as err:
+        msg = f'{root / "preprocess.json"}: no layout.image_size: {err!r}'
+        raise CheckpointError(msg) from err
+    return _read_robots(root / 'robots.json', (int(h), int(w)))
+
+
+def _read_robots(file: Path, image_size: tuple[int, int]) -> dict[str, RobotEntry]:
+    """Each robot of ``robots.json`` from its record (the profile; ``bag_tools.robots``), the
+    robots with cameras at the layout's ``image_size``. A checkpoint written before the record
+    was stored whole left the layout's size out of each profile: it is read from the layout."""
+    records = _read_json(file)
+    if not isinstance(records, dict):
+        msg = f'{file}: expected a mapping of robot -> {{"profile": ...}}'
         raise CheckpointError(msg)
-    for name, entry in robots.items():
-        if not isinstance(entry, dict):
-            msg = f'{file}: robot {name!r}: expected a mapping'
-            raise CheckpointError(msg)
-        joints = entry.get('joint_names', [])
-        for key in ('joint_lower', 'joint_upper'):
-            values = entry.get(key)
-            if (not isinstance(values, list) or len(values) != len(joints)
-                    or not all(_is_number(v) for v in values)):
-                msg = (f'{file}: robot {name!r}: {key} must be {len(joints)} finite numbers (one '
-                       f'per joint of joint_names), got {values!r}')
-                raise CheckpointError(msg)
-        _check_order(file, f'robot {name!r}: joint_lower', entry['joint_lower'],
-                     entry['joint_upper'])
-        _check_profile_limits(file, name, entry.get('profile'))
-
-
-def _is_number(value: Any) -> bool:
-    return (isinstance(value, (int, float)) and not isinstance(value, bool)
-            and math.isfinite(value))
-
-
-def _check_order(file: Path, what: str, lower: list[Any], upper: list[Any]) -> None:
-    bad = [i for i, (lo, hi) in enumerate(zip(lower, upper)) if lo > hi]
-    if bad:
-        i = bad[0]
-        msg = f'{file}: {what}[{i}] = {lower[i]!r} is above the upper limit {upper[i]!r}'
+    robots: dict[str, RobotEntry] = {}
+    try:
+        for name, record in records.items():
+            profile = record.get('profile') if isinstance(record, dict) else None
+            if isinstance(profile, dict) and profile.get('cameras') and (
+                    profile.get('image_size') is None):
+                record = {'profile': {**profile, 'image_size': list(image_size)}}
+            robots[name] = read_robot(record, where=f'{file}: robot {name!r}')
+        size = shared_image_size(robots, where=str(file))
+    except DatasetError as err:
+        msg = f'{err}'
+        raise CheckpointError(msg) from err
+    if any(e['camera_roles'] for e in robots.values()) and size != tuple(image_size):
+        msg = (f'{file}: robots at image size {list(size)}, the layout at {list(image_size)} '
+               '(preprocess.json layout.image_size): not one checkpoint')
         raise CheckpointError(msg)
-
-
-def _check_profile_limits(file: Path, name: str, profile: Any) -> None:
-    """The limits a robot's profile carries (``joint_limits``, ``action.limits``): finite
-    numbers, lower <= upper (their lengths are the profile parser's to check)."""
-    if not isinstance(profile, dict):
-        return
-    action = profile.get('action')
-    found = {'profile.joint_limits': profile.get('joint_limits'),
-             'profile.action.limits': action.get('limits') if isinstance(action, dict) else None}
-    for key, limits in found.items():
-        if limits is None:
-            continue
-        lower = limits.get('lower') if isinstance(limits, dict) else None
-        upper = limits.get('upper') if isinstance(limits, dict) else None
-        for side, values in (('lower', lower), ('upper', upper)):
-            if not isinstance(values, list) or not all(_is_number(v) for v in values):
-                msg = (f'{file}: robot {name!r}: {key}.{side} must be a list of finite numbers, '
-                       f'got {values!r}')
-                raise CheckpointError(msg)
-        _check_order(file, f'robot {name!r}: {key}.lower', lower or [], upper or [])
+    return robots
 
 
 def load_training_state(path: str | Path, optimizer: torch.optim.Optimizer) -> dict[str, Any]:

@@ -11,7 +11,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from bag_tools.dataset import Manifest, RobotEntry
+from bag_tools.dataset import Manifest
+from bag_tools.errors import DatasetError
+from bag_tools.robots import RobotEntry, shared_image_size
 from ptr_core.errors import PtrError
 
 __all__ = ['UnifiedLayout', 'unified_layout']
@@ -63,7 +65,8 @@ def unified_layout(manifests: Sequence[Manifest]) -> UnifiedLayout:
     """Merge the robots of several manifests into one padded layout.
 
     A robot that appears in several manifests must have the same state/action names in each.
-    All robots with cameras must share one image size (ingest resizes to the profile's size).
+    All robots with cameras must share one image size (``bag_tools.robots.shared_image_size``;
+    ingest resizes to the profile's size).
     """
     robots: dict[str, RobotEntry] = {}
     for manifest in manifests:
@@ -83,11 +86,11 @@ def unified_layout(manifests: Sequence[Manifest]) -> UnifiedLayout:
     state_dim = max(len(r['state_names']) for r in robots.values())
     action_dim = max(len(r['action_names']) for r in robots.values())
     roles = tuple(sorted({role for r in robots.values() for role in r['camera_roles']}))
-    sizes = {tuple(r['image_size']) for r in robots.values() if r['camera_roles']}
-    if len(sizes) > 1:
-        msg = f'robots have different image sizes {sorted(sizes)}; ingest them at one size'
-        raise PtrError(msg)
-    size = next(iter(sizes)) if sizes else (0, 0)
+    try:
+        size = shared_image_size(robots, where='the training data')
+    except DatasetError as err:
+        msg = f'{err}'
+        raise PtrError(msg) from err
     state_mask, action_mask, camera_mask = {}, {}, {}
     for name, entry in robots.items():
         state_mask[name] = np.arange(state_dim) < len(entry['state_names'])
@@ -98,7 +101,7 @@ def unified_layout(manifests: Sequence[Manifest]) -> UnifiedLayout:
         action_dim=action_dim,
         robots=names,
         camera_roles=roles,
-        image_size=(int(size[0]), int(size[1])),
+        image_size=size,
         state_mask=state_mask,
         action_mask=action_mask,
         camera_mask=camera_mask,

@@ -29,7 +29,7 @@ from std_srvs.srv import SetBool
 from trajectory_msgs.msg import JointTrajectory
 
 from bag_tools.profile import RobotProfile, load_profile
-from ptr_core.checkpoint_robots import read_robots
+from ptr_core.checkpoint import read_robots
 from ptr_core.errors import PtrError
 from ptr_ros.conversions import message_class
 from ptr_ros.params import declare

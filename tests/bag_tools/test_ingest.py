@@ -232,7 +232,8 @@ def test_two_robots_in_one_dataset(tmp_path: Path) -> None:
                                                 'joint_limits': {'lower': [0], 'upper': [1]}},
                                                source='x'), out)
     other_cam = RobotProfile.from_dict(arm_profile(robot='arm3b', image_size=[24, 24]), source='b')
-    with pytest.raises(DatasetError, match=r'image_size \[12, 16\].*asks for \[24, 24\]'):
+    with pytest.raises(DatasetError, match=r'share one image size, these differ '
+                                        r'\(arm3 \[12, 16\], arm3b \[24, 24\]\)'):
         ingest([arm_bag], other_cam, out)
 
 

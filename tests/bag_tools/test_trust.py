@@ -10,6 +10,8 @@ import pytest
 
 from bag_tools.dataset import Dataset, EpisodeData, RobotEntry, write_episode
 from bag_tools.errors import BagToolsError
+from bag_tools.profile import RobotProfile
+from bag_tools.robots import robot_entry
 from bag_tools.trust import (
     SCHEMA,
     EpisodeTrust,
@@ -24,11 +26,10 @@ from bag_tools.trust import (
 
 
 def _robot() -> RobotEntry:
-    return RobotEntry(
-        state_names=['x', 'y'], action_names=['vx', 'vy'], joint_names=[], joint_lower=[],
-        joint_upper=[], camera_roles=[], image_size=[0, 0], image_channels={}, image_dtypes={},
-        rate_hz=10.0, profile={},
-    )
+    return robot_entry(RobotProfile.from_dict({
+        'robot': 'arm', 'joints': ['x', 'y'], 'state_topic': '/joint_states',
+        'action': {'source': 'next_state'}, 'rate_hz': 10.0,
+        'joint_limits': {'lower': [-1, -1], 'upper': [1, 1]}}, source='arm'))
 
 
 def _episode(episode_id: str, length: int, seed: int) -> EpisodeData:

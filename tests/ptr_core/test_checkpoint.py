@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from bag_tools.dataset import Dataset
 from ptr_core.checkpoint import load_checkpoint
 from ptr_core.errors import CheckpointError
 from ptr_core.inference import PolicyRunner
@@ -148,33 +149,48 @@ def _keys(obj: object, key: str, where: str = '') -> list[str]:
     return []
 
 
-def test_checkpoint_files_hold_the_image_size_once(image_dataset: Path, tmp_path: Path,
-                                                   tiny_config) -> None:  # type: ignore[no-untyped-def]
+def test_robots_json_stores_each_robot_as_its_profile(image_dataset: Path, tmp_path: Path,
+                                                     tiny_config) -> None:  # type: ignore[no-untyped-def]
     import json
 
     final = _train(image_dataset, tmp_path / 'run', tiny_config)
+    stored = json.loads((final / 'robots.json').read_text())
+    assert {name: list(record) for name, record in stored.items()} == {
+        'arm': ['profile'], 'gripper': ['profile']}
     found = [f'{f.relative_to(final)}:{p}' for f in sorted(final.rglob('*.json'))
              for p in _keys(json.loads(f.read_text()), 'image_size')]
-    assert found == ['preprocess.json:layout.image_size']
-    # every robot entry (and its profile) still answers with the layout's size
+    # the layout (what the policy was trained at) and each robot's record, nothing derived
+    assert found == ['preprocess.json:layout.image_size', 'robots.json:arm.profile.image_size',
+                     'robots.json:gripper.profile.image_size']
+    # a loaded robot entry answers what is derived from its profile
     runner = PolicyRunner.from_checkpoint(final)
-    size = list(runner.image_size)
+    manifest = Dataset.open(image_dataset).manifest['robots']
     for robot in runner.robots:
         entry = runner.profile(robot)
-        if entry['camera_roles']:
-            assert entry['image_size'] == size
-            assert entry['profile']['image_size'] == size
+        assert entry == manifest[robot]
+        assert entry['image_size'] == list(runner.image_size) == [16, 16]
 
 
-def test_old_checkpoint_robot_entries_read_the_same() -> None:
-    from ptr_core.checkpoint_robots import robots_from_file, robots_to_file
+def test_robots_at_another_image_size_than_the_layout_are_refused(
+        image_dataset: Path, tmp_path: Path, tiny_config) -> None:  # type: ignore[no-untyped-def]
+    import json
+    import shutil
 
-    old = {'arm': {'image_size': [16, 16], 'camera_roles': ['front'],
-                   'profile': {'robot': 'arm', 'image_size': [16, 16]}},
-           'bare': {'image_size': None, 'camera_roles': [], 'profile': {'image_size': None}}}
-    assert robots_from_file(old, (16, 16)) == old  # copies already there: kept as written
-    stored = robots_to_file(old, (16, 16))
-    assert 'image_size' not in stored['arm']
-    assert 'image_size' not in stored['arm']['profile']
-    assert stored['bare'] == old['bare']  # not a copy of the layout's size: kept
-    assert robots_from_file(stored, (16, 16)) == old
+    ckpt = tmp_path / 'ckpt'
+    shutil.copytree(_train(image_dataset, tmp_path / 'run', tiny_config), ckpt)
+    (ckpt / 'checksums.json').unlink()  # an older checkpoint (no checksums), edited by hand
+    meta = json.loads((ckpt / 'config.json').read_text())
+    del meta['checksums']
+    (ckpt / 'config.json').write_text(json.dumps(meta))
+    robots = json.loads((ckpt / 'robots.json').read_text())
+    robots['arm']['profile']['image_size'] = [8, 8]
+    (ckpt / 'robots.json').write_text(json.dumps(robots))
+    with pytest.raises(CheckpointError, match=r'robots\.json: robots trained together share one '
+                                              r'image size, these differ \(arm \[8, 8\], '
+                                              r'gripper \[16, 16\]\)'):
+        load_checkpoint(ckpt)
+    robots['gripper']['profile']['image_size'] = [8, 8]
+    (ckpt / 'robots.json').write_text(json.dumps(robots))
+    with pytest.raises(CheckpointError, match=r'robots at image size \[8, 8\], the layout at '
+                                              r'\[16, 16\]'):
+        load_checkpoint(ckpt)

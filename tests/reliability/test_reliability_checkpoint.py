@@ -143,14 +143,16 @@ def test_robots_json_with_wrong_limits_is_refused(run: tuple[Path, Path, Path],
     as_older(ckpt)  # an older checkpoint (no checksums), edited by hand
     robots = json.loads((ckpt / 'robots.json').read_text())
     name = next(iter(robots))
-    robots[name]['joint_lower'] = robots[name]['joint_lower'][:-1]
+    limits = robots[name]['profile']['joint_limits']
+    limits['lower'] = limits['lower'][:-1]
     (ckpt / 'robots.json').write_text(json.dumps(robots))
     got = subprocess.run([PTR, 'eval', str(ckpt), str(data), '--max-windows', '4'],
                          capture_output=True, text=True, timeout=300, check=False)
     assert got.returncode == 2
     lines = errors(got.stderr)
     assert len(lines) == 1, lines
-    assert f'{ckpt / "robots.json"}: robot {name!r}: joint_lower must be' in lines[0]
+    assert (f'{ckpt / "robots.json"}: robot {name!r}: profile: key joint_limits.lower: expected '
+            'a list of') in lines[0]
 
 
 def test_a_shape_mismatch_names_the_tensor(run: tuple[Path, Path, Path],

@@ -381,19 +381,19 @@ def test_vocab_json_as_a_list_is_one_line(final: Path, data: tuple[Path, Path],
 
 
 @pytest.mark.parametrize(('key', 'index', 'value', 'want'), [
-    ('joint_lower', 0, float('nan'), 'joint_lower must be 4 finite numbers'),
-    ('joint_upper', 1, float('inf'), 'joint_upper must be 4 finite numbers'),
-    ('joint_lower', 2, 3.0, 'joint_lower[2] = 3.0 is above the upper limit 2.0'),
+    ('lower', 0, float('nan'), 'key joint_limits.lower[0]: expected a number, got nan'),
+    ('upper', 1, float('inf'), 'key joint_limits.upper[1]: expected a number, got inf'),
+    ('lower', 2, 3.0, 'key joint_limits.lower[2]: greater than the upper limit'),
 ])
 def test_bad_joint_limits_are_refused(final: Path, tmp_path: Path, key: str, index: int,
                                       value: float, want: str) -> None:
     robots = json.loads((final / 'robots.json').read_text())
     name = next(iter(robots))
-    robots[name][key][index] = value
+    robots[name]['profile']['joint_limits'][key][index] = value
     ckpt = edited_copy(final, tmp_path, 'robots.json', robots)
     with pytest.raises(CheckpointError) as err:
         load_checkpoint(ckpt)
-    assert str(err.value).startswith(f'{ckpt / "robots.json"}: robot {name!r}: {want}')
+    assert str(err.value) == f'{ckpt / "robots.json"}: robot {name!r}: profile: {want}'
 
 
 def test_inverted_profile_limits_are_refused_by_eval(final: Path, data: tuple[Path, Path],
@@ -405,7 +405,7 @@ def test_inverted_profile_limits_are_refused_by_eval(final: Path, data: tuple[Pa
     got = ptr('eval', str(ckpt), str(data[0]), '--max-windows', '4')
     assert error_line(got, 'eval') == (
         f"ptr eval: error: {ckpt / 'robots.json'}: robot {name!r}: "
-        'profile.joint_limits.lower[0] = 5.0 is above the upper limit 2.0')
+        'profile: key joint_limits.lower[0]: greater than the upper limit')
 
 
 def test_eval_refuses_non_positive_counts(final: Path, data: tuple[Path, Path]) -> None:
