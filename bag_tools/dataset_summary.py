@@ -12,28 +12,36 @@ __all__ = ['format_dataset', 'format_sync', 'summarize_dataset', 'worst_sync']
 
 
 def worst_sync(episodes: Iterable[Episode]) -> dict[str, dict[str, Any]]:
-    """Per topic, the worst sync figures over ``episodes`` (max gap/offset, sums of counts)."""
-    worst: dict[str, dict[str, Any]] = {}
-    clocks: dict[str, set[str]] = {}
+    """Per stream, the worst sync figures over ``episodes`` (max gap/offset, sums of counts).
+
+    Keyed by topic; a topic read as two streams (state and action of one controller-state
+    topic) is two rows, ``<topic> (<role>)``."""
+    worst: dict[tuple[str, str], dict[str, Any]] = {}
+    clocks: dict[tuple[str, str], set[str]] = {}
     for ep in episodes:
         for rep in ep.sync_report.get('topics', []):
-            topic = rep['topic']
-            w = worst.setdefault(topic, {
+            key = (rep['topic'], rep['role'])
+            w = worst.setdefault(key, {
                 'role': rep['role'], 'clock': '', 'min_rate_hz': float('inf'),
                 'max_gap_s': 0.0, 'max_offset_s': 0.0, 'held': 0, 'dropped': 0,
                 'invalid': 0, 'out_of_order': 0,
             })
-            clocks.setdefault(topic, set()).add(rep['clock'])
+            clocks.setdefault(key, set()).add(rep['clock'])
             w['min_rate_hz'] = min(w['min_rate_hz'], rep['rate_hz'])
             for k in ('max_gap_s', 'max_offset_s'):
                 w[k] = max(w[k], rep[k])
             for k in ('held', 'dropped', 'invalid', 'out_of_order'):
                 w[k] += rep[k]
-    for topic, w in worst.items():
-        w['clock'] = '+'.join(sorted(clocks[topic]))
+    roles: dict[str, int] = {}
+    for topic, _ in worst:
+        roles[topic] = roles.get(topic, 0) + 1
+    out: dict[str, dict[str, Any]] = {}
+    for (topic, role), w in worst.items():
+        w['clock'] = '+'.join(sorted(clocks[(topic, role)]))
         if w['min_rate_hz'] == float('inf'):
             w['min_rate_hz'] = 0.0
-    return worst
+        out[topic if roles[topic] == 1 else f'{topic} ({role})'] = w
+    return out
 
 
 def summarize_dataset(path: str | Path) -> dict[str, Any]:
@@ -89,11 +97,12 @@ def format_sync(sync: Mapping[str, Mapping[str, Any]], indent: str = '  ') -> li
         return []
     width = max(len(t) for t in sync)
     rw = max(4, *(len(w['role']) for w in sync.values()))
-    lines = [f'{indent}{"topic":<{width}}  {"role":<{rw}} {"clock":<10} {"rate Hz":>8} '
+    cw = max(10, *(len(w['clock']) for w in sync.values()))
+    lines = [f'{indent}{"topic":<{width}}  {"role":<{rw}} {"clock":<{cw}} {"rate Hz":>8} '
              f'{"max gap s":>9} {"max |dt| s":>10} {"held":>6} {"dropped":>7} {"invalid":>7}']
     for topic, w in sync.items():
         lines.append(
-            f'{indent}{topic:<{width}}  {w["role"]:<{rw}} {w["clock"]:<10} '
+            f'{indent}{topic:<{width}}  {w["role"]:<{rw}} {w["clock"]:<{cw}} '
             f'{w["min_rate_hz"]:>8.2f} {w["max_gap_s"]:>9.3f} {w["max_offset_s"]:>10.3f} '
             f'{w["held"]:>6} {w["dropped"]:>7} {w["invalid"]:>7}'
         )

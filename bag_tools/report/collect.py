@@ -85,9 +85,10 @@ def _thumb_strip(frames: npt.NDArray[Any], valid: npt.NDArray[np.bool_]) -> str 
 
 def _sync_limit_s(role: str, rate_hz: float) -> float:
     """The offset a healthy topic stays under: half a step for interpolated streams (state,
-    extra observations: a sample brackets every grid time), one step for held ones (commands,
+    extra observations: a sample brackets every grid time), one step for held ones (every
+    command -- ``action``, an arm group's ``action:<group>``, an ``extra_action`` -- and
     cameras: the latest sample is up to a period old)."""
-    held = role == 'action' or role.startswith('camera:')
+    held = role.split(':', 1)[0] in ('action', 'camera')
     return (1.0 if held else 0.5) / rate_hz + 1e-6
 
 

@@ -3,6 +3,9 @@
   const D = JSON.parse(document.getElementById('report-data').textContent);
   const COLORS = ['#2e6fd8', '#d62728', '#2ca02c', '#ff7f0e', '#9467bd', '#8c564b', '#e377c2',
                   '#17becf', '#bcbd22', '#7f7f7f'];
+  // n lines: the ten named colours, or n hues evenly around the wheel when there are more
+  const color = (i, n) => n <= COLORS.length ? COLORS[i]
+    : 'hsl(' + Math.round(360 * i / n) + ', 70%, ' + (i % 2 ? 35 : 50) + '%)';
   let drawn = 0;
   const $ = (sel) => document.querySelector(sel);
   const el = (tag, attrs, text) => {
@@ -43,7 +46,7 @@
     const last = fmt(x1, 1) + (o.xlabel ? ' ' + o.xlabel : '');
     ctx.fillText(last, w - pad.r - ctx.measureText(last).width, h - 6);
     series.forEach((s, i) => {
-      ctx.strokeStyle = (o.colors && o.colors[i]) || COLORS[i % COLORS.length];
+      ctx.strokeStyle = (o.colors && o.colors[i]) || color(i, series.length);
       ctx.lineWidth = 1.3; ctx.beginPath();
       let pen = false;
       s.forEach((v, j) => {
@@ -196,9 +199,8 @@
     box.append(el('h3', {}, title));
     const c = el('canvas', {class: 'plot'});
     box.append(c);
-    const names = data.names.slice(0, 12).map((n, i) => '\u25A0 ' + n);
     const leg = el('div', {class: 'legend'});
-    names.forEach((n, i) => { const s = el('span', {}, n + '  '); s.style.color = COLORS[i % COLORS.length]; leg.append(s); });
+    data.names.forEach((n, i) => { const s = el('span', {}, '\u25A0 ' + n); s.style.color = color(i, data.names.length); leg.append(s); });
     box.append(leg);
     parent.append(box);
     lines(c, data.t, data.series, Object.assign({xlabel: 's'}, opts || {}));
