@@ -127,10 +127,14 @@ class MetaWorldEnv:
         self.success = self.success or bool(info.get('success', 0.0))
         return self.obs, self.success
 
-    def expert_action(self) -> npt.NDArray[np.float64]:
+    def expert_action(
+        self, obs: npt.NDArray[np.float64] | None = None
+    ) -> npt.NDArray[np.float64]:
+        """The scripted expert's action for the current observation, or for ``obs`` (what it
+        would do if it saw that: a source that misreads the object or the goal)."""
         with warnings.catch_warnings():
             warnings.simplefilter('ignore')
-            act = self.expert.get_action(self.obs)
+            act = self.expert.get_action(self.obs if obs is None else obs)
         return np.clip(np.asarray(act, dtype=np.float64), -1.0, 1.0)
 
     def fingers(self) -> npt.NDArray[np.float64]:

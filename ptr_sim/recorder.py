@@ -220,7 +220,7 @@ def _record_one(
     setup = get_setup(req.setup)
     ro = rollout(env, setup, Source.parse(req.source), req.seed,
                  max_steps=int(options['max_steps']), camera_stride=int(options['camera_stride']),
-                 render=bool(options['render']))
+                 render=bool(options['render']), settle_steps=options['settle_steps'])
     name = f'{req.task}__{req.source}__{req.index:05d}'
     path = Path(out) / f'setup_{req.setup}' / name
     # Episodes sit 10 s apart on the simulated clock, as consecutive recordings would.
@@ -238,12 +238,16 @@ def record(
     camera_stride: int = 4,
     max_steps: int = 150,
     render: bool = True,
+    settle_steps: int | None = 10,
     workers: int = 1,
     on_episode: Callable[[RecordedEpisode], None] | None = None,
 ) -> list[RecordedEpisode]:
-    """Record every request into ``out/setup_<s>/<task>__<source>__<index>`` (MCAP bags)."""
-    options = {'image_size': image_size, 'camera_stride': camera_stride,
-               'max_steps': max_steps, 'render': render}
+    """Record every request into ``out/setup_<s>/<task>__<source>__<index>`` (MCAP bags);
+    each episode ends ``settle_steps`` after its first success, or at ``max_steps`` (``None``:
+    always at ``max_steps``, a fixed horizon)."""
+    options: dict[str, Any] = {'image_size': image_size, 'camera_stride': camera_stride,
+                               'max_steps': max_steps, 'render': render,
+                               'settle_steps': settle_steps}
     Path(out).mkdir(parents=True, exist_ok=True)
     done: list[RecordedEpisode] = []
     if workers <= 1 or len(requests) <= 1:

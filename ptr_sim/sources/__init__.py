@@ -15,11 +15,25 @@ tag                       executed                                         recor
                                                                            executed actions
 ``delayed_<k>``           the expert                                       executed[t − k]
                                                                            (executed[0] before)
+``slow_<f>``              the expert's xyz × f                             = executed
+``hesitant``              the expert with 2–4 pauses of 6–15 steps         = executed
+``jerky_<a>``             expert + a × (−1)^t × a direction per 5 steps    = executed
+``detour``                the expert + one smooth sideways excursion       = executed
+``early_release``         the expert; lets go once the object moved 3 cm,  = executed
+                          then re-grasps
+``grasp_miss``            the expert seeing the object 4–6 cm off (fails)  = executed
+``wrong_target``          the expert seeing the goal 12–18 cm off          = executed
+``partial``               the expert, N(0, 0.6²) for one 20–30-step run    = executed
+``gain_<g>``              the expert                                       xyz × g, clipped
+``flipped_axis``          the expert                                       one axis negated
+``gripper_sign``          the expert                                       gripper negated
 ========================  ===============================================  ====================
 
-The last three are *low-attribution*: the recorded action does not explain what happened next,
-as in a badly synchronized or mislabeled recording. ``noisy`` and ``recovery`` are degraded but
-their labels are what the arm did.
+``random_labels``, ``shuffled_labels``, ``delayed``, ``gain``, ``flipped_axis`` and
+``gripper_sign`` are *low-attribution*: the recorded action does not (or only nearly) explain
+what happened next, as in a badly synchronized or mislabeled recording. Every other source is
+degraded or structurally wrong, but its labels are what the arm did. What the trivial checks
+see in each: docs/benchmark.md, "Sources".
 
 One registry: each kind is a ``SourceBehavior`` in its own file of this package, registered by
 one line in ``SOURCES``.
@@ -50,6 +64,19 @@ SOURCES: dict[str, str] = {
     'random_labels': 'ptr_sim.sources.random_labels:RandomLabels',
     'shuffled_labels': 'ptr_sim.sources.shuffled_labels:ShuffledLabels',
     'delayed': 'ptr_sim.sources.delayed:Delayed',
+    # hard, correctly labelled: graded operators, structural defects, a bad stretch
+    'slow': 'ptr_sim.sources.slow:Slow',
+    'hesitant': 'ptr_sim.sources.hesitant:Hesitant',
+    'jerky': 'ptr_sim.sources.jerky:Jerky',
+    'detour': 'ptr_sim.sources.detour:Detour',
+    'early_release': 'ptr_sim.sources.early_release:EarlyRelease',
+    'grasp_miss': 'ptr_sim.sources.misread:GraspMiss',
+    'wrong_target': 'ptr_sim.sources.misread:WrongTarget',
+    'partial': 'ptr_sim.sources.partial:Partial',
+    # near-right labels (a lag of 1-3 steps is delayed_<k>)
+    'gain': 'ptr_sim.sources.near_labels:Gain',
+    'flipped_axis': 'ptr_sim.sources.near_labels:FlippedAxis',
+    'gripper_sign': 'ptr_sim.sources.near_labels:GripperSign',
 }
 
 _VALUE = re.compile(r'^\d+(\.\d+)?$')
@@ -144,15 +171,18 @@ def rollout(
     seed: int,
     *,
     max_steps: int = 150,
-    settle_steps: int = 10,
+    settle_steps: int | None = 10,
     camera_stride: int = 4,
     render: bool = True,
     progress: Callable[[], None] | None = None,
 ) -> Rollout:
     """Run one episode of ``source`` on the goal drawn from ``seed``.
 
-    The episode ends ``settle_steps`` after the first success, or after ``max_steps``. Cameras are
-    rendered every ``camera_stride`` control steps (80 Hz / 4 = 20 Hz by default).
+    The episode ends ``settle_steps`` after the first success, or after ``max_steps``;
+    ``settle_steps=None`` records every episode to ``max_steps`` (a fixed horizon: the source
+    keeps acting after success, the expert holds the object at the goal, so an episode's length
+    says nothing about its success). Cameras are rendered every ``camera_stride`` control steps
+    (80 Hz / 4 = 20 Hz by default).
     """
     rng = np.random.default_rng([seed, 7])
     how = source.behavior(source.value, env, seed, rng, max_steps)
@@ -179,7 +209,8 @@ def rollout(
             progress()
         if done and success_step is None:
             success_step = t + 1
-        if success_step is not None and t + 1 - success_step >= settle_steps:
+        if settle_steps is not None and success_step is not None \
+                and t + 1 - success_step >= settle_steps:
             break
     exe = np.asarray(executed, dtype=np.float64)
     rec = how.label(exe, rng)

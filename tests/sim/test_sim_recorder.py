@@ -46,7 +46,9 @@ def test_every_registered_source_resolves_and_round_trips() -> None:
         kind = behavior(name)
         assert issubclass(kind, SourceBehavior)
         assert kind.name == name
-        tag = f'{name}_2' if kind.param else name
+        # a kind with a value shows one in its usage: 'slow_<speed> (e.g. slow_0.5)'
+        tag = kind.usage.split('e.g. ')[1].rstrip(')') if kind.param else name
+        assert tag.startswith(name)
         assert Source.parse(tag).tag == tag
 
 
@@ -199,3 +201,109 @@ def test_ingested_episode_is_the_rollout(env: MetaWorldEnv, tmp_path: Path) -> N
         assert np.allclose(ep.state[: len(state)], state, atol=1e-6)
         assert np.allclose(ep.action[: ro.length], ro.recorded, atol=1e-6)
         assert set(ep.images) == {c.role for c in setup.cameras}
+
+
+def test_a_fixed_horizon_records_past_success(env: MetaWorldEnv) -> None:
+    """``settle_steps=None``: every episode runs to ``max_steps`` (the expert holds at the goal),
+    so length says nothing about success; the default still stops 10 steps after it."""
+    short = rollout(env, get_setup('a'), Source.parse('expert'), 21, render=False)
+    fixed = rollout(env, get_setup('a'), Source.parse('expert'), 21, render=False,
+                    settle_steps=None)
+    assert short.success
+    assert fixed.success
+    assert short.success_step is not None
+    assert short.length == short.success_step + 10 < 150
+    assert fixed.length == 150
+    assert np.array_equal(fixed.executed[:short.length], short.executed)
+    # after success the expert holds: the hand comes to rest with the object at the goal
+    rest = fixed.obs[-40:, :3]
+    assert np.linalg.norm(rest - rest[-1], axis=1).max() < 0.005
+    assert np.linalg.norm(fixed.obs[-1, 4:7] - fixed.obs[-1, 36:39]) < 0.07
+
+
+def _xyz_off_expert(env: MetaWorldEnv, ro: Rollout) -> np.ndarray:
+    """Steps whose executed xyz is not the expert's (at the recorded observation)."""
+    return ~np.isclose(ro.executed[:, :3], _replay_expert(env, ro)[:, :3]).all(axis=1)
+
+
+def test_graded_operators_execute_what_their_tags_say(env: MetaWorldEnv) -> None:
+    setup = get_setup('a')
+    slow = rollout(env, setup, Source.parse('slow_0.5'), 31, render=False, settle_steps=None)
+    expert = _replay_expert(env, slow)
+    assert np.allclose(slow.executed[:, :3], 0.5 * expert[:, :3])
+    assert np.allclose(slow.executed[:, 3], expert[:, 3])
+    hes = rollout(env, setup, Source.parse('hesitant'), 32, render=False, settle_steps=None)
+    still = (hes.executed[:, :3] == 0).all(axis=1)
+    assert 12 <= still.sum() <= 60  # 2-4 pauses of 6-15 steps
+    assert not _xyz_off_expert(env, hes)[~still].any()  # the expert between the pauses
+    jerky = rollout(env, setup, Source.parse('jerky_0.5'), 33, render=False, settle_steps=None)
+    jitter = jerky.executed[:, :3] - _replay_expert(env, jerky)[:, :3]
+    free = (np.abs(jerky.executed[:, :3]) < 1.0).all(axis=1)  # steps clipping left alone
+    pairs = free[:-1] & free[1:] & (np.arange(len(free) - 1) % 5 != 4)  # same direction
+    assert (np.sum(jitter[:-1] * jitter[1:], axis=1)[pairs] < 0).all()  # the sign flips
+    assert np.allclose(np.linalg.norm(jitter[free], axis=1), 0.5)
+    detour = rollout(env, setup, Source.parse('detour'), 34, render=False, settle_steps=None)
+    off = np.flatnonzero(_xyz_off_expert(env, detour))
+    assert len(off) >= 25
+    assert off[-1] - off[0] < 50
+    push = detour.executed[off, :3] - _replay_expert(env, detour)[off, :3]
+    assert np.allclose(push[:, 2], 0.0, atol=1e-9)  # sideways only
+    for ro in (slow, hes, jerky, detour):
+        assert np.array_equal(ro.recorded, ro.executed)  # correctly labelled
+        assert not ro.source.low_attribution
+
+
+def test_structural_defects_drop_miss_and_misplace(env: MetaWorldEnv) -> None:
+    setup = get_setup('a')
+    rel = rollout(env, setup, Source.parse('early_release'), 41, render=False,
+                  settle_steps=None)
+    let_go = np.flatnonzero((rel.executed == [0.0, 0.0, 0.0, -1.0]).all(axis=1))
+    assert len(let_go) == 8
+    assert let_go[-1] - let_go[0] == 7
+    moved = np.linalg.norm(rel.obs[:, 4:7] - rel.obs[0, 4:7], axis=1)
+    assert moved[let_go[0]] > 0.03  # after the object was on its way
+    assert rel.executed[let_go[-1] + 1:, 3].max() > 0.5  # and the gripper closes again
+    miss = rollout(env, setup, Source.parse('grasp_miss'), 42, render=False, settle_steps=None)
+    assert not miss.success
+    assert np.linalg.norm(miss.obs[-1, 4:7] - miss.obs[0, 4:7]) < 0.03  # never picked up
+    wrong = rollout(env, setup, Source.parse('wrong_target'), 43, render=False,
+                    settle_steps=None)
+    assert not wrong.success
+    carried = np.linalg.norm(wrong.obs[-1, 4:7] - wrong.obs[0, 4:7])
+    assert carried > 0.05  # picked and carried (the right motion) ...
+    assert np.linalg.norm(wrong.obs[-1, 4:7] - wrong.obs[-1, 36:39]) > 0.07  # ... elsewhere
+    for ro in (rel, miss, wrong):
+        assert np.array_equal(ro.recorded, ro.executed)
+
+
+def test_a_partial_episode_is_good_but_for_one_stretch(env: MetaWorldEnv) -> None:
+    ro = rollout(env, get_setup('a'), Source.parse('partial'), 51, render=False,
+                 settle_steps=None)
+    off = np.flatnonzero(_xyz_off_expert(env, ro))
+    assert len(off) >= 15
+    assert 19 <= off[-1] - off[0] <= 29
+    assert 10 <= off[0] <= 40
+    assert np.array_equal(ro.recorded, ro.executed)
+
+
+def test_near_right_labels_are_almost_what_ran(env: MetaWorldEnv) -> None:
+    setup = get_setup('a')
+    gain = rollout(env, setup, Source.parse('gain_1.5'), 61, render=False)
+    assert np.allclose(gain.recorded[:, :3], np.clip(1.5 * gain.executed[:, :3], -1, 1))
+    assert np.array_equal(gain.recorded[:, 3], gain.executed[:, 3])
+    flip = rollout(env, setup, Source.parse('flipped_axis'), 62, render=False)
+    same = np.isclose(flip.recorded, flip.executed).all(axis=0)
+    negated = np.isclose(flip.recorded, -flip.executed).all(axis=0)
+    assert same[3]
+    assert same[:3].sum() == 2
+    assert negated[:3].sum() == 1
+    grip = rollout(env, setup, Source.parse('gripper_sign'), 63, render=False)
+    assert np.array_equal(grip.recorded[:, 3], -grip.executed[:, 3])
+    assert np.array_equal(grip.recorded[:, :3], grip.executed[:, :3])
+    for ro in (gain, flip, grip):
+        assert ro.source.low_attribution
+        assert np.allclose(ro.executed, _replay_expert(env, ro))  # the expert ran
+    with pytest.raises(PtrError, match='gain'):
+        Source.parse('gain_1')
+    with pytest.raises(PtrError, match='speed'):
+        Source.parse('slow_1.5')
