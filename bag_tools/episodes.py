@@ -513,6 +513,17 @@ def _interp_quaternion(
     return out
 
 
+def _late_start(streams: BagStreams, end_ns: int) -> str:
+    """Why no episode fits when a stream starts only after the state ends (a video or a
+    topic on another clock): ``; <topic> (clock ...) starts 12.3 s after the state ends``."""
+    late = [s for s in streams.all() if len(s.times) and int(s.times[0]) > end_ns]
+    if not late:
+        return ''
+    s = max(late, key=lambda x: int(x.times[0]))
+    return (f'; {s.topic} (clock {s.clock}) starts {(int(s.times[0]) - end_ns) / 1e9:.1f} s '
+            'after the state ends')
+
+
 def _grid_steps(profile: RobotProfile, start_ns: int, end_ns: int) -> int:
     """How many grid steps ``make_grid`` would make over [start, end] (nothing allocated)."""
     period = profile.period_ns
@@ -604,7 +615,7 @@ class _Aligner:
                           default=0)
             msg = (f'{self.s.path}: topic {self.p.state_topic}: too short: '
                    f'{longest} grid steps at {self.p.rate_hz:g} Hz < min_episode_steps '
-                   f'{self.p.min_episode_steps}')
+                   f'{self.p.min_episode_steps}{_late_start(self.s, end)}')
             raise IngestError(msg)
         tol = round(self.p.image_tolerance_s * 1e9)
         holds = [

@@ -13,6 +13,7 @@ from bagfactory import write_video
 from navbags import RTF, SIM0, base_x, held_sim_seconds, nav2_bag, wheel_profile
 
 from bag_tools.episodes import bag_to_episodes
+from bag_tools.errors import IngestError
 from bag_tools.profile import RobotProfile
 
 
@@ -60,3 +61,15 @@ def test_a_video_on_a_sim_time_bag_lines_up_with_the_state(tmp_path: Path) -> No
     k = np.floor(sim_s / RTF * 15 + 1e-6).astype(int)
     red = ep.images['front'][:, :, :, 0].mean(axis=(1, 2))
     np.testing.assert_allclose(red, (12 * k) % 240, atol=6)
+
+
+def test_a_stream_that_starts_after_the_state_ends_is_named(tmp_path: Path) -> None:
+    bag = nav2_bag(tmp_path)
+    write_video(bag / 'front.mp4', [_frame(k) for k in range(61)])
+    profile = RobotProfile.from_dict(wheel_profile(
+        cameras={'front': {'file': 'front.mp4', 'offset_s': 30.0}}, image_size=[24, 32]))
+    with pytest.raises(IngestError) as err:
+        bag_to_episodes(bag, profile)
+    # 30 wall s after the start; past the state's last stamp the offset is held, not scaled
+    assert str(err.value).endswith('; video:front.mp4 (clock log->header) starts 26.0 s after '
+                                   'the state ends')
