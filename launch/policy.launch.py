@@ -3,8 +3,12 @@
   ros2 launch ptr policy.launch.py checkpoint:=runs/pick/final
   ros2 launch ptr policy.launch.py checkpoint:=runs/pick/final sim:=true       # + simulated arm
   ros2 service call /policy_node/enable std_srvs/srv/SetBool "{data: true}"    # then it moves
+  ros2 launch ptr policy.launch.py checkpoint:=runs/pick/final autostart:=false
+  ros2 lifecycle set /policy_node configure && ros2 lifecycle set /policy_node activate
 
-The policy node starts disabled. With ``sim:=true`` a ``sim_arm_node`` built from the
+The policy node is a managed (lifecycle) node: with ``autostart:=true`` (the default) it
+configures (loads and warms up the checkpoint) and activates itself; with ``autostart:=false`` it
+waits unconfigured for a lifecycle manager. Active, it still starts disabled. With ``sim:=true`` a ``sim_arm_node`` built from the
 checkpoint's robot profile publishes joint states and camera images and follows the commands.
 """
 
@@ -35,6 +39,7 @@ def generate_launch_description() -> LaunchDescription:
                 'checkpoint': checkpoint,
                 'device': LaunchConfiguration('device'),
                 'command_interface': LaunchConfiguration('command_interface'),
+                'autostart': LaunchConfiguration('autostart'),
             },
         ],
         arguments=log_level, sigterm_timeout=grace,
@@ -58,6 +63,11 @@ def generate_launch_description() -> LaunchDescription:
             'command_interface', default_value='trajectory', choices=['trajectory', 'forward'],
             description='trajectory: JointTrajectory to joint_trajectory_controller; forward: '
                         'Float64MultiArray to forward_position_controller.'),
+        DeclareLaunchArgument(
+            'autostart', default_value='true', choices=['true', 'false'],
+            description='true: policy_node configures and activates itself; false: it waits '
+                        'unconfigured for lifecycle transitions (ros2 lifecycle set, a '
+                        'lifecycle manager).'),
         DeclareLaunchArgument(
             'sim', default_value='false', choices=['true', 'false'],
             description="Also start sim_arm_node (a kinematic arm with the checkpoint's "

@@ -38,11 +38,15 @@ def message_class(msgtype: str) -> Any:
 
 
 def trajectory_command(
-    names: Sequence[str], points: npt.NDArray[np.float64], dt: float
+    names: Sequence[str], points: npt.NDArray[np.float64], dt: float, stamp: Any = None,
 ) -> JointTrajectory:
-    """``points [N, D]``: point ``i`` is reached ``(i + 1) * dt`` after the message (stamp 0 =
-    start on receipt, as ``joint_trajectory_controller`` reads it)."""
+    """``points [N, D]``: point ``i`` is reached ``(i + 1) * dt`` after ``stamp`` (a
+    ``builtin_interfaces/Time``: the control tick's planned time, so
+    ``joint_trajectory_controller`` places the points where they were planned however late the
+    message arrives); without ``stamp`` (0) the controller starts the trajectory on receipt."""
     msg = JointTrajectory()
+    if stamp is not None:
+        msg.header.stamp = stamp
     msg.joint_names = list(names)
     for i, row in enumerate(points):
         point = JointTrajectoryPoint()

@@ -1,5 +1,6 @@
 """Node parameters: declared with descriptions and ranges, one line each, and read into typed,
-frozen dataclasses (``PolicyNodeParams``) that the node keeps instead of loose values.
+frozen dataclasses (``PolicyNodeParams``, defined rclpy-free in ``ptr_ros.settings`` and
+re-exported here) that the node keeps instead of loose values.
 
 Defaults are never empty lists: an empty list has no element type, and Humble's rclpy would
 declare it as a byte array, which a YAML list of strings then fails to override.
@@ -7,16 +8,23 @@ declare it as a byte array, which a YAML list of strings then fails to override.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.node import Node
 
 from bag_tools.profile import RobotProfile
-from ptr_core.errors import PtrError
 from ptr_core.inference import ExecutionConfig
+from ptr_ros.settings import (
+    DEFAULT_COMMAND_TOPICS,
+    INTERFACES,
+    TRANSPORTS,
+    CameraParams,
+    ExtraStateParams,
+    PolicyNodeParams,
+    RunnerParams,
+    served_rate_warnings,
+)
 
 __all__ = [
     'DEFAULT_COMMAND_TOPICS',
@@ -34,14 +42,6 @@ __all__ = [
     'served_rate_warnings',
 ]
 
-INTERFACES = ('trajectory', 'forward')
-TRANSPORTS = ('auto', 'raw', 'compressed')
-DEFAULT_COMMAND_TOPICS = {
-    'trajectory': '/joint_trajectory_controller/joint_trajectory',
-    'forward': '/forward_position_controller/commands',
-}
-
-
 def declare(
     node: Node,
     name: str,
@@ -53,7 +53,8 @@ def declare(
     read_only: bool = True,
     choices: tuple[str, ...] = (),
 ) -> Any:
-    """Declare ``name`` and return its value (override from the params file or CLI, else default).
+    """Declare ``name`` and return its value (override from the params file or CLI, else default);
+    a name declared before (configure after cleanup) returns its value.
 
     ``lo``/``hi`` become an ``IntegerRange`` or ``FloatingPointRange`` (rclpy refuses values
     outside them); ``choices`` are listed in the description and checked here.
@@ -72,84 +73,14 @@ def declare(
                 FloatingPointRange(from_value=float(lo), to_value=float(hi), step=0.0)
             ]
         descriptor.additional_constraints = f'{lo} <= {name} <= {hi}'
-    value = node.declare_parameter(name, default, descriptor).value
+    if node.has_parameter(name):  # a lifecycle node configured again after a cleanup
+        value = node.get_parameter(name).value
+    else:
+        value = node.declare_parameter(name, default, descriptor).value
     if choices and value not in choices:
         msg = f'parameter {name}: {value!r} is not one of {", ".join(choices)}'
         raise ValueError(msg)
     return value
-
-
-@dataclass(frozen=True)
-class RunnerParams:
-    """What to serve: read before the checkpoint is loaded."""
-
-    checkpoint: str
-    device: str
-    torch_threads: int  # 0: torch's default
-    robot: str  # '': the checkpoint's only robot
-
-
-@dataclass(frozen=True)
-class CameraParams:
-    role: str
-    topic: str
-    compressed: bool  # CompressedImage (else Image)
-    timeout_s: float
-    depth: bool
-    source_size: tuple[int, int] | None  # [H, W] as sent; None: locked to the first frame
-
-
-@dataclass(frozen=True)
-class ExtraStateParams:
-    name: str
-    topic: str
-    type: str
-    timeout_s: float
-    joints: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class PolicyNodeParams:
-    """Every control and observation parameter of ``policy_node``, resolved against the
-    checkpoint's robot profile (rates, topics and K defaults filled in)."""
-
-    rate_hz: float
-    execution: ExecutionConfig  # K, temporal ensembling and its decay
-    sampling_steps: int  # 0: the checkpoint's default
-    interface: str
-    command_topic: str
-    trajectory_points: int  # 0: execute_steps
-    max_step_change: float
-    joint_limit_margin: float
-    diagnostics_rate_hz: float
-    state_topic: str
-    state_timeout_s: float
-    cameras: Mapping[str, CameraParams]
-    extras: Mapping[str, ExtraStateParams]
-    max_step_accel: float = 0.0  # largest change of the per-step change; 0: off
-    joint_limit_tolerance: float = 0.05  # a measured state further outside the limits: fault
-    action_limits_file: str = ''  # YAML name: [lower, upper] for actions (ptr_ros.safety)
-    allow_rate_mismatch: bool = False  # serve at a rate other than the training rate
-
-    def __post_init__(self) -> None:
-        if self.interface not in INTERFACES:
-            msg = f'parameter command_interface: {self.interface!r} is not one of ' \
-                  f'{", ".join(INTERFACES)}'
-            raise PtrError(msg)
-        if self.rate_hz <= 0:
-            msg = f'parameter control_rate_hz: the control rate must be > 0, got {self.rate_hz}'
-            raise PtrError(msg)
-
-    @property
-    def execute_steps(self) -> int:
-        return self.execution.execute_steps
-
-    @property
-    def points(self) -> int:
-        """Points per published command: a trajectory's horizon, or 1 for forward commands."""
-        if self.interface != 'trajectory':
-            return 1
-        return self.trajectory_points or self.execution.execute_steps
 
 
 def declare_runner_params(node: Node) -> RunnerParams:
@@ -223,6 +154,8 @@ def _declare_control(node: Node, p: RobotProfile, chunk_length: int) -> dict[str
         'action_limits_file': declare(node, 'action_limits_file', '', 'YAML file of '
                                       'name: [lower, upper] command limits, for action '
                                       'dimensions that are not joints (and tighter bounds).'),
+        'inference_process': declare(node, 'inference_process', False, 'Run inference in a '
+                                     'child process (true) or a thread of the node (false).'),
         'diagnostics_rate_hz': declare(node, 'diagnostics_rate_hz', 2.0,
                                        '/diagnostics rate (Hz).', lo=0.1, hi=100.0),
     }
@@ -299,27 +232,3 @@ def declare_extra_action_topics(node: Node, p: RobotProfile) -> list[str]:
     """``extra_action.<name>.topic``: the output topic of each extra action (a base's cmd_vel)."""
     return [declare(node, f'extra_action.{e.name}.topic', e.topic, f'{e.type} output ({e.name}).')
             for e in p.extra_action]
-
-
-def served_rate_warnings(
-    p: PolicyNodeParams, trained_rate_hz: float, chunk_length: int,
-) -> list[str]:
-    """Settings that work but change what the policy was trained for, one line each; a control
-    rate other than the training rate is refused unless ``allow_rate_mismatch``."""
-    warnings = []
-    if abs(p.rate_hz - trained_rate_hz) > 1e-6:
-        # Nothing is resampled: the history would be spaced 1/rate, not 1/trained s, and
-        # each chunk action would last 1/rate s -- another motion than the one learned.
-        what = (f'control_rate_hz {p.rate_hz:g} differs from the training rate '
-                f'{trained_rate_hz:g} Hz: observations would be sampled and actions played '
-                f'{p.rate_hz / trained_rate_hz:.3g}x as fast as in training')
-        if not p.allow_rate_mismatch:
-            msg = f'{what}; serve at {trained_rate_hz:g} Hz (or allow_rate_mismatch:=true to ' \
-                  'measure latency only)'
-            raise PtrError(msg)
-        warnings.append(f'{what} (allow_rate_mismatch: for benchmarks only)')
-    if p.execute_steps >= chunk_length:
-        warnings.append(
-            f'execute_steps {p.execute_steps} >= chunk length {chunk_length}: chunks cannot '
-            'overlap, so motion pauses while the next chunk is computed')
-    return warnings

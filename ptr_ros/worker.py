@@ -8,6 +8,7 @@ through a callback on the worker thread. ``LatencyWindow`` keeps the last N samp
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -46,7 +47,9 @@ class LatencyWindow:
 
 
 class InferenceWorker(Generic[JobT, ResultT]):
-    """Run ``fn(job)`` on one background thread; ``on_result(job, result)`` or ``on_error``."""
+    """Run ``fn(job)`` on one background thread; ``on_result(job, result)`` or ``on_error``.
+
+    ``nice`` > 0 lowers the thread's scheduling priority (Linux: nice is per thread)."""
 
     def __init__(
         self,
@@ -55,6 +58,7 @@ class InferenceWorker(Generic[JobT, ResultT]):
         on_error: Callable[[JobT, BaseException], None],
         *,
         name: str = 'ptr-inference',
+        nice: int = 0,
     ) -> None:
         self._fn = fn
         self._on_result = on_result
@@ -63,6 +67,7 @@ class InferenceWorker(Generic[JobT, ResultT]):
         self._cond = threading.Condition()
         self._busy = False
         self._closed = False
+        self._nice = nice
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
 
@@ -88,6 +93,13 @@ class InferenceWorker(Generic[JobT, ResultT]):
         self._thread.join(timeout)
 
     def _loop(self) -> None:
+        if self._nice:
+            # Linux nice is per thread: the control tick and the executor win the CPU from a
+            # long inference; raising one's own nice value needs no privilege.
+            try:
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), self._nice)
+            except (AttributeError, OSError) as err:
+                logger.debug('could not lower the inference thread priority: %s', err)
         while True:
             with self._cond:
                 while self._job is None and not self._closed:

@@ -59,10 +59,14 @@ def test_policy_launch_arguments() -> None:
     assert 'default_value' not in args['checkpoint']  # required
     assert args['sim']['default_value'] == 'false'
     assert args['sim']['choices'] == ['true', 'false']
+    # A managed node: it configures and activates itself unless a manager is to drive it.
+    assert args['autostart']['default_value'] == 'true'
+    assert args['autostart']['choices'] == ['true', 'false']
     source = (LAUNCH / 'policy.launch.py').read_text()
     assert "executable='policy_node'" in source
     assert "executable='sim_arm_node'" in source
     assert "IfCondition(LaunchConfiguration('sim'))" in source
+    assert "'autostart': LaunchConfiguration('autostart')" in source
 
 
 def test_train_launch_arguments() -> None:

@@ -32,6 +32,7 @@ from bag_tools.reader import open_bag  # noqa: E402
 from ptr_core import batch as K  # noqa: E402
 from ptr_core.configuration import DataConfig, DatasetSpec  # noqa: E402
 from ptr_core.data import build_data  # noqa: E402
+from ptr_core.history import ObservationHistory  # noqa: E402
 from ptr_core.preprocess import observation_batch  # noqa: E402
 from ptr_ros.policy_node import PolicyNode  # noqa: E402
 
@@ -109,6 +110,9 @@ def test_node_tensors_equal_the_training_loader_tensors(
         img_pub = feeder.create_publisher(CompressedImage if compressed else Image, cam_topic,
                                           qos_profile_sensor_data)
         extras = list(node.profile.extra_state)
+        assert node.control is not None
+        store = node.control.store
+        history = ObservationHistory(int(node.runner.obs_horizon))
         assert len(extras) == (0 if run_name == 'sim_run' else 1)
         executor = SingleThreadedExecutor(context=context)
         executor.add_node(node)
@@ -124,9 +128,8 @@ def test_node_tensors_equal_the_training_loader_tensors(
                    'the node to subscribe')
         bundle = build_data(
             DataConfig(datasets=(DatasetSpec(str(sim_run.dataset)),), obs_horizon=node.runner
-                       .obs_horizon, chunk_length=node.runner.chunk_length, image_shift=0,
-                       val_fraction=0.0),
-            seed=0, preprocessor=node.runner.preprocessor)
+                       .obs_horizon, image_shift=0, val_fraction=0.0),
+            chunk_length=node.runner.chunk_length, seed=0, preprocessor=node.runner.preprocessor)
         loader = bundle.train
         ref = next(i for i, r in enumerate(loader.refs) if r.episode.id == episode.id)
 
@@ -141,19 +144,18 @@ def test_node_tensors_equal_the_training_loader_tensors(
 
             # Best-effort image delivery: resend until the node holds this very frame.
             def got_both(stamp: int = int(stamp), at: dict[str, Any] = at) -> bool:
-                if node.last_stamps.get('camera/front') != stamp:
+                if store.last_stamps.get('camera/front') != stamp:
                     img_pub.publish(at[bag_cam])
                 sources = ['joint_states', 'camera/front'] + [f'extra/{e.name}' for e in extras]
-                return all(node.last_stamps.get(s) == stamp for s in sources)
+                return all(store.last_stamps.get(s) == stamp for s in sources)
             spin_until(got_both, f'frame {t} at the node')
 
             # The raw observation equals the dataset's row, element for element.
-            np.testing.assert_array_equal(node.state_vector().astype(np.float32),
+            np.testing.assert_array_equal(store.state_vector().astype(np.float32),
                                           episode.state[t])
-            np.testing.assert_array_equal(node.latest_images()['front'],
-                                          episode.images['front'][t])
-            node.sample_observation()  # what the control tick does
-            state, images, _ = node.history.arrays()
+            np.testing.assert_array_equal(store.images['front'], episode.images['front'][t])
+            store.sample(history)  # what the control tick does
+            state, images, _ = history.arrays()
             served = observation_batch(state, images, node.robot, node.runner.preprocessor)
             trained = loader.sample(ref, t, 0)
             for key in (K.OBS_STATE, K.obs_image_key('front'), K.OBS_CAMERA_MASK, K.STATE_MASK):

@@ -1,12 +1,12 @@
 """The policy node and the simulator evaluation execute chunks the same way.
 
-One checkpoint, one observation sequence (an ingested episode): the ``PolicyNode`` is fed the
-frames through its subscription callbacks and ticked by hand (waiting for each chunk, so every
-chunk arrives one tick after the tick that asked for it), and ``ptr_sim.evaluate``'s
-``CheckpointPolicy`` steps through the same observations with the node's ``ExecutionConfig``
-and ``latency_ticks=1``. Both use ``ptr_core.inference.ChunkExecutor``; the commands the node
-publishes equal the simulator's actions (clamped to the same joint limits), with temporal
-ensembling on and chunks overlapping.
+One checkpoint, one observation sequence (an ingested episode): the ``PolicyNode`` (configured,
+not activated) is fed the frames through its observation store and its control loop is ticked
+by hand, waiting for each chunk, so every chunk arrives one tick after the tick that asked for
+it; ``ptr_sim.evaluate``'s ``CheckpointPolicy`` steps through the same observations with the
+node's ``ExecutionConfig`` and ``latency_ticks=1``. Both use ``ptr_core.inference.ChunkExecutor``;
+the commands the node publishes equal the simulator's actions (clamped to the same joint
+limits), with temporal ensembling on and chunks overlapping.
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ pytest.importorskip('rclpy', reason='rclpy not installed (pip install .[ros], or
 pytest.importorskip('torch')
 
 import rclpy
+from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import Image, JointState
-from std_srvs.srv import SetBool
 
 from bag_tools.dataset import Dataset
 from ptr_ros.policy_node import PolicyNode
@@ -41,9 +41,10 @@ class RecordingNode(PolicyNode):
         self.sent: dict[int, npt.NDArray[np.float64]] = {}
         super().__init__(**kwargs)
 
-    def _publish_command(self, cmd: npt.NDArray[np.float64]) -> None:
-        self.sent[self._tick] = np.array(cmd[0])
-        super()._publish_command(cmd)
+    def _publish_command(self, points: npt.NDArray[np.float64], planned: float) -> None:
+        assert self.control is not None
+        self.sent[self.control.tick_count] = np.array(points[0])
+        super()._publish_command(points, planned)
 
 
 def image_msg(frame: npt.NDArray[np.uint8]) -> Image:
@@ -68,17 +69,23 @@ def test_node_and_simulator_evaluation_send_the_same_commands(sim_run: SimRun) -
             Parameter('max_step_change', value=10.0),
             Parameter('joint_states_timeout_s', value=60.0),
             Parameter('camera_timeout_s', value=60.0),
+            Parameter('autostart', value=False),  # ticked by hand below: no control thread
         ])
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        control = node.control
+        assert control is not None
         assert node.params.execute_steps < node.runner.chunk_length  # chunks overlap
-        node._on_enable(SetBool.Request(data=True), SetBool.Response())
+        assert control.enable()[0]
         for t in range(ticks):
-            node._on_joint_states(JointState(name=list(node.profile.joints),
-                                             position=[float(v) for v in episode.state[t]]))
-            node._on_image('front', image_msg(np.asarray(episode.images['front'][t])))
-            node._on_control_tick()
-            wait_for(lambda: not node.worker.busy, 60, f'the chunk of tick {t + 1}')
+            control.store.on_joint_states(JointState(
+                name=list(node.profile.joints), position=[float(v) for v in episode.state[t]]),
+                time.monotonic())
+            control.store.on_image('front', image_msg(np.asarray(episode.images['front'][t])),
+                                   time.monotonic())
+            control.tick(time.monotonic())
+            wait_for(lambda: not control.worker.busy, 60, f'the chunk of tick {t + 1}')
             time.sleep(0.001)
-        assert node.chunks_received == -(-ticks // 3)
+        assert control.chunks_received == -(-ticks // 3)
 
         sim = CheckpointPolicy(sim_run.checkpoint, node.robot, execution=node.params.execution,
                                latency_ticks=1, steps=node.params.sampling_steps or None)

@@ -26,7 +26,7 @@ def test_policy_node_starts_on_a_synthetic_checkpoint(tmp_path: Path) -> None:
                            cameras=('front',), image_size=(16, 16), seed=4)
     result = train(load_config(None, [
         'steps=2', 'batch_size=4', 'device=cpu', 'log_every=1', 'val_every=0',
-        'data.chunk_length=4', 'data.obs_horizon=2', 'data.val_fraction=0.0',
+        'policy.chunk_length=4', 'data.obs_horizon=2', 'data.val_fraction=0.0',
         'data.num_workers=0', f"data.datasets=['{data}']", f"out_dir='{tmp_path / 'run'}'",
         'policy.unet_dims=[16, 32]', 'policy.encoder.image_feature_dim=16',
     ]))
