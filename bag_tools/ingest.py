@@ -1,10 +1,14 @@
-"""Ingest bags into a dataset: one bag per worker process, the manifest kept by the caller.
+"""Ingest into a dataset: one driver, two sources (rosbag files, LeRobot episodes).
 
-``ingest(bags, profile, out, workers=N)`` is the library entry point (``ptr ingest`` and the
-benchmarks call it). Each bag is read, aligned and written as episode directories by a worker
-(``write_episode`` renames a finished temp directory into place); only this process touches the
-manifest. Re-running resumes: a bag whose every episode is indexed (same robot, same content
-hash) is skipped; episodes of a bag cut short by a crash are dropped and the bag redone.
+``ingest(bags, profile, out, workers=N)`` is the library entry point for bags (``ptr ingest``
+and the benchmarks call it); ``bag_tools.lerobot.importer.import_lerobot`` is the one for
+LeRobot folders. Both hand a ``Source`` to ``ingest_source``: each unit (a bag, a LeRobot
+episode) is converted by ``Source.convert`` and written as episode directories by whoever runs
+it (``write_episode`` renames a finished temp directory into place): this process, a pool of
+worker processes (``local_runner``) or Ray tasks (``bag_tools.fleet``). Only this process
+touches the manifest. Re-running resumes: a unit whose every episode is indexed (same robot,
+same content hash) is skipped; episodes of a unit cut short by a crash are dropped and it is
+redone.
 
 One writer per dataset: the run holds the dataset's writer lock (``dataset_lock``), so a second
 ``ptr ingest`` into the same ``--out`` fails at once with one line, before it touches anything;
@@ -15,6 +19,8 @@ the run with one line (``DatasetWriteError``), its temps removed. An episode may
 
 from __future__ import annotations
 
+import functools
+import json
 import logging
 import multiprocessing
 import os
@@ -22,6 +28,7 @@ import shutil
 import signal
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -32,9 +39,11 @@ from typing import NamedTuple
 from bag_tools.dataset import (
     EPISODES,
     MANIFEST,
+    TEMP_MARKER,
     Dataset,
     DatasetWriteError,
     Episode,
+    EpisodeData,
     RobotEntry,
     check_episode_id,
     dataset_lock,
@@ -53,10 +62,18 @@ from bag_tools.robots import shared_image_size
 
 __all__ = [
     'BagResult',
+    'BagSource',
     'BagStatus',
+    'Collect',
     'IngestResult',
+    'Runner',
+    'Source',
+    'convert_unit',
     'find_bags',
     'ingest',
+    'ingest_source',
+    'land_episode',
+    'local_runner',
     'robot_entry',
 ]
 
@@ -103,6 +120,11 @@ class IngestResult:
 
 
 ProgressCallback = Callable[[BagResult], None]
+Collect = Callable[[BagResult], None]
+#: Converts every unit of a source (``convert_unit``) and hands each result to ``collect`` as
+#: it finishes: ``runner(source, out, done, collect)``. ``local_runner`` here, Ray in
+#: ``bag_tools.fleet``.
+Runner = Callable[['Source', Path, frozenset[str], Collect], None]
 
 
 def robot_entry(profile: RobotProfile) -> RobotEntry:
@@ -140,17 +162,73 @@ def _bag_size(path: Path) -> int:
     return path.stat().st_size if path.exists() else 0
 
 
-def ingest_one(
-    path: Path, profile: RobotProfile, out: Path, done: frozenset[str], salvage: bool = False
-) -> BagResult:
-    """Worker: hash, skip if done, read and align, write the episode directories."""
+class Source(ABC):
+    """What one ingest run reads: units (a bag, a LeRobot episode), each converted alone.
+
+    The driver (``ingest_source``) holds the dataset's lock, registers ``robot`` and keeps the
+    manifest; ``convert`` runs wherever a unit is sent (this process, a pool worker, a Ray
+    task), so a source is pickled to its workers: keep it small and free of open handles.
+    """
+
+    #: The robot the dataset records (the manifest's robot entry).
+    robot: RobotProfile
+
+    @abstractmethod
+    def labels(self) -> list[str]:
+        """One name per unit, in run order (a bag's path, ``<folder>#episode=<i>``)."""
+
+    @abstractmethod
+    def convert(self, index: int, out: Path, done: frozenset[str]) -> BagResult:
+        """Worker: unit ``index`` into episode directories under ``out`` (``write_episode``);
+        a unit whose content hash is in ``done`` is skipped. A unit that cannot be converted is
+        a FAILED result (one line); only ``DatasetWriteError`` is raised (the run stops)."""
+
+
+@dataclass(frozen=True)
+class BagSource(Source):
+    """Bags, one unit each (``ingest``'s source)."""
+
+    paths: tuple[Path, ...]
+    robot: RobotProfile
+    salvage: bool = False
+    max_invalid: float | None = None
+
+    def labels(self) -> list[str]:
+        return [str(p) for p in self.paths]
+
+    def convert(self, index: int, out: Path, done: frozenset[str]) -> BagResult:
+        return _ingest_one(self.paths[index], self.robot, out, done, self.salvage,
+                           self.max_invalid)
+
+
+def convert_unit(source: Source, index: int, out: Path, done: frozenset[str]) -> BagResult:
+    """Worker: one unit of ``source`` (see ``Source.convert``), with the CPU time it took."""
     cpu = time.process_time()
-    res = _ingest_one(path, profile, out, done, salvage)
+    res = source.convert(index, out, done)
     return res._replace(cpu_s=time.process_time() - cpu)
 
 
+def land_episode(out: Path, ep: EpisodeData) -> None:
+    """``write_episode``, or keep the episode an earlier try of this very unit renamed into
+    place (its worker killed before it could report, the unit retried): same id, source and
+    content hash, so the same arrays. Anything else already there is refused as before."""
+    final = out / EPISODES / ep.id
+    if final.is_dir() and not final.is_symlink():
+        try:
+            meta = json.loads((final / 'meta.json').read_text())
+        except (OSError, ValueError):
+            meta = None
+        if (isinstance(meta, dict) and meta.get('source') == ep.source
+                and meta.get('content_hash') == ep.content_hash and ep.content_hash
+                and meta.get('robot') == ep.robot):
+            (final / TEMP_MARKER).unlink(missing_ok=True)
+            return
+    write_episode(out, ep)
+
+
 def _ingest_one(
-    path: Path, profile: RobotProfile, out: Path, done: frozenset[str], salvage: bool = False
+    path: Path, profile: RobotProfile, out: Path, done: frozenset[str], salvage: bool = False,
+    max_invalid: float | None = None,
 ) -> BagResult:
     try:
         digest = bag_content_hash(path) if path.exists() else ''
@@ -160,14 +238,15 @@ def _ingest_one(
         if salvage:  # a salvaged bag is rewritten into the dataset's folder, not /tmp
             with scratch_dir(out) as scratch:
                 episodes = bag_to_episodes(path, profile, content_hash=digest, salvage=True,
-                                           scratch=scratch)
+                                           scratch=scratch, max_invalid=max_invalid)
         else:
-            episodes = bag_to_episodes(path, profile, content_hash=digest)
+            episodes = bag_to_episodes(path, profile, content_hash=digest,
+                                       max_invalid=max_invalid)
         written = []
         for ep in episodes:
             # An existing directory is the same bag under the same name twice in one run
             # (crash leftovers were adopted or dropped by _prepare): refused, nothing removed.
-            write_episode(out, ep)
+            land_episode(out, ep)
             written.append(ep.id)
         return BagResult(str(path), BagStatus.OK, '', digest, tuple(written),
                          sum(ep.length for ep in episodes), _bag_size(path))
@@ -236,11 +315,15 @@ def ingest(
     workers: int = 1,
     progress: ProgressCallback | None = None,
     salvage: bool = False,
+    max_invalid: float | None = None,
+    runner: Runner | None = None,
 ) -> IngestResult:
     """Ingest ``bags`` with ``profile`` into the dataset at ``out`` (created if needed).
 
     ``salvage``: read truncated bags up to the damage (``bag_tools.salvage``) instead of
-    failing them.
+    failing them. ``max_invalid``: a bag with a stream invalid at more than this share of its
+    grid steps fails (``bag_to_episodes``). ``runner``: where the bags are converted (default:
+    here, or a pool of ``workers`` processes; ``bag_tools.fleet.ray_runner``: Ray tasks).
 
     Bad bags fail one by one (``BagResult.reason``); the others carry on and the dataset stays
     valid. Raises ``DatasetError`` when ``out`` itself cannot be used (before anything is
@@ -248,17 +331,36 @@ def ingest(
     ``DatasetWriteError`` when a write fails (disk full, read-only); episodes that landed stay
     valid. A run that creates ``out`` and ingests nothing leaves nothing behind.
     """
-    out = Path(out)
     paths = find_bags(bags)
     if not paths:
         msg = 'no bags given'
         raise IngestError(msg)
+    source = BagSource(tuple(paths), profile, salvage, max_invalid)
+    return ingest_source(source, out, workers=workers, progress=progress, runner=runner)
+
+
+def ingest_source(
+    source: Source,
+    out: str | Path,
+    *,
+    workers: int = 1,
+    progress: ProgressCallback | None = None,
+    runner: Runner | None = None,
+) -> IngestResult:
+    """The one ingest driver: every unit of ``source`` into the dataset at ``out``.
+
+    Under the dataset's writer lock: register ``source.robot`` and drop half-ingested units
+    (``_prepare``), convert each unit (``runner``, default ``local_runner(workers)``) into its
+    own atomic episode directories, index what landed (the manifest, kept by this process
+    only), skip units already in (same robot, same content hash). See ``ingest`` for errors.
+    """
+    out = Path(out)
     made = [p for p in (out, *out.parents) if not p.exists()]  # folders this run creates
     with dataset_lock(out, 'ptr ingest'):
         created = not (out / MANIFEST).exists()
-        ds = Dataset.create_or_open(out, rate_hz=profile.rate_hz)
+        ds = Dataset.create_or_open(out, rate_hz=source.robot.rate_hz)
         try:
-            return _ingest_into(ds, paths, profile, workers, progress, salvage)
+            return _ingest_into(ds, source, runner or local_runner(workers), progress)
         finally:
             if created and not ds.manifest['episodes']:
                 _remove_empty_dataset(ds, made)
@@ -284,16 +386,12 @@ def _remove_empty_dataset(ds: Dataset, made: list[Path]) -> None:
 
 
 def _ingest_into(
-    ds: Dataset,
-    paths: list[Path],
-    profile: RobotProfile,
-    workers: int,
-    progress: ProgressCallback | None,
-    salvage: bool = False,
+    ds: Dataset, source: Source, runner: Runner, progress: ProgressCallback | None,
 ) -> IngestResult:
     out = ds.root
-    new_robot = profile.robot not in ds.manifest['robots']
-    done = _prepare(ds, profile)
+    robot = source.robot.robot
+    new_robot = robot not in ds.manifest['robots']
+    done = _prepare(ds, source.robot)
     result = IngestResult(out)
     seen: set[str] = set(done)
     pending: list[str] = []  # written, not yet in the manifest (a crash: adopted on reopen)
@@ -328,38 +426,37 @@ def _ingest_into(
             progress(res)
 
     try:
-        _run_bags(ds, paths, profile, done, workers, collect, salvage)
+        runner(source, out, done, collect)
+    except BaseException:  # the workers are gone: their temps are no work in progress now
+        ds.drop_stale_temps()
+        raise
     finally:
         flush()  # also on Ctrl-C: index what finished
-    if new_robot and not any(e['robot'] == profile.robot for e in ds.manifest['episodes']):
-        del ds.manifest['robots'][profile.robot]  # nothing landed: leave no empty robot behind
-        ds.manifest['stats'].pop(profile.robot, None)
+    if new_robot and not any(e['robot'] == robot for e in ds.manifest['episodes']):
+        del ds.manifest['robots'][robot]  # nothing landed: leave no empty robot behind
+        ds.manifest['stats'].pop(robot, None)
     ds.refresh_stats()
     ds.drop_stale_temps()  # a writer killed just before this run started is gone by now
-    order = {str(p): i for i, p in enumerate(paths)}
+    order = {label: i for i, label in enumerate(source.labels())}
     result.bags.sort(key=lambda b: order.get(b.path, 0))
     return result
 
 
-def _run_bags(
-    ds: Dataset,
-    paths: list[Path],
-    profile: RobotProfile,
-    done: frozenset[str],
-    workers: int,
-    collect: Callable[[BagResult], None],
-    salvage: bool,
+def local_runner(workers: int) -> Runner:
+    """Units converted in this process (``workers`` <= 1, or one unit) or in a pool of
+    ``workers`` processes, one unit each."""
+    return functools.partial(_run_local, workers=workers)
+
+
+def _run_local(
+    source: Source, out: Path, done: frozenset[str], collect: Collect, *, workers: int,
 ) -> None:
-    """Every bag through ``ingest_one``, here or in a pool; ``collect`` gets each result."""
-    try:
-        if workers <= 1 or len(paths) == 1:
-            for path in paths:
-                collect(ingest_one(path, profile, ds.root, done, salvage))
-        else:
-            _run_pool(paths, profile, ds.root, done, workers, collect, salvage)
-    except BaseException:  # the workers are gone: their temps are no work in progress now
-        ds.drop_stale_temps()
-        raise
+    count = len(source.labels())
+    if workers <= 1 or count == 1:
+        for index in range(count):
+            collect(convert_unit(source, index, out, done))
+    else:
+        _run_pool(source, out, done, workers, collect)
 
 
 def _context() -> multiprocessing.context.BaseContext:
@@ -375,22 +472,18 @@ def _context() -> multiprocessing.context.BaseContext:
 
 
 def _run_pool(
-    paths: list[Path],
-    profile: RobotProfile,
-    out: Path,
-    done: frozenset[str],
-    workers: int,
-    collect: Callable[[BagResult], None],
-    salvage: bool = False,
+    source: Source, out: Path, done: frozenset[str], workers: int, collect: Collect,
 ) -> None:
-    pool = ProcessPoolExecutor(max_workers=min(workers, len(paths)), mp_context=_context(),
+    labels = source.labels()
+    pool = ProcessPoolExecutor(max_workers=min(workers, len(labels)), mp_context=_context(),
                                initializer=_init_worker, initargs=(os.getpid(),))
     try:
         # The fork server, resource tracker and workers start with SIGINT blocked, so an early
         # Ctrl-C reaches only this process: one line, no traceback from a half-started helper.
         with _DeferSigint():
-            futures: dict[Future[BagResult], Path] = {
-                pool.submit(ingest_one, p, profile, out, done, salvage): p for p in paths
+            futures: dict[Future[BagResult], str] = {
+                pool.submit(convert_unit, source, i, out, done): label
+                for i, label in enumerate(labels)
             }
         for fut in as_completed(futures):
             try:
@@ -398,7 +491,7 @@ def _run_pool(
             except DatasetWriteError:
                 raise
             except Exception as err:  # a worker died (killed, out of memory)
-                res = BagResult(str(futures[fut]), BagStatus.FAILED,
+                res = BagResult(futures[fut], BagStatus.FAILED,
                                 f'{futures[fut]}: worker process failed: {err}')
             collect(res)
     except BaseException:  # Ctrl-C: stop now, not after the bags in flight

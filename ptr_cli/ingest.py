@@ -11,6 +11,7 @@ read-only disk (one line naming the folder; what landed stays valid).
 example:
   ptr ingest bags/*.mcap --profile config/robots/ur5e_two_cam.yaml --out data/ur5e -j 4
   ptr ingest lerobot/unitree_g1 --episodes 1,2 --out data/g1
+  ptr ingest /shared/bags --profile robot.yaml --out /shared/data/fleet --ray head:6379
 """
 
 from __future__ import annotations
@@ -23,10 +24,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from bag_tools.dataset import MANIFEST, Dataset, dataset_lock
+from bag_tools.dataset import MANIFEST, Dataset
 from bag_tools.dataset_summary import format_sync, worst_sync
 from bag_tools.errors import BagOpenError, ProfileError
-from bag_tools.ingest import BagResult, BagStatus, IngestResult, find_bags, ingest
+from bag_tools.ingest import BagResult, BagStatus, IngestResult, Runner, find_bags, ingest
 from bag_tools.lerobot import is_lerobot_dataset
 from bag_tools.lock import LOCK_NAME
 from bag_tools.profile import load_profile
@@ -47,7 +48,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--salvage', action='store_true',
                         help='ingest the readable part of truncated bags (a crashed recorder); '
                         'one warning per bag says what was lost')
+    parser.add_argument('--max-invalid', type=_fraction, metavar='FRACTION',
+                        help='fail a bag (or LeRobot episode) with a stream invalid at more '
+                        'than this share of its grid steps, e.g. 0.5 (nothing of it written); '
+                        'without it such streams are only warned about')
+    parser.add_argument('--ray', nargs='?', const='', metavar='ADDRESS',
+                        help='convert each bag / LeRobot episode as a Ray task: on the cluster '
+                        'whose head is ADDRESS (host:port, or auto), or without one on a local '
+                        'Ray instance of -j CPUs; inputs and --out on a path every node mounts '
+                        '(docs/ingest.md)')
     parser.add_argument('--no-progress', action='store_true', help='no progress bar')
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        msg = f'{text!r} is not a share between 0 and 1'
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
+def runner_of(args: argparse.Namespace) -> Runner | None:
+    """``--ray [ADDRESS]``: Ray tasks (Ray imported only then); otherwise the local default."""
+    if args.ray is None:
+        return None
+    from bag_tools.fleet import ray_runner
+
+    return ray_runner(args.ray or None, workers=max(args.workers, 1))
 
 
 def _summary(result: IngestResult, printed: frozenset[str] | set[str] = frozenset()) -> None:
@@ -102,8 +132,7 @@ def run(args: argparse.Namespace) -> int:
         out = Path(args.out)
         created = not out.exists()
         try:
-            with dataset_lock(out, 'ptr ingest'):  # bags: `ingest` takes it itself
-                return run_lerobot(args)
+            return run_lerobot(args)  # the driver takes the writer lock, as for bags
         finally:  # a refused import that made --out leaves nothing, not even the lock file
             if created and out.is_dir() and {p.name for p in out.iterdir()} <= {LOCK_NAME}:
                 (out / LOCK_NAME).unlink(missing_ok=True)
@@ -134,7 +163,8 @@ def run(args: argparse.Namespace) -> int:
     logger.addFilter(quiet)
     try:
         result = ingest(args.bags, profile, args.out, workers=args.workers, progress=progress,
-                        salvage=args.salvage)
+                        salvage=args.salvage, max_invalid=args.max_invalid,
+                        runner=runner_of(args))
     finally:
         bar.close()
         logger.removeFilter(quiet)

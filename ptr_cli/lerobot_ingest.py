@@ -17,6 +17,7 @@ from bag_tools.lerobot import (
     load_lerobot_profile,
 )
 from bag_tools.lerobot.importer import import_lerobot, parse_episodes
+from ptr_cli.ingest import runner_of
 
 
 def run_lerobot(args: argparse.Namespace) -> int:
@@ -45,7 +46,8 @@ def run_lerobot(args: argparse.Namespace) -> int:
 
         try:
             result = import_lerobot(folder, profile, args.out, episodes=episodes,
-                                    progress=progress)
+                                    progress=progress, max_invalid=args.max_invalid,
+                                    runner=runner_of(args))
         finally:
             bar.close()
         ok, skipped, bad = (result.count(s) for s in BagStatus)

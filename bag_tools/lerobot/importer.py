@@ -1,28 +1,39 @@
-"""``ptr ingest LEROBOT_DIR``: LeRobot episodes into a ptr dataset, one episode at a time.
+"""``ptr ingest LEROBOT_DIR``: LeRobot episodes into a ptr dataset, one episode per unit.
 
-Each LeRobot episode becomes one ptr episode (written atomically like a bag's); re-running skips
-the episodes already in (same robot, same content hash). Results use ``bag_tools.ingest``'s
-``BagResult``/``IngestResult`` with ``path`` = ``<folder>#episode=<i>``, so the CLI reports both
-kinds alike.
+Each LeRobot episode becomes one ptr episode, through the same driver as bags
+(``bag_tools.ingest.ingest_source``: lock, atomic episode directories, manifest merge, resume);
+re-running skips the episodes already in (same robot, same content hash). Results use
+``bag_tools.ingest``'s ``BagResult``/``IngestResult`` with ``path`` = ``<folder>#episode=<i>``,
+so the CLI reports both kinds alike.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from bag_tools.dataset import MANIFEST, Dataset, write_episode
+from bag_tools.dataset import EpisodeData
 from bag_tools.errors import BagToolsError, DatasetError, ProfileError
-from bag_tools.ingest import BagResult, BagStatus, IngestResult, _prepare, _remove_empty_dataset
+from bag_tools.ingest import (
+    BagResult,
+    BagStatus,
+    IngestResult,
+    Runner,
+    Source,
+    ingest_source,
+    land_episode,
+)
 from bag_tools.lerobot.format import LeRobotError
 from bag_tools.lerobot.profile import LeRobotCamera, LeRobotProfile, derive_profile
 from bag_tools.lerobot.reader import LeRobotSource, frame_bytes, read_episode
 from bag_tools.profile import RobotProfile
+from bag_tools.validity import check_invalid
 
-__all__ = ['import_lerobot', 'parse_episodes', 'resolve_profiles']
+__all__ = ['LeRobotEpisodes', 'import_lerobot', 'parse_episodes', 'resolve_profiles']
 
 log = logging.getLogger(__name__)
 
@@ -112,14 +123,18 @@ def import_lerobot(
     *,
     episodes: Sequence[int] | None = None,
     progress: Callable[[BagResult], None] | None = None,
+    max_invalid: float | None = None,
+    runner: Runner | None = None,
 ) -> IngestResult:
     """Import the LeRobot dataset at ``root`` into the ptr dataset at ``out``.
 
     ``episodes`` selects by LeRobot episode index (default: every episode whose data is
     present). Warnings (stale totals, missing files) are logged and kept in the results'
-    reasons; an episode that cannot be read fails alone. Raises ``LeRobotError`` when no chosen
-    episode has data (nothing is written then); a run that creates ``out`` and imports nothing
-    leaves nothing behind.
+    reasons; an episode that cannot be read fails alone. ``max_invalid``: an episode with a
+    stream invalid at more than this share of its steps fails. ``runner``: where episodes are
+    converted (default: here, one after another; ``bag_tools.fleet.ray_runner``: Ray tasks).
+    Raises ``LeRobotError`` when no chosen episode has data (nothing is written then); a run
+    that creates ``out`` and imports nothing leaves nothing behind.
     """
     root, out = Path(root), Path(out)
     src = LeRobotSource.open(root)
@@ -129,14 +144,8 @@ def import_lerobot(
     if not any(idx in src.rows for idx in chosen):
         raise LeRobotError(_nothing_to_import(src, chosen))
     lp, robot = resolve_profiles(src, profile)
-    made = [p for p in (out, *out.parents) if not p.exists()]  # folders this run creates
-    created = not (out / MANIFEST).exists()
-    ds = Dataset.create_or_open(out, rate_hz=robot.rate_hz)
-    try:
-        return _import_into(src, chosen, lp, robot, ds, progress)
-    finally:
-        if created and not ds.manifest['episodes']:
-            _remove_empty_dataset(ds, made)
+    source = LeRobotEpisodes(src, tuple(chosen), lp, robot, max_invalid)
+    return ingest_source(source, out, progress=progress, runner=runner)
 
 
 def _nothing_to_import(src: LeRobotSource, chosen: list[int]) -> str:
@@ -153,35 +162,26 @@ def _nothing_to_import(src: LeRobotSource, chosen: list[int]) -> str:
             f'episodes with data: {have}{", ..." if len(src.present) > 10 else ""}')
 
 
-def _import_into(src: LeRobotSource, chosen: list[int], lp: LeRobotProfile,
-                 robot: RobotProfile, ds: Dataset,
-                 progress: Callable[[BagResult], None] | None) -> IngestResult:
-    new_robot = robot.robot not in ds.manifest['robots']
-    done = _prepare(ds, robot)
-    result = IngestResult(ds.root)
-    written: list[str] = []
-    try:
-        for idx in chosen:
-            res = _import_one(src, idx, lp, robot, ds, done)
-            if res.status is BagStatus.OK:
-                written += res.episodes
-            elif res.status is BagStatus.FAILED:
-                log.warning('%s', res.reason)
-            result.bags.append(res)
-            if progress is not None:
-                progress(res)
-    finally:
-        if written:
-            ds.add_episodes([ds.episode(i) for i in written], robots={}, refresh_stats=False)
-        if new_robot and not any(e['robot'] == robot.robot for e in ds.manifest['episodes']):
-            del ds.manifest['robots'][robot.robot]
-            ds.manifest['stats'].pop(robot.robot, None)
-        ds.refresh_stats()
-    return result
+@dataclass(frozen=True)
+class LeRobotEpisodes(Source):
+    """Episodes of one LeRobot folder, one unit each (``import_lerobot``'s source)."""
+
+    src: LeRobotSource
+    indices: tuple[int, ...]
+    lp: LeRobotProfile
+    robot: RobotProfile
+    max_invalid: float | None = None
+
+    def labels(self) -> list[str]:
+        return [f'{self.src.root}#episode={idx}' for idx in self.indices]
+
+    def convert(self, index: int, out: Path, done: frozenset[str]) -> BagResult:
+        return _import_one(self.src, self.indices[index], self.lp, self.robot, out, done,
+                           self.max_invalid)
 
 
 def _import_one(src: LeRobotSource, idx: int, lp: LeRobotProfile, robot: RobotProfile,
-                ds: Dataset, done: frozenset[str]) -> BagResult:
+                out: Path, done: frozenset[str], max_invalid: float | None) -> BagResult:
     path = f'{src.root}#episode={idx}'
     if idx not in src.episodes:
         have = f'{min(src.episodes)}-{max(src.episodes)}' if src.episodes else 'none'
@@ -201,7 +201,9 @@ def _import_one(src: LeRobotSource, idx: int, lp: LeRobotProfile, robot: RobotPr
             return BagResult(path, BagStatus.FAILED,
                              f'{path}: {ep.length} frames, shorter than min_episode_steps '
                              f'{lp.min_episode_steps}')
-        write_episode(ds.root, ep)
+        if max_invalid is not None:
+            check_invalid(Path(path), [ep], _valid_spans(ep, lp), max_invalid=max_invalid)
+        land_episode(out, ep)
     except DatasetError as err:
         return BagResult(path, BagStatus.SKIPPED, str(err)) if 'already exists' in str(err) \
             else BagResult(path, BagStatus.FAILED, str(err))
@@ -211,3 +213,17 @@ def _import_one(src: LeRobotSource, idx: int, lp: LeRobotProfile, robot: RobotPr
         return BagResult(path, BagStatus.FAILED, f'{path}: {err}')
     return BagResult(path, BagStatus.OK, '; '.join(warn), ep.content_hash, (ep.id,), ep.length,
                      0)
+
+
+def _valid_spans(ep: EpisodeData, lp: LeRobotProfile) -> dict[str, tuple[int, int]]:
+    """Feature key -> the times of its first and last valid row (LeRobot rows sit on the grid,
+    so a feature's samples are its valid rows)."""
+    masks = dict.fromkeys(lp.state, ep.state_valid)
+    masks[lp.action] = ep.action_valid
+    masks.update({c.key: ep.image_valid[c.role] for c in lp.cameras if c.role in ep.image_valid})
+    spans = {}
+    for key, mask in masks.items():
+        rows = np.flatnonzero(mask)
+        if len(rows):
+            spans[key] = (int(ep.timestamp[rows[0]]), int(ep.timestamp[rows[-1]]))
+    return spans

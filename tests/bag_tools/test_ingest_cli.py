@@ -11,11 +11,13 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 import yaml
-from armbags import T0, arm_content, arm_profile, snapshot
-from bagfactory import write_bag
+from armbags import T0, arm_content, arm_profile, frame_pixels, snapshot
+from bagfactory import encode_jpeg, write_bag
 
 from bag_tools.dataset import Dataset
+from ptr_cli.main import main
 
 PTR = [str(Path(sys.executable).with_name('ptr'))]
 
@@ -121,3 +123,30 @@ def test_killed_ingest_resumes_to_an_identical_dataset(tmp_path: Path) -> None:
     assert snapshot(out) == snapshot(reference)
     ep = Dataset.open(out).episodes()[0]
     assert isinstance(ep.images['wrist'], np.memmap)  # arrays on disk are memory-mappable
+
+
+def test_max_invalid_flag(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--max-invalid fails a bag with a stream invalid over that share (one line, nothing of
+    it written); without it the bag lands with a warning; a share outside 0..1 is a usage error."""
+    c = arm_content(camera=False)
+    for k in range(8):  # the camera stops after 0.5 s of 3 s: invalid at 77 % of the grid
+        c.compressed_image('/cam/image_raw/compressed', T0 + round(k / 15 * 1e9),
+                           encode_jpeg(frame_pixels(k)))
+    short = write_bag(c, tmp_path / 'short', 'mcap')
+    good = write_bag(arm_content(), tmp_path / 'good', 'mcap')
+    args = ['ingest', str(good), str(short), '-p', str(profile_file(tmp_path)), '--no-progress',
+            '-j', '1']
+    assert main([*args, '--out', str(tmp_path / 'strict'), '--max-invalid', '0.5']) == 1
+    err = capsys.readouterr().err
+    (line,) = [x for x in err.splitlines() if str(short) in x]
+    assert line.startswith(f'failed: {short}: over max_invalid 0.5: stream camera:wrist')
+    assert [e['source'] for e in Dataset.open(tmp_path / 'strict').manifest['episodes']] == [
+        str(good)]
+    assert main([*args, '--out', str(tmp_path / 'lenient')]) == 0
+    assert len(Dataset.open(tmp_path / 'lenient')) == 2
+    with pytest.raises(SystemExit) as exit_info:
+        main([*args, '--out', str(tmp_path / 'bad'), '--max-invalid', '1.5'])
+    assert exit_info.value.code == 2
+    assert ("ptr ingest: error: argument --max-invalid: '1.5' is not a share between 0 and 1"
+            in capsys.readouterr().err)
+    assert not (tmp_path / 'bad').exists()

@@ -1,0 +1,196 @@
+"""Fleet ingest on a real Ray instance (loopback, no dashboard, no usage stats, 2 CPUs).
+
+The same bags through Ray and through the local pool give the same dataset, byte for byte; a
+worker killed mid-task is retried and changes nothing; a failing bag is one line and the rest
+land; ``max_invalid`` fails a bag there as here; a LeRobot folder imports through Ray alike;
+without ``--ray`` Ray is never imported.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from armbags import T0, arm_content, arm_profile, frame_pixels, snapshot
+from bagfactory import encode_jpeg, write_bag
+
+from bag_tools.dataset import Dataset
+from bag_tools.ingest import BagResult, BagSource, BagStatus, ingest, ingest_source
+from bag_tools.lerobot.importer import import_lerobot
+from bag_tools.profile import RobotProfile
+from bag_tools.trust import dataset_content_hash
+from ptr_cli.main import main
+
+os.environ['RAY_USAGE_STATS_ENABLED'] = '0'
+ray = pytest.importorskip('ray', reason='Ray is installed by the set-up (the fleet extra)')
+
+#: A local Ray instance in its own process: the head the ADDRESS tests connect to.
+HEAD = """
+import os, sys
+os.environ['RAY_USAGE_STATS_ENABLED'] = '0'
+import ray
+ray.init(_node_ip_address='127.0.0.1', include_dashboard=False, num_cpus=2,
+         logging_level='WARNING')
+print(ray.get_runtime_context().gcs_address.rsplit(':', 1)[1], flush=True)
+sys.stdin.read()  # until the test closes it
+ray.shutdown()
+"""
+
+
+@dataclass(frozen=True)
+class KillOnce(BagSource):
+    """Test-only conversion: the first bag's worker writes its episodes, then SIGKILLs itself
+    before it can report (once: ``marker`` remembers), so Ray retries the task."""
+
+    marker: Path = Path()
+
+    def convert(self, index: int, out: Path, done: frozenset[str]) -> BagResult:
+        res = super().convert(index, out, done)
+        if index == 0 and not self.marker.exists():
+            self.marker.write_text(str(os.getpid()))
+            os.kill(os.getpid(), signal.SIGKILL)
+        return res
+
+
+@pytest.fixture(scope='module')
+def bags(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Four good bags (three containers) and one without its camera topic; a profile file;
+    the local ingest of the good ones (-j 2) as the reference."""
+    root = tmp_path_factory.mktemp('fleet')
+    good = [write_bag(arm_content(duration_s=2.0 + 0.5 * i, tags={'ptr.source': f's{i}'}),
+                      root / 'bags' / f'b{i}', ('mcap', 'sqlite3', 'ros1', 'mcap')[i])
+            for i in range(4)]
+    bad = write_bag(arm_content(camera=False), root / 'bags' / 'nocam', 'mcap')
+    profile = root / 'arm3.yaml'
+    profile.write_text(yaml.safe_dump(arm_profile()))
+    reference = root / 'local'
+    result = ingest(good, RobotProfile.from_dict(arm_profile(), source='test'), reference,
+                    workers=2)
+    assert result.ok
+    assert len(Dataset.open(reference)) == 4
+    return {'root': root, 'good': good, 'bad': bad, 'profile': profile, 'reference': reference}
+
+
+@pytest.fixture(scope='module')
+def head() -> Iterator[str]:
+    """``127.0.0.1:<port>`` of a local Ray head with 2 CPUs (stopped after the module)."""
+    proc = subprocess.Popen([sys.executable, '-c', HEAD], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        port = proc.stdout.readline().strip() if proc.stdout else ''
+        assert port.isdigit(), 'the Ray head did not start'
+        yield f'127.0.0.1:{port}'
+    finally:
+        if proc.stdin:
+            proc.stdin.close()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture
+def joined(head: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The head's address, with this process allowed in (Ray 2.60 heads ask for the token
+    they saved in ~/.ray/auth_token)."""
+    monkeypatch.setenv('RAY_AUTH_MODE', 'token')
+    return head
+
+
+def test_ray_gives_the_local_dataset_and_a_bad_bag_is_one_line(
+        bags: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
+    """`ptr ingest --ray -j 2` (a local instance of its own): the local run's bytes."""
+    out = bags['root'] / 'ray_local'
+    capsys.readouterr()
+    code = main(['ingest', *map(str, bags['good']), str(bags['bad']), '-p', str(bags['profile']),
+                 '--out', str(out), '--ray', '-j', '2', '--no-progress'])
+    captured = capsys.readouterr()
+    assert code == 1  # one bag failed
+    assert '4 bag(s) ingested, 0 skipped, 1 failed' in captured.out
+    named = [line for line in captured.err.splitlines() if str(bags['bad']) in line]
+    assert len(named) == 1, captured.err
+    assert named[0].startswith(f'failed: {bags["bad"]}: ')
+    assert '/cam/image_raw/compressed' in named[0]
+    assert snapshot(out) == snapshot(bags['reference'])
+    assert (dataset_content_hash(Dataset.open(out))
+            == dataset_content_hash(Dataset.open(bags['reference'])))
+    assert not ray.is_initialized()  # the instance it started is gone
+
+
+def test_a_killed_worker_is_retried_and_nothing_changes(
+        bags: dict[str, Any], joined: str) -> None:
+    """The first bag's worker dies after renaming its episodes into place; Ray's retry keeps
+    them; re-running through Ray skips every bag."""
+    from bag_tools.fleet import ray_runner
+
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # KillOnce to the workers
+    marker = bags['root'] / 'killed-once'
+    out = bags['root'] / 'ray_killed'
+    source = KillOnce(tuple(bags['good']), RobotProfile.from_dict(arm_profile(), source='test'),
+                      marker=marker)
+    result = ingest_source(source, out, runner=ray_runner(joined))
+    assert marker.is_file()  # a worker did die
+    assert [b.status for b in result.bags] == [BagStatus.OK] * 4, result.bags
+    assert snapshot(out) == snapshot(bags['reference'])
+    again = ingest(bags['good'], source.robot, out, runner=ray_runner(joined))
+    assert [b.status for b in again.bags] == [BagStatus.SKIPPED] * 4
+    assert snapshot(out) == snapshot(bags['reference'])
+
+
+def short_camera_bag(folder: Path) -> Path:
+    """A 3 s bag whose camera stops after 0.5 s: the camera is invalid at 77 % of the grid."""
+    c = arm_content(camera=False)
+    for k in range(8):
+        c.compressed_image('/cam/image_raw/compressed', T0 + round(k / 15 * 1e9),
+                           encode_jpeg(frame_pixels(k)))
+    return write_bag(c, folder / 'short_camera', 'mcap')
+
+
+def test_max_invalid_fails_the_bag_through_ray_as_locally(
+        bags: dict[str, Any], tmp_path: Path, joined: str) -> None:
+    from bag_tools.fleet import ray_runner
+
+    short = short_camera_bag(tmp_path)
+    profile = RobotProfile.from_dict(arm_profile(), source='test')
+    runs = {'local': ingest([bags['good'][0], short], profile, tmp_path / 'local',
+                            max_invalid=0.5),
+            'ray': ingest([bags['good'][0], short], profile, tmp_path / 'ray', max_invalid=0.5,
+                          runner=ray_runner(joined))}
+    for name, result in runs.items():
+        assert [b.status for b in result.bags] == [BagStatus.OK, BagStatus.FAILED], name
+        reason = result.bags[1].reason
+        assert reason.startswith(f'{short}: over max_invalid 0.5: stream camera:wrist'), reason
+        assert '\n' not in reason
+    assert snapshot(tmp_path / 'ray') == snapshot(tmp_path / 'local')
+    assert len(Dataset.open(tmp_path / 'ray')) == 1  # nothing of the failed bag
+
+
+def test_lerobot_episodes_through_ray(lerobot_data: Path, tmp_path: Path, joined: str) -> None:
+    from bag_tools.fleet import ray_runner
+
+    src = lerobot_data / 'reachy2_v30_apple_storage'
+    local = import_lerobot(src, None, tmp_path / 'local')
+    remote = import_lerobot(src, None, tmp_path / 'ray', runner=ray_runner(joined))
+    assert [b.status for b in remote.bags] == [BagStatus.OK] * 3
+    assert [b.path for b in remote.bags] == [b.path for b in local.bags]
+    assert snapshot(tmp_path / 'ray') == snapshot(tmp_path / 'local')
+
+
+def test_without_ray_flag_ray_is_never_imported(bags: dict[str, Any], tmp_path: Path) -> None:
+    code = ('import sys\nfrom ptr_cli.main import main\n'
+            f'code = main(["ingest", {str(bags["good"][0])!r}, "-p", {str(bags["profile"])!r}, '
+            f'"--out", {str(tmp_path / "ds")!r}, "--no-progress"])\n'
+            'assert code == 0, code\n'
+            'assert "ray" not in sys.modules, "ray imported"\n')
+    proc = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
