@@ -85,7 +85,7 @@ MAX_RATE_HZ = 1000.0
 EXTRA_STATE_TYPES: dict[str, tuple[str, ...]] = _extra_types()
 
 #: The old name of ``min_episode_steps`` (it is not the policy's chunk length ``L``, which the
-#: training config's ``data.chunk_length`` sets); still read, with a warning.
+#: training config's ``policy.chunk_length`` sets); still read, with a warning.
 OLD_MIN_STEPS_KEY = 'chunk_length'
 _warned_old_key: set[str] = set()
 _ARM_KEYS = ('joints', 'state_topic', 'state_field', 'action', 'joint_limits')
@@ -370,7 +370,7 @@ def min_episode_steps_key(d: Mapping[str, Any], source: str) -> str:
         _warned_old_key.add(source)
         log.warning('%s: key %s was renamed to min_episode_steps (the fewest grid steps an '
                     "episode keeps; the policy's chunk length is the training config's "
-                    'data.chunk_length); read as min_episode_steps', source, OLD_MIN_STEPS_KEY)
+                    'policy.chunk_length); read as min_episode_steps', source, OLD_MIN_STEPS_KEY)
     return OLD_MIN_STEPS_KEY
 
 

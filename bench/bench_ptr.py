@@ -85,9 +85,9 @@ def _batch(args: argparse.Namespace, root: Path) -> tuple[dict[str, Tensor], Any
     make_synthetic_dataset(root, episodes=4, length=40, cameras=cameras,
                            image_size=(args.image, args.image), state_dim=7,
                            sources=('a', 'b'))
-    data = DataConfig(datasets=(DatasetSpec(str(root)),), obs_horizon=2, chunk_length=16,
-                      val_fraction=0.0, image_shift=4)
-    bundle = build_data(data, seed=0)
+    data = DataConfig(datasets=(DatasetSpec(str(root)),), obs_horizon=2, val_fraction=0.0,
+                      image_shift=4)
+    bundle = build_data(data, chunk_length=PolicyConfig().chunk_length, seed=0)
     sampler = MixtureSampler(bundle.train.sizes, bundle.weights, batch_size=args.batch, seed=0)
     loader = make_loader(bundle.train, sampler, batch_size=args.batch, config=data,
                          device=torch.device('cpu'))
@@ -99,7 +99,7 @@ def _arm(
     root: Path,
 ) -> tuple[ActionPolicy, SampleWeighter, torch.optim.Optimizer]:
     torch.manual_seed(0)
-    policy = build_policy(PolicyConfig(head=head), bundle.preprocessor, chunk_length=16)
+    policy = build_policy(PolicyConfig(head=head), bundle.preprocessor)
     policy.to(device)
     if name == 'trust':
         options = {**options, 'file': str(_trust_file(root))}

@@ -51,7 +51,7 @@ def _measure(args: argparse.Namespace, dataset: str, head: str, label: str, out:
         f'data.num_workers={args.workers}', 'data.val_fraction=0.0',
         f'amp={"auto" if args.amp else "none"}', f'compile={str(args.compile).lower()}',
     ])
-    bundle = build_data(cfg.data, seed=0)
+    bundle = build_data(cfg.data, chunk_length=cfg.policy.chunk_length, seed=0)
     bundle.train.defer_uint8 = True  # as the trainer does: uint8 across the worker boundary
     sampler = MixtureSampler(bundle.train.sizes, bundle.weights, batch_size=cfg.batch_size,
                              seed=0)
@@ -70,8 +70,7 @@ def _measure(args: argparse.Namespace, dataset: str, head: str, label: str, out:
     del it
 
     torch.manual_seed(0)
-    policy = build_policy(cfg.policy, bundle.preprocessor,
-                          chunk_length=cfg.data.chunk_length).to(device)
+    policy = build_policy(cfg.policy, bundle.preprocessor).to(device)
     weighter = build_weighter('uniform', {})
     weighter.bind(policy)
     module = TrainModule(policy, weighter)

@@ -7,8 +7,9 @@ it already holds (paths) as ``(key, value)`` pairs, applied as they are, never t
 text. The resolved config is
 saved (``to_dict``) beside every checkpoint with ``SCHEMA_VERSION``.
 
-Shape glossary: ``To`` = ``data.obs_horizon``, ``L`` = ``data.chunk_length``,
-``Δ`` = ``data.future_offset`` (``None`` means ``Δ = L``: the frame just after the chunk).
+Shape glossary: ``To`` = ``data.obs_horizon``, ``L`` = ``policy.chunk_length`` (the shape of
+the policy's output: the data is cut into windows of it), ``Δ`` = ``data.future_offset``
+(``None`` means ``Δ = L``: the frame just after the chunk).
 """
 
 from __future__ import annotations
@@ -84,8 +85,7 @@ class DatasetSpec:
 class DataConfig:
     datasets: tuple[DatasetSpec, ...] = ()
     obs_horizon: int = 2  # To
-    chunk_length: int = 16  # L
-    future_offset: int | None = None  # Δ; None = L
+    future_offset: int | None = None  # Δ; None = L (policy.chunk_length)
     normalization: str = 'minmax_p'  # minmax_p: p01/p99 -> [-1, 1]; minmax: min/max; meanstd
     image_shift: int = 4  # random-shift crop augmentation (pixels, replicate pad); 0 = off
     depth_max: float = 10000.0  # uint16 depth (mm) / depth_max -> [0, 1]
@@ -101,7 +101,6 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         check(self.obs_horizon >= 1, 'data.obs_horizon', self.obs_horizon, 'an integer >= 1')
-        check(self.chunk_length >= 1, 'data.chunk_length', self.chunk_length, 'an integer >= 1')
         check(
             self.future_offset is None or self.future_offset >= 1,
             'data.future_offset', self.future_offset, 'null (= chunk_length) or an integer >= 1',
@@ -124,9 +123,9 @@ class DataConfig:
         check(self.trust_apply in TRUST_APPLY, 'data.trust_apply', self.trust_apply,
                ' | '.join(TRUST_APPLY))
 
-    @property
-    def delta(self) -> int:
-        return self.chunk_length if self.future_offset is None else self.future_offset
+    def delta(self, chunk_length: int) -> int:
+        """Δ for a policy of chunk length ``chunk_length`` (L)."""
+        return chunk_length if self.future_offset is None else self.future_offset
 
 
 @dataclass(frozen=True)
@@ -156,6 +155,7 @@ class EncoderConfig:
 @dataclass(frozen=True)
 class PolicyConfig:
     head: str = 'diffusion'  # diffusion (DDPM/DDIM) | flow (flow matching, Euler)
+    chunk_length: int = 16  # L: actions per sampled chunk, the shape of the policy's output
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     unet_dims: tuple[int, ...] = (64, 128, 256)
     kernel_size: int = 5
@@ -167,6 +167,8 @@ class PolicyConfig:
 
     def __post_init__(self) -> None:
         check(self.head in HEADS, 'policy.head', self.head, ' | '.join(HEADS))
+        check(self.chunk_length >= 1, 'policy.chunk_length', self.chunk_length,
+              'an integer >= 1')
         check(
             len(self.unet_dims) >= 1 and all(d % self.groups == 0 for d in self.unet_dims),
             'policy.unet_dims', self.unet_dims, f'widths divisible by groups={self.groups}',
@@ -302,7 +304,7 @@ def from_dict(cls: type[T], data: Mapping[str, Any], *, prefix: str = '') -> T:
         msg = f'{prefix.rstrip(".") or "config"}: expected a mapping, got {data!r}'
         raise ConfigError(msg)
     if cls is TrainConfig:
-        data = migrate_trust_weighter(data)
+        data = migrate_chunk_length(migrate_trust_weighter(data))
     assert dataclasses.is_dataclass(cls)
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
@@ -343,6 +345,24 @@ def migrate_trust_weighter(data: Mapping[str, Any]) -> Mapping[str, Any]:
         msg = f'data: expected a mapping, got {section!r}'
         raise ConfigError(msg)
     return {**data, 'data': {**section, **moved}, 'weighter': {'name': 'uniform', 'options': {}}}
+
+
+def migrate_chunk_length(data: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A config (or a checkpoint's) written when the chunk length was ``data.chunk_length`` as
+    it reads now: ``policy.chunk_length`` (the policy owns it). Both set is refused."""
+    section = data.get('data')
+    if not isinstance(section, Mapping) or 'chunk_length' not in section:
+        return data
+    policy = data.get('policy') or {}
+    if not isinstance(policy, Mapping):
+        msg = f'policy: expected a mapping, got {policy!r}'
+        raise ConfigError(msg)
+    if 'chunk_length' in policy:
+        msg = ('data.chunk_length and policy.chunk_length: both set; data.chunk_length is the '
+               'old name of policy.chunk_length, keep only policy.chunk_length')
+        raise ConfigError(msg)
+    rest = {k: v for k, v in section.items() if k != 'chunk_length'}
+    return {**data, 'data': rest, 'policy': {**policy, 'chunk_length': section['chunk_length']}}
 
 
 def to_dict(config: Any) -> dict[str, Any]:

@@ -332,12 +332,14 @@ def _windows(ep: Episode) -> npt.NDArray[np.int64]:
 def build_data(
     config: DataConfig,
     *,
+    chunk_length: int,
     seed: int,
     preprocessor: Preprocessor | None = None,
     vocab: Vocabulary | None = None,
     robots: Mapping[str, RobotEntry] | None = None,
 ) -> DataBundle:
-    """Open ``config.datasets``, split episodes, and index every window.
+    """Open ``config.datasets``, split episodes, and index every window (its action chunk
+    ``chunk_length`` steps: the policy's ``policy.chunk_length``).
 
     ``preprocessor``/``vocab``/``robots`` come from a checkpoint when evaluating or post-training
     with its normalization; by default they are computed from the datasets' manifests.
@@ -359,8 +361,8 @@ def build_data(
 
     def make(windows: list[npt.NDArray[np.int64]], shift: int) -> WindowDataset:
         return WindowDataset(
-            index.refs, windows, preprocessor, chunk_length=config.chunk_length,
-            delta=config.delta, seed=seed, image_shift=shift,
+            index.refs, windows, preprocessor, chunk_length=chunk_length,
+            delta=config.delta(chunk_length), seed=seed, image_shift=shift,
         )
 
     train = make(index.train, config.image_shift)

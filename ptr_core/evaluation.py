@@ -76,7 +76,7 @@ def evaluate(
         val_fraction=0.0, image_shift=0, num_workers=0, trust=None,  # every window, unweighted
     )
     bundle = build_data(
-        data_cfg, seed=seed, preprocessor=ckpt.preprocessor,
+        data_cfg, chunk_length=runner.chunk_length, seed=seed, preprocessor=ckpt.preprocessor,
         vocab=Vocabulary.from_json(ckpt.vocab), robots=ckpt.robots,
     )
     windows = bundle.train

@@ -47,8 +47,7 @@ __all__ = ['ChunkExecutor', 'ExecutionConfig', 'PolicyRunner', 'load_policy']
 def load_policy(path: str | Path, *, use_ema: bool = True) -> tuple[ActionPolicy, Checkpoint]:
     """Rebuild the policy stored in a checkpoint (EMA weights by default), on the CPU."""
     ckpt = load_checkpoint(path)
-    policy = build_policy(ckpt.config.policy, ckpt.preprocessor,
-                          chunk_length=ckpt.config.data.chunk_length)
+    policy = build_policy(ckpt.config.policy, ckpt.preprocessor)
     state = ckpt.ema if use_ema and ckpt.ema is not None else ckpt.model
     weights = 'ema' if state is ckpt.ema else 'model'
     # names every tensor whose shape or name does not fit the stored config

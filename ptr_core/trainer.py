@@ -310,9 +310,10 @@ def _build_bundle(
     pretrained checkpoint's layout and normalization when the new data fits them (same robots
     or a subset, same To and mode) so the pretrained weights keep their meaning; else the new
     data's own (and ``load_matching`` decides what fits)."""
+    chunk = config.policy.chunk_length
     if resumed is not None:
         return build_data(
-            config.data, seed=config.seed, preprocessor=resumed.preprocessor,
+            config.data, chunk_length=chunk, seed=config.seed, preprocessor=resumed.preprocessor,
             vocab=Vocabulary.from_json(resumed.vocab), robots=resumed.robots,
         )
     if pretrained is not None:
@@ -320,8 +321,8 @@ def _build_bundle(
         if (pre.obs_horizon == config.data.obs_horizon
                 and pre.normalizer.mode == config.data.normalization):
             try:
-                bundle = build_data(config.data, seed=config.seed, preprocessor=pre,
-                                    robots=pretrained.robots)
+                bundle = build_data(config.data, chunk_length=chunk, seed=config.seed,
+                                    preprocessor=pre, robots=pretrained.robots)
             except PtrError as err:
                 log.info('--init: the new data does not fit the checkpoint layout (%s); using '
                          "the data's own layout and normalization", err)
@@ -329,7 +330,7 @@ def _build_bundle(
                 log.info('--init: keeping the checkpoint layout %s and its normalization',
                          list(pre.layout.robots))
                 return bundle
-    return build_data(config.data, seed=config.seed)
+    return build_data(config.data, chunk_length=chunk, seed=config.seed)
 
 
 def _infinite(loader: Any) -> Iterator[dict[str, Tensor]]:
@@ -460,8 +461,7 @@ def _setup_run(
     pretrained = load_checkpoint(init) if init is not None and resumed is None else None
     bundle = _build_bundle(config, resumed, pretrained)
     bundle.train.defer_uint8 = True  # images cross the worker boundary as uint8
-    policy = build_policy(config.policy, bundle.preprocessor,
-                          chunk_length=config.data.chunk_length).to(device)
+    policy = build_policy(config.policy, bundle.preprocessor).to(device)
     if pretrained is not None:
         load_matching(policy, pretrained.ema if pretrained.ema is not None else pretrained.model,
                       reinit_mismatched=config.reinit_mismatched, source=str(init))

@@ -70,12 +70,11 @@ class ActionPolicy(nn.Module):
         action_dim: int,
         robot_action_mask: Tensor,  # bool [n_robots, Da]
         obs_horizon: int,
-        chunk_length: int,
     ) -> None:
         super().__init__()
         self.config = config
         self.action_dim = action_dim
-        self.chunk_length = chunk_length
+        self.chunk_length = config.chunk_length  # L: the shape of the sampled chunks
         self.obs_horizon = obs_horizon
         self.encoder = ObservationEncoder(
             config.encoder, roles=roles, channels=channels, state_dim=state_dim,
@@ -223,10 +222,9 @@ def policy_class(head: str) -> type[ActionPolicy]:
     return cls
 
 
-def build_policy(
-    config: PolicyConfig, preprocessor: Preprocessor, *, chunk_length: int
-) -> ActionPolicy:
-    """The policy for ``preprocessor``'s layout (robots, widths, camera roles)."""
+def build_policy(config: PolicyConfig, preprocessor: Preprocessor) -> ActionPolicy:
+    """The policy ``config`` describes (head, widths, chunk length) for ``preprocessor``'s
+    layout (robots, widths, camera roles)."""
     layout = preprocessor.layout
     mask = torch.from_numpy(np.stack([layout.action_mask[r] for r in layout.robots]))
     policy = policy_class(config.head)(
@@ -237,7 +235,6 @@ def build_policy(
         action_dim=layout.action_dim,
         robot_action_mask=mask,
         obs_horizon=preprocessor.obs_horizon,
-        chunk_length=chunk_length,
     )
     policy.layout = layout
     return policy

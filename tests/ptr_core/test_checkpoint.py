@@ -36,7 +36,7 @@ def test_save_load_gives_identical_actions(image_dataset: Path, tmp_path: Path,
     final = _train(image_dataset, tmp_path / 'run', tiny_config)
     ckpt = load_checkpoint(final)
     assert ckpt.step == 3
-    assert ckpt.config.data.chunk_length == 4
+    assert ckpt.config.policy.chunk_length == 4
     assert ckpt.robots['gripper']['camera_roles'] == ['front']
     a = PolicyRunner.from_checkpoint(final)
     b = PolicyRunner.from_checkpoint(final)

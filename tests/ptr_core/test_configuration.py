@@ -15,8 +15,10 @@ def test_presets_load_and_validate(repo_root: Path) -> None:
     uniform = load_config(repo_root / 'config/train/uniform.yaml')
     assert debug.steps <= 100
     assert debug.policy.encoder.channels == (16, 32)
-    assert uniform.data.chunk_length == 16
-    assert uniform.data.delta == 16
+    assert uniform.policy.chunk_length == 16
+    assert uniform.data.delta(uniform.policy.chunk_length) == 16
+    assert uniform.data.delta(4) == 4  # Δ = L unless data.future_offset is set
+    assert load_config(None, ['data.future_offset=3']).data.delta(4) == 3
     assert uniform.weighter.name == 'uniform'
 
 
@@ -47,3 +49,20 @@ def test_overrides_are_yaml_typed_and_roundtrip() -> None:
     assert [(d.path, d.weight) for d in cfg.data.datasets] == [('/a', 1.0), ('/b', 2.0)]
     assert cfg.weighter.options == {'alpha': 0.5}
     assert from_dict(TrainConfig, to_dict(cfg)) == cfg
+
+
+def test_the_chunk_length_is_the_policys_and_its_old_name_still_loads(repo_root: Path) -> None:
+    assert 'chunk_length' not in to_dict(TrainConfig())['data']
+    new = load_config(None, ['policy.chunk_length=6'])
+    assert new.policy.chunk_length == 6
+    # a config or a checkpoint written when it was data.chunk_length reads the same
+    old = load_config(None, ['data.chunk_length=6'])
+    assert old == new
+    assert from_dict(TrainConfig, {'data': {'chunk_length': 6, 'obs_horizon': 3}}) == load_config(
+        None, ['policy.chunk_length=6', 'data.obs_horizon=3'])
+    with pytest.raises(ConfigError, match=r'uniform\.yaml: data\.chunk_length and '
+                                          r'policy\.chunk_length: both set; data\.chunk_length '
+                                          r'is the old name'):
+        load_config(repo_root / 'config/train/uniform.yaml', ['data.chunk_length=8'])
+    with pytest.raises(ConfigError, match=r'^policy\.chunk_length: 0 is invalid'):
+        load_config(None, ['policy.chunk_length=0'])

@@ -11,15 +11,23 @@ import torch
 
 from bag_tools.dataset import Dataset
 from ptr_core import batch as K
-from ptr_core.data import MixtureSampler, build_data, make_loader, split_episodes
+from ptr_core.configuration import TrainConfig
+from ptr_core.data import DataBundle, MixtureSampler, build_data, make_loader, split_episodes
 from ptr_core.errors import ConfigError, PtrError
+from ptr_core.preprocess import Preprocessor
 from ptr_core.synthetic import make_synthetic_dataset
 
 
+def _data(cfg: TrainConfig, preprocessor: Preprocessor | None = None) -> DataBundle:
+    """The config's data, cut into windows of its policy's chunk length."""
+    return build_data(cfg.data, chunk_length=cfg.policy.chunk_length, seed=0,
+                      preprocessor=preprocessor)
+
+
 def test_window_contents_match_the_episode(state_dataset: Path, tiny_config) -> None:  # type: ignore[no-untyped-def]
-    cfg = tiny_config(state_dataset, Path('/unused'), 'data.chunk_length=5',
+    cfg = tiny_config(state_dataset, Path('/unused'), 'policy.chunk_length=5',
                       'data.future_offset=3')
-    bundle = build_data(cfg.data, seed=0)
+    bundle = build_data(cfg.data, chunk_length=cfg.policy.chunk_length, seed=0)
     ds = Dataset.open(state_dataset)
     w = bundle.train
     # the last window of the first episode: t = 19 of 20 → 1 valid chunk step, no future
@@ -45,7 +53,7 @@ def test_window_contents_match_the_episode(state_dataset: Path, tiny_config) -> 
 
 
 def test_vocabularies_and_ids(state_dataset: Path, image_dataset: Path, tiny_config) -> None:  # type: ignore[no-untyped-def]
-    bundle = build_data(tiny_config([state_dataset, image_dataset], Path('/u')).data, seed=0)
+    bundle = _data(tiny_config([state_dataset, image_dataset], Path('/u')))
     assert bundle.vocab.sources == ('expert', 'noisy')
     assert bundle.vocab.tasks == ('grasp', 'reach')
     seen = {(int(s[K.DATASET_ID]), int(s[K.SOURCE_ID]), int(s[K.TASK_ID]), int(s[K.ROBOT_ID]))
@@ -81,7 +89,7 @@ def test_sampler_is_a_pure_function_of_seed_and_step() -> None:
 
 def test_loader_batches_and_per_sample_noise(state_dataset: Path, tiny_config) -> None:  # type: ignore[no-untyped-def]
     cfg = tiny_config(state_dataset, Path('/u'))
-    bundle = build_data(cfg.data, seed=0)
+    bundle = build_data(cfg.data, chunk_length=cfg.policy.chunk_length, seed=0)
     sampler = MixtureSampler(bundle.train.sizes, bundle.weights, batch_size=8, seed=0)
     loader = make_loader(bundle.train, sampler, batch_size=8, config=cfg.data,
                          device=torch.device('cpu'))
@@ -98,7 +106,7 @@ def test_loader_batches_and_per_sample_noise(state_dataset: Path, tiny_config) -
 
 def test_image_shift_augments_only_training(image_dataset: Path, tiny_config) -> None:  # type: ignore[no-untyped-def]
     cfg = tiny_config(image_dataset, Path('/u'), 'data.image_shift=3', 'data.val_fraction=0.3')
-    bundle = build_data(cfg.data, seed=0)
+    bundle = build_data(cfg.data, chunk_length=cfg.policy.chunk_length, seed=0)
     assert bundle.val is not None
     assert bundle.train.image_shift == 3
     assert bundle.val.image_shift == 0
@@ -116,11 +124,11 @@ def test_split_and_errors(tmp_path: Path, tiny_config) -> None:  # type: ignore[
     assert split_episodes(ids, 0.2) == (train, val)
     assert split_episodes(['only'], 0.5) == (['only'], [])
     with pytest.raises(ConfigError, match=r'data\.datasets is empty'):
-        build_data(tiny_config([], tmp_path).data, seed=0)
+        _data(tiny_config([], tmp_path))
     with pytest.raises(PtrError, match='not a ptr dataset'):
-        build_data(tiny_config(tmp_path / 'nothing', tmp_path).data, seed=0)
+        _data(tiny_config(tmp_path / 'nothing', tmp_path))
     make_synthetic_dataset(tmp_path / 'one', robot='other', episodes=1, length=5, state_dim=2)
     make_synthetic_dataset(tmp_path / 'two', robot='b', episodes=1, length=5)
-    foreign = build_data(tiny_config(tmp_path / 'two', tmp_path).data, seed=0).preprocessor
+    foreign = _data(tiny_config(tmp_path / 'two', tmp_path)).preprocessor
     with pytest.raises(PtrError, match=r"robots \['other'\] are not in the policy's layout"):
-        build_data(tiny_config(tmp_path / 'one', tmp_path).data, seed=0, preprocessor=foreign)
+        _data(tiny_config(tmp_path / 'one', tmp_path), preprocessor=foreign)

@@ -20,7 +20,7 @@ def cli_run(state_dataset: Path, tmp_path_factory: pytest.TempPathFactory,
     code = main(['train', '--config', str(repo_root / 'config/train/debug.yaml'),
                  '--dataset', str(state_dataset), '--out', str(out), '--no-progress',
                  '--set', 'steps=4', '--set', 'val_every=2', '--set', 'log_every=2',
-                 '--set', 'data.chunk_length=4', '--set', 'policy.head=diffusion'])
+                 '--set', 'policy.chunk_length=4', '--set', 'policy.head=diffusion'])
     assert code == 0
     return out / 'final'
 

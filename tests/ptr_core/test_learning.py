@@ -35,7 +35,7 @@ def test_state_policy_learns_the_controller(head: str, tmp_path: Path, repo_root
     assert result.final is not None
     report = evaluate(result.final, [data], max_windows=128)
     # baseline: always predicting the mean action (0 in normalized units, up to centring)
-    bundle = build_data(cfg.data, seed=0)
+    bundle = build_data(cfg.data, chunk_length=cfg.policy.chunk_length, seed=0)
     acts = torch.stack([bundle.train[bundle.train.flat_index(i)][K.ACTION]
                         for i in range(0, len(bundle.train), 5)])
     baseline = float(((acts - acts.mean(dim=(0, 1))) ** 2).mean())

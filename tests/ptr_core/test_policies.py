@@ -19,7 +19,7 @@ from ptr_core.weighting import UniformWeighter, build_weighter, weighted_mean
 
 def _setup(dataset: Path, tiny_config, *extra: str, n: int = 8):  # type: ignore[no-untyped-def]
     cfg = tiny_config(dataset, Path('/u'), *extra)
-    bundle = build_data(cfg.data, seed=0)
+    bundle = build_data(cfg.data, chunk_length=cfg.policy.chunk_length, seed=0)
     picks = torch.linspace(0, len(bundle.train) - 1, n).long().tolist()
     samples = [bundle.train[bundle.train.flat_index(i)] for i in picks]
     batch = {k: torch.stack([s[k] for s in samples]) for k in samples[0]}
@@ -30,7 +30,7 @@ def _setup(dataset: Path, tiny_config, *extra: str, n: int = 8):  # type: ignore
 def test_shapes_and_target_feature(head: str, image_dataset: Path, tiny_config) -> None:  # type: ignore[no-untyped-def]
     cfg, bundle, batch = _setup(image_dataset, tiny_config, f'policy.head={head}')
     torch.manual_seed(0)
-    policy = build_policy(cfg.policy, bundle.preprocessor, chunk_length=4)
+    policy = build_policy(cfg.policy, bundle.preprocessor)
     assert isinstance(policy, DiffusionPolicy if head == 'diffusion' else FlowPolicy)
     out = policy.forward_train(batch)
     assert out.loss.shape == (8,)
@@ -54,7 +54,7 @@ def test_shapes_and_target_feature(head: str, image_dataset: Path, tiny_config) 
 
 def test_state_only_target_is_the_encoded_state(state_dataset: Path, tiny_config) -> None:  # type: ignore[no-untyped-def]
     cfg, bundle, batch = _setup(state_dataset, tiny_config)
-    policy = build_policy(cfg.policy, bundle.preprocessor, chunk_length=4)
+    policy = build_policy(cfg.policy, bundle.preprocessor)
     y = policy.encoder.target_feature(batch, 'future.')
     torch.testing.assert_close(y, policy.encoder.state_mlp(batch[K.FUTURE_STATE]))
     assert policy.encoder.roles == ()
@@ -62,7 +62,7 @@ def test_state_only_target_is_the_encoded_state(state_dataset: Path, tiny_config
 
 def test_loss_ignores_masked_entries(image_dataset: Path, tiny_config) -> None:  # type: ignore[no-untyped-def]
     cfg, bundle, batch = _setup(image_dataset, tiny_config)
-    policy = build_policy(cfg.policy, bundle.preprocessor, chunk_length=4)
+    policy = build_policy(cfg.policy, bundle.preprocessor)
     base = policy.per_sample_loss(batch)
     poked = dict(batch)
     poked[K.ACTION] = torch.where(batch[K.ACTION_MASK], batch[K.ACTION], torch.full_like(
@@ -75,7 +75,7 @@ def test_loss_ignores_masked_entries(image_dataset: Path, tiny_config) -> None: 
 def test_each_head_overfits_one_batch(head: str, state_dataset: Path, tiny_config) -> None:  # type: ignore[no-untyped-def]
     cfg, bundle, batch = _setup(state_dataset, tiny_config, f'policy.head={head}')
     torch.manual_seed(0)
-    policy = build_policy(cfg.policy, bundle.preprocessor, chunk_length=4)
+    policy = build_policy(cfg.policy, bundle.preprocessor)
     opt = torch.optim.AdamW(policy.parameters(), lr=3e-3, weight_decay=0.0)
     first = last = 0.0
     for i in range(150):
@@ -93,20 +93,20 @@ def test_fixed_seed_determinism(image_dataset: Path, tiny_config) -> None:  # ty
     outs = []
     for _ in range(2):
         torch.manual_seed(3)
-        policy = build_policy(cfg.policy, bundle.preprocessor, chunk_length=4)
+        policy = build_policy(cfg.policy, bundle.preprocessor)
         loss = policy.per_sample_loss(batch)
         gen = torch.Generator().manual_seed(11)
         outs.append((loss, policy.sample_actions(batch, generator=gen)))
     assert torch.equal(outs[0][0], outs[1][0])
     assert torch.equal(outs[0][1], outs[1][1])
     torch.manual_seed(4)
-    other = build_policy(cfg.policy, bundle.preprocessor, chunk_length=4)
+    other = build_policy(cfg.policy, bundle.preprocessor)
     assert not torch.equal(other.per_sample_loss(batch), outs[0][0])
 
 
 def test_ddim_and_schedule(state_dataset: Path, tiny_config) -> None:  # type: ignore[no-untyped-def]
     cfg, bundle, _ = _setup(state_dataset, tiny_config, 'policy.train_timesteps=100')
-    policy = build_policy(cfg.policy, bundle.preprocessor, chunk_length=4)
+    policy = build_policy(cfg.policy, bundle.preprocessor)
     assert isinstance(policy, DiffusionPolicy)
     assert policy.ddim_timesteps(4) == [99, 74, 50, 25]
     assert policy.ddim_timesteps(1) == [99]
@@ -123,7 +123,7 @@ def test_ddim_and_schedule(state_dataset: Path, tiny_config) -> None:  # type: i
 
 def test_uniform_weighter_equals_plain_mean(state_dataset: Path, tiny_config) -> None:  # type: ignore[no-untyped-def]
     cfg, bundle, batch = _setup(state_dataset, tiny_config)
-    policy = build_policy(cfg.policy, bundle.preprocessor, chunk_length=4)
+    policy = build_policy(cfg.policy, bundle.preprocessor)
     weighter = build_weighter('uniform', {})
     assert isinstance(weighter, UniformWeighter)
     out = policy.forward_train(batch)
@@ -139,9 +139,8 @@ def test_uniform_weighter_equals_plain_mean(state_dataset: Path, tiny_config) ->
 
 def test_configs_differ_only_in_head_share_weights(state_dataset: Path, tiny_config) -> None:  # type: ignore[no-untyped-def]
     cfg, bundle, _ = _setup(state_dataset, tiny_config)
-    diff = build_policy(cfg.policy, bundle.preprocessor, chunk_length=4)
-    flow = build_policy(dataclasses.replace(cfg.policy, head='flow'), bundle.preprocessor,
-                        chunk_length=4)
+    diff = build_policy(cfg.policy, bundle.preprocessor)
+    flow = build_policy(dataclasses.replace(cfg.policy, head='flow'), bundle.preprocessor)
     flow.load_state_dict(diff.state_dict())  # same names and shapes: strict load works
 
 

@@ -10,7 +10,8 @@ import torch
 
 from bag_tools.dataset import Dataset, FeatureStats
 from ptr_core import batch as K
-from ptr_core.data import build_data
+from ptr_core.configuration import TrainConfig
+from ptr_core.data import DataBundle, build_data
 from ptr_core.errors import PtrError
 from ptr_core.preprocess import (
     Normalizer,
@@ -25,6 +26,10 @@ def _stats(lo: float, hi: float, dim: int = 2) -> FeatureStats:
     return FeatureStats(count=10, min=[lo - 1] * dim, max=[hi + 1] * dim,
                         mean=[(lo + hi) / 2] * dim, std=[2.0] * dim, p01=[lo] * dim,
                         p99=[hi] * dim)
+
+
+def _data(cfg: TrainConfig) -> DataBundle:
+    return build_data(cfg.data, chunk_length=cfg.policy.chunk_length, seed=0)
 
 
 def _entry(dim: int) -> dict:
@@ -68,7 +73,7 @@ def test_merge_stats_pools_mean_and_range() -> None:
 
 def test_loader_and_node_give_identical_tensors(image_dataset: Path, tiny_config) -> None:  # type: ignore[no-untyped-def]
     cfg = tiny_config(image_dataset, Path('/unused'))
-    bundle = build_data(cfg.data, seed=0)
+    bundle = build_data(cfg.data, chunk_length=cfg.policy.chunk_length, seed=0)
     pre = bundle.preprocessor
     ds = Dataset.open(image_dataset)
     for d, w in [(0, 0), (0, 5), (0, len(bundle.train.windows[0]) - 1), (0, 13)]:
@@ -88,7 +93,7 @@ def test_loader_and_node_give_identical_tensors(image_dataset: Path, tiny_config
 
 
 def test_missing_roles_are_zero_and_masked(image_dataset: Path, tiny_config) -> None:  # type: ignore[no-untyped-def]
-    bundle = build_data(tiny_config(image_dataset, Path('/unused')).data, seed=0)
+    bundle = _data(tiny_config(image_dataset, Path('/unused')))
     pre = bundle.preprocessor
     assert pre.layout.camera_roles == ('front', 'wrist')
     obs = observation_batch(np.zeros((1, 2)), {'front': np.full((1, 16, 16, 3), 255, np.uint8)},
@@ -107,7 +112,7 @@ def test_missing_roles_are_zero_and_masked(image_dataset: Path, tiny_config) -> 
 def test_other_image_sizes_are_resized_and_json_roundtrip(
     image_dataset: Path, tiny_config  # type: ignore[no-untyped-def]
 ) -> None:
-    pre = build_data(tiny_config(image_dataset, Path('/unused')).data, seed=0).preprocessor
+    pre = _data(tiny_config(image_dataset, Path('/unused'))).preprocessor
     big = np.zeros((2, 64, 48, 3), np.uint8)
     big[:, :32] = 200
     obs = observation_batch(np.zeros((2, 3)), {'front': big, 'wrist': big}, 'arm', pre)
@@ -123,7 +128,7 @@ def test_other_image_sizes_are_resized_and_json_roundtrip(
 def test_deferred_uint8_images_finish_to_the_same_tensors(image_dataset: Path,
                                                           tiny_config) -> None:  # type: ignore[no-untyped-def]
     """The trainer's loader ships uint8 frames; finish_images makes them what the node gets."""
-    bundle = build_data(tiny_config(image_dataset, Path('/u'), 'data.image_shift=2').data, seed=0)
+    bundle = _data(tiny_config(image_dataset, Path('/u'), 'data.image_shift=2'))
     plain = bundle.train[(0, 7, 5)]
     bundle.train.defer_uint8 = True
     deferred = bundle.train[(0, 7, 5)]

@@ -64,7 +64,7 @@ def train_and_score(
     cfg = load_config(repo / 'config' / 'train' / 'debug.yaml', [
         f'data.datasets=[{str(data)!r}]', f'out_dir={str(tmp / "run")!r}',
         f'policy.head={head}', f'steps={steps}', 'batch_size=64', 'val_every=0',
-        f'save_every={steps}', 'log_every=10', 'data.chunk_length=4', 'optim.lr=1e-3',
+        f'save_every={steps}', 'log_every=10', 'policy.chunk_length=4', 'optim.lr=1e-3',
         'weighter.name=ptr', f'weighter.options={opts}', 'threads=2',
     ])
     result = train(cfg)

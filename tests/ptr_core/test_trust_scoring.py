@@ -73,7 +73,7 @@ def labelled(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     data = write_labels_dataset(root / 'data')
     cfg = load_config(None, [
         f'data.datasets=[{str(data)!r}]', f'out_dir={str(root / "base")!r}', 'steps=4',
-        'batch_size=16', 'val_every=0', 'save_every=4', 'log_every=2', 'data.chunk_length=4',
+        'batch_size=16', 'val_every=0', 'save_every=4', 'log_every=2', 'policy.chunk_length=4',
         'data.val_fraction=0.0', 'policy.head=flow', 'policy.unet_dims=[16,32]',
         'policy.time_embed_dim=16', 'policy.encoder.state_hidden=32',
         'policy.encoder.context_dim=32', 'device=cpu',
@@ -251,12 +251,12 @@ def test_trust_is_the_datas_sampling_and_loss(labelled: tuple[Path, Path],
     path = _half_trust(data)
     common = [
         f'data.datasets=[{str(data)!r}]', f'out_dir={str(tmp_path / "run")!r}', 'steps=3',
-        'batch_size=16', 'val_every=0', 'save_every=3', 'data.chunk_length=4',
+        'batch_size=16', 'val_every=0', 'save_every=3', 'policy.chunk_length=4',
         'data.val_fraction=0.0', 'policy.unet_dims=[16,32]', 'policy.time_embed_dim=16',
         'policy.encoder.state_hidden=32', 'policy.encoder.context_dim=32', 'device=cpu',
     ]
     cfg = load_config(None, [*common, ('data.trust', str(path))])
-    bundle = build_data(cfg.data, seed=0)
+    bundle = build_data(cfg.data, chunk_length=cfg.policy.chunk_length, seed=0)
     assert bundle.window_weights is not None
     assert bundle.train.sample_weights is None
     sampler = MixtureSampler(bundle.train.sizes, [1.0], batch_size=16, seed=0,
@@ -276,7 +276,7 @@ def test_trust_is_the_datas_sampling_and_loss(labelled: tuple[Path, Path],
     assert sum(r.windows for r in report.robots) > 0
 
     loss = load_config(None, [*common, ('data.trust', str(path)), 'data.trust_apply=loss'])
-    bundle = build_data(loss.data, seed=0)
+    bundle = build_data(loss.data, chunk_length=loss.policy.chunk_length, seed=0)
     assert bundle.window_weights is None  # uniform draws ...
     weights = {float(bundle.train[(0, w, w)][K.SAMPLE_WEIGHT])
                for w in range(bundle.train.sizes[0])}
@@ -297,7 +297,7 @@ def test_stale_trust_refused_by_train(labelled: tuple[Path, Path], tmp_path: Pat
     assert dataset_content_hash(Dataset.open(other)) != dataset_content_hash(ds)
     cfg = load_config(None, [
         f'data.datasets=[{str(other)!r}]', f'out_dir={str(tmp_path / "run")!r}', 'steps=1',
-        'batch_size=8', 'val_every=0', 'data.chunk_length=4', 'data.val_fraction=0.0',
+        'batch_size=8', 'val_every=0', 'policy.chunk_length=4', 'data.val_fraction=0.0',
         'policy.unet_dims=[16,32]', 'device=cpu', ('data.trust', str(path)),
     ])
     with pytest.raises(PtrError, match=rf'{path}.*stale'):

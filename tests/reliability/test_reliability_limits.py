@@ -122,7 +122,7 @@ def unlimited_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (data / 'manifest.json').write_text(json.dumps(manifest))
     result = train(load_config(None, [
         'steps=1', 'batch_size=4', 'device=cpu', 'log_every=1', 'val_every=0',
-        'data.chunk_length=4', 'data.obs_horizon=2', 'data.val_fraction=0.0',
+        'policy.chunk_length=4', 'data.obs_horizon=2', 'data.val_fraction=0.0',
         'data.num_workers=0', f"data.datasets=['{data}']", f"out_dir='{tmp / 'run'}'",
         'policy.unet_dims=[16, 32]',
     ]))

@@ -33,7 +33,7 @@ def good(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     make_synthetic_dataset(data, robot='arm', episodes=4, length=12, state_dim=3, seed=1)
     result = train(load_config(None, [
         'steps=1', 'batch_size=4', 'device=cpu', 'log_every=1', 'val_every=0',
-        'data.chunk_length=4', 'data.obs_horizon=2', 'data.val_fraction=0.0',
+        'policy.chunk_length=4', 'data.obs_horizon=2', 'data.val_fraction=0.0',
         'data.num_workers=0', ('data.datasets', [str(data)]), ('out_dir', str(root / 'run')),
         'policy.unet_dims=[16, 32]',
     ]))

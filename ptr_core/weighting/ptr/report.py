@@ -77,8 +77,9 @@ def score_dataset(
         cfg.data, datasets=tuple(DatasetSpec(str(p)) for p in datasets), val_fraction=0.0,
         image_shift=0, trust=None,  # the training's trust file is not this pass's
     )
-    bundle = build_data(data_cfg, seed=seed, preprocessor=ckpt.preprocessor,
-                        vocab=Vocabulary.from_json(ckpt.vocab), robots=ckpt.robots)
+    bundle = build_data(data_cfg, chunk_length=cfg.policy.chunk_length, seed=seed,
+                        preprocessor=ckpt.preprocessor, vocab=Vocabulary.from_json(ckpt.vocab),
+                        robots=ckpt.robots)
     windows = bundle.train
     b = min(batch_size or cfg.batch_size, len(windows))
     rows = _score_windows(windows, policy, weighter, int(ckpt.step), b, dev, seed, progress)
@@ -115,7 +116,7 @@ def _load_scorer(
         msg = (f'{ckpt.path}: trained with weighter {cfg.weighter.name!r}; ptr weights needs a '
                f'checkpoint trained with weighter.name: ptr')
         raise CheckpointError(msg)
-    policy = build_policy(cfg.policy, ckpt.preprocessor, chunk_length=cfg.data.chunk_length)
+    policy = build_policy(cfg.policy, ckpt.preprocessor)
     policy.load_state_dict(ckpt.model)
     weighter = PTRWeighter.from_options(cfg.weighter.options)
     weighter.bind(policy)

@@ -207,8 +207,8 @@ def score_datasets(
     datasets = open_datasets(paths)
     data_cfg = ckpt.config.data
     feats = extract_features(
-        policy, ckpt.preprocessor, datasets, chunk_length=data_cfg.chunk_length,
-        delta=data_cfg.delta, consequence=config.consequence,
+        policy, ckpt.preprocessor, datasets, chunk_length=policy.chunk_length,
+        delta=data_cfg.delta(policy.chunk_length), consequence=config.consequence,
         progress=None if progress is None else (lambda d, n: progress('features', d, n)),
     )
     t_feat = time.monotonic()
@@ -228,7 +228,8 @@ def score_datasets(
     scorer = {
         **config.to_dict(), 'init': str(Path(init).resolve()),
         'init_hash': _checkpoint_hash(Path(init)), 'chunk_length': feats.chunk_length,
-        'delta': data_cfg.delta, 'candidates': config.candidates, 'rounds_run': 1 + refined,
+        'delta': data_cfg.delta(feats.chunk_length), 'candidates': config.candidates,
+        'rounds_run': 1 + refined,
         'combine': f'P_{drive}*P_bc_loss' if post.use_bc else f'P_{drive}',
         f'mixture_{drive}': mix_a.to_json(), 'mixture_bc_loss': mix_b.to_json(),
     }
