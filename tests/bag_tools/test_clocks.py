@@ -9,7 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from bagfactory import write_video
+from armbags import T0, arm_content, arm_profile, frame_pixels
+from bagfactory import encode_jpeg, write_bag, write_video
 from navbags import RTF, SIM0, base_x, held_sim_seconds, nav2_bag, wheel_profile
 
 from bag_tools.episodes import bag_to_episodes
@@ -73,3 +74,19 @@ def test_a_stream_that_starts_after_the_state_ends_is_named(tmp_path: Path) -> N
     # 30 wall s after the start; past the state's last stamp the offset is held, not scaled
     assert str(err.value).endswith('; video:front.mp4 (clock log->header) starts 26.0 s after '
                                    'the state ends')
+
+
+def test_a_camera_stamped_on_its_own_clock_uses_log_time_alone(tmp_path: Path) -> None:
+    """A driver stamping with its boot clock (5 s after power-on) used to send every topic to
+    log time; now only that camera is on log time, the joint states keep their stamps."""
+    c = arm_content(duration_s=3.0, camera=False)
+    for k in range(46):
+        t = round(k / 15 * 1e9)
+        c.compressed_image('/cam/image_raw/compressed', T0 + t + 4_000_000,
+                           encode_jpeg(frame_pixels(k)), stamp_ns=5_000_000_000 + t)
+    bag = write_bag(c, tmp_path / 'boot', 'mcap')
+    (ep,) = bag_to_episodes(bag, RobotProfile.from_dict(arm_profile()))
+    clocks = {r['role']: r['clock'] for r in ep.sync_report['topics']}
+    assert clocks == {'state': 'header', 'action': 'header', 'camera:wrist': 'log'}
+    assert ep.image_valid['wrist'].all()
+    assert ep.state_valid.all()

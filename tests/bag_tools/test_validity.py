@@ -11,8 +11,10 @@ import pytest
 from armbags import T0, arm_content, arm_profile
 from bagfactory import write_bag
 
+from bag_tools.dataset import Dataset
 from bag_tools.episodes import bag_to_episodes
 from bag_tools.errors import InvalidStreamError
+from bag_tools.ingest import BagStatus, ingest
 from bag_tools.profile import RobotProfile
 from bag_tools.validity import WARN_INVALID_SHARE
 
@@ -59,3 +61,22 @@ def test_max_invalid_fails_the_bag_in_one_line(tmp_path: Path) -> None:
     assert bag_to_episodes(bag, _odom_profile(), max_invalid=0.8)  # under the bound: lands
     with pytest.raises(InvalidStreamError, match=r'max_invalid 1\.5 is not a share'):
         bag_to_episodes(bag, _odom_profile(), max_invalid=1.5)
+
+
+def test_max_invalid_in_ingest_writes_nothing_of_that_bag(tmp_path: Path) -> None:
+    bad = _short_odometry_bag(tmp_path)
+    c = arm_content(duration_s=3.0, camera=False)
+    for i in range(31):
+        c.odometry('/odom', T0 + i * 100_000_000, [0.1 * i, 0, 0], [0, 0, 0, 1], [0.1, 0, 0],
+                   [0, 0, 0])
+    good = write_bag(c, tmp_path / 'full_odom', 'mcap')
+    result = ingest([bad, good], _odom_profile(), tmp_path / 'ds', max_invalid=0.5)
+    by_path = {Path(b.path).name: b for b in result.bags}
+    assert by_path['full_odom'].status is BagStatus.OK
+    failed = by_path['short_odom']
+    assert failed.status is BagStatus.FAILED
+    assert failed.reason.startswith(f'{bad}: over max_invalid 0.5: stream extra:odom')
+    ds = Dataset.open(tmp_path / 'ds')
+    assert [Path(ep.meta['source']).name for ep in ds.episodes()] == ['full_odom']
+    assert [p.name.split('-')[0] for p in (tmp_path / 'ds' / 'episodes').iterdir()] == [
+        'full_odom']
