@@ -100,9 +100,9 @@ def head() -> Iterator[str]:
 
 @pytest.fixture
 def joined(head: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    """The head's address, with this process allowed in (Ray 2.60 heads ask for the token
-    they saved in ~/.ray/auth_token)."""
-    monkeypatch.setenv('RAY_AUTH_MODE', 'token')
+    """The head's address; joining it takes the token it saved in ~/.ray/auth_token, which
+    the runner presents by itself (no ``RAY_AUTH_MODE`` set here)."""
+    monkeypatch.delenv('RAY_AUTH_MODE', raising=False)
     return head
 
 
