@@ -13,12 +13,16 @@ from bag_tools.fileio import read_yaml
 from ptr_core.configuration import HEADS, apply_overrides, from_dict
 from ptr_core.errors import ConfigError
 from ptr_core.weighting import WEIGHTERS
+from ptr_sim.evaluate import SPLITS
 from ptr_sim.setups import SETUPS
 from ptr_sim.sources import Source
 
 #: What a method may be: a weighter of ``ptr_core.weighting``, or ``trust`` (scored by ``ptr
 #: score`` on the cell's base, then ``data.trust``: drawn by trust; ``oracle:`` the tags').
 METHOD_KINDS = (*WEIGHTERS, 'trust')
+#: The untrained checks a trust method may take its trust from (``baseline:``; what each is:
+#: ``ptr_sim.benchmark.baselines``).
+BASELINES = ('length', 'lag_correlation', 'random')
 
 __all__ = ['PRESET_DIR', 'BenchmarkConfig', 'MethodSpec', 'load_benchmark_config']
 
@@ -67,6 +71,13 @@ class BenchmarkConfig:
     images: bool = False  # image policies (slow on a CPU) instead of state-only
     image_size: int = 96
     record_max_steps: int = 150
+    # every episode recorded to ``record_max_steps`` (the source keeps acting after success: the
+    # expert holds the object at the goal), so length says nothing about success; false: each
+    # episode ends 10 steps after its first success (the recordings before issue 26)
+    fixed_horizon: bool = True
+    # which held-out goals the cells are evaluated on: ``dev`` for every choice of method or
+    # default, ``test`` only for reported tables (disjoint goal seeds: ptr_sim.evaluate)
+    split: str = 'dev'
     eval_episodes: int = 50  # per cell (task x head x method x seed), split over the setups
     eval_max_steps: int = 150
     execute: int = 4  # actions executed per predicted chunk
@@ -91,6 +102,9 @@ class BenchmarkConfig:
              f'weighters {" | ".join(METHOD_KINDS)}')
         need(all(_oracle_floor_ok(m) for m in self.methods), 'methods',
              'oracle: a trust floor in [0, 1) on a trust method')
+        need(all(_baseline_ok(m) for m in self.methods), 'methods',
+             f'baseline: one of {" | ".join(BASELINES)} on a trust method (keep: a share in '
+             '(0, 1])')
         names = {m.name for m in self.methods}
         need(all(m.weighter != 'trust' or (self.pretrain_tasks and self.pretrain_episodes)
                  or self.warm_start_steps > 0
@@ -111,6 +125,7 @@ class BenchmarkConfig:
         need(not self.control_mix or all(m in known for m in self.control_methods),
              'control_methods', f'a subset of the methods {sorted(known)}')
         need(bool(self.seeds), 'seeds', 'a non-empty list')
+        need(self.split in SPLITS, 'split', ' | '.join(SPLITS))
         for key in ('pretrain_steps', 'posttrain_steps', 'eval_episodes', 'eval_max_steps',
                     'execute', 'workers', 'threads', 'record_max_steps'):
             need(getattr(self, key) >= 1, key, 'an integer >= 1')
@@ -186,6 +201,18 @@ def load_benchmark_config(
         raise ConfigError(msg)
     apply_overrides(data, overrides)
     return _parse(data, str(path))
+
+
+def _baseline_ok(method: MethodSpec) -> bool:
+    """A method's ``baseline`` option (an untrained check's trust: ptr_sim.benchmark.
+    baselines), when present, names a check on a trust method; its ``keep`` is in (0, 1]."""
+    opts = method.options
+    if 'baseline' not in opts:
+        return 'keep' not in opts
+    keep = opts.get('keep', 0.5)
+    return (method.weighter == 'trust' and opts['baseline'] in BASELINES
+            and 'oracle' not in opts and isinstance(keep, (int, float))
+            and not isinstance(keep, bool) and 0.0 < float(keep) <= 1.0)
 
 
 def _oracle_floor_ok(method: MethodSpec) -> bool:

@@ -28,8 +28,16 @@ from ptr_sim.env import EVAL_SEED_OFFSET, MetaWorldEnv
 from ptr_sim.setups import SimSetup, flat_state, get_setup
 
 __all__ = [
-    'CheckpointPolicy', 'EvalResult', 'ExpertPolicy', 'StepPolicy', 'eval_seeds', 'evaluate',
+    'SPLITS', 'CheckpointPolicy', 'EvalResult', 'ExpertPolicy', 'StepPolicy', 'eval_seeds',
+    'evaluate',
 ]
+
+#: The held-out goal sets: ``dev`` for every choice of method or default, ``test`` only for the
+#: reported tables. Seeds of the two never meet: ``dev`` draws from [EVAL_SEED_OFFSET,
+#: EVAL_SEED_OFFSET + TEST_OFFSET), ``test`` from the TEST_OFFSET above it.
+SPLITS = ('dev', 'test')
+TEST_OFFSET = 500_000_000
+GOALS_PER_SEED = 100_000  # goal seeds per evaluation seed (episodes past it are refused)
 
 log = logging.getLogger(__name__)
 
@@ -69,9 +77,19 @@ class EvalResult:
                 'success': list(self.success), 'steps': list(self.steps)}
 
 
-def eval_seeds(episodes: int, seed: int = 0) -> list[int]:
-    """Held-out goal seeds: disjoint from every recording seed."""
-    return [EVAL_SEED_OFFSET + seed * 100_000 + i for i in range(episodes)]
+def eval_seeds(episodes: int, seed: int = 0, split: str = 'dev') -> list[int]:
+    """Held-out goal seeds of ``split``: disjoint from every recording seed, and the ``dev``
+    and ``test`` goals disjoint from each other whatever the seeds (``dev`` is the range every
+    run before issue 26 evaluated on, tuned on included)."""
+    if split not in SPLITS:
+        msg = f'evaluation split {split!r}: use {" or ".join(SPLITS)}'
+        raise PtrError(msg)
+    if not 0 <= seed < TEST_OFFSET // GOALS_PER_SEED or not 0 <= episodes <= GOALS_PER_SEED:
+        msg = (f'evaluation seed {seed} with {episodes} goals: the seed must be in [0, '
+               f'{TEST_OFFSET // GOALS_PER_SEED}) and the goals at most {GOALS_PER_SEED}')
+        raise PtrError(msg)
+    base = EVAL_SEED_OFFSET + (TEST_OFFSET if split == 'test' else 0) + seed * GOALS_PER_SEED
+    return [base + i for i in range(episodes)]
 
 
 class ExpertPolicy:
@@ -99,14 +117,16 @@ def evaluate(
     setup: str | SimSetup = 'a',
     episodes: int = 50,
     seed: int = 0,
+    split: str = 'dev',
     max_steps: int = 150,
     batch: int = 25,
     images: bool = False,
     envs: list[MetaWorldEnv] | None = None,
 ) -> EvalResult:
-    """Success rate of ``policy`` on ``episodes`` held-out goals of ``task``."""
+    """Success rate of ``policy`` on ``episodes`` held-out goals of ``task`` (the ``split``'s:
+    ``dev`` to choose, ``test`` to report)."""
     spec = get_setup(setup) if isinstance(setup, str) else setup
-    seeds = eval_seeds(episodes, seed)
+    seeds = eval_seeds(episodes, seed, split)
     pool = envs if envs is not None else []
     while len(pool) < min(batch, episodes):
         pool.append(MetaWorldEnv(task))

@@ -27,8 +27,13 @@ def cell_fingerprint(cfg: BenchmarkConfig, cell: Cell, base: str | None,
     training config file's text, overrides and steps, and the evaluation settings."""
     method: dict[str, Any] = {'name': cell.method.name, 'weighter': cell.method.weighter,
                               'options': dict(cell.method.options)}
-    if cell.method.weighter == 'trust' and 'oracle' not in cell.method.options:
-        method['options']['score'] = _resolved_score_options(cell)  # the oracle runs no scorer
+    # the oracle and the baselines run no scorer (random matches the trust arm: by its file)
+    if cell.method.weighter == 'trust' and not {'oracle', 'baseline'} & set(cell.method.options):
+        method['options']['score'] = _resolved_score_options(cell)
+    if cell.method.options.get('baseline') == 'random':  # matched to the trust arm's frames
+        method['matched'] = [_resolved_score_options(Cell(cell.task, cell.head, m, cell.seed,
+                                                          cell.data))
+                             for m in cfg.methods if m.name == 'trust']
     doc = {'cell': cell.key, 'method': method, 'base': [base, _fingerprint_of(base)],
            'data': _data_plan(data),
            'train': _train_fingerprint(cfg, cfg.posttrain_steps),

@@ -29,6 +29,17 @@ class Cell:
     def key(self) -> str:
         return f'{self.task}/{self.data}/{self.head}/{self.method.name}/seed{self.seed}'
 
+    def data_dir(self, out: Path) -> Path:
+        """The cell's ingested data set: its seed's own recording."""
+        return data_dir(out, self.seed, f'{self.task}/{self.data}')
+
+
+def data_dir(out: Path, seed: int, name: str) -> Path:
+    """Where a recorded set is ingested: every seed has its own recordings (``data/seed<s>/
+    <task>/<data>``, ``data/seed<s>/pretrain``), so seeds differ in their data, not only in
+    their training draws."""
+    return out / 'data' / f'seed{seed}' / name
+
 
 def _json(path: Path, obj: Any) -> None:
     tmp = path.with_name(f'.{path.name}.tmp')

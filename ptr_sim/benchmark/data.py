@@ -23,7 +23,8 @@ def _record_and_ingest(
     marker = data / '.complete'
     plan = json.dumps({'tasks': list(tasks), 'mix': dict(mix), 'seed': seed,
                        'setups': list(cfg.setups), 'image_size': cfg.image_size,
-                       'record_max_steps': cfg.record_max_steps, 'images': cfg.images},
+                       'record_max_steps': cfg.record_max_steps, 'images': cfg.images,
+                       'fixed_horizon': cfg.fixed_horizon},
                       sort_keys=True, default=str)
     if _marker_matches(marker, plan, say):
         return data
@@ -33,7 +34,7 @@ def _record_and_ingest(
     reqs = plan_episodes(tasks, cfg.setups, {k: v for k, v in mix.items() if v > 0}, seed=seed)
     t0 = time.monotonic()
     eps = record(reqs, bags, image_size=cfg.image_size, max_steps=cfg.record_max_steps,
-                 render=cfg.images)
+                 render=cfg.images, settle_steps=None if cfg.fixed_horizon else 10)
     ok = sum(e.success for e in eps)
     say(f'  recorded {name}: {len(eps)} episodes ({ok} successful) in '
         f'{time.monotonic() - t0:.0f} s')

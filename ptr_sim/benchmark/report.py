@@ -19,11 +19,32 @@ def _fmt(mean: float, std: float) -> str:
     return 'n/a' if np.isnan(mean) else f'{mean:.2f} ± {std:.2f}'
 
 
+def _split(summary: dict[str, Any]) -> str:
+    """Which goals a table's numbers are on: ``dev`` (for choosing) or ``test`` (to report)."""
+    return str(summary.get('split') or (summary.get('config') or {}).get('split') or 'dev')
+
+
+def _protocol(summary: dict[str, Any]) -> list[str]:
+    """The report's title and what its numbers are: which goals, which recording rule."""
+    cfg, split = summary['config'], _split(summary)
+    return [
+        f'# ptr benchmark `{cfg["name"]}` — **{split}** goals', '',
+        f'Every success rate below is on the **{split}** split of the held-out goals ('
+        + ('for choosing methods and defaults; not a reported result'
+           if split == 'dev' else 'the reported numbers; nothing was chosen on them')
+        + '); each seed has its own recording and base. '
+        + ('Every episode recorded to a fixed horizon of '
+           f'{cfg.get("record_max_steps")} steps (length carries nothing).'
+           if cfg.get('fixed_horizon', False) else
+           'Episodes end 10 steps after success: length carries success.'), '']
+
+
 def markdown(summary: dict[str, Any]) -> str:
     cfg = summary['config']
     methods = [m['name'] for m in cfg['methods']]
+    split = _split(summary)
     lines = [
-        f'# ptr benchmark `{cfg["name"]}`', '',
+        *_protocol(summary),
         f'Target tasks {", ".join(cfg["tasks"])}; mix {cfg["mix"]} per task '
         f'({summary["degraded_share"]:.0%} degraded or low-attribution); base pretrained on '
         f'{", ".join(cfg["pretrain_tasks"]) or "nothing"}; {cfg["posttrain_steps"]} post-training '
@@ -33,7 +54,7 @@ def markdown(summary: dict[str, Any]) -> str:
                   for name, mix in (cfg.get('mixes') or {}).items())
         + (f' Clean (`control`): {cfg["control_mix"]}.' if cfg.get('control_mix') else ''),
         '',
-        '## Success rate (mean ± std over seeds)', '',
+        f'## Success rate (mean ± std over seeds; {split} goals)', '',
         '| task | data | head | ' + ' | '.join(methods) + ' |',
         '|---|---|---|' + '---|' * len(methods),
     ]
@@ -82,7 +103,8 @@ def _markdown_trust(summary: dict[str, Any]) -> list[str]:
     paired = summary.get('paired') or []
     if paired:
         own = any(np.isfinite(p.get('experts', np.nan)) for p in paired)
-        lines += ['', '## Paired difference vs uniform (same seeds and goals)', '',
+        lines += ['', f'## Paired difference vs uniform (same seeds and {_split(summary)} goals;'
+                  f' 95% CI {paired[0].get("interval", "over goals")})', '',
                   'clean: uniform on the expert-only control recording; '
                   + ("own experts: uniform on the mixed set's own expert episodes alone; "
                      if own else '') + 'gap closed: (method − uniform) / (clean end − uniform).',
@@ -105,7 +127,8 @@ def _markdown_trust(summary: dict[str, Any]) -> list[str]:
     contrast = summary.get('contrasts') or []
     if contrast:
         ref = contrast[0]['reference']
-        lines += ['', f'## Each other arm vs `{ref}` (same seeds and goals)', '',
+        lines += ['', f'## Each other arm vs `{ref}` (same seeds and {_split(summary)} goals; '
+                  f'95% CI {contrast[0].get("interval", "over goals")})', '',
                   f'| task | data | head | method | goals | {ref} | method | difference '
                   '[95% CI] |', '|---|---|---|---|---|---|---|---|']
         for c in contrast:

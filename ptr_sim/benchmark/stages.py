@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from bag_tools.lifetime import spawn_pool
+from ptr_sim.benchmark.baselines import baseline_trust
 from ptr_sim.benchmark.cache import (
     _data_plan,
     _fingerprint_of,
@@ -21,7 +22,16 @@ from ptr_sim.benchmark.cache import (
     cell_fingerprint,
     reusable_result,
 )
-from ptr_sim.benchmark.cells import FINGERPRINT, REPO, Cell, Say, _json, _metrics, cells
+from ptr_sim.benchmark.cells import (
+    FINGERPRINT,
+    REPO,
+    Cell,
+    Say,
+    _json,
+    _metrics,
+    cells,
+    data_dir,
+)
 from ptr_sim.benchmark.data import _experts_subset, _record_and_ingest
 from ptr_sim.benchmark.report import write_report
 from ptr_sim.benchmark.statistics import summarize
@@ -75,13 +85,15 @@ def _train(cfg: BenchmarkConfig, out_dir: Path, datasets: Sequence[Path], head: 
     return res.final, time.monotonic() - t0
 
 
-def _pretrain(args: tuple[BenchmarkConfig, str, str, str]) -> str:
-    cfg, out, data, head = args
-    run = Path(out) / 'runs' / 'base' / head
-    fingerprint = _hash({'base': head, 'data': [data, _data_plan(Path(data))],
+def _pretrain(args: tuple[BenchmarkConfig, str, str, str, int]) -> str:
+    """One seed's base of one head, on that seed's own pretraining recording."""
+    cfg, out, data, head, seed = args
+    run = Path(out) / 'runs' / 'base' / head / f'seed{seed}'
+    fingerprint = _hash({'base': head, 'seed': seed, 'data': [data, _data_plan(Path(data))],
                          'train': _train_fingerprint(cfg, cfg.pretrain_steps)})
-    return _train_stage(cfg, run, fingerprint, Path(out) / 'runs' / '.stale' / 'base' / head,
-                        [Path(data)], head, cfg.pretrain_steps, 0, None)
+    return _train_stage(cfg, run, fingerprint,
+                        Path(out) / 'runs' / '.stale' / 'base' / head / f'seed{seed}',
+                        [Path(data)], head, cfg.pretrain_steps, seed, None)
 
 
 def _train_stage(cfg: BenchmarkConfig, run: Path, fingerprint: str, stale: Path,
@@ -100,11 +112,11 @@ def _warm_start(args: tuple[BenchmarkConfig, str, Cell, str | None, int]) -> str
     """The uniform warm start of one (task, data, head, seed): its final checkpoint."""
     cfg, out, cell, base, threads = args
     fingerprint = _hash({'warm': cell.key, 'base': [base, _fingerprint_of(base)],
-                         'data': _data_plan(Path(out) / 'data' / cell.task / cell.data),
+                         'data': _data_plan(cell.data_dir(Path(out))),
                          'train': _train_fingerprint(cfg, cfg.warm_start_steps)})
     return _train_stage(cfg, Path(out) / _warm_dir(cell), fingerprint,
                         Path(out) / 'runs' / '.stale' / _warm_dir(cell).relative_to('runs'),
-                        [Path(out) / 'data' / cell.task / cell.data], cell.head,
+                        [cell.data_dir(Path(out))], cell.head,
                         cfg.warm_start_steps, cell.seed, Path(base) if base else None,
                         threads=threads)
 
@@ -114,11 +126,11 @@ def _warm_dir(cell: Cell) -> Path:
 
 
 def _warm_starts(cfg: BenchmarkConfig, out: Path, todo: Sequence[Cell],
-                 bases: dict[str, str | None], say: Say) -> list[str | None]:
+                 bases: dict[tuple[str, int], str | None], say: Say) -> list[str | None]:
     """Each cell's base: its warm start when ``warm_start_steps`` (trained here, once per
-    task, data, head and seed), else its head's pretrained base."""
+    task, data, head and seed), else its head's pretrained base of its seed."""
     if not cfg.warm_start_steps:
-        return [bases.get(c.head) for c in todo]
+        return [bases.get((c.head, c.seed)) for c in todo]
     uniform = MethodSpec('uniform', 'uniform')
 
     def key(c: Cell) -> tuple[str, str, str, int]:
@@ -129,7 +141,7 @@ def _warm_starts(cfg: BenchmarkConfig, out: Path, todo: Sequence[Cell],
         f'({len(runs)} runs), the base of every method')
     # fewer runs than workers (the demo: one): the idle workers' cores go to torch threads
     threads = cfg.threads * max(1, cfg.workers // len(runs))
-    finals = _pool_map(_warm_start, [(cfg, str(out), r, bases.get(r.head), threads)
+    finals = _pool_map(_warm_start, [(cfg, str(out), r, bases.get((r.head, r.seed)), threads)
                                      for r in runs.values()],
                        cfg.workers, lambda f: say(f'  warm start: {f}'))
     by_key = dict(zip(runs, finals))
@@ -153,24 +165,17 @@ def _run_cell(args: tuple[BenchmarkConfig, str, Cell, str | None]) -> dict[str, 
     out = Path(out_s)
     run = out / 'runs' / cell.key
     result_file = run / 'result.json'
-    data = out / 'data' / cell.task / cell.data
+    data = cell.data_dir(out)
     fingerprint = cell_fingerprint(cfg, cell, base, data)
     loaded = reusable_result(run, fingerprint, out / 'runs' / '.stale' / cell.key)
     if loaded is not None:
         return loaded
     torch.set_num_threads(cfg.threads)  # the scoring pass too, not only training
     method, trust = cell.method, None
-    if method.weighter == 'trust' and 'oracle' in method.options:  # the recorded tags' trust
-        file, trust = _oracle_trust(out, cell, float(method.options['oracle']))
-        opts = {k: v for k, v in method.options.items() if k != 'oracle'}
-        method = MethodSpec(method.name, 'trust', {**opts, 'file': str(file)})
-    elif method.weighter == 'trust':  # score before training, then sample by trust
-        scorer_base = base
-        if method.options.get('base') == 'uniform':  # the demo: no pretraining stage
-            scorer_base = str(out / 'runs' / Cell(cell.task, cell.head, MethodSpec(
-                'uniform', 'uniform'), cell.seed, cell.data).key / 'final')
-        file, trust = _score_trust(out, cell, scorer_base)
-        opts = {k: v for k, v in method.options.items() if k not in ('score', 'base')}
+    if method.weighter == 'trust':
+        file, trust = _trust_file(cfg, out, cell, base)
+        opts = {k: v for k, v in method.options.items()
+                if k not in ('score', 'base', 'oracle', 'baseline', 'keep')}
         method = MethodSpec(method.name, 'trust', {**opts, 'file': str(file)})
     cpu0 = time.process_time()
     final, train_s = _train(cfg, run, [data], cell.head, cfg.posttrain_steps, cell.seed,
@@ -200,6 +205,29 @@ def _run_cell(args: tuple[BenchmarkConfig, str, Cell, str | None]) -> dict[str, 
     return result
 
 
+def _trust_file(cfg: BenchmarkConfig, out: Path, cell: Cell,
+                base: str | None) -> tuple[Path, dict[str, Any]]:
+    """A trust method's trust file and report: the recorded tags' (``oracle``), an untrained
+    check's (``baseline``; ``random`` matches the frames of the set's ``trust`` arm), or
+    ``ptr score``'s on the cell's base (``base: uniform``: the same seed's uniform cell)."""
+    options = cell.method.options
+    if 'oracle' in options:
+        return _oracle_trust(out, cell, float(options['oracle']))
+    if 'baseline' in options:
+        shipped = next((m for m in cfg.methods if m.name == 'trust' and m.weighter == 'trust'
+                        and not {'oracle', 'baseline'} & set(m.options)), None)
+        matched = None
+        if options['baseline'] == 'random' and shipped is not None:
+            matched = _trust_file(cfg, out, Cell(cell.task, cell.head, shipped, cell.seed,
+                                                 cell.data), base)[0]
+        return baseline_trust(out, cell, matched)
+    scorer_base = base
+    if options.get('base') == 'uniform':  # the demo: no pretraining stage
+        scorer_base = str(out / 'runs' / Cell(cell.task, cell.head, MethodSpec(
+            'uniform', 'uniform'), cell.seed, cell.data).key / 'final')
+    return _score_trust(out, cell, scorer_base)
+
+
 def _evaluate_cell(cfg: BenchmarkConfig, cell: Cell,
                    final: Path) -> tuple[dict[str, float], list[bool]]:
     """Success rate per setup and every episode's success, ``eval_episodes`` split over the
@@ -214,7 +242,7 @@ def _evaluate_cell(cfg: BenchmarkConfig, cell: Cell,
         policy = CheckpointPolicy(final, get_setup(setup).robot, seed=cell.seed,
                                   execution=ExecutionConfig(cfg.execute, ensemble=False))
         res = evaluate(cell.task, policy, setup=setup, episodes=n, seed=cell.seed * 10 + k,
-                       max_steps=cfg.eval_max_steps, images=cfg.images)
+                       split=cfg.split, max_steps=cfg.eval_max_steps, images=cfg.images)
         per_setup[setup] = res.success_rate
         successes += res.success
     return per_setup, successes
@@ -239,6 +267,28 @@ def _pool_map(fn: Callable[[Any], Any], items: Sequence[Any], workers: int,
         return outs
 
 
+def _record_all(cfg: BenchmarkConfig, out: Path, say: Say) -> dict[int, Path]:
+    """Record and ingest every set of every seed (each seed its own goals); the pretraining
+    set of each seed, by seed (empty without pretraining tasks)."""
+    pre: dict[int, Path] = {}
+    for seed in cfg.seeds:
+        rec = 10_000 * seed  # seed 0 records what the benchmark recorded before seeds had sets
+        for i, task in enumerate(cfg.tasks):
+            for j, (data, mix) in enumerate(cfg.mixed_data.items()):
+                name = f'seed{seed}/{task}/{data}'
+                _record_and_ingest(cfg, name, [task], mix, rec + 100 + i + 200 * j, out, say)
+                if cfg.experts_alone:
+                    _experts_subset(cfg, name, out, say)
+            if cfg.control_mix:
+                _record_and_ingest(cfg, f'seed{seed}/{task}/control', [task], cfg.control_mix,
+                                   rec + 200 + i, out, say)
+        if cfg.pretrain_tasks and cfg.pretrain_episodes:
+            pre[seed] = _record_and_ingest(cfg, f'seed{seed}/pretrain', list(cfg.pretrain_tasks),
+                                           {'expert': cfg.pretrain_episodes}, rec + 1, out, say)
+    assert all(data_dir(out, s, 'pretrain') == p for s, p in pre.items())
+    return pre
+
+
 def run_benchmark(cfg: BenchmarkConfig, out: str | Path, *, say: Say = log.info) -> dict[str, Any]:
     """Run every stage into ``out``; return the summary (also written to ``out``)."""
     out = Path(out)
@@ -246,30 +296,21 @@ def run_benchmark(cfg: BenchmarkConfig, out: str | Path, *, say: Say = log.info)
     _json(out / 'benchmark_config.json', cfg.to_dict())
     timings: dict[str, float] = {}
     t0 = time.monotonic()
-    say(f'[1/4] record + ingest ({len(cfg.tasks)} target tasks, mix {cfg.mix})')
-    for i, task in enumerate(cfg.tasks):
-        for j, (data, mix) in enumerate(cfg.mixed_data.items()):
-            _record_and_ingest(cfg, f'{task}/{data}', [task], mix, 100 + i + 200 * j, out, say)
-            if cfg.experts_alone:
-                _experts_subset(cfg, f'{task}/{data}', out, say)
-        if cfg.control_mix:
-            _record_and_ingest(cfg, f'{task}/control', [task], cfg.control_mix, 200 + i, out,
-                               say)
-    pre = None
-    if cfg.pretrain_tasks and cfg.pretrain_episodes:
-        pre = _record_and_ingest(cfg, 'pretrain', list(cfg.pretrain_tasks),
-                                 {'expert': cfg.pretrain_episodes}, 1, out, say)
+    say(f'[1/4] record + ingest ({len(cfg.tasks)} target tasks, mix {cfg.mix}, '
+        f'{len(cfg.seeds)} seed(s), each its own recording)')
+    pre = _record_all(cfg, out, say)
     timings['record_ingest_s'] = time.monotonic() - t0
 
     t0 = time.monotonic()
-    bases: dict[str, str | None] = dict.fromkeys(cfg.heads)
-    if pre is not None:
+    bases: dict[tuple[str, int], str | None] = {}
+    if pre:
         heads = sorted(set(cfg.heads) | (set(cfg.control_heads) if cfg.control_mix else set()))
-        say(f'[2/4] pretrain base policies ({", ".join(heads)}) on '
-            f'{", ".join(cfg.pretrain_tasks)}: {cfg.pretrain_steps} steps')
-        finals = _pool_map(_pretrain, [(cfg, str(out), str(pre), h) for h in heads],
+        say(f'[2/4] pretrain base policies ({", ".join(heads)}; one per seed, on its own '
+            f'recording) on {", ".join(cfg.pretrain_tasks)}: {cfg.pretrain_steps} steps')
+        jobs = [(h, s) for s in cfg.seeds for h in heads]
+        finals = _pool_map(_pretrain, [(cfg, str(out), str(pre[s]), h, s) for h, s in jobs],
                            cfg.workers, lambda f: say(f'  base: {f}'))
-        bases = dict(zip(heads, finals))
+        bases = dict(zip(jobs, finals))
     else:
         say('[2/4] no pretraining tasks: ' + ('a uniform warm start on each data set (stage 3)'
                                               if cfg.warm_start_steps else

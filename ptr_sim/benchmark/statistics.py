@@ -56,7 +56,8 @@ def summarize(cfg: BenchmarkConfig, results: Sequence[dict[str, Any]]) -> dict[s
         for data in cfg.mixed_data:
             for head in cfg.heads:
                 verdicts += _verdicts(table, (task, data, head), len(cfg.seeds))
-    return {'config': cfg.to_dict(), 'degraded_share': cfg.degraded_share, 'table': table,
+    return {'config': cfg.to_dict(), 'split': cfg.split,
+            'degraded_share': cfg.degraded_share, 'table': table,
             'weights_by_source': weight_table, 'verdicts': verdicts,
             'paired': paired_differences(results), 'contrasts': contrasts(results),
             'trust': trust_summary(results),
@@ -85,7 +86,7 @@ def _verdicts(table: Sequence[dict[str, Any]], key: tuple[str, str, str],
 
 def paired_differences(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """Each method minus uniform on the same seeds and goals: mean per-goal difference, its 95%
-    interval (normal approximation over the paired goals), and the share of the uniform →
+    interval clustered by seed (``clustered_interval``), and the share of the uniform →
     clean gap closed, for two clean ends: uniform on the same task's expert-only control data
     (``clean``, ``gap_closed``) and uniform on the mixed set's own expert episodes alone
     (``experts``, ``gap_closed_experts``; ``experts_alone``), each over the seeds run."""
@@ -113,15 +114,52 @@ def contrasts(results: Sequence[dict[str, Any]], reference: str = 'trust') -> li
     return [r for r in _paired(cells, reference) if r['method'] != 'uniform']
 
 
+#: Student's t, two-sided 95%, for 1..10 degrees of freedom (more: ``_t975``'s expansion).
+_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228)
+
+
+def _t975(df: int) -> float:
+    """The 97.5% quantile of Student's t with ``df`` degrees of freedom."""
+    if df <= len(_T975):
+        return _T975[df - 1]
+    z = 1.959964  # Cornish-Fisher: within 0.003 of the quantile from 10 degrees on
+    return z + (z ** 3 + z) / (4 * df) + (5 * z ** 5 + 16 * z ** 3 + 3 * z) / (96 * df ** 2)
+
+
+def clustered_interval(diffs_by_seed: Sequence[Sequence[float]]) -> tuple[float, str]:
+    """The half-width of a 95% interval of the mean paired difference, clustered by seed,
+    and how it was formed. Goals of one seed share that seed's recording, base and training
+    draws, so they are not independent: with G >= 2 seeds the variance is the cluster-robust
+    (CR1) one, ``G / (G - 1) * sum_g (sum_{i in g} (d_i - mean))^2 / N^2``, with Student's t at
+    G - 1 degrees of freedom (with equal goals per seed: the t interval of the G per-seed
+    means); never narrower than the interval over the goals as if independent (with few seeds
+    whose means happen to agree the cluster variance can be near 0). One seed cannot show the
+    seed-to-seed spread: the interval is then over the goals alone (normal approximation), and
+    says so."""
+    groups = [np.asarray(g, dtype=float) for g in diffs_by_seed if len(g)]
+    d = np.concatenate(groups) if groups else np.zeros(0)
+    if len(d) < 2:
+        return float('nan'), 'none'
+    if len(groups) == 1:
+        return 1.96 * float(d.std(ddof=1)) / float(np.sqrt(len(d))), 'over goals (1 seed)'
+    g, n, mean = len(groups), len(d), float(d.mean())
+    var = g / (g - 1) * sum(float(np.sum(x - mean)) ** 2 for x in groups) / n ** 2
+    goals = 1.96 * float(d.std(ddof=1)) / float(np.sqrt(n))
+    return max(_t975(g - 1) * float(np.sqrt(var)), goals), f'clustered by seed ({g} seeds)'
+
+
 def _paired(cells: dict[tuple[str, str, str, str, int], dict[str, Any]],
             reference: str) -> list[dict[str, Any]]:
     """Every method but ``reference``, paired goal by goal with ``reference`` (same task,
-    data, head, seed): mean difference and its 95% interval over the paired goals."""
+    data, head, seed): mean difference and its 95% interval, clustered by seed
+    (``clustered_interval``)."""
     out = []
     for task, data, head, method in sorted({k[:4] for k in cells}):
         if method == reference:
             continue
-        diffs, ms, us = [], [], []
+        by_seed: list[list[float]] = []
+        ms: list[float] = []
+        us: list[float] = []
         for (t2, d2, h2, m2, s2), r2 in cells.items():
             if (t2, d2, h2, m2) != (task, data, head, method):
                 continue
@@ -129,18 +167,18 @@ def _paired(cells: dict[tuple[str, str, str, str, int], dict[str, Any]],
             a, b = r2.get('successes'), None if u is None else u.get('successes')
             if a is None or b is None or len(a) != len(b):
                 continue
-            diffs += [float(x) - float(y) for x, y in zip(a, b)]
+            by_seed.append([float(x) - float(y) for x, y in zip(a, b)])
             ms += [float(x) for x in a]
             us += [float(y) for y in b]
-        if not diffs:
+        if not ms:
             continue
-        d = np.asarray(diffs)
-        half = 1.96 * float(d.std(ddof=1)) / np.sqrt(len(d)) if len(d) > 1 else float('nan')
+        diff = float(np.mean([x for g in by_seed for x in g]))
+        half, how = clustered_interval(by_seed)
         out.append({'task': task, 'data': data, 'head': head, 'method': method,
-                    'reference': reference, 'pairs': len(d),
+                    'reference': reference, 'pairs': len(ms), 'seeds': len(by_seed),
                     'reference_mean': float(np.mean(us)), 'method_mean': float(np.mean(ms)),
-                    'diff': float(d.mean()), 'ci_low': float(d.mean()) - half,
-                    'ci_high': float(d.mean()) + half})
+                    'diff': diff, 'ci_low': diff - half, 'ci_high': diff + half,
+                    'interval': how})
     return out
 
 

@@ -42,7 +42,10 @@ def _score_trust(out: Path, cell: Cell, base: str | None) -> tuple[Path, dict[st
     # keyed by every resolved scorer option, so a changed default never reuses an old file
     resolved = _resolved_score_options(cell)
     key = hashlib.sha256(json.dumps(resolved, sort_keys=True).encode()).hexdigest()[:10]
-    folder = out / 'trust' / cell.task / cell.data / cell.head / Path(base).parent.name / key
+    # one folder per seed's data, head, base checkpoint (a warm start, a pretrained base, the
+    # uniform cell's) and resolved options
+    based = hashlib.sha256(str(Path(base).resolve()).encode()).hexdigest()[:8]
+    folder = out / 'trust' / f'seed{cell.seed}' / cell.task / cell.data / cell.head / based / key
     file, report = folder / 'trust.json', folder / 'report.json'
     folder.mkdir(parents=True, exist_ok=True)
     lock = folder / '.lock'
@@ -52,7 +55,7 @@ def _score_trust(out: Path, cell: Cell, base: str | None) -> tuple[Path, dict[st
             continue
         try:
             t0 = time.monotonic()
-            res = score_datasets([out / 'data' / cell.task / cell.data], init=base,
+            res = score_datasets([cell.data_dir(out)], init=base,
                                  config=TrustConfig.from_mapping(opts))
             write_trust(file, res.trust)
             _json(report, {
@@ -85,7 +88,7 @@ def _oracle_trust(out: Path, cell: Cell, floor: float) -> tuple[Path, dict[str, 
     if not 0.0 <= floor < 1.0:  # load_benchmark_config refuses it first
         msg = f'{cell.method.name}: oracle: {floor!r} is not a trust floor in [0, 1)'
         raise ValueError(msg)
-    ds = Dataset.open(out / 'data' / cell.task / cell.data)
+    ds = Dataset.open(cell.data_dir(out))
     digest = dataset_content_hash(ds)
     episodes, sources, lengths = [], [], []
     for ep in ds.episodes():
@@ -97,7 +100,7 @@ def _oracle_trust(out: Path, cell: Cell, floor: float) -> tuple[Path, dict[str, 
     if EXPERT not in sources:
         msg = f'{cell.method.name}: oracle: {ds.root} has no episode tagged {EXPERT!r}'
         raise ValueError(msg)
-    folder = out / 'trust' / cell.task / cell.data / f'oracle-{floor:g}'
+    folder = out / 'trust' / f'seed{cell.seed}' / cell.task / cell.data / f'oracle-{floor:g}'
     trust_file = make_trust_file({'oracle': floor, 'tag': SOURCE_TAG}, [(ds, episodes)])
     file = write_trust(folder / 'trust.json', trust_file)
     return file, {'file': str(file), 'scoring_s': 0.0, 'seconds': {},

@@ -50,7 +50,9 @@ def test_ablation_arms_are_paired_with_the_shipped_trust() -> None:
     assert row['reference_mean'] == pytest.approx(5 / 8)
     assert row['method_mean'] == pytest.approx(2 / 8)
     assert row['diff'] == pytest.approx(-3 / 8)
-    assert row['ci_high'] < 0  # every pair is either equal or worse
+    # every pair is equal or worse, but two seeds are two clusters: t at 1 degree of freedom
+    assert row['interval'] == 'clustered by seed (2 seeds)'
+    assert row['ci_low'] < -1.0 < 0.0 < row['ci_high']
     text = '\n'.join(_markdown_trust({'contrasts': [row]}))
     assert 'vs `trust`' in text
     assert '| push-v3 | mix | flow | trust_in_sample | 8 | 0.62 | 0.25 | -0.38 [' in text

@@ -154,8 +154,8 @@ def test_oracle_trust_is_the_recorded_source_tags(tmp_path: Path) -> None:
 
     cfg = load_benchmark_config('tiny', ['record_max_steps=40'])
     mix = {'expert': 2, 'random_labels': 1, 'delayed_6': 1}
-    ds = Dataset.open(_record_and_ingest(cfg, 'push-v3/mix', ['push-v3'], mix, 5, tmp_path,
-                                         lambda _: None))
+    ds = Dataset.open(_record_and_ingest(cfg, 'seed0/push-v3/mix', ['push-v3'], mix, 5,
+                                         tmp_path, lambda _: None))
     method = MethodSpec('trust_oracle', 'trust', {'oracle': 0.0})
     file, report = _oracle_trust(tmp_path, Cell('push-v3', 'flow', method, 0, 'mix'), 0.0)
     by_id = read_trust(file).for_dataset(ds)
@@ -247,8 +247,8 @@ def test_demo_tiny_runs_every_stage(tmp_path: Path) -> None:
     report = out / 'report' / 'index.html'  # the demo ends with its report page
     assert proc.stdout.rstrip().splitlines()[-1].startswith(f'report:     {report}')
     if chromium_binary() is not None:  # the page in a real browser: a row per episode
-        episodes = json.loads((out / 'data' / 'pick-place-v3' / 'mix' / 'manifest.json')
-                              .read_text())['episodes']
+        manifest = out / 'data' / 'seed0' / 'pick-place-v3' / 'mix' / 'manifest.json'
+        episodes = json.loads(manifest.read_text())['episodes']
         check_report_page(report, episodes=len(episodes))
     if importlib.util.find_spec('rclpy') is not None:
         ros = json.loads((out / 'ros_stage.json').read_text())
