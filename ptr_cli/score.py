@@ -4,6 +4,7 @@ Examples:
   ptr score data/mixed --init runs/base/final                  # -> data/mixed.trust.json
   ptr score data/a data/b --init runs/base/final --out trust.json --set folds=5
   ptr score data/mixed --init runs/base/final --set second_signal=bc_loss
+  ptr score data/fleet --init runs/base/final --device cuda    # encoder, neighbours, scorer
   ptr train --config config/train/uniform.yaml --dataset data/mixed --trust data/mixed.trust.json
 
 Prints the scoring pass time, the mean trust per ``ptr.source`` tag and, when the episodes carry
@@ -34,6 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--report', metavar='JSON', help='also write the AUROCs and timings here')
     parser.add_argument('--threads', type=int, default=0, metavar='N',
                         help='torch CPU threads (0: half the cores, fast on a busy machine)')
+    parser.add_argument('--device', default='auto', metavar='DEVICE',
+                        help='where the encoder pass, the neighbour search and the scorer run: '
+                             'cpu | cuda | cuda:N | auto (cuda when there is one)')
     parser.add_argument('--no-progress', action='store_true', help='no progress bar')
 
 
@@ -63,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
         msg = f'--threads: {args.threads} is invalid; expected an integer >= 0'
         raise ConfigError(msg)
     use_threads(args.threads)
+    device = resolve_device(args.device)
     out = Path(args.out) if args.out else default_trust_path(args.datasets[0])
     report = Path(args.report) if args.report else None
     check_outputs(out, report, args.datasets)  # before the pass, not after it
@@ -81,13 +86,14 @@ def run(args: argparse.Namespace) -> int:
             bar.close()
 
     t0 = time.monotonic()
-    result = score_datasets(args.datasets, init=args.init, config=config, progress=progress)
+    result = score_datasets(args.datasets, init=args.init, config=config, progress=progress,
+                            device=device)
     for bar in bars.values():
         bar.close()
     write_trust(out, result.trust)
     elapsed = time.monotonic() - t0
     print(f'scored {len(result.trust.episodes)} episodes ({result.windows} windows) in '
-          f'{elapsed:.1f} s (features {result.seconds["features_s"]:.1f} s, scorer '
+          f'{elapsed:.1f} s on {device} (features {result.seconds["features_s"]:.1f} s, scorer '
           f'{result.seconds["scorer_s"]:.1f} s, probes {result.seconds["probes_s"]:.1f} s)')
     print(f'trust file: {out}')
     summary = _print_summary(result)
@@ -98,6 +104,34 @@ def run(args: argparse.Namespace) -> int:
             'warnings': result.warnings,
         })
     return 0
+
+
+def resolve_device(name: str) -> Any:
+    """The ``torch.device`` that ``--device name`` asks for; refused in one line when it is not
+    a device or this machine cannot run on it (no CUDA, no such GPU)."""
+    import torch
+
+    from ptr_core.errors import ConfigError
+
+    if name == 'auto':
+        return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    try:
+        device = torch.device(name)
+    except RuntimeError as err:
+        msg = f'--device {name!r}: not a device; expected cpu, cuda, cuda:N or auto'
+        raise ConfigError(msg) from err
+    if device.type not in ('cpu', 'cuda'):
+        msg = f'--device {name!r}: ptr score runs on cpu or cuda (cuda:N) or auto'
+        raise ConfigError(msg)
+    if device.type == 'cuda' and not torch.cuda.is_available():
+        msg = (f'--device {name!r}: CUDA is not available on this machine (torch '
+               f'{torch.__version__}); use --device cpu or auto')
+        raise ConfigError(msg)
+    if device.type == 'cuda' and (device.index or 0) >= torch.cuda.device_count():
+        msg = (f'--device {name!r}: this machine has {torch.cuda.device_count()} CUDA '
+               'device(s); use cuda:0 .. cuda:N-1 or auto')
+        raise ConfigError(msg)
+    return device
 
 
 def check_outputs(out: Path, report: Path | None, datasets: list[str]) -> None:

@@ -173,7 +173,7 @@ def _posteriors(
 
 def _oof_regression(
     x: Tensor, y: Tensor, mask: Tensor, rows: Tensor, fold_of_row: npt.NDArray[np.int64],
-    config: TrustConfig, *, seed: int,
+    config: TrustConfig, *, seed: int, device: torch.device | None = None,
 ) -> Tensor:
     """Out-of-fold (or in-sample) per-row masked MSE of the probe ``x → y`` on ``rows``."""
     err = torch.zeros(len(rows))
@@ -183,9 +183,11 @@ def _oof_regression(
     for k, (train, test) in enumerate(groups):
         if not len(test):
             continue
-        model = fit_regressor(x[train], y[train], mask[train], config, seed=seed + k)
+        model = fit_regressor(x[train], y[train], mask[train], config, seed=seed + k,
+                              device=device)
         where = torch.isin(rows, test)
-        err[where] = regression_error(model, x[rows[where]], y[rows[where]], mask[rows[where]])
+        err[where] = regression_error(model, x[rows[where]], y[rows[where]], mask[rows[where]],
+                                      device=device)
     return err
 
 
@@ -195,8 +197,10 @@ def score_datasets(
     init: str | Path,
     config: TrustConfig | None = None,
     progress: Progress | None = None,
+    device: str | torch.device = 'cpu',
 ) -> ScoreResult:
-    """Fit the cross-fitted scorer on ``init``'s frozen encoder and score every episode."""
+    """Fit the cross-fitted scorer on ``init``'s frozen encoder and score every episode (the
+    encoder pass, the neighbour search and every scorer copy and probe on ``device``)."""
     from ptr_core.inference import load_policy
 
     config = config or TrustConfig()
@@ -210,6 +214,7 @@ def score_datasets(
         policy, ckpt.preprocessor, datasets, chunk_length=policy.chunk_length,
         delta=data_cfg.delta(policy.chunk_length), consequence=config.consequence,
         progress=None if progress is None else (lambda d, n: progress('features', d, n)),
+        device=device,
     )
     t_feat = time.monotonic()
     neighbours = nearest_state_neighbours(feats, config.knn)
@@ -350,11 +355,12 @@ def _probe_errors(
     bc_err = inv_err = nan
     if config.baselines or 'bc_loss' in (config.second_signal, config.signal):
         bc_err = _oof_regression(feats.h, feats.action, _chunk_mask(feats), rows, fold_of_row,
-                                 config, seed=config.seed + 500)
+                                 config, seed=config.seed + 500, device=feats.device)
     if config.baselines or config.signal == 'inverse_dynamics':
         inv_x = torch.cat([feats.state, feats.next_state_delta], dim=1)
         inv_err = _oof_regression(inv_x, feats.first_action, feats.dim_mask, rows,
-                                  fold_of_row, config, seed=config.seed + 900)
+                                  fold_of_row, config, seed=config.seed + 900,
+                                  device=feats.device)
     return bc_err, inv_err
 
 

@@ -58,7 +58,8 @@ class EpisodeInfo:
 
 @dataclass
 class WindowFeatures:
-    """Everything the scorer copies train and score on (float32 CPU tensors)."""
+    """Everything the scorer copies train and score on (float32 CPU tensors; ``device`` is
+    where the scorer computes: each batch moves there, the tables stay on the CPU)."""
 
     h: Tensor  # [N, Dh]
     action: Tensor  # [N, L*Da]
@@ -74,6 +75,7 @@ class WindowFeatures:
     action_table: Tensor  # [sum(T_e + L), Da]
     episodes: list[EpisodeInfo]
     chunk_length: int
+    device: torch.device = field(default_factory=lambda: torch.device('cpu'))
     # derived once (the scorer's candidate draws read them every step): per window, its
     # episode's length and first ``action_table`` row, and its chunk mask [N, L*Da] (float)
     row_length: Tensor = field(init=False, repr=False)
@@ -117,9 +119,13 @@ def extract_features(
     consequence: str = 'steps',
     batch_size: int = 256,
     progress: Progress | None = None,
+    device: torch.device | str = 'cpu',
 ) -> WindowFeatures:
-    """One no-grad pass of the frozen encoder over every window of ``datasets``."""
+    """One no-grad pass of the frozen encoder over every window of ``datasets`` (the encoder
+    runs on ``device``; the features come back to the CPU and remember ``device``)."""
+    device = torch.device(device)
     policy.eval()
+    policy.to(device)
     vocab = build_vocabulary([ds.manifest for ds in datasets])
     index = index_windows(datasets, preprocessor, vocab, val_fraction=0.0)
     windows = WindowDataset(index.refs, index.train, preprocessor, chunk_length=chunk_length,
@@ -133,7 +139,7 @@ def extract_features(
         np.zeros((0, 2), np.int64)
     total = len(rows)
     hs, gs, acts, smask, dmask = _encode_windows(policy, windows, layout, rows, consequence,
-                                                 batch_size, progress)
+                                                 batch_size, progress, device)
     ep_idx = torch.as_tensor(rows[:, 0], dtype=torch.long)
     frames = torch.as_tensor(rows[:, 1], dtype=torch.long)
     lengths = np.asarray([e.length for e in episodes])
@@ -152,7 +158,7 @@ def extract_features(
         next_state_delta=torch.from_numpy(nxt - cur).float(), first_action=first.float(),
         episode=ep_idx, frame=frames, has_next=torch.from_numpy(rows[:, 1] + 1 < lengths[
             rows[:, 0]]), action_table=torch.from_numpy(table), episodes=episodes,
-        chunk_length=L,
+        chunk_length=L, device=device,
     )
 
 
@@ -185,6 +191,7 @@ def _episode_tables(
 def _encode_windows(
     policy: ActionPolicy, windows: WindowDataset, layout: UnifiedLayout,
     rows: npt.NDArray[np.int64], consequence: str, batch_size: int, progress: Progress | None,
+    device: torch.device,
 ) -> tuple[list[Tensor], list[Tensor], list[Tensor], list[Tensor], list[Tensor]]:
     """Per batch of ``rows``: the context ``h``, the target-feature change (``steps``/``delta``
     consequence only), the masked chunk, the step mask and the robot's action-dim mask."""
@@ -193,15 +200,15 @@ def _encode_windows(
     for start in range(0, total, batch_size):
         part = rows[start: start + batch_size]
         samples = [windows.sample(int(r), int(t), 0) for r, t in part]
-        batch = {k: torch.stack([s[k] for s in samples]) for k in samples[0]}
-        hs.append(policy.encoder(batch).float())
+        batch = {k: torch.stack([s[k] for s in samples]).to(device) for k in samples[0]}
+        hs.append(policy.encoder(batch).float().cpu())
         if consequence in ('steps', 'delta'):
             now = policy.encoder.target_feature(batch, 'obs.').float()
             fut = policy.encoder.target_feature(batch, 'future.').float()
             valid = batch[K.FUTURE_VALID].float()[:, None]
-            gs.append((fut - now) * valid)
-        mask = batch[K.ACTION_MASK]
-        acts.append((batch[K.ACTION] * mask).flatten(1))
+            gs.append(((fut - now) * valid).cpu())
+        mask = batch[K.ACTION_MASK].cpu()
+        acts.append((batch[K.ACTION].cpu() * mask).flatten(1))
         smask.append(mask.any(dim=-1))
         dmask.append(torch.from_numpy(np.stack([layout.action_mask[windows.refs[int(r)].robot]
                                                 for r, _ in part])))
