@@ -6,15 +6,20 @@ process (a camera decode, a service, diagnostics on the executor) never delays i
 tick does not shift the ones after it. When the thread wakes more than a period late, the
 missed ticks are skipped, never run in a burst, and reported to ``on_overrun(skipped, now)``.
 An exception in ``tick`` goes to ``on_error`` and the clock keeps running (the node turns it
-into a safe state).
+into a safe state). ``priority`` (1-99) runs the thread under ``SCHED_FIFO`` at that priority,
+as ros2_control runs its update loop: on a loaded machine a waking tick then preempts every
+ordinary process instead of queueing behind them; it needs ``CAP_SYS_NICE`` (or an ``rtprio``
+limit), and without it ``warn`` says so and the thread runs at normal priority.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 __all__ = ['ControlClock']
 
@@ -32,6 +37,8 @@ class ControlClock:
         on_overrun: Callable[[int, float], None] = lambda skipped, now: None,
         on_error: Callable[[BaseException], None] = lambda err: None,
         name: str = 'ptr-control',
+        priority: int = 0,
+        warn: Callable[[str], Any] = logger.warning,
     ) -> None:
         if not period > 0:
             msg = f'control period must be > 0 s, got {period!r}'
@@ -41,6 +48,7 @@ class ControlClock:
         self._on_overrun = on_overrun
         self._on_error = on_error
         self._name = name
+        self.priority, self._warn = priority, warn
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.ticks = 0
@@ -63,7 +71,17 @@ class ControlClock:
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
 
+    def _raise_priority(self) -> None:
+        try:
+            os.sched_setscheduler(threading.get_native_id(), os.SCHED_FIFO,
+                                  os.sched_param(self.priority))
+        except (AttributeError, OSError) as err:
+            self._warn(f'control thread: SCHED_FIFO priority {self.priority} refused ({err}); '
+                       'running at normal priority (grant CAP_SYS_NICE or an rtprio limit)')
+
     def _loop(self) -> None:
+        if self.priority > 0:
+            self._raise_priority()
         planned = time.monotonic() + self.period
         while not self._stop.wait(max(0.0, planned - time.monotonic())):
             now = time.monotonic()

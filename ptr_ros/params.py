@@ -91,6 +91,8 @@ def declare_runner_params(node: Node) -> RunnerParams:
                               'torch default).', lo=0, hi=256),
         robot=declare(node, 'robot', '', 'Robot (embodiment) to serve; empty: the '
                       "checkpoint's only robot."),
+        inference_process=declare(node, 'inference_process', False, 'Run inference in a '
+                                  'child process (true) or a thread of the node (false).'),
     )
 
 
@@ -154,8 +156,9 @@ def _declare_control(node: Node, p: RobotProfile, chunk_length: int) -> dict[str
         'action_limits_file': declare(node, 'action_limits_file', '', 'YAML file of '
                                       'name: [lower, upper] command limits, for action '
                                       'dimensions that are not joints (and tighter bounds).'),
-        'inference_process': declare(node, 'inference_process', False, 'Run inference in a '
-                                     'child process (true) or a thread of the node (false).'),
+        'control_priority': declare(node, 'control_priority', 0, 'SCHED_FIFO priority of the '
+                                    'control thread (1-99; needs CAP_SYS_NICE); 0: normal.',
+                                    lo=0, hi=99),
         'diagnostics_rate_hz': declare(node, 'diagnostics_rate_hz', 2.0,
                                        '/diagnostics rate (Hz).', lo=0.1, hi=100.0),
     }

@@ -94,7 +94,17 @@ class PolicyNode(LifecycleNode):
         return self._entered('inactive')
 
     def _configure(self, load: RunnerParams) -> None:
-        runner = self._runner_given or _load_runner(load)
+        # The child loads its copy while this process loads the one it reads the profile from.
+        model = ProcessRunner(load.checkpoint, device=load.device, threads=load.torch_threads) \
+            if load.inference_process else None
+        try:
+            self._build(load, self._runner_given or _load_runner(load), model)
+        except BaseException:
+            if model is not None:
+                model.close()
+            raise
+
+    def _build(self, load: RunnerParams, runner: Any, model: Any) -> None:
         robot = _pick_robot(load.robot, list(runner.robots))
         entry = runner.profile(robot)
         profile = RobotProfile.from_dict(entry['profile'], source=f'{load.checkpoint}:{robot}')
@@ -113,8 +123,6 @@ class PolicyNode(LifecycleNode):
             profile, interface=p.interface, rate_hz=p.rate_hz, command_topic=p.command_topic,
             group_topics=groups, extra_topics=declare_extra_action_topics(self, profile),
             make=lambda cls, topic: self.create_publisher(cls, topic, reliable))
-        model = ProcessRunner(load.checkpoint, device=load.device, threads=load.torch_threads) \
-            if p.inference_process else None
         self.control = ControlLoop(
             runner, robot, profile, p, limits=(self.lower, self.upper),
             channels=dict(entry.get('image_channels', {})), publish=self._publish_command,
@@ -132,7 +140,9 @@ class PolicyNode(LifecycleNode):
         self._subscribe(self.control)
         self._ticker = ControlClock(1.0 / self.params.rate_hz, self.control.tick,
                                    on_overrun=self.control.cadence.overrun,
-                                   on_error=self._on_tick_error)
+                                   on_error=self._on_tick_error,
+                                   priority=self.params.control_priority,
+                                   warn=self.get_logger().warning)
         self._ticker.start()
         return self._entered('active')
 

@@ -39,6 +39,7 @@ class RunnerParams:
     device: str
     torch_threads: int  # 0: torch's default
     robot: str  # '': the checkpoint's only robot
+    inference_process: bool = False  # infer in a child process instead of a thread
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,7 @@ class PolicyNodeParams:
     joint_limit_tolerance: float = 0.05  # a measured state further outside the limits: fault
     action_limits_file: str = ''  # YAML name: [lower, upper] for actions (ptr_ros.safety)
     allow_rate_mismatch: bool = False  # serve at a rate other than the training rate
-    inference_process: bool = False  # infer in a child process instead of a thread
+    control_priority: int = 0  # SCHED_FIFO priority of the control thread; 0: normal
 
     def __post_init__(self) -> None:
         if self.interface not in INTERFACES:

@@ -171,8 +171,12 @@ class SimArmNode(Node):
         order = [names.index(n) for n in self.arm.joint_names]
         times = [p.time_from_start.sec + p.time_from_start.nanosec * 1e-9 for p in msg.points]
         points = np.array([[p.positions[i] for i in order] for p in msg.points])
+        start = time.monotonic()
+        stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+        if stamp > 0:  # as joint_trajectory_controller: start at the stamp (0: on receipt)
+            start -= self.get_clock().now().nanoseconds * 1e-9 - stamp
         try:
-            self.arm.set_trajectory(time.monotonic(), times, points)
+            self.arm.set_trajectory(start, times, points)
         except PtrError as err:
             self.get_logger().warning(f'JointTrajectory ignored: {err}',
                                       throttle_duration_sec=2.0)

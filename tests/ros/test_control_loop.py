@@ -225,3 +225,35 @@ def test_a_process_runner_infers_what_the_runner_infers(runner: PolicyRunner,
             missing.reset()
     finally:
         missing.close()
+
+
+def test_an_error_in_the_tick_faults_the_loop_and_nothing_more_is_sent(
+        runner: PolicyRunner) -> None:
+    """What the node wires: the control clock's errors latch the fault (a safe state)."""
+    from ptr_ros.clock import ControlClock
+
+    calls: list[float] = []
+
+    def publish(points: npt.NDArray[np.float64], planned: float) -> None:
+        calls.append(planned)
+        raise RuntimeError('the publisher is gone')
+
+    robot = next(iter(runner.robots))
+    profile = RobotProfile.from_dict(runner.profile(robot)['profile'], source='test')
+    lim = np.full(3, simdata.LIMIT)
+    loop = ControlLoop(runner, robot, profile, params(), limits=(-lim, lim), channels={},
+                       publish=publish, log=Log())
+    clock = ControlClock(1 / RATE, loop.tick, on_error=lambda err: loop.fault(str(err)))
+    try:
+        feed(loop, [0.0, 0.0, 0.0])
+        assert loop.enable()[0]
+        clock.start()
+        wait_for(lambda: (feed(loop, [0.0, 0.0, 0.0]), loop.state is NodeState.FAULT)[1], 120,
+                 'the fault', poll=0.05)
+        sent = len(calls)
+        time.sleep(0.5)
+        assert len(calls) == sent == 1
+        assert 'the publisher is gone' in loop.gate.evaluate(time.monotonic()).reason
+    finally:
+        clock.stop()
+        loop.close()

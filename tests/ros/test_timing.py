@@ -129,3 +129,27 @@ def test_an_error_in_a_tick_is_reported_and_the_clock_goes_on() -> None:
     assert len(ticks) >= 2
     with pytest.raises(ValueError, match='period'):
         ControlClock(0.0, tick)
+
+
+def test_the_clock_thread_runs_sched_fifo_when_asked_or_says_why_not() -> None:
+    import os
+
+    policies: list[int] = []
+    warnings: list[str] = []
+    done = threading.Event()
+
+    def tick(t: float) -> None:
+        policies.append(os.sched_getscheduler(threading.get_native_id()))
+        done.set()
+
+    run_clock(ControlClock(0.01, tick, priority=10, warn=warnings.append), done)
+    if warnings:  # no CAP_SYS_NICE here: normal priority, and a line that says how to fix it
+        assert policies[0] == os.SCHED_OTHER
+        assert 'CAP_SYS_NICE' in warnings[0]
+    else:
+        assert policies[0] == os.SCHED_FIFO
+    default: list[int] = []
+    done.clear()
+    run_clock(ControlClock(0.01, lambda t: (default.append(os.sched_getscheduler(0)),
+                                            done.set())), done)
+    assert default[0] == os.SCHED_OTHER
