@@ -12,7 +12,9 @@ A LeRobot dataset is a folder with ``meta/info.json`` (``codebase_version``, ``f
 - v2.1: one ``data/chunk-XXX/episode_YYYYYY.parquet`` and one mp4 per episode and camera;
   ``meta/episodes.jsonl``, ``meta/tasks.jsonl``, ``meta/episodes_stats.jsonl``.
 
-Depends on numpy and json only (pyarrow and av are imported by the modules that read files).
+Also here: reading a set's metadata and parquet files with one line naming the file on any
+failure (``read_json``, ``read_jsonl``, ``read_table``...); pyarrow is imported only when a
+parquet file is read, av by the modules that decode video.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import math
 import os
 import re
 import string
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +35,7 @@ __all__ = [
     'DEFAULT_CHUNKS_SIZE',
     'DEFAULT_DATA_FILE_MB',
     'DEFAULT_VIDEO_FILE_MB',
+    'INDEX_COLUMNS',
     'INFO',
     'MAX_EPISODE_BYTES',
     'MAX_FILE_ROWS',
@@ -44,13 +47,20 @@ __all__ = [
     'PTR_FRAME_COLUMNS',
     'SUPPORTED_VERSIONS',
     'LeRobotError',
+    'absent',
     'feature_names',
     'feature_width',
     'fill_template',
     'inside',
     'is_lerobot_dataset',
+    'num_rows',
+    'optional_file',
     'read_info',
+    'read_json',
+    'read_jsonl',
+    'read_table',
     'role_of_key',
+    'schema_names',
     'shown',
 ]
 
@@ -107,20 +117,96 @@ def shown(value: Any) -> str:
     return text if len(text) <= 80 else f'{text[:77]}...'
 
 
+def absent(path: Path) -> str:
+    """Why ``path`` cannot be read as a file: ``is missing`` or ``is not a file``."""
+    return 'is not a file' if path.exists() else 'is missing'
+
+
+def optional_file(file: Path) -> bool:
+    """Whether an optional metadata file is there; a folder (or socket...) in its place is
+    refused with one line."""
+    if file.exists() and not file.is_file():
+        msg = f'{file}: {absent(file)}'
+        raise LeRobotError(msg)
+    return file.is_file()
+
+
+def _read_text(file: Path) -> str:
+    try:
+        return file.read_text()
+    except (OSError, UnicodeDecodeError) as err:
+        msg = f'{file}: cannot read: {getattr(err, "strerror", None) or err}'
+        raise LeRobotError(msg) from err
+
+
+def _json_object(text: str, where: str) -> dict[str, Any]:
+    """``text`` parsed as one JSON object; anything else is one line starting with ``where``."""
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError) as err:
+        msg = f'{where}: not valid JSON: {err}'
+        raise LeRobotError(msg) from err
+    if not isinstance(data, dict):
+        msg = f'{where}: expected a JSON object, got {shown(data)}'
+        raise LeRobotError(msg)
+    return data
+
+
+def read_json(file: Path) -> dict[str, Any]:
+    """A metadata file holding one JSON object."""
+    return _json_object(_read_text(file), str(file))
+
+
+def read_jsonl(file: Path) -> list[tuple[str, dict[str, Any]]]:
+    """The objects of a JSON-lines file, each with ``<file>: line <n>: key`` for messages."""
+    return [(f'{file}: line {n}: key', _json_object(line, f'{file}: line {n}'))
+            for n, line in enumerate(_read_text(file).splitlines(), 1) if line.strip()]
+
+
+def _parquet(file: Path, read: Callable[[Path], Any]) -> Any:
+    """``read(file)`` with pyarrow's failures as one line naming the file."""
+    import pyarrow as pa
+
+    try:
+        return read(file)
+    except (OSError, pa.ArrowException) as err:
+        msg = f'{file}: cannot read parquet: {" ".join(str(err).split())}'
+        raise LeRobotError(msg) from err
+
+
+def read_table(file: Path, columns: Sequence[str] | None = None, filters: Any = None) -> Any:
+    """A parquet file (its ``columns``, the rows ``filters`` keeps) as a pyarrow table."""
+    import pyarrow.parquet as pq
+
+    if not file.is_file():  # pyarrow would read a folder as a partitioned dataset
+        msg = f'{file}: {absent(file)}'
+        raise LeRobotError(msg)
+    return _parquet(file, lambda f: pq.read_table(
+        f, columns=list(columns) if columns else None, filters=filters))
+
+
+def num_rows(file: Path) -> int:
+    """Rows of a data file from its footer, refused past ``MAX_FILE_ROWS``."""
+    import pyarrow.parquet as pq
+
+    rows = int(_parquet(file, lambda f: pq.read_metadata(f).num_rows))
+    if rows > MAX_FILE_ROWS:
+        msg = f'{file}: {rows} rows; ptr reads data files of at most {MAX_FILE_ROWS} rows'
+        raise LeRobotError(msg)
+    return rows
+
+
+def schema_names(file: Path) -> list[str]:
+    """The column names of a parquet file."""
+    import pyarrow.parquet as pq
+
+    return list(_parquet(file, lambda f: pq.read_schema(f).names))
+
+
 def read_info(root: Path) -> dict[str, Any]:
     """``meta/info.json``, checked for the keys the readers rely on (one line naming the key)."""
     file = root / INFO
-    try:
-        info = json.loads(file.read_text())
-    except OSError as err:
-        msg = f'{file}: cannot read: {err.strerror or err}'
-        raise LeRobotError(msg) from err
-    except (ValueError, RecursionError) as err:
-        msg = f'{file}: not valid JSON: {err}'
-        raise LeRobotError(msg) from err
-    if not isinstance(info, dict):
-        msg = f'{file}: expected a JSON object, got {type(info).__name__}'
-        raise LeRobotError(msg)
+    info = read_json(file)
     version = info.get('codebase_version')
     if version not in SUPPORTED_VERSIONS:
         msg = (f'{file}: codebase_version {shown(version)}; ptr reads LeRobot '

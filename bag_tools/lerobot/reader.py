@@ -1,28 +1,19 @@
-"""Reading a LeRobot v2.1 / v3.0 folder: its episodes as the data holds them, one at a time.
+"""Reading one episode of a LeRobot v2.1 / v3.0 folder as the data holds it.
 
-``LeRobotSource.open(root)`` lists the episodes from the metadata *and* the data files and trusts
-the data: ``info.json`` totals that disagree are a warning (``LeRobotSource.warnings``), an
-episode whose data or video file is missing gives one line naming the episode and the file.
-``read_episode`` turns one episode into an ``EpisodeData`` at the profile's image size, with a
-sync report in ptr's shape (data timestamps against the fps grid, video frame times against the
-data timestamps -- what LeRobot's own loader checks with its ``tolerance_s``).
-
-The folder is untrusted input: its path templates are filled without ``str.format`` and every
-file they name must resolve inside it (``format.fill_template``, ``format.inside``); sizes are
-bounded before anything is allocated (``format.MAX_*``); a malformed metadata field or an
-unreadable file is one ``LeRobotError`` line naming the file and the field.
+``read_episode`` turns one episode (listed by ``bag_tools.lerobot.source.LeRobotSource``) into an
+``EpisodeData`` at the profile's image size, with a sync report in ptr's shape (data timestamps
+against the fps grid, video frame times against the data timestamps -- what LeRobot's own loader
+checks with its ``tolerance_s``). Sizes are bounded before anything is allocated
+(``format.MAX_*``); an unreadable column or file is one ``LeRobotError`` line naming the episode
+and the file.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import logging
-import math
 import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -31,496 +22,23 @@ import numpy.typing as npt
 from bag_tools.dataset import EpisodeData
 from bag_tools.errors import ImageDecodeError
 from bag_tools.lerobot.format import (
-    DEFAULT_CHUNKS_SIZE,
     INDEX_COLUMNS,
-    INFO,
     MAX_EPISODE_BYTES,
-    MAX_FILE_ROWS,
     MAX_FRAME_BYTES,
     LeRobotError,
-    feature_names,
-    feature_width,
-    fill_template,
-    inside,
-    read_info,
+    read_table,
+    schema_names,
     shown,
 )
 from bag_tools.lerobot.profile import LeRobotCamera, LeRobotProfile
+from bag_tools.lerobot.source import EpisodeRef, LeRobotSource, VideoRef
 from bag_tools.lerobot.video import DecodedFrames, decode_frames, raw_image
 from bag_tools.observation import decode_image
 from bag_tools.sync import TopicReport
 
 __all__ = ['EpisodeRef', 'LeRobotSource', 'VideoRef', 'frame_bytes', 'read_episode']
 
-log = logging.getLogger(__name__)
-
 CLOCK = 'timestamp'  # the clock name in sync reports of imported episodes
-#: The top folders LeRobot sets keep videos in (info.json may say one, the files be in the other).
-VIDEO_DIRS = ('videos', 'video')
-PTR_META = Path('meta') / 'ptr.json'  # written by ptr's exporter: the robot entry, verbatim
-
-
-@dataclass(frozen=True)
-class VideoRef:
-    path: Path
-    from_s: float  # where the episode starts inside the file
-    to_s: float | None
-
-
-@dataclass(frozen=True)
-class EpisodeRef:
-    """Where one episode's rows and frames are."""
-
-    index: int
-    data_file: Path
-    length: int | None  # what the metadata says (None: not listed)
-    tasks: tuple[str, ...] = ()
-    videos: Mapping[str, VideoRef] = field(default_factory=dict)
-    ptr: Mapping[str, Any] = field(default_factory=dict)  # ptr/* columns of a ptr export
-
-
-def _absent(path: Path) -> str:
-    """Why ``path`` cannot be read as a file: ``is missing`` or ``is not a file``."""
-    return 'is not a file' if path.exists() else 'is missing'
-
-
-def _optional(file: Path) -> bool:
-    """Whether an optional metadata file is there; a folder (or socket...) in its place is
-    refused with one line."""
-    if file.exists() and not file.is_file():
-        msg = f'{file}: {_absent(file)}'
-        raise LeRobotError(msg)
-    return file.is_file()
-
-
-def _read_text(file: Path) -> str:
-    try:
-        return file.read_text()
-    except (OSError, UnicodeDecodeError) as err:
-        msg = f'{file}: cannot read: {getattr(err, "strerror", None) or err}'
-        raise LeRobotError(msg) from err
-
-
-def _read_json(file: Path) -> dict[str, Any]:
-    """A metadata file holding one JSON object."""
-    try:
-        data = json.loads(_read_text(file))
-    except (ValueError, RecursionError) as err:
-        msg = f'{file}: not valid JSON: {err}'
-        raise LeRobotError(msg) from err
-    if not isinstance(data, dict):
-        msg = f'{file}: expected a JSON object, got {shown(data)}'
-        raise LeRobotError(msg)
-    return data
-
-
-def _read_jsonl(file: Path) -> list[tuple[str, dict[str, Any]]]:
-    """The objects of a JSON-lines file, each with ``<file>: line <n>: key`` for messages."""
-    out = []
-    for n, line in enumerate(_read_text(file).splitlines(), 1):
-        if line.strip():
-            try:
-                row = json.loads(line)
-            except (ValueError, RecursionError) as err:
-                msg = f'{file}: line {n}: not valid JSON: {err}'
-                raise LeRobotError(msg) from err
-            if not isinstance(row, dict):
-                msg = f'{file}: line {n}: expected a JSON object, got {shown(row)}'
-                raise LeRobotError(msg)
-            out.append((f'{file}: line {n}: key', row))
-    return out
-
-
-def _read_table(file: Path, columns: Sequence[str] | None = None,
-                filters: Any = None) -> Any:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    if not file.is_file():  # pyarrow would read a folder as a partitioned dataset
-        msg = f'{file}: {_absent(file)}'
-        raise LeRobotError(msg)
-    try:
-        return pq.read_table(file, columns=list(columns) if columns else None, filters=filters)
-    except (OSError, pa.ArrowException) as err:
-        msg = f'{file}: cannot read parquet: {" ".join(str(err).split())}'
-        raise LeRobotError(msg) from err
-
-
-def _num_rows(file: Path) -> int:
-    """Rows of a data file from its footer, refused past ``MAX_FILE_ROWS``."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    try:
-        rows = int(pq.read_metadata(file).num_rows)
-    except (OSError, pa.ArrowException) as err:
-        msg = f'{file}: cannot read parquet: {" ".join(str(err).split())}'
-        raise LeRobotError(msg) from err
-    if rows > MAX_FILE_ROWS:
-        msg = f'{file}: {rows} rows; ptr reads data files of at most {MAX_FILE_ROWS} rows'
-        raise LeRobotError(msg)
-    return rows
-
-
-def _opt_index(row: Mapping[str, Any], key: str, where: str) -> int | None:
-    """``row[key]`` as a non-negative integer, None when absent or null; ``where`` names the
-    file, row and ``key``/``column``."""
-    value = row.get(key)
-    if value is None:
-        return None
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        msg = f'{where} {key}: expected a non-negative integer, got {shown(value)}'
-        raise LeRobotError(msg)
-    return value
-
-
-def _index(row: Mapping[str, Any], key: str, where: str) -> int:
-    value = _opt_index(row, key, where)
-    if value is None:
-        msg = f'{where} {key}: missing'
-        raise LeRobotError(msg)
-    return value
-
-
-def _seconds(row: Mapping[str, Any], key: str, where: str) -> float | None:
-    """``row[key]``: a finite time in seconds >= 0, None when absent or null."""
-    value = row.get(key)
-    if value is None:
-        return None
-    if (isinstance(value, bool) or not isinstance(value, (int, float))
-            or not math.isfinite(value) or not 0 <= value < 1e9):
-        msg = f'{where} {key}: expected seconds (a finite number >= 0), got {shown(value)}'
-        raise LeRobotError(msg)
-    return float(value)
-
-
-def _texts(row: Mapping[str, Any], key: str, where: str) -> tuple[str, ...]:
-    value = row.get(key)
-    if value is None:
-        return ()
-    if not isinstance(value, list) or not all(isinstance(t, str) for t in value):
-        msg = f'{where} {key}: expected a list of strings, got {shown(value)}'
-        raise LeRobotError(msg)
-    return tuple(value)
-
-
-def _text(row: Mapping[str, Any], key: str, where: str) -> str:
-    value = row.get(key)
-    if not isinstance(value, str):
-        msg = f'{where} {key}: expected a string, got {shown(value)}'
-        raise LeRobotError(msg)
-    return value
-
-
-def _read_ptr_meta(root: Path) -> dict[str, Any]:
-    """``meta/ptr.json`` of a ptr export ({} when absent): ``robot.profile`` is an object."""
-    file = root / PTR_META
-    if not _optional(file):
-        return {}
-    meta = _read_json(file)
-    robot = meta.get('robot')
-    if robot is not None and not (isinstance(robot, Mapping)
-                                  and isinstance(robot.get('profile'), Mapping)):
-        msg = f'{file}: key robot: expected an object with a profile object, got {shown(robot)}'
-        raise LeRobotError(msg)
-    return meta
-
-
-class LeRobotSource:
-    """One LeRobot dataset folder, its metadata read and checked against its data."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.info = read_info(root)
-        self.version: str = self.info['codebase_version']
-        self.fps = float(self.info['fps'])
-        self.features: dict[str, Any] = dict(self.info['features'])
-        self.warnings: list[str] = []
-        self.missing: dict[int, str] = {}  # episode index -> one line (data file missing)
-        self.tasks: dict[int, str] = {}
-        self.episodes: dict[int, EpisodeRef] = {}
-        self.ptr_meta = _read_ptr_meta(root)
-        if self.version == 'v3.0':
-            self._open_v3()
-        else:
-            self._open_v21()
-        self._find_videos()
-        self._check_totals()
-
-    @classmethod
-    def open(cls, root: str | Path) -> LeRobotSource:
-        return cls(Path(root))
-
-    # -- listing -------------------------------------------------------------------------
-    def _video_keys(self) -> list[str]:
-        return [k for k, f in self.features.items() if f.get('dtype') == 'video']
-
-    def _path(self, key: str, what: str = '', **values: int | str) -> Path:
-        """A data or video file named by ``info.json``'s template ``key``: placeholders filled
-        (no ``str.format``), the result confined to the dataset folder."""
-        where = f'{self.root / INFO}: key {key}{what}'
-        return inside(self.root, fill_template(self.info[key], values, where=where), where=where)
-
-    def _open_v3(self) -> None:
-        tasks_file = self.root / 'meta' / 'tasks.parquet'
-        if _optional(tasks_file):
-            self.tasks = _tasks_v3(tasks_file)
-        episodes = self.root / 'meta' / 'episodes'
-        files = sorted(episodes.glob('chunk-*/file-*.parquet')) if episodes.is_dir() else []
-        if not files:
-            msg = f'{self.root}: no meta/episodes/chunk-*/file-*.parquet (a v3.0 dataset has them)'
-            raise LeRobotError(msg)
-        for file in files:
-            for n, row in enumerate(_read_table(file).to_pylist()):
-                ref = self._episode_v3(row, f'{file}: row {n}: column')
-                self.episodes[ref.index] = ref
-        self._trust_data_v3()
-
-    def _episode_v3(self, row: Mapping[str, Any], where: str) -> EpisodeRef:
-        """One row of ``meta/episodes``: where the episode's rows and frames are."""
-        idx = _index(row, 'episode_index', where)
-        data = self._path('data_path', chunk_index=_opt_index(row, 'data/chunk_index', where)
-                          or 0, file_index=_opt_index(row, 'data/file_index', where) or 0)
-        videos = {}
-        for key in self._video_keys():
-            col = f'videos/{key}'
-            if row.get(f'{col}/chunk_index') is None or not self.info.get('video_path'):
-                continue  # no file named for it: the camera is reported missing
-            path = self._path('video_path', f' (feature {shown(key)})', video_key=key,
-                              chunk_index=_index(row, f'{col}/chunk_index', where),
-                              file_index=_index(row, f'{col}/file_index', where))
-            videos[key] = VideoRef(path, _seconds(row, f'{col}/from_timestamp', where) or 0.0,
-                                   _seconds(row, f'{col}/to_timestamp', where))
-        ptr = {k.removeprefix('ptr/'): v for k, v in row.items() if k.startswith('ptr/')}
-        return EpisodeRef(idx, data, _opt_index(row, 'length', where),
-                          _texts(row, 'tasks', where), videos, ptr)
-
-    def _trust_data_v3(self) -> None:
-        """Row counts per episode from the data files themselves (the metadata may be stale)."""
-        import pyarrow as pa
-
-        counts: dict[int, int] = {}
-        for file in sorted({ref.data_file for ref in self.episodes.values()}):
-            if not file.is_file():
-                continue
-            _num_rows(file)  # refuse a footer claiming more rows than ptr reads, before reading
-            col = _read_table(file, ['episode_index']).column('episode_index')
-            if not pa.types.is_integer(col.type) or col.null_count:
-                msg = (f'{file}: column episode_index: expected integers without nulls, got '
-                       f'{col.type} ({col.null_count} null)')
-                raise LeRobotError(msg)
-            uniq, n = np.unique(col.to_numpy(), return_counts=True)
-            for i, c in zip(uniq.tolist(), n.tolist()):
-                counts[int(i)] = counts.get(int(i), 0) + int(c)
-        self.rows = counts
-        for idx, ref in self.episodes.items():
-            if not ref.data_file.is_file():
-                self.missing[idx] = (f'{self.root}: episode {idx}: data file '
-                                     f'{ref.data_file.relative_to(self.root)} '
-                                     f'{_absent(ref.data_file)}')
-            elif idx not in counts:
-                self.missing[idx] = (f'{self.root}: episode {idx}: no rows in '
-                                     f'{ref.data_file.relative_to(self.root)}')
-            elif ref.length is not None and ref.length != counts[idx]:
-                self.warnings.append(
-                    f'{self.root}: episode {idx}: meta/episodes says length {ref.length}, '
-                    f'the data holds {counts[idx]} rows; using the data')
-
-    def _listed_v21(self) -> dict[int, tuple[str, dict[str, Any]]]:
-        """``meta/tasks.jsonl`` into ``self.tasks``; ``meta/episodes.jsonl`` by episode index."""
-        meta = self.root / 'meta'
-        if _optional(meta / 'tasks.jsonl'):
-            for where, row in _read_jsonl(meta / 'tasks.jsonl'):
-                self.tasks[_index(row, 'task_index', where)] = _text(row, 'task', where)
-        listed: dict[int, tuple[str, dict[str, Any]]] = {}
-        if _optional(meta / 'episodes.jsonl'):
-            for where, row in _read_jsonl(meta / 'episodes.jsonl'):
-                listed[_index(row, 'episode_index', where)] = (where, row)
-        return listed
-
-    def _open_v21(self) -> None:
-        listed = self._listed_v21()
-        chunks = int(self.info.get('chunks_size') or DEFAULT_CHUNKS_SIZE)
-        data_dir = self.root / 'data'
-        found = {int(m.group(1)): p for p in data_dir.glob('chunk-*/episode_*.parquet')
-                 if (m := re.fullmatch(r'episode_(\d+)\.parquet', p.name))}
-        self.rows = {}
-        for idx in sorted(set(listed) | set(found)):
-            where, row = listed.get(idx, ('', {}))
-            length = _opt_index(row, 'length', where)
-            data = self._path('data_path', episode_chunk=idx // chunks, episode_index=idx)
-            videos = {
-                key: VideoRef(self._path('video_path', f' (feature {shown(key)})',
-                                         episode_chunk=idx // chunks, video_key=key,
-                                         episode_index=idx), 0.0, None)
-                for key in self._video_keys()
-            } if self.info.get('video_path') else {}
-            self.episodes[idx] = EpisodeRef(idx, data, length, _texts(row, 'tasks', where),
-                                            videos)
-            if not data.is_file():
-                self.missing[idx] = (f'{self.root}: episode {idx}: data file '
-                                     f'{data.relative_to(self.root)} {_absent(data)}')
-                continue
-            self.rows[idx] = _num_rows(data)
-            if length is not None and length != self.rows[idx]:
-                self.warnings.append(
-                    f'{self.root}: episode {idx}: meta/episodes.jsonl says length {length}, '
-                    f'the data holds {self.rows[idx]} rows; using the data')
-
-    def _find_videos(self) -> None:
-        """Videos that are not where ``video_path`` says but under the other of ``videos/``
-        and ``video/`` (both spellings are in published sets) are read where they are; one
-        warning says so."""
-        moved: set[Path] = set()
-        for idx, ref in self.episodes.items():
-            found = {key: replace(video, path=alt) for key, video in ref.videos.items()
-                     if (alt := self._elsewhere(video.path)) is not None}
-            if found:
-                self.episodes[idx] = replace(ref, videos={**ref.videos, **found})
-                moved.update(v.path for v in found.values())
-        if moved:
-            said = self.info['video_path'].split('/', 1)[0]
-            there = next(iter(moved)).relative_to(self.root).parts[0]
-            self.warnings.append(
-                f'{self.root}: meta/info.json video_path puts the videos under {said}/, they '
-                f'are under {there}/ ({len(moved)} file(s)); reading them there')
-
-    def _elsewhere(self, path: Path) -> Path | None:
-        """``path`` under the other top folder of ``VIDEO_DIRS`` when only that file exists
-        (confined to the dataset folder like every path)."""
-        if path.is_file():
-            return None
-        parts = path.relative_to(self.root).parts
-        if len(parts) < 2 or parts[0] not in VIDEO_DIRS:
-            return None
-        for folder in VIDEO_DIRS:
-            if folder != parts[0]:
-                alt = inside(self.root, str(Path(folder, *parts[1:])),
-                             where=f'{self.root / INFO}: key video_path')
-                if alt.is_file():
-                    return alt
-        return None
-
-    def _check_totals(self) -> None:
-        present = len(self.rows)
-        frames = sum(self.rows.values())
-        stale = []
-        if self.info.get('total_episodes') not in (None, present):
-            stale.append(f'total_episodes {self.info["total_episodes"]}')
-        if self.info.get('total_frames') not in (None, frames):
-            stale.append(f'total_frames {self.info["total_frames"]}')
-        split = str((self.info.get('splits') or {}).get('train', ''))
-        if (m := re.fullmatch(r'(\d+):(\d+)', split)) and int(m.group(2)) > max(
-                self.episodes, default=-1) + 1:
-            stale.append(f'splits.train "{split}"')
-        if stale:
-            self.warnings.insert(0, (
-                f'{self.root}: meta/info.json says {", ".join(stale)}; the data holds '
-                f'{present} episode(s), {frames} frames; using the data'))
-        if self.missing:
-            first = next(iter(self.missing.values())).split(': ', 1)[1]
-            self.warnings.append(
-                f'{self.root}: {len(self.missing)} of {len(self.episodes)} listed episode(s) '
-                f'have no data (first: {first}); select present ones with --episodes')
-
-    @property
-    def present(self) -> list[int]:
-        """Indices of the episodes whose data is there, ascending."""
-        return sorted(self.rows)
-
-    # -- names and limits ----------------------------------------------------------------
-    def feature(self, key: str) -> Mapping[str, Any]:
-        if key not in self.features:
-            msg = (f'{self.root}: meta/info.json has no feature {key!r} (has '
-                   f'{", ".join(sorted(self.features))})')
-            raise LeRobotError(msg)
-        feat: Mapping[str, Any] = self.features[key]
-        return feat
-
-    def width(self, key: str) -> int:
-        """Values per frame of the vector feature ``key`` (bounded, see ``feature_width``)."""
-        return feature_width(self.feature(key), key=key, where=str(self.root / INFO))
-
-    def names(self, keys: Sequence[str]) -> list[str]:
-        """The value names of ``keys`` concatenated; a clash is prefixed with its key."""
-        out: list[str] = []
-        for key in keys:
-            for name in feature_names(key, self.feature(key), where=str(self.root / INFO)):
-                out.append(name if name not in out else f'{key}.{name}')
-        return out
-
-    def state_limits(self, keys: Sequence[str]) -> tuple[list[float], list[float]] | None:
-        """Dataset-wide min/max of ``keys`` from ``meta/stats.json`` (v3) or the per-episode
-        stats (v2.1); None when there are none for them (or they are not finite). Malformed
-        stats are one line naming the file and key."""
-        stats_file = self.root / 'meta' / 'stats.json'
-        per_ep = self.root / 'meta' / 'episodes_stats.jsonl'
-        lower: list[float] = []
-        upper: list[float] = []
-        for key in keys:
-            width = self.width(key)
-            if _optional(stats_file):
-                stats = _read_json(stats_file)
-                got = _min_max(stats.get(key), width, f'{stats_file}: key {key}')
-            elif _optional(per_ep):
-                pairs = [_min_max(_stats_of(row, where).get(key), width, f'{where} stats.{key}')
-                         for where, row in _read_jsonl(per_ep)]
-                got = None if not pairs or any(p is None for p in pairs) else (
-                    np.min([p[0] for p in pairs if p], axis=0),
-                    np.max([p[1] for p in pairs if p], axis=0))
-            else:
-                return None
-            if got is None:
-                return None
-            lower += got[0].tolist()
-            upper += got[1].tolist()
-        return (lower, upper) if np.isfinite(lower + upper).all() else None
-
-
-def _stats_of(row: Mapping[str, Any], where: str) -> Mapping[str, Any]:
-    stats = row.get('stats')
-    if not isinstance(stats, Mapping):
-        msg = f'{where} stats: expected an object, got {shown(stats)}'
-        raise LeRobotError(msg)
-    return stats
-
-
-def _min_max(entry: Any, width: int, where: str) -> tuple[npt.NDArray[np.float64],
-                                                          npt.NDArray[np.float64]] | None:
-    """A feature's ``{min, max}`` stats as two vectors of ``width`` numbers (None: no entry)."""
-    if entry is None:
-        return None
-    if not isinstance(entry, Mapping):
-        msg = f'{where}: expected an object with min and max, got {shown(entry)}'
-        raise LeRobotError(msg)
-    out = []
-    for stat in ('min', 'max'):
-        value = entry.get(stat)
-        try:
-            vec = np.ravel(np.asarray(value, np.float64))
-        except (TypeError, ValueError):
-            vec = np.zeros(0)
-        if value is None or isinstance(value, (str, bool)) or vec.size != width:
-            msg = f'{where}.{stat}: expected {width} numbers, got {shown(value)}'
-            raise LeRobotError(msg)
-        out.append(vec)
-    return out[0], out[1]
-
-
-def _tasks_v3(file: Path) -> dict[int, str]:
-    """``meta/tasks.parquet``: task index -> text (the text is the pandas index column when
-    LeRobot wrote it from a DataFrame)."""
-    table = _read_table(file)
-    text = 'task' if 'task' in table.column_names else '__index_level_0__'
-    for col in ('task_index', text):
-        if col not in table.column_names:
-            msg = f'{file}: column {"task" if col == text else col} missing'
-            raise LeRobotError(msg)
-    return {_index(row, 'task_index', f'{file}: row {n}: column'):
-            _text(row, text, f'{file}: row {n}: column')
-            for n, row in enumerate(table.to_pylist())}
 
 
 def frame_bytes(src: LeRobotSource, profile: LeRobotProfile) -> int:
@@ -708,14 +226,14 @@ def _episode_table(
     for key in keys:
         src.feature(key)
     images = [c for c in profile.cameras if src.feature(c.key).get('dtype') == 'image']
-    present = set(_schema_names(ref.data_file))
+    present = set(schema_names(ref.data_file))
     ptr_cols: list[str] = [c for c in ('ptr.timestamp_ns', 'ptr.state_valid', 'ptr.action_valid')
                 if c in present]
     ptr_cols += [f'ptr.image_valid.{c.role}' for c in profile.cameras
                  if f'ptr.image_valid.{c.role}' in present]
     cols = [*keys, *(c for c in INDEX_COLUMNS if c in present), *ptr_cols,
             *(c.key for c in images)]
-    table = _read_table(ref.data_file, list(dict.fromkeys(cols)),
+    table = read_table(ref.data_file, list(dict.fromkeys(cols)),
                         filters=[('episode_index', '=', ref.index)] if src.version == 'v3.0'
                         else None)
     if 'frame_index' in present:
@@ -866,17 +384,6 @@ def _part(value: list[Any], where: str) -> tuple[int, int]:
         msg = f'{where}: column ptr/part of meta/episodes: expected [i, n], 0 <= i < n'
         raise LeRobotError(msg)
     return value[0], value[1]
-
-
-def _schema_names(file: Path) -> list[str]:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    try:
-        return list(pq.read_schema(file).names)
-    except (OSError, pa.ArrowException) as err:
-        msg = f'{file}: cannot read parquet: {" ".join(str(err).split())}'
-        raise LeRobotError(msg) from err
 
 
 def _content_hash(state: npt.NDArray[Any], action: npt.NDArray[Any],

@@ -270,7 +270,7 @@ INFO_CASES: dict[str, tuple[Callable[[Any], Any], str]] = {
                                                "got '30'"),
     'fps bool': (lambda i: i.update(fps=True), 'key fps: expected a number'),
     'fps missing': (lambda i: i.pop('fps'), 'key fps missing'),
-    'not an object': (lambda i: [], 'meta/info.json: expected a JSON object, got list'),
+    'not an object': (lambda i: [], 'meta/info.json: expected a JSON object, got []'),
     'version': (lambda i: i.update(codebase_version='v1.6'), "codebase_version 'v1.6'"),
     'version list': (lambda i: i.update(codebase_version=[]), 'codebase_version []'),
     'chunks_size text': (lambda i: i.update(chunks_size='abc'),
