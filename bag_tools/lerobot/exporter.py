@@ -9,7 +9,7 @@ naming ``out``, its temp removed. Layout (LeRobot's, see ``bag_tools.lerobot.for
     meta/stats.json                  min/max/mean/std/count (+ q01/q99) per feature
     meta/tasks.parquet               task_index, task text (the frame's index column)
     meta/episodes/chunk-000/file-000.parquet   one row per episode (+ ptr/* columns)
-    meta/ptr.json                    the ptr robot entry (profile, names, limits) for re-import
+    meta/ptr.json                    the robot's record ({"profile": ...}) for re-import
     data/chunk-000/file-000.parquet  frames of many episodes (+ ptr.* columns)
     videos/observation.images.<role>/chunk-000/file-000.mp4   color cameras, episodes back to back
 
@@ -19,6 +19,12 @@ trust file, ``ptr.trust``; per episode ``ptr/episode_id``, ``ptr/content_hash``,
 ``ptr/tags``, ``ptr/part``, ``ptr/sync_report`` (JSON text), ``ptr/worst_sync_offset_s``,
 ``ptr/held``, ``ptr/dropped``, ``ptr/invalid`` and ``ptr/trust``, ``ptr/trust_score``. Depth
 cameras are ``image`` features (16-bit PNG in the data file, millimetres): lossless.
+
+A camera step ptr holds as invalid is a zero (black) image, and a LeRobot consumer reads every
+frame without knowing ``ptr.image_valid``: a camera invalid at more than ``WARN_INVALID_SHARE``
+of an episode's steps is a warning naming the episode, the camera and the share, and an episode
+with a camera over ``ExportConfig.max_invalid`` (default ``MAX_INVALID_SHARE``) is left out of
+the export, one warning line each (``bag_tools.validity`` says the same of ingest's streams).
 """
 
 from __future__ import annotations
@@ -55,8 +61,10 @@ from bag_tools.lerobot.format import (
     LeRobotError,
 )
 from bag_tools.lerobot.video import VideoEncoder
+from bag_tools.robots import robot_record
+from bag_tools.validity import WARN_INVALID_SHARE
 
-__all__ = ['ExportConfig', 'export_lerobot']
+__all__ = ['MAX_INVALID_SHARE', 'ExportConfig', 'export_lerobot']
 
 log = logging.getLogger(__name__)
 
@@ -64,11 +72,16 @@ DATA_PATH = 'data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet'
 VIDEO_PATH = 'videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4'
 EPISODES_PATH = 'meta/episodes/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet'
 PTR_SCHEMA = 'ptr.lerobot/1'
+#: An episode with a camera invalid (black) at more than this share of its steps is left out of
+#: an export: half its frames would teach a LeRobot policy from black images. A healthy episode
+#: loses a few frames at most; a video far shorter than its bag is invalid at 50-100 %.
+MAX_INVALID_SHARE = 0.5
 
 
 @dataclass(frozen=True)
 class ExportConfig:
-    """How to write: codec and LeRobot's file-size limits (defaults: LeRobot's)."""
+    """How to write: codec and LeRobot's file-size limits (defaults: LeRobot's); the share of
+    invalid camera steps past which an episode is left out (``max_invalid``, 1.0 keeps all)."""
 
     vcodec: str = 'libx264'
     crf: int = 18
@@ -76,8 +89,12 @@ class ExportConfig:
     chunks_size: int = DEFAULT_CHUNKS_SIZE
     data_files_size_in_mb: float = DEFAULT_DATA_FILE_MB
     video_files_size_in_mb: float = DEFAULT_VIDEO_FILE_MB
+    max_invalid: float = MAX_INVALID_SHARE
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.max_invalid <= 1.0:
+            msg = f'export: max_invalid must be a share between 0 and 1, got {self.max_invalid!r}'
+            raise LeRobotError(msg)
         for name in ('chunks_size', 'data_files_size_in_mb', 'video_files_size_in_mb'):
             if not getattr(self, name) > 0:
                 msg = f'export: {name} must be > 0, got {getattr(self, name)!r}'
@@ -402,6 +419,7 @@ def export_lerobot(
     if not episodes:
         msg = f'{ds.root}: robot {robot!r} has no episodes'
         raise LeRobotError(msg)
+    episodes = _valid_enough(ds, robot, episodes, cfg.max_invalid)
     weights, trust_meta = _trust(ds, trust)
     fps = float(ds.manifest['rate_hz'])
     task_list = sorted({ep.task for ep in episodes})
@@ -419,7 +437,7 @@ def export_lerobot(
         info = _info(robot, len(episodes), total, len(task_list), cfg, fps, bool(writer.color),
                      _features(entry, fps, writer.codec, writer.pix_fmt, weights is not None))
         ptr_meta = {'schema': PTR_SCHEMA, 'source_dataset': str(Path(ds.root).resolve()),
-                    'robot': dict(entry), 'rate_hz': fps, 'trust': trust_meta}
+                    'robot': robot_record(entry), 'rate_hz': fps, 'trust': trust_meta}
         _write_meta(tmp, writer, task_list, info, ptr_meta)
         _finish(tmp, out)
     except BaseException as err:
@@ -430,6 +448,35 @@ def export_lerobot(
     log.info('%s: %d episode(s), %d frames as LeRobot %s', out, len(episodes), total,
              CODEBASE_VERSION)
     return out
+
+
+def _valid_enough(ds: Dataset, robot: str, episodes: list[Episode],
+                  max_invalid: float) -> list[Episode]:
+    """The episodes whose every camera is valid at all but ``max_invalid`` of its steps; a
+    camera invalid at more than ``WARN_INVALID_SHARE`` is one warning (the episode, the camera,
+    the share), an episode left out is one warning; none left is one ``LeRobotError``."""
+    kept = []
+    for ep in episodes:
+        over = []
+        for role, valid in sorted(ep.image_valid.items()):
+            share = 1.0 - float(np.mean(valid)) if len(valid) else 0.0
+            if share > max_invalid:
+                over.append(f'camera {role} invalid (zero images) at {share:.0%}')
+            elif share > WARN_INVALID_SHARE:
+                log.warning('%s: episode %s: camera %s invalid (zero images) at %.0f%% of %d '
+                            'steps; exported, ptr.image_valid.%s marks them', ds.root, ep.id,
+                            role, 100 * share, len(valid), role)
+        if over:
+            log.warning('%s: episode %s: %s of %d steps, over max_invalid %g: left out of the '
+                        'export', ds.root, ep.id, ', '.join(over), ep.length, max_invalid)
+        else:
+            kept.append(ep)
+    if not kept:
+        msg = (f'{ds.root}: every episode of robot {robot!r} has a camera invalid at more than '
+               f'max_invalid {max_invalid:g} of its steps; nothing to export (raise '
+               '--max-invalid to export them with black frames)')
+        raise LeRobotError(msg)
+    return kept
 
 
 def _check_out(out: Path) -> None:
