@@ -105,11 +105,12 @@ def test_calibration_splits_each_severity_and_leaves_good_ones_whole() -> None:
     mild = rng.normal(0.0, 0.15, 16)  # shuffled / delayed labels: about chance
     severe = rng.normal(-4.0, 1.5, 14)  # random labels: far below it
     scores = np.concatenate([good, mild, severe])
-    one = fit_mixture(scores, anchor=0.0)  # a single split takes only the severe group
+    # one fit holds a component per severity (two Gaussians took only the severe group)
+    one = fit_mixture(scores, anchor=0.0)
     assert one.accepted
-    assert one.posterior_good(mild).mean() > 0.5
+    assert sum(not c.good for c in one.components) >= 2
+    assert one.posterior_good(mild).mean() < 0.1
     cal = fit_calibration(scores, anchor=0.0)
-    assert len(cal.splits) == 2
     assert cal.posterior_good(severe).max() < 0.01
     assert cal.posterior_good(mild).mean() < 0.1
     assert cal.posterior_good(good).mean() > 0.9
@@ -340,32 +341,37 @@ def test_refinement_rounds_draw_training_windows_by_the_last_rounds_trust() -> N
         TrustConfig(rounds=0)
 
 
-def test_refits_draw_only_the_top_share_when_a_split_leaves_milder_bad_episodes() -> None:
+def test_refits_draw_the_good_group_whatever_its_share() -> None:
+    """The refits draw by the trust and never from an episode closer to chance than
+    ``anchor_fraction`` of the way to the good group; the old top-half rule (``refine_keep``
+    0.5, the default until 2026-12-07) assumed half of the episodes good and left good ones
+    out of the refits whenever more than half were good."""
     from ptr_core.weighting.trust.crossfit import refit_trust
 
     rng = np.random.default_rng(0)
-    # 20 good (+1), 10 mild bad (shuffled/delayed: +0.6, closer to the good group than to
-    # chance, so no split takes them), 10 extreme (random labels: -8), and one episode without
-    # a score
-    scores = np.concatenate([1.0 + 0.1 * rng.standard_normal(20),
-                             0.6 + 0.1 * rng.standard_normal(10),
-                             -8.0 + 1.0 * rng.standard_normal(10), [np.nan]])
-    plain = refit_trust(scores, TrustConfig(refine_keep=1.0))
-    kept = refit_trust(scores, TrustConfig())  # refine_keep 0.5
-    assert plain is not None
-    assert kept is not None
-    # the mixture splits off the extreme group only; the milder one would be refitted on
-    assert plain[30:40].max() <= 0.03
-    assert plain[20:30].min() > 0.5
-    # with the top half kept, the milder group is drawn at the floor too (0: not at all),
-    # the good one not
-    assert kept[20:30].max() <= TrustConfig().w_min * plain[20:30].max() + 1e-12
+    # 30 good (+1), one stray episode near chance (+0.2), 9 random labels (-8), no score
+    scores = np.concatenate([1.0 + 0.1 * rng.standard_normal(30), [0.2],
+                             -8.0 + 1.0 * rng.standard_normal(9), [np.nan]])
+    trust = refit_trust(scores, TrustConfig())
+    assert trust is not None
+    assert trust[:30].min() > 0.9  # every good episode, not the top half of the set
+    assert trust[30] == 0.0  # under the line: not drawn, whatever the mixture says of it
+    assert trust[31:40].max() <= 0.01
+    assert trust[40] == 1.0
+    half = refit_trust(scores, TrustConfig(refine_keep=0.5))
+    assert half is not None
+    assert int((half[:30] > 0.5).sum()) <= 20  # the old rule: the top 20 of 40 only
     floored = refit_trust(scores, TrustConfig(w_min=0.02))
     assert floored is not None
-    assert floored[20:30].max() <= 0.02 * plain[20:30].max() + 1e-12
-    assert floored[20:30].min() > 0.0
-    assert kept[:20].min() == pytest.approx(plain[:20].min())
-    assert kept[40] == plain[40] == 1.0
+    assert 0.0 < floored[30] <= 0.02 * 0.021
+    # a minority of experts (10 %) among wrong labels near chance and far below it
+    minority = np.concatenate([1.0 + 0.1 * rng.standard_normal(4),
+                               0.05 + 0.1 * rng.standard_normal(24),
+                               -4.0 + 1.0 * rng.standard_normal(12)])
+    few = refit_trust(minority, TrustConfig())
+    assert few is not None
+    assert few[:4].min() > 0.9
+    assert few[4:].max() <= 0.01
     # expert-only scores (one group): no split, nothing to refine
     assert refit_trust(1.0 + 0.1 * rng.standard_normal(40), TrustConfig()) is None
     with pytest.raises(ConfigError, match='refine_keep'):

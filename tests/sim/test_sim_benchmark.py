@@ -315,8 +315,8 @@ def test_a_resumed_cell_is_reused_only_when_trained_with_the_same_settings(
                     trust.seed, trust.data)
 
     fp = cell_fingerprint(cfg, trust, base)
-    assert cell_fingerprint(cfg, with_score(refine_keep=0.5), base) == fp  # the default, spelt
-    assert cell_fingerprint(cfg, with_score(refine_keep=1.0), base) != fp
+    assert cell_fingerprint(cfg, with_score(refine_keep=1.0), base) == fp  # the default, spelt
+    assert cell_fingerprint(cfg, with_score(refine_keep=0.5), base) != fp
     assert cell_fingerprint(load_benchmark_config('tiny', ['workers=1']), trust, base) == fp
     assert cell_fingerprint(load_benchmark_config('tiny', ['posttrain_steps=41']), trust,
                             base) != fp

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from ptr_core.configuration import check
+from ptr_core.weighting.trust.calibrate import ANCHOR_FRACTION
 
 __all__ = ['SECOND_SIGNALS', 'SIGNALS', 'TrustConfig']
 
@@ -31,12 +32,11 @@ class TrustConfig:
     # that look good, so mislabeled ones stop shaping it); 1 = a single fit
     rounds: int = 3
     refine_steps: int = 0  # updates of each copy in rounds > 1 (0: ``steps``)
-    # rounds > 1 also train only on this top share of episodes by the last round's score (the
-    # rest drawn at ``w_min``): a round whose mixture split off only the most extreme group
-    # (random labels) would otherwise learn the next consequence model from the milder bad
-    # episodes (shuffled, delayed) too. The consequence model needs clean examples, not all of
-    # them; 1.0: the last round's trust alone decides the draws
-    refine_keep: float = 0.5
+    # rounds > 1 draw no episode closer to chance than ``anchor_fraction`` of the way to the
+    # good group (the calibration's line), and, below 1, only this top share by score. 0.5
+    # (the default until 2026-12-07) assumed at least half of the episodes good: with 10 %
+    # experts the refits learnt from 40 % bad ones; the line assumes no share
+    refine_keep: float = 1.0
     batch_size: int = 256
     hidden: int = 64
     lr: float = 1e-3
@@ -65,13 +65,13 @@ class TrustConfig:
     w_min: float = 0.0
     separation: float = 1.5  # mixture accepted when Ashman's D >= this (and BIC, anchor)
     min_share: float = 0.05  # ... and the smaller component holds at least this share
-    # ... and, for the attribution score (chance level 0), the low component's centre lies
-    # within this fraction of the way from chance to the high one's: closer to chance than to
-    # the good episodes. 0.25 kept a milder bad group (noise 0.2, 2-4-step delays, recoveries)
-    # at trust 1 on pick-place with the diffusion base (it sat at 0.31 after the first round:
-    # 0.36 = uniform, own experts 0.71; with 0.5: 0.74); expert-only sets stay unsplit and the
-    # full preset's trust is identical (docs/benchmark.md, 2026-12-06)
-    anchor_fraction: float = 0.5
+    # ... and, for the attribution score (chance level 0), a bad component's centre lies
+    # within this fraction of the way from chance to the good group's: closer to chance than
+    # to the good episodes. 0.25 kept a milder bad group (0.31 of the way after the first
+    # round, pick-place, diffusion base) at trust 1; 0.5 cut a good second style scoring 0.65
+    # against 1.4 in 89 % of synthetic sets; 0.4 splits the first and keeps the second
+    # (calibrate.ANCHOR_FRACTION: docs/results/2026-12-06-trust-calibration.md)
+    anchor_fraction: float = ANCHOR_FRACTION
     # ... and the episodes' scores differ more than their own noise: the permutation p-value
     # of the between-episode F on block means of L windows (calibrate.episode_noise_p) is at
     # most this. Otherwise no split, every trust 1, and a WARNING: 12 expert episodes on a

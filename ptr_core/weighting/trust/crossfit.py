@@ -303,19 +303,22 @@ def _round_weights(feats: WindowFeatures, rows: Tensor, score: Tensor,
 def refit_trust(episode_scores: npt.NDArray[np.float64], config: TrustConfig, *,
                 signal_p: float = float('nan')) -> npt.NDArray[np.float64] | None:
     """Per-episode draw weights of the next round's refit: the out-of-fold trust from this
-    round's scores, times ``w_min`` outside the top ``refine_keep`` share of episodes by score
-    (an episode without a score keeps its trust); None when the mixture finds no distinct bad
+    round's scores, times ``w_min`` for an episode closer to chance than ``anchor_fraction``
+    of the way to the good group's centre (the calibration's own line: no share of good
+    episodes is assumed) and, when ``refine_keep`` < 1, outside that top share by score (an
+    episode without a score keeps its trust); None when the mixture finds no distinct bad
     group, or the scores carry no signal (``signal_p``: nothing to refine)."""
     mix = _calibrate(episode_scores, config, 0.0, signal_p)
     if not mix.accepted:
         return None
     finite = np.isfinite(episode_scores)
+    score = np.nan_to_num(episode_scores, nan=np.inf)  # no score: kept
     p = np.where(finite, mix.posterior_good(np.nan_to_num(episode_scores, nan=mix.mu_hi)), 1.0)
-    trust: npt.NDArray[np.float64] = config.w_min + (1 - config.w_min) * p
+    kept = score >= config.anchor_fraction * mix.mu_hi
     if config.refine_keep < 1.0 and finite.any():
-        cut = np.quantile(episode_scores[finite], 1.0 - config.refine_keep)
-        kept = np.nan_to_num(episode_scores, nan=np.inf) >= cut  # no score: kept
-        trust = trust * np.where(kept, 1.0, config.w_min)
+        kept &= score >= np.quantile(episode_scores[finite], 1.0 - config.refine_keep)
+    trust: npt.NDArray[np.float64] = (config.w_min + (1 - config.w_min) * p) \
+        * np.where(kept, 1.0, config.w_min)
     return trust
 
 
