@@ -97,7 +97,8 @@ def test_blocked_search_never_holds_more_than_one_block_of_distances(
 
     monkeypatch.setattr(torch, 'cdist', recorded)
     exact_neighbours(feats, 16, block=50, key_block=97)
-    assert shapes and max(r * c for r, c in shapes) == 50 * 97  # never N x N (851 x 851)
+    assert shapes
+    assert max(r * c for r, c in shapes) == 50 * 97  # never N x N (851 x 851)
     shapes.clear()
     approximate_neighbours(feats, 16)
     assert max(r * c for r, c in shapes) < feats.n * feats.n / 4
@@ -109,7 +110,8 @@ def test_approximate_index_finds_most_true_neighbours_and_never_its_own_episode(
     queries = torch.randperm(feats.n, generator=torch.Generator().manual_seed(0))[:600]
     truth = exact_neighbours(feats, 16, queries=queries)
     assert recall(approx[queries], truth) >= 0.85  # measured 0.92 at 100k windows
-    assert approx.min() >= 0 and approx.max() < feats.n
+    assert approx.min() >= 0
+    assert approx.max() < feats.n
     assert not (feats.episode[approx] == feats.episode[:, None]).any()
     # seeded: the same index twice
     assert torch.equal(approx, approximate_neighbours(feats, 16))
@@ -190,7 +192,8 @@ def test_ptr_score_runs_on_the_cpu_it_is_given(
     assert main(['score', str(data), '--init', str(base), '--out', str(out), '--device',
                  'cpu', *SMALL]) == 0
     text = capsys.readouterr().out
-    assert 'scored 8 episodes (184 windows) in' in text and ' s on cpu (features' in text
+    assert 'scored 8 episodes (184 windows) in' in text
+    assert ' s on cpu (features' in text
     assert len(read_trust(out).for_dataset(Dataset.open(data))) == 8
 
 
@@ -209,7 +212,9 @@ def test_an_unavailable_cuda_is_refused_in_one_line_before_any_work(
                      '--device', device, *SMALL])
         err = capsys.readouterr().err.strip()
         assert code == 2
-        assert err.count('\n') == 0 and f'--device {device!r}' in err and says in err, err
+        assert err.count('\n') == 0, err  # one line
+        assert f'--device {device!r}' in err
+        assert says in err
         assert not out.exists()  # refused before the scoring pass
 
 
