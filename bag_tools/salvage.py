@@ -22,9 +22,10 @@ import logging
 import shutil
 import struct
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 from bag_tools.errors import BagOpenError
 
@@ -38,6 +39,10 @@ ROS1_MAGIC = b'#ROSBAG V2.0\n'
 _Q = struct.Struct('<Q')
 _I = struct.Struct('<I')
 _H = struct.Struct('<H')
+_K = TypeVar('_K')  # what keys a record: an MCAP opcode, a ROS 1 record header
+#: (buffer, start) -> (key, body, end) of each complete record
+_Records = Callable[[bytes, int], Iterator[tuple[_K, bytes, int]]]
+_Take = Callable[['Salvage', _K, bytes], None]  # one record's content into the salvage
 
 
 @dataclass
@@ -89,8 +94,10 @@ def _records(buf: bytes, pos: int) -> Iterator[tuple[int, bytes, int]]:
         pos = end
 
 
-def _decompress(data: bytes, compression: str, size: int) -> bytes:
-    if compression == '':
+def _decompress(data: bytes, compression: str) -> bytes:
+    """A chunk's records: MCAP compresses with '' (none), zstd or lz4, ROS 1 with none, bz2 or
+    lz4."""
+    if compression in ('', 'none'):
         return data
     if compression == 'zstd':
         try:
@@ -99,6 +106,10 @@ def _decompress(data: bytes, compression: str, size: int) -> bytes:
             from backports import zstd  # type: ignore[import-not-found,no-redef]
         out: bytes = zstd.decompress(data)
         return out
+    if compression == 'bz2':
+        import bz2
+
+        return bz2.decompress(data)
     if compression == 'lz4':
         from lz4.frame import decompress  # type: ignore[import-untyped]
 
@@ -106,6 +117,41 @@ def _decompress(data: bytes, compression: str, size: int) -> bytes:
         return lz4
     msg = f'unknown chunk compression {compression!r}'
     raise ValueError(msg)
+
+
+def _chunk(s: Salvage, inner: bytes, records: _Records[_K], take: _Take[_K]) -> None:
+    """Every record of a decompressed chunk into ``s``; a chunk its records do not fill is
+    damaged (``ValueError``)."""
+    got = list(records(inner, 0))
+    if not got or got[-1][2] != len(inner):
+        raise ValueError('chunk records do not fill the chunk')
+    for key, body, _ in got:
+        take(s, key, body)
+    s.chunks += 1
+
+
+def _scan(path: Path, magic: bytes, kind: str, records: _Records[_K],
+          step: Callable[[Salvage, _K, bytes], bool]) -> Salvage:
+    """Every complete record of ``path`` after its ``magic``, each given to ``step`` (True: stop
+    after it), up to the first incomplete or corrupt one; ``good_bytes`` ends at the last whole
+    record."""
+    buf = path.read_bytes()
+    s = Salvage(path, len(buf), 0)
+    if not buf.startswith(magic):
+        s.reason = f'no {kind} magic at the start'
+        return s
+    s.good_bytes = len(magic)
+    s.reason = 'the file ends inside a record'
+    for key, body, end in records(buf, len(magic)):
+        try:
+            stop = step(s, key, body)
+        except (struct.error, ValueError, KeyError, OSError, UnicodeDecodeError) as err:
+            s.reason = f'corrupt record at byte {s.good_bytes}: {err}'
+            break
+        s.good_bytes = end
+        if stop:
+            break
+    return s
 
 
 def _take(s: Salvage, op: int, body: bytes) -> None:
@@ -126,38 +172,22 @@ def _take(s: Salvage, op: int, body: bytes) -> None:
         s.messages.append((cid, log_ns, body[22:]))
 
 
+def _mcap_record(s: Salvage, op: int, body: bytes) -> bool:
+    if op == 0x06:  # Chunk: start, end, uncompressed size, crc, compression, records
+        compression, pos = _string(body, 28)
+        (n,) = _Q.unpack_from(body, pos)
+        _chunk(s, _decompress(body[pos + 8:pos + 8 + n], compression), _records, _take)
+    else:
+        _take(s, op, body)
+    if op == 0x0F:  # DataEnd: everything after it is summary
+        s.reason = 'only the summary section'
+        return True
+    return False
+
+
 def scan_mcap(path: Path) -> Salvage:
     """Every complete record of a (damaged) MCAP file, up to the first incomplete one."""
-    buf = path.read_bytes()
-    s = Salvage(path, len(buf), 0)
-    if not buf.startswith(MCAP_MAGIC):
-        s.reason = 'no MCAP magic at the start'
-        return s
-    s.good_bytes = len(MCAP_MAGIC)
-    s.reason = 'the file ends inside a record'
-    for op, body, end in _records(buf, len(MCAP_MAGIC)):
-        try:
-            if op == 0x06:  # Chunk: start, end, uncompressed size, crc, compression, records
-                (usize,) = _Q.unpack_from(body, 16)
-                compression, pos = _string(body, 28)
-                (n,) = _Q.unpack_from(body, pos)
-                inner = _decompress(body[pos + 8:pos + 8 + n], compression, usize)
-                got = list(_records(inner, 0))
-                if not got or got[-1][2] != len(inner):
-                    raise ValueError('chunk records do not fill the chunk')
-                for iop, ibody, _ in got:
-                    _take(s, iop, ibody)
-                s.chunks += 1
-            else:
-                _take(s, op, body)
-        except (struct.error, ValueError, UnicodeDecodeError) as err:
-            s.reason = f'corrupt record at byte {s.good_bytes}: {err}'
-            break
-        s.good_bytes = end
-        if op == 0x0F:  # DataEnd: everything after it is summary
-            s.reason = 'only the summary section'
-            break
-    return s
+    return _scan(path, MCAP_MAGIC, 'MCAP', _records, _mcap_record)
 
 
 def _rihs01(name: str, definition: str) -> str:
@@ -202,17 +232,32 @@ def _workdir(path: Path, scratch: Path | None) -> Iterator[Path]:
         raise
 
 
+def _salvage(path: Path, s: Salvage, damaged: str, name: str,
+             write: Callable[[Salvage, Path], None], scratch: Path | None,
+             ) -> tuple[Path, Salvage]:
+    """Rewrite what the scan ``s`` of ``path`` read into ``<a new ptr-salvage-* folder>/name``
+    inside ``scratch``; nothing read is one line (``damaged`` says what the file is)."""
+    if not s.messages:
+        msg = f'{path}: {damaged} with nothing readable ({s.lost})'
+        raise BagOpenError(msg)
+    with _workdir(path, scratch) as work:
+        write(s, work / name)
+    return work / name, s
+
+
+def _write_messages(writer: Any, conns: dict[int, Any], s: Salvage) -> None:
+    """The messages of the connections written, in log-time order."""
+    for cid, log_ns, data in sorted(s.messages, key=lambda m: m[1]):
+        if cid in conns:
+            writer.write(conns[cid], log_ns, data)
+
+
 def salvage_mcap(path: Path, *, scratch: Path | None = None) -> tuple[Path, Salvage]:
     """Rewrite the readable part of ``path`` into a temporary rosbag2 folder inside
     ``scratch`` (the caller removes its parent directory); returns (folder, what was
     recovered)."""
-    s = scan_mcap(path)
-    if not s.messages:
-        msg = f'{path}: truncated or corrupt MCAP with nothing readable ({s.lost})'
-        raise BagOpenError(msg)
-    with _workdir(path, scratch) as work:
-        _write_mcap(s, work / 'salvaged')
-    return work / 'salvaged', s
+    return _salvage(path, scan_mcap(path), 'truncated or corrupt MCAP', 'salvaged',
+                    _write_mcap, scratch)
 
 
 def _write_mcap(s: Salvage, out: Path) -> None:
@@ -227,9 +272,7 @@ def _write_mcap(s: Salvage, out: Path) -> None:
             text = data.decode()
             conns[cid] = writer.add_connection(topic, name, msgdef=text,
                                                rihs01=_rihs01(name, text))
-        for cid, log_ns, data in sorted(s.messages, key=lambda m: m[1]):
-            if cid in conns:
-                writer.write(conns[cid], log_ns, data)
+        _write_messages(writer, conns, s)
 
 
 # -- ROS 1 ------------------------------------------------------------------------------------
@@ -261,22 +304,6 @@ def _ros1_records(buf: bytes, pos: int) -> Iterator[tuple[dict[str, bytes], byte
         pos = end
 
 
-def _ros1_decompress(data: bytes, compression: str) -> bytes:
-    if compression == 'none':
-        return data
-    if compression == 'bz2':
-        import bz2
-
-        return bz2.decompress(data)
-    if compression == 'lz4':
-        from lz4.frame import decompress  # type: ignore[import-untyped]
-
-        lz4: bytes = decompress(data)
-        return lz4
-    msg = f'unknown chunk compression {compression!r}'
-    raise ValueError(msg)
-
-
 def _ros1_take(s: Salvage, header: dict[str, bytes], data: bytes) -> None:
     op = header.get('op', b'\0')[0]
     if op == 0x07:  # connection
@@ -294,33 +321,18 @@ def _ros1_take(s: Salvage, header: dict[str, bytes], data: bytes) -> None:
         s.messages.append((conn, sec * 1_000_000_000 + nsec, data))
 
 
+def _ros1_record(s: Salvage, header: dict[str, bytes], data: bytes) -> bool:
+    if header.get('op', b'\0')[0] == 0x05:  # chunk
+        _chunk(s, _decompress(data, header['compression'].decode()), _ros1_records, _ros1_take)
+    else:
+        _ros1_take(s, header, data)
+    return False
+
+
 def scan_ros1(path: Path) -> Salvage:
     """Every complete chunk (and loose record) of a ROS 1 bag, up to the first damage."""
-    buf = path.read_bytes()
-    s = Salvage(path, len(buf), 0)
-    if not buf.startswith(ROS1_MAGIC):
-        s.reason = 'no ROS 1 bag magic at the start'
-        return s
-    s.good_bytes = len(ROS1_MAGIC)
-    s.reason = 'the file ends inside a record'
-    for header, data, end in _ros1_records(buf, len(ROS1_MAGIC)):
-        try:
-            op = header.get('op', b'\0')[0]
-            if op == 0x05:  # chunk
-                inner = _ros1_decompress(data, header['compression'].decode())
-                got = list(_ros1_records(inner, 0))
-                if not got or got[-1][2] != len(inner):
-                    raise ValueError('chunk records do not fill the chunk')
-                for iheader, idata, _ in got:
-                    _ros1_take(s, iheader, idata)
-                s.chunks += 1
-            else:
-                _ros1_take(s, header, data)
-        except (struct.error, ValueError, KeyError, OSError, UnicodeDecodeError) as err:
-            s.reason = f'corrupt record at byte {s.good_bytes}: {err}'
-            break
-        s.good_bytes = end
-    if s.good_bytes == len(buf):
+    s = _scan(path, ROS1_MAGIC, 'ROS 1 bag', _ros1_records, _ros1_record)
+    if s.good_bytes == s.size:
         s.reason = 'the index'
     return s
 
@@ -329,13 +341,8 @@ def salvage_ros1(path: Path, *, scratch: Path | None = None) -> tuple[Path, Salv
     """Rewrite the readable part of a ROS 1 bag into a temporary indexed ``.bag`` inside
     ``scratch`` (the caller removes its parent directory); returns (file, what was
     recovered)."""
-    s = scan_ros1(path)
-    if not s.messages:
-        msg = f'{path}: truncated or unindexed ROS 1 bag with nothing readable ({s.lost})'
-        raise BagOpenError(msg)
-    with _workdir(path, scratch) as work:
-        _write_ros1(s, work / 'salvaged.bag')
-    return work / 'salvaged.bag', s
+    return _salvage(path, scan_ros1(path), 'truncated or unindexed ROS 1 bag', 'salvaged.bag',
+                    _write_ros1, scratch)
 
 
 def _write_ros1(s: Salvage, out: Path) -> None:
@@ -352,6 +359,4 @@ def _write_ros1(s: Salvage, out: Path) -> None:
                 msgdef=fields.get('message_definition', ''), md5sum=fields['md5sum'],
                 callerid=fields.get('callerid'),
                 latching=int(latching) if latching and latching.isdigit() else None)
-        for cid, log_ns, data in sorted(s.messages, key=lambda m: m[1]):
-            if cid in conns:
-                writer.write(conns[cid], log_ns, data)
+        _write_messages(writer, conns, s)
