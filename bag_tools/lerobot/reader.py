@@ -141,12 +141,6 @@ def _camera_report(key: str, role: str, got: DecodedFrames) -> TopicReport:
     )
 
 
-def _missing_camera(key: str, role: str, n: int) -> TopicReport:
-    return TopicReport(topic=key, role=f'camera:{role}', clock=CLOCK, messages=0, rate_hz=0.0,
-                       max_gap_s=0.0, max_offset_s=0.0, held=0, dropped=0, invalid=n,
-                       out_of_order=0)
-
-
 def read_episode(
     src: LeRobotSource,
     ref: EpisodeRef,
@@ -303,7 +297,6 @@ def _camera_frames(
     grid_s = ts[0] + np.arange(n) / src.fps
     frames: dict[str, npt.NDArray[Any]] = {}
     frame_valid: dict[str, npt.NDArray[np.bool_]] = {}
-    h, w = profile.image_size
     for cam in profile.cameras:
         if cam in images:
             frames[cam.role] = _image_column(table, cam.key, profile.image_size, cam.depth, where)
@@ -317,13 +310,10 @@ def _camera_frames(
                          else f'(no video entry for {cam.key})')
                 warn.append(f'{src.root}: episode {ref.index}: video file {shown} is missing; '
                             f'camera {cam.role} left invalid')
-                frames[cam.role] = np.zeros((n, h, w, 1 if cam.depth else 3),
-                                            np.uint16 if cam.depth else np.uint8)
-                frame_valid[cam.role] = np.zeros(n, bool)
-                reports.append(_missing_camera(cam.key, cam.role, n))
-                continue
-            got = decode_frames(video.path, video.from_s + ts, size=profile.image_size,
-                                depth=cam.depth, tolerance_s=0.5 / src.fps)
+                got = DecodedFrames.none(n, profile.image_size, cam.depth)
+            else:
+                got = decode_frames(video.path, video.from_s + ts, size=profile.image_size,
+                                    depth=cam.depth, tolerance_s=0.5 / src.fps)
             frames[cam.role], frame_valid[cam.role] = got.frames, got.valid
             reports.append(_camera_report(cam.key, cam.role, got))
         frame_valid[cam.role] = (frame_valid[cam.role]

@@ -55,6 +55,13 @@ class DecodedFrames(NamedTuple):
     offset_s: npt.NDArray[np.float64]  # |frame time - wanted time|, NaN where none
     decoded_times: npt.NDArray[np.float64]  # times of every decoded frame in the span
 
+    @classmethod
+    def none(cls, n: int, size: tuple[int, int], depth: bool) -> DecodedFrames:
+        """``n`` rows without a frame: zeros, all invalid (a camera whose video is missing)."""
+        h, w = size
+        return cls(np.zeros((n, h, w, 1 if depth else 3), np.uint16 if depth else np.uint8),
+                   np.zeros(n, bool), np.full(n, -1, np.int64), np.full(n, np.nan), np.zeros(0))
+
 
 def decode_frames(
     path: Path,
@@ -72,18 +79,12 @@ def decode_frames(
     """
     import av  # noqa: F401  (missing: fail even for an empty span, as before)
 
-    h, w = size
-    channels = 1 if depth else 3
-    dtype = np.uint16 if depth else np.uint8
     n = len(times_s)
     if n == 0:
-        return DecodedFrames(np.zeros((0, h, w, channels), dtype), np.zeros(0, bool),
-                             np.zeros(0, np.int64), np.zeros(0), np.zeros(0))
+        return DecodedFrames.none(0, size, depth)
     lo, hi = float(times_s[0]) - tolerance_s, float(times_s[-1]) + tolerance_s
     kept, decoded = _decode_span(path, lo, hi, size=size, depth=depth)
-    out = np.zeros((n, h, w, channels), dtype)
-    index = np.full(n, -1, np.int64)
-    offset = np.full(n, np.nan)
+    out, _, index, offset, _ = DecodedFrames.none(n, size, depth)
     if len(decoded):
         order = np.argsort(decoded, kind='stable')
         decoded_sorted = decoded[order]
