@@ -219,19 +219,24 @@ class LeRobotSource:
             uniq, n = np.unique(col.to_numpy(), return_counts=True)
             for i, c in zip(uniq.tolist(), n.tolist()):
                 counts[int(i)] = counts.get(int(i), 0) + int(c)
-        self.rows = counts
+        self._check_rows(counts, 'meta/episodes')
+
+    def _check_rows(self, rows: dict[int, int], listing: str) -> None:
+        """``rows``: episode index -> rows its data file holds, the count used. An episode
+        without its data file, or without rows in it, is missing (one line each); a ``length``
+        in ``listing`` that disagrees is a warning."""
+        self.rows = rows
         for idx, ref in self.episodes.items():
+            file = ref.data_file.relative_to(self.root)
             if not ref.data_file.is_file():
-                self.missing[idx] = (f'{self.root}: episode {idx}: data file '
-                                     f'{ref.data_file.relative_to(self.root)} '
+                self.missing[idx] = (f'{self.root}: episode {idx}: data file {file} '
                                      f'{absent(ref.data_file)}')
-            elif idx not in counts:
-                self.missing[idx] = (f'{self.root}: episode {idx}: no rows in '
-                                     f'{ref.data_file.relative_to(self.root)}')
-            elif ref.length is not None and ref.length != counts[idx]:
+            elif idx not in rows:
+                self.missing[idx] = f'{self.root}: episode {idx}: no rows in {file}'
+            elif ref.length is not None and ref.length != rows[idx]:
                 self.warnings.append(
-                    f'{self.root}: episode {idx}: meta/episodes says length {ref.length}, '
-                    f'the data holds {counts[idx]} rows; using the data')
+                    f'{self.root}: episode {idx}: {listing} says length {ref.length}, '
+                    f'the data holds {rows[idx]} rows; using the data')
 
     def _listed_v21(self) -> dict[int, tuple[str, dict[str, Any]]]:
         """``meta/tasks.jsonl`` into ``self.tasks``; ``meta/episodes.jsonl`` by episode index."""
@@ -251,10 +256,8 @@ class LeRobotSource:
         data_dir = self.root / 'data'
         found = {int(m.group(1)): p for p in data_dir.glob('chunk-*/episode_*.parquet')
                  if (m := re.fullmatch(r'episode_(\d+)\.parquet', p.name))}
-        self.rows = {}
         for idx in sorted(set(listed) | set(found)):
             where, row = listed.get(idx, ('', {}))
-            length = _opt_index(row, 'length', where)
             data = self._path('data_path', episode_chunk=idx // chunks, episode_index=idx)
             videos = {
                 key: VideoRef(self._path('video_path', f' (feature {shown(key)})',
@@ -262,17 +265,10 @@ class LeRobotSource:
                                          episode_index=idx), 0.0, None)
                 for key in self._video_keys()
             } if self.info.get('video_path') else {}
-            self.episodes[idx] = EpisodeRef(idx, data, length, _texts(row, 'tasks', where),
-                                            videos)
-            if not data.is_file():
-                self.missing[idx] = (f'{self.root}: episode {idx}: data file '
-                                     f'{data.relative_to(self.root)} {absent(data)}')
-                continue
-            self.rows[idx] = num_rows(data)
-            if length is not None and length != self.rows[idx]:
-                self.warnings.append(
-                    f'{self.root}: episode {idx}: meta/episodes.jsonl says length {length}, '
-                    f'the data holds {self.rows[idx]} rows; using the data')
+            self.episodes[idx] = EpisodeRef(idx, data, _opt_index(row, 'length', where),
+                                            _texts(row, 'tasks', where), videos)
+        self._check_rows({idx: num_rows(ref.data_file) for idx, ref in self.episodes.items()
+                          if ref.data_file.is_file()}, 'meta/episodes.jsonl')
 
     def _find_videos(self) -> None:
         """Videos that are not where ``video_path`` says but under the other of ``videos/``
