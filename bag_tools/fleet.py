@@ -19,12 +19,10 @@ CPUs, and stopped at the end.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 import os
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -77,8 +75,9 @@ def _connect(ray: ModuleType, address: str | None, workers: int) -> bool:
         where = f'cannot connect to {address}' if address else 'cannot start a local instance'
         text = ' '.join(str(err).split())
         hint = ('' if address is None or os.environ.get('RAY_AUTH_MODE') == 'token' else
-                ' (a cluster with token authentication needs its token: ~/.ray/auth_token or '
-                'RAY_AUTH_TOKEN, see docs/ingest.md)')
+                ' (a cluster with token authentication, the default of Ray 2.60, is joined '
+                'with RAY_AUTH_MODE=token and its token in ~/.ray/auth_token or '
+                'RAY_AUTH_TOKEN; docs/ingest.md)')
         msg = f'--ray: {where}: {text}{hint}'
         raise RayError(msg) from err
     return True
@@ -89,32 +88,12 @@ def _run_ray(
     address: str | None, workers: int,
 ) -> None:
     ray = _import_ray()
-    with _token_mode(address):
-        started = _connect(ray, address, workers)
-        try:
-            _run_tasks(ray, source, out, done, collect)
-        finally:
-            if started:
-                ray.shutdown()
-
-
-@contextlib.contextmanager
-def _token_mode(address: str | None) -> Iterator[None]:
-    """Joining a cluster with a token at hand: present it (``RAY_AUTH_MODE=token``).
-
-    Ray 2.60 heads turn token authentication on and save the token in ``~/.ray/auth_token``;
-    a driver joins only in token mode (a head without authentication accepts it too). An
-    explicit ``RAY_AUTH_MODE`` is left alone; so is everything without an address."""
-    token = os.environ.get('RAY_AUTH_TOKEN') or Path(os.environ.get(
-        'RAY_AUTH_TOKEN_PATH', Path.home() / '.ray' / 'auth_token')).is_file()
-    if address is None or 'RAY_AUTH_MODE' in os.environ or not token:
-        yield
-        return
-    os.environ['RAY_AUTH_MODE'] = 'token'
+    started = _connect(ray, address, workers)
     try:
-        yield
+        _run_tasks(ray, source, out, done, collect)
     finally:
-        os.environ.pop('RAY_AUTH_MODE', None)
+        if started:
+            ray.shutdown()
 
 
 def _run_tasks(

@@ -30,6 +30,10 @@ from bag_tools.trust import dataset_content_hash
 from ptr_cli.main import main
 
 os.environ['RAY_USAGE_STATS_ENABLED'] = '0'
+# Ray 2.60 heads ask for the token they saved in ~/.ray/auth_token; a driver joining one by
+# address sends it only in token mode, which Ray reads when it is imported (a local instance
+# turns the mode on for its process anyway).
+os.environ.setdefault('RAY_AUTH_MODE', 'token')
 ray = pytest.importorskip('ray', reason='Ray is installed by the set-up (the fleet extra)')
 
 #: A local Ray instance in its own process: the head the ADDRESS tests connect to.
@@ -58,6 +62,16 @@ class KillOnce(BagSource):
             self.marker.write_text(str(os.getpid()))
             os.kill(os.getpid(), signal.SIGKILL)
         return res
+
+
+@dataclass(frozen=True)
+class KillAlways(BagSource):
+    """Test-only conversion: the first bag's worker dies every time (SIGKILL)."""
+
+    def convert(self, index: int, out: Path, done: frozenset[str]) -> BagResult:
+        if index == 0:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return super().convert(index, out, done)
 
 
 @pytest.fixture(scope='module')
@@ -99,10 +113,8 @@ def head() -> Iterator[str]:
 
 
 @pytest.fixture
-def joined(head: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    """The head's address; joining it takes the token it saved in ~/.ray/auth_token, which
-    the runner presents by itself (no ``RAY_AUTH_MODE`` set here)."""
-    monkeypatch.delenv('RAY_AUTH_MODE', raising=False)
+def joined(head: str) -> str:
+    """The head's address (joined in token mode, see the top of this module)."""
     return head
 
 
@@ -194,3 +206,55 @@ def test_without_ray_flag_ray_is_never_imported(bags: dict[str, Any], tmp_path: 
     proc = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
                           timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.slow
+def test_a_unit_whose_worker_always_dies_fails_alone(bags: dict[str, Any], joined: str) -> None:
+    """Ray gives up after RETRIES tries: that bag is one failure line, the other lands."""
+    from bag_tools.fleet import RETRIES, ray_runner
+
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    source = KillAlways(tuple(bags['good'][:2]),
+                        RobotProfile.from_dict(arm_profile(), source='test'))
+    result = ingest_source(source, bags['root'] / 'ray_always', runner=ray_runner(joined))
+    assert [b.status for b in result.bags] == [BagStatus.FAILED, BagStatus.OK]
+    reason = result.bags[0].reason
+    assert reason.startswith(f'{bags["good"][0]}: Ray task failed after {RETRIES} retries: '
+                             'WorkerCrashedError'), reason
+    assert '\n' not in reason
+    assert len(Dataset.open(bags['root'] / 'ray_always')) == 1
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_the_tasks_and_the_next_run_resumes(
+        bags: dict[str, Any], tmp_path: Path) -> None:
+    """SIGINT to `ptr ingest --ray` (its process group, as a terminal sends it) mid-run: exit
+    130 with one line, no Ray process or temp left; the next run skips what landed and ends
+    with the local run's dataset."""
+    import time
+
+    out = tmp_path / 'out'
+    many = [write_bag(arm_content(duration_s=6.0, js_hz=200.0, tags={'ptr.source': f'm{i}'}),
+                      tmp_path / 'bags' / f'm{i}', 'mcap') for i in range(10)]
+    args = [str(Path(sys.executable).with_name('ptr')), 'ingest', *map(str, many), '-p',
+            str(bags['profile']), '--out', str(out), '--ray', '-j', '2', '--no-progress']
+    proc = subprocess.Popen(args, start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    episodes = out / 'episodes'
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if episodes.is_dir() and sum(not p.name.startswith('.') for p in episodes.iterdir()) >= 2:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, 'ingest finished before it could be interrupted'
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines()[-1] == 'ptr ingest: interrupted'
+    assert not [p.name for p in episodes.iterdir() if p.name.startswith('.')]
+    resumed = subprocess.run(args, capture_output=True, text=True, timeout=300, check=False)
+    assert resumed.returncode == 0, resumed.stderr
+    assert 'skipped' in resumed.stdout
+    reference = tmp_path / 'local'
+    assert ingest(many, RobotProfile.from_dict(arm_profile(), source='test'), reference).ok
+    assert snapshot(out) == snapshot(reference)
