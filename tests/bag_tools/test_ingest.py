@@ -13,10 +13,10 @@ import pytest
 from armbags import JOINTS, T0, arm_content, arm_profile, frame_pixels, joint_value, snapshot
 from bagfactory import BagContent, compressed_depth_png, write_all, write_bag
 
-from bag_tools.dataset import Dataset
+from bag_tools.dataset import TEMP_MARKER, Dataset, write_episode
 from bag_tools.episodes import bag_to_episodes
 from bag_tools.errors import DatasetError
-from bag_tools.ingest import BagStatus, ingest
+from bag_tools.ingest import BagStatus, ingest, land_episode
 from bag_tools.lock import LOCK_NAME
 from bag_tools.profile import RobotProfile
 from ptr_core.layout import unified_layout
@@ -318,3 +318,21 @@ def test_raw_and_depth_cameras_through_every_container(tmp_path: Path) -> None:
     np.testing.assert_array_equal(ep.images['depth'][..., 0], np.stack(depth))
     np.testing.assert_array_equal(ep.images['metres'][..., 0], np.stack(depth))
     assert ep.images['depth'].dtype == np.uint16
+
+
+def test_a_retried_unit_keeps_what_its_killed_try_renamed(tmp_path: Path) -> None:
+    """land_episode: the same episode (id, source, content hash) already in place is kept, its
+    leftover temp marker dropped; an episode of another source under that id is refused."""
+    bag = write_bag(arm_content(), tmp_path / 'b', 'mcap')
+    (ep,) = bag_to_episodes(bag, prof())
+    out = tmp_path / 'ds'
+    final = write_episode(out, ep)
+    (final / TEMP_MARKER).write_text('{"pid": 1, "writer": "ptr"}')  # killed before unmarking
+    before = snapshot(final)
+    land_episode(out, ep)
+    assert not (final / TEMP_MARKER).exists()
+    del before[TEMP_MARKER]
+    assert snapshot(final) == before
+    ep.source = str(tmp_path / 'elsewhere' / 'b')  # same id and content, another bag
+    with pytest.raises(DatasetError, match='episode already exists'):
+        land_episode(out, ep)
