@@ -419,7 +419,11 @@ def export_lerobot(
     if not episodes:
         msg = f'{ds.root}: robot {robot!r} has no episodes'
         raise LeRobotError(msg)
-    episodes = _valid_enough(ds, robot, episodes, cfg.max_invalid)
+    kept = _valid_enough(ds, robot, episodes, cfg.max_invalid)
+    for ep in episodes:
+        if progress is not None and ep not in kept:  # left out: done with it
+            progress(ep.id)
+    episodes = kept
     weights, trust_meta = _trust(ds, trust)
     fps = float(ds.manifest['rate_hz'])
     task_list = sorted({ep.task for ep in episodes})

@@ -62,13 +62,15 @@ class _Lines(logging.Handler):
         self.lines.append(record.getMessage())
 
 
-def _export(dataset: Path, out: Path, **cfg: float) -> list[str]:
-    """Export ``dataset`` to ``out``; the exporter's warning lines."""
+def _export(dataset: Path, out: Path, done: list[str] | None = None, **cfg: float) -> list[str]:
+    """Export ``dataset`` to ``out`` (the episodes done appended to ``done``); the exporter's
+    warning lines."""
     handler = _Lines()
     logger = logging.getLogger('bag_tools.lerobot.exporter')
     logger.addHandler(handler)
     try:
-        export_lerobot(dataset, out, config=ExportConfig(**cfg))
+        export_lerobot(dataset, out, config=ExportConfig(**cfg),
+                       progress=None if done is None else done.append)
     finally:
         logger.removeHandler(handler)
     return handler.lines
@@ -76,8 +78,9 @@ def _export(dataset: Path, out: Path, **cfg: float) -> list[str]:
 
 def test_a_mostly_black_camera_leaves_its_episode_out(dataset: Path, tmp_path: Path) -> None:
     ids = _ids(dataset)
-    lines = _export(dataset, tmp_path / 'out')
-    (line,) = lines
+    done: list[str] = []
+    (line,) = _export(dataset, tmp_path / 'out', done)
+    assert sorted(done) == sorted(ids.values())  # a progress bar ends full
     assert line.startswith(f'{dataset}: episode {ids["short"]}: camera left invalid (zero '
                            'images) at 77% of 31 steps, over max_invalid 0.5: left out')
     info = json.loads((tmp_path / 'out/meta/info.json').read_text())
