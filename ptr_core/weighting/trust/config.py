@@ -11,8 +11,8 @@ from ptr_core.weighting.trust.calibrate import ANCHOR_FRACTION
 
 __all__ = ['SECOND_SIGNALS', 'SIGNALS', 'TrustConfig']
 
-SECOND_SIGNALS = ('none', 'bc_loss')
-SIGNALS = ('attribution', 'inverse_dynamics', 'length', 'smoothness', 'bc_loss')
+SECOND_SIGNALS = ('none', 'bc_loss', 'progress')
+SIGNALS = ('attribution', 'inverse_dynamics', 'length', 'smoothness', 'bc_loss', 'progress')
 
 
 def _check(cond: bool, key: str, value: Any, want: str) -> None:
@@ -52,7 +52,10 @@ class TrustConfig:
     score_draws: int = 4  # candidate draws averaged when scoring
     consequence: str = 'steps'  # steps: per-step state change + encoder delta; delta: only the
     #                             change of the encoder's target feature over the chunk
-    second_signal: str = 'none'  # none | bc_loss: out-of-fold loss of a behaviour-cloning probe
+    # none | bc_loss: out-of-fold loss of a behaviour-cloning probe | progress: the rate of
+    # progress toward the episode's own end state against the nearest-state consensus
+    # (``progress``: slow, hesitant, detouring operators whose labels are right)
+    second_signal: str = 'none'
     signal: str = 'attribution'  # what drives the trust; the others are baselines (benchmark)
     # also fit the baseline probes (inverse dynamics, bc_loss) and store their episode signals
     # for AUROC tables (the benchmark); off, only the probes the trust needs run

@@ -12,10 +12,13 @@
 4. the second signal (``second_signal: bc_loss``): the out-of-fold masked MSE of a small
    behaviour-cloning probe ``h → chunk`` — high for noisy, recovering or hesitant demos whose
    labels are right but whose actions are not what the other episodes do in that context;
-   per-window, so it does not grow with episode length. Combined as
-   ``P(good) = P_attr(good) · P_bc(good)``, ``trust = w_min + (1 - w_min) · P(good)``;
-5. baselines, computed always (``signals`` of every episode): ``inverse_dynamics`` (out-of-fold
-   error of an MLP predicting a[t] from s[t] and s[t+1] - s[t]), ``length`` (shorter = better)
+   per-window, so it does not grow with episode length; or (``second_signal: progress``) the
+   rate of progress toward the episode's own end state against the demonstrations' pace from
+   as far out (``progress``: slow, hesitant, detouring operators). Combined as
+   ``P(good) = P_attr(good) · P_second(good)``, ``trust = w_min + (1 - w_min) · P(good)``;
+5. baselines, computed always (``signals`` of every episode): ``progress``,
+   ``inverse_dynamics`` (out-of-fold error of an MLP predicting a[t] from s[t] and
+   s[t+1] - s[t]), ``length`` (shorter = better)
    and ``smoothness`` (smaller mean squared action change = better). Higher is better for every
    signal; ``ptr score`` prints their AUROCs when episodes carry ``ptr.source`` tags.
 """
@@ -53,6 +56,8 @@ from ptr_core.weighting.trust.calibrate import (
 )
 from ptr_core.weighting.trust.config import TrustConfig
 from ptr_core.weighting.trust.features import WindowFeatures, extract_features
+from ptr_core.weighting.trust.progress import FRACTION as PROGRESS_FRACTION
+from ptr_core.weighting.trust.progress import episode_progress, progress_rates
 from ptr_core.weighting.trust.scorer import (
     fit_regressor,
     fit_scorer,
@@ -66,8 +71,12 @@ __all__ = ['SIGNALS', 'ScoreResult', 'refit_trust', 'score_datasets', 'signal_au
 log = logging.getLogger(__name__)
 
 Progress = Callable[[str, int, int], None]
-SIGNALS = ('trust', 'attribution', 'bc_loss', 'inverse_dynamics', 'length', 'smoothness')
+SIGNALS = ('trust', 'attribution', 'bc_loss', 'progress', 'inverse_dynamics', 'length',
+           'smoothness')
 EXPERT = 'expert'
+# each signal's chance level, the calibration's anchor (none: no natural one)
+ANCHORS = {'attribution': 0.0, 'progress': 0.0}
+FRACTIONS = {'progress': PROGRESS_FRACTION}  # the others: ``anchor_fraction``
 
 
 @dataclass
@@ -139,10 +148,11 @@ def _frame_series(
 
 
 def _calibrate(scores: npt.ArrayLike, config: TrustConfig, anchor: float | None,
-               signal_p: float = float('nan')) -> Calibration:
-    """``fit_calibration`` with the scorer's acceptance options."""
+               signal_p: float = float('nan'), fraction: float | None = None) -> Calibration:
+    """``fit_calibration`` with the scorer's acceptance options (``fraction``: the signal's
+    own anchor fraction, default ``config.anchor_fraction``)."""
     return fit_calibration(scores, separation=config.separation, min_share=config.min_share,
-                           anchor=anchor, anchor_fraction=config.anchor_fraction,
+                           anchor=anchor, anchor_fraction=fraction or config.anchor_fraction,
                            signal_p=signal_p, alpha=config.signal_alpha)
 
 
@@ -156,14 +166,15 @@ def _noise_p(values: Tensor, feats: WindowFeatures, rows: Tensor, config: TrustC
 def _posteriors(
     episode_scores: npt.NDArray[np.float64], frames: list[npt.NDArray[np.float64]],
     config: TrustConfig, *, anchor: float | None, signal_p: float = float('nan'),
+    fraction: float | None = None,
 ) -> tuple[Calibration, npt.NDArray[np.float64], list[npt.NDArray[np.float64]]]:
     """Episode and frame P(good) from one signal (NaN scores count as good; no split when
     ``signal_p`` exceeds ``config.signal_alpha``)."""
-    mix = _calibrate(episode_scores, config, anchor, signal_p)
+    mix = _calibrate(episode_scores, config, anchor, signal_p, fraction)
     p_ep = np.where(np.isfinite(episode_scores), mix.posterior_good(
         np.nan_to_num(episode_scores, nan=mix.mu_hi)), 1.0)
     flat = np.concatenate(frames) if frames else np.zeros(0)
-    frame_mix = _calibrate(flat, config, anchor)
+    frame_mix = _calibrate(flat, config, anchor, fraction=fraction)
     if mix.accepted and frame_mix.accepted:
         p_fr = [frame_mix.posterior_good(f) for f in frames]
     else:  # no evidence of bad stretches: every frame keeps its episode's posterior
@@ -226,7 +237,8 @@ def score_datasets(
     t_fit, cpu_fit = time.monotonic(), time.process_time()
     bc_err, inv_err = _probe_errors(feats, rows, fold_of_row, config)
     t_probe, cpu_probe = time.monotonic(), time.process_time()
-    post = _signal_posteriors(feats, rows, score, bc_err, inv_err, config)
+    rate, moving = progress_rates(feats, span=feats.chunk_length)
+    post = _signal_posteriors(feats, rows, score, bc_err, inv_err, (rate, moving), config)
     digests = [dataset_content_hash(ds) for ds in datasets]
     per_dataset, sources, lengths = _episode_trusts(feats, post, folds, digests, config)
     drive, mix_a, mix_b = post.drive, post.mix_a, post.mix_b
@@ -235,8 +247,8 @@ def score_datasets(
         'init_hash': _checkpoint_hash(Path(init)), 'chunk_length': feats.chunk_length,
         'delta': data_cfg.delta(feats.chunk_length), 'candidates': config.candidates,
         'rounds_run': 1 + refined,
-        'combine': f'P_{drive}*P_bc_loss' if post.use_bc else f'P_{drive}',
-        f'mixture_{drive}': mix_a.to_json(), 'mixture_bc_loss': mix_b.to_json(),
+        'combine': f'P_{drive}*P_{post.second}' if post.use_second else f'P_{drive}',
+        f'mixture_{drive}': mix_a.to_json(), f'mixture_{post.second}': mix_b.to_json(),
     }
     trust = make_trust_file(scorer, list(zip(datasets, per_dataset)))
     warnings = _warnings(post, trust, config)
@@ -248,14 +260,15 @@ def score_datasets(
     log.info('trust: %d episodes, %d windows scored in %.1f s (attribution mixture %s)',
              n_ep, len(rows), seconds['total_s'], mix_a.to_json())
     return ScoreResult(trust, sources, lengths, seconds, len(rows),
-                       {drive: mix_a.to_json(), 'bc_loss': mix_b.to_json()}, warnings)
+                       {drive: mix_a.to_json(), post.second: mix_b.to_json()}, warnings)
 
 
 def _warnings(post: _Posteriors, trust: TrustFile, config: TrustConfig) -> list[str]:
     """Log (WARNING) and return what the user must hear about the trust: a split refused for
     want of signal, and a trust that drops more than half of the episodes."""
     out = []
-    for name, mix, used in ((post.drive, post.mix_a, True), ('bc_loss', post.mix_b, post.use_bc)):
+    for name, mix, used in ((post.drive, post.mix_a, True),
+                            (post.second, post.mix_b, post.use_second)):
         if used and mix.refused:
             out.append(
                 f'trust: refused to split the episodes by {name}: their scores differ no more '
@@ -369,7 +382,8 @@ def _probe_errors(
 
 @dataclass
 class _Posteriors:
-    """Every episode signal and the P(good) of the driving signal (``a``) and of ``bc_loss``."""
+    """Every episode signal and the P(good) of the driving signal (``a``) and of the second
+    one (``b``: ``second_signal``, or ``bc_loss`` for the diagnostics when that is none)."""
 
     drive: str
     per_episode: dict[str, npt.NDArray[np.float64]]
@@ -379,26 +393,35 @@ class _Posteriors:
     mix_b: Calibration
     p_b: npt.NDArray[np.float64]
     pf_b: list[npt.NDArray[np.float64]]
-    use_bc: bool
+    second: str
+    use_second: bool
     p_good: npt.NDArray[np.float64]
 
 
 def _signal_posteriors(
     feats: WindowFeatures, rows: Tensor, score: Tensor, bc_err: Tensor, inv_err: Tensor,
-    config: TrustConfig,
+    progress: tuple[Tensor, Tensor], config: TrustConfig,
 ) -> _Posteriors:
-    """Per-episode signals, and episode and frame P(good) of the driving signal and bc_loss."""
+    """Per-episode signals, and episode and frame P(good) of the driving and the second
+    signal (``progress``: ``progress.progress_rates`` of every window; an episode's progress
+    is its moving windows' mean)."""
+    rate, moving = progress[0][rows], progress[1][rows]
     width = config.smooth or feats.chunk_length
     attribution = _episode_mean(score, feats, rows)
     bc = _episode_mean(-bc_err, feats, rows)
     inv = _episode_mean(-inv_err, feats, rows)
     smooth = _smoothness(feats)
     lengths_ep = np.asarray([-float(e.length) for e in feats.episodes])
-    per_window = {'attribution': score, 'bc_loss': -bc_err, 'inverse_dynamics': -inv_err}
+    per_window = {'attribution': score, 'bc_loss': -bc_err, 'progress': rate,
+                  'inverse_dynamics': -inv_err}
     per_episode = {'attribution': attribution, 'bc_loss': bc, 'inverse_dynamics': inv,
-                   'length': lengths_ep, 'smoothness': smooth}
+                   'progress': episode_progress(rate, moving, feats.episode[rows],
+                                                len(feats.episodes)),
+                   'length': lengths_ep,
+                   'smoothness': smooth}
     drive = config.signal  # the baselines can drive the trust too (benchmark arms)
-    use_bc = config.second_signal == 'bc_loss' and drive != 'bc_loss'
+    second = 'bc_loss' if config.second_signal == 'none' else config.second_signal
+    use_second = config.second_signal != 'none' and drive != second
     p_drive = float('nan')  # an episode-level signal (length, smoothness): no window noise
     if drive in per_window:
         frames_a = _frame_series(per_window[drive], feats, rows, width)
@@ -406,12 +429,19 @@ def _signal_posteriors(
     else:
         frames_a = [np.full(e.length, v) for e, v in zip(feats.episodes, per_episode[drive])]
     mix_a, p_a, pf_a = _posteriors(per_episode[drive], frames_a, config, signal_p=p_drive,
-                                   anchor=0.0 if drive == 'attribution' else None)
-    p_bc = _noise_p(-bc_err, feats, rows, config) if use_bc else float('nan')
-    mix_b, p_b, pf_b = _posteriors(bc, _frame_series(-bc_err, feats, rows, width), config,
-                                   anchor=None, signal_p=p_bc)
-    p_good = p_a * p_b if use_bc else p_a
-    return _Posteriors(drive, per_episode, mix_a, p_a, pf_a, mix_b, p_b, pf_b, use_bc, p_good)
+                                   anchor=ANCHORS.get(drive), fraction=FRACTIONS.get(drive))
+    values = per_window[second]
+    # progress is computed from the states, not learnt: no scorer that learned nothing to
+    # guard against, and its windows vary along the way by design (the test refused a
+    # distinct group of slow and hesitant operators at p 0.97)
+    learnt = use_second and second != 'progress'
+    p_second = _noise_p(values, feats, rows, config) if learnt else float('nan')
+    mix_b, p_b, pf_b = _posteriors(per_episode[second], _frame_series(values, feats, rows, width),
+                                   config, anchor=ANCHORS.get(second), signal_p=p_second,
+                                   fraction=FRACTIONS.get(second))
+    p_good = p_a * p_b if use_second else p_a
+    return _Posteriors(drive, per_episode, mix_a, p_a, pf_a, mix_b, p_b, pf_b, second,
+                       use_second, p_good)
 
 
 def _episode_trusts(
@@ -424,15 +454,16 @@ def _episode_trusts(
     per_dataset: list[list[EpisodeTrust]] = [[] for _ in digests]
     sources, lengths = [], []
     for e, info in enumerate(feats.episodes):
-        frame_p = post.pf_a[e] * post.pf_b[e] if post.use_bc else post.pf_a[e]
+        frame_p = post.pf_a[e] * post.pf_b[e] if post.use_second else post.pf_a[e]
         signals = {
             'attribution': _num(sig['attribution'][e]), 'length': -float(info.length),
-            'smoothness': _num(sig['smoothness'][e]), f'p_{drive}': float(post.p_a[e]),
+            'smoothness': _num(sig['smoothness'][e]), 'progress': _num(sig['progress'][e]),
+            f'p_{drive}': float(post.p_a[e]),
             **{name: _num(sig[name][e]) for name in ('bc_loss', 'inverse_dynamics')
                if np.isfinite(sig[name]).any()},  # probes that ran
         }
-        if np.isfinite(sig['bc_loss']).any():
-            signals['p_bc_loss'] = float(post.p_b[e])
+        if np.isfinite(sig[post.second]).any():
+            signals[f'p_{post.second}'] = float(post.p_b[e])
         per_dataset[info.dataset].append(EpisodeTrust(
             dataset_hash=digests[info.dataset], episode_id=info.episode_id,
             trust=float(lo + (1 - lo) * post.p_good[e]), score=_num(sig[drive][e]),
