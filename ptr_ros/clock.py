@@ -21,9 +21,21 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ['ControlClock']
+__all__ = ['ControlClock', 'set_fifo']
 
 logger = logging.getLogger(__name__)
+
+
+def set_fifo(priority: int) -> str:
+    """Run the calling thread ``SCHED_FIFO`` at ``priority`` (0: back to ``SCHED_OTHER``);
+    why not, or ``''``."""
+    policy = os.SCHED_FIFO if priority > 0 else os.SCHED_OTHER
+    try:
+        os.sched_setscheduler(threading.get_native_id(), policy, os.sched_param(priority))
+    except (AttributeError, OSError) as err:
+        return (f'SCHED_FIFO priority {priority} refused ({err}); running at normal priority '
+                '(grant CAP_SYS_NICE or an rtprio limit)')
+    return ''
 
 
 class ControlClock:
@@ -71,17 +83,10 @@ class ControlClock:
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
 
-    def _raise_priority(self) -> None:
-        try:
-            os.sched_setscheduler(threading.get_native_id(), os.SCHED_FIFO,
-                                  os.sched_param(self.priority))
-        except (AttributeError, OSError) as err:
-            self._warn(f'control thread: SCHED_FIFO priority {self.priority} refused ({err}); '
-                       'running at normal priority (grant CAP_SYS_NICE or an rtprio limit)')
-
     def _loop(self) -> None:
-        if self.priority > 0:
-            self._raise_priority()
+        why = set_fifo(self.priority) if self.priority > 0 else ''
+        if why:
+            self._warn(f'control thread: {why}')
         planned = time.monotonic() + self.period
         while not self._stop.wait(max(0.0, planned - time.monotonic())):
             now = time.monotonic()

@@ -95,8 +95,13 @@ class ControlLoop:
             'inference_ms', 'obs_to_ready_ms', 'obs_to_command_ms', 'state_age_ms')}
         self.cadence = CadenceReport(1.0 / params.rate_hz)
         self.commands_published = self.chunks_received = 0
+        # In a thread, inference yields the CPU (nice +5); waiting on a child process, the thread
+        # only takes results, and under control_priority it must not hold the GIL or the lock
+        # while the scheduler has it waiting behind ordinary processes (priority inversion).
+        remote = model is not None and model is not runner
         self.worker: InferenceWorker[_Job, Any] = InferenceWorker(
-            self._infer, self._on_chunk, self._on_inference_error, nice=5)
+            self._infer, self._on_chunk, self._on_inference_error, nice=5,
+            priority=max(params.control_priority - 1, 0) if remote else 0)
 
     # -- operator -------------------------------------------------------------------------
     def enable(self) -> tuple[bool, str]:

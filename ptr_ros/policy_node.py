@@ -32,7 +32,7 @@ from std_srvs.srv import SetBool, Trigger
 
 from bag_tools.profile import RobotProfile
 from ptr_core.errors import PtrError
-from ptr_ros.clock import ControlClock
+from ptr_ros.clock import ControlClock, set_fifo
 from ptr_ros.control import ControlLoop
 from ptr_ros.conversions import message_class
 from ptr_ros.inference_process import ProcessRunner
@@ -105,6 +105,7 @@ class PolicyNode(LifecycleNode):
             raise
 
     def _build(self, load: RunnerParams, runner: Any, model: Any) -> None:
+        self._load = load
         robot = _pick_robot(load.robot, list(runner.robots))
         entry = runner.profile(robot)
         profile = RobotProfile.from_dict(entry['profile'], source=f'{load.checkpoint}:{robot}')
@@ -144,6 +145,12 @@ class PolicyNode(LifecycleNode):
                                    priority=self.params.control_priority,
                                    warn=self.get_logger().warning)
         self._ticker.start()
+        if self.params.control_priority and self._load.inference_process:
+            # Inference is in a child: this (executor) thread only takes messages; real-time,
+            # it never holds the GIL or the store lock while ordinary processes have the CPU.
+            why = set_fifo(max(self.params.control_priority - 1, 1))
+            if why:
+                self.get_logger().warning(f'executor thread: {why}')
         return self._entered('active')
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -170,6 +177,8 @@ class PolicyNode(LifecycleNode):
 
     def _hold(self, why: str) -> None:
         """Disarm and stop ticking; drop the subscriptions."""
+        if self._ticker is not None and self._ticker.priority:
+            set_fifo(0)  # this thread back to normal priority (no-op when it was not raised)
         if self._ticker is not None:
             self._ticker.stop()
             self._ticker = None

@@ -7,6 +7,7 @@ through a callback on the worker thread. ``LatencyWindow`` keeps the last N samp
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -49,7 +50,8 @@ class LatencyWindow:
 class InferenceWorker(Generic[JobT, ResultT]):
     """Run ``fn(job)`` on one background thread; ``on_result(job, result)`` or ``on_error``.
 
-    ``nice`` > 0 lowers the thread's scheduling priority (Linux: nice is per thread)."""
+    ``nice`` > 0 lowers the thread's scheduling priority (Linux: nice is per thread);
+    ``priority`` > 0 runs it ``SCHED_FIFO`` instead (for a thread that waits on a process)."""
 
     def __init__(
         self,
@@ -59,6 +61,7 @@ class InferenceWorker(Generic[JobT, ResultT]):
         *,
         name: str = 'ptr-inference',
         nice: int = 0,
+        priority: int = 0,
     ) -> None:
         self._fn = fn
         self._on_result = on_result
@@ -67,7 +70,7 @@ class InferenceWorker(Generic[JobT, ResultT]):
         self._cond = threading.Condition()
         self._busy = False
         self._closed = False
-        self._nice = nice
+        self._nice, self._priority = nice, priority
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
 
@@ -93,7 +96,11 @@ class InferenceWorker(Generic[JobT, ResultT]):
         self._thread.join(timeout)
 
     def _loop(self) -> None:
-        if self._nice:
+        if self._priority > 0:  # a thread that only waits (on a child process): real-time
+            with contextlib.suppress(AttributeError, OSError):
+                os.sched_setscheduler(threading.get_native_id(), os.SCHED_FIFO,
+                                      os.sched_param(self._priority))
+        elif self._nice:
             # Linux nice is per thread: the control tick and the executor win the CPU from a
             # long inference; raising one's own nice value needs no privilege.
             try:

@@ -153,3 +153,28 @@ def test_the_clock_thread_runs_sched_fifo_when_asked_or_says_why_not() -> None:
     run_clock(ControlClock(0.01, lambda t: (default.append(os.sched_getscheduler(0)),
                                             done.set())), done)
     assert default[0] == os.SCHED_OTHER
+
+
+def test_a_worker_waiting_on_a_process_runs_sched_fifo_when_allowed() -> None:
+    import os
+
+    from ptr_ros.clock import set_fifo
+    from ptr_ros.worker import InferenceWorker
+
+    allowed: list[str] = []
+    probe = threading.Thread(target=lambda: allowed.append(set_fifo(10)))
+    probe.start()
+    probe.join()
+    seen: list[int] = []
+    done = threading.Event()
+    for priority in (10, 0):
+        done.clear()
+        worker: InferenceWorker[int, int] = InferenceWorker(
+            lambda job: os.sched_getscheduler(threading.get_native_id()),
+            lambda job, policy: (seen.append(policy), done.set()),
+            lambda job, err: None, nice=5, priority=priority)
+        assert worker.submit(1)
+        assert done.wait(30)
+        worker.close()
+    assert seen[0] == (os.SCHED_FIFO if allowed == [''] else os.SCHED_OTHER)
+    assert seen[1] == os.SCHED_OTHER  # nice +5, never real-time, in a thread that computes
