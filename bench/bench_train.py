@@ -38,10 +38,12 @@ def _measure(args: argparse.Namespace, dataset: str, head: str, label: str, out:
     from ptr_core import batch as K
     from ptr_core.configuration import load_config
     from ptr_core.data import MixtureSampler, build_data, make_loader
+    from ptr_core.devices import autocast as _autocast
+    from ptr_core.devices import resolve_device
     from ptr_core.policies import build_policy
     from ptr_core.preprocess import finish_images
     from ptr_core.threads import use_threads
-    from ptr_core.trainer import EMA, TrainModule, _autocast, resolve_device
+    from ptr_core.trainer import EMA, TrainModule
     from ptr_core.weighting import build_weighter, weighted_mean
 
     use_threads(args.threads)  # 0: the library's default, what a user gets

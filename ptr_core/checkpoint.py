@@ -40,7 +40,6 @@ import random
 import shutil
 import struct
 import subprocess
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,17 +63,13 @@ __all__ = [
     'FORMAT',
     'Checkpoint',
     'append_line',
-    'check_resumed_inputs',
-    'checkpoint_dirs',
-    'latest_checkpoint',
+    'file_sha256',
     'load_checkpoint',
     'load_matching',
     'load_training_state',
-    'prune_checkpoints',
+    'read_json_file',
     'read_robots',
-    'record_run_inputs',
     'refuse_pickles',
-    'run_inputs',
     'save_checkpoint',
     'verify_checksums',
     'write_file_atomic',
@@ -86,7 +81,6 @@ FORMAT = 'ptr-checkpoint'
 CHECKSUMS = 'checksums.json'
 TEMP_MARKER = '.ptr-temp'
 PICKLE_SUFFIXES = ('.pt', '.pth', '.pkl', '.pickle', '.ckpt', '.bin', '.joblib')
-STEP_PREFIX = 'step_'
 
 
 def _git_revision() -> str:
@@ -187,7 +181,8 @@ def _load_tensors(file: Path) -> dict[str, Tensor]:
         raise CheckpointError(msg) from err
 
 
-def _read_json(file: Path) -> Any:
+def read_json_file(file: Path) -> Any:
+    """A checkpoint's JSON file; unreadable or malformed is a ``CheckpointError`` naming it."""
     try:
         return json.loads(file.read_text())
     except FileNotFoundError as err:
@@ -324,11 +319,12 @@ def _write_training_state(
 
 
 def _checksums(root: Path) -> dict[str, str]:
-    return {str(f.relative_to(root)): _sha256(f) for f in sorted(root.rglob('*'))
+    return {str(f.relative_to(root)): file_sha256(f) for f in sorted(root.rglob('*'))
             if f.is_file() and f.name != CHECKSUMS}
 
 
-def _sha256(file: Path) -> str:
+def file_sha256(file: Path) -> str:
+    """The sha256 of a file, read in 1 MiB blocks."""
     digest = hashlib.sha256()
     with file.open('rb') as f:
         for block in iter(lambda: f.read(1 << 20), b''):
@@ -381,7 +377,7 @@ def verify_checksums(root: Path) -> None:
     if not (root / 'config.json').is_file():
         return  # not a checkpoint at all: load_checkpoint says so
     if not file.is_file():
-        meta = _read_json(root / 'config.json')
+        meta = read_json_file(root / 'config.json')
         if isinstance(meta, dict) and meta.get('checksums'):
             msg = (f'{file}: missing, though this checkpoint was written with it (deleted, or an '
                    f'incomplete copy); refusing to load unverified weights')
@@ -389,7 +385,7 @@ def verify_checksums(root: Path) -> None:
         log.warning('%s: no %s (a checkpoint older than checksums): its files are not '
                     'verified', root, CHECKSUMS)
         return
-    recorded = _read_json(file)
+    recorded = read_json_file(file)
     if not isinstance(recorded, dict):
         msg = f'{file}: expected a mapping of file -> sha256'
         raise CheckpointError(msg)
@@ -401,7 +397,7 @@ def verify_checksums(root: Path) -> None:
         if not target.is_file():
             msg = f'{target}: missing (listed in {CHECKSUMS}); the checkpoint is incomplete'
             raise CheckpointError(msg)
-        if _sha256(target) != digest:
+        if file_sha256(target) != digest:
             msg = (f'{target}: checksum mismatch (sha256 differs from {CHECKSUMS}): the file is '
                    f'corrupt or was changed; refusing to load it')
             raise CheckpointError(msg)
@@ -436,7 +432,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         raise CheckpointError(msg)
     refuse_pickles(root)
     verify_checksums(root)
-    meta = _read_json(root / 'config.json')
+    meta = read_json_file(root / 'config.json')
     if meta.get('format') != FORMAT:
         msg = f'{root / "config.json"}: not a ptr checkpoint (format {meta.get("format")!r})'
         raise CheckpointError(msg)
@@ -450,7 +446,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         msg = f'{root / "config.json"}: invalid train_config: {err}'
         raise CheckpointError(msg) from err
     try:
-        pre = Preprocessor.from_json(_read_json(root / 'preprocess.json'))
+        pre = Preprocessor.from_json(read_json_file(root / 'preprocess.json'))
     except (KeyError, TypeError, ValueError) as err:
         msg = f'{root / "preprocess.json"}: invalid: {err!r}'
         raise CheckpointError(msg) from err
@@ -465,7 +461,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         meta=meta,
         preprocessor=pre,
         robots=robots,
-        vocab=_check_vocab(root / 'vocab.json', _read_json(root / 'vocab.json')),
+        vocab=_check_vocab(root / 'vocab.json', read_json_file(root / 'vocab.json')),
         model=_load_tensors(root / 'model.safetensors'),
         ema=_load_tensors(opt['ema']) if opt['ema'].is_file() else None,
         weighter=_load_tensors(opt['weighter']) if opt['weighter'].is_file() else None,
@@ -491,7 +487,7 @@ def read_robots(root: str | Path) -> dict[str, RobotEntry]:
     ``preprocess.json``), without loading its weights."""
     root = Path(root)
     try:
-        h, w = _read_json(root / 'preprocess.json')['layout']['image_size']
+        h, w = read_json_file(root / 'preprocess.json')['layout']['image_size']
     except (KeyError, TypeError, ValueError) as err:
         msg = f'{root / "preprocess.json"}: no layout.image_size: {err!r}'
         raise CheckpointError(msg) from err
@@ -502,7 +498,7 @@ def _read_robots(file: Path, image_size: tuple[int, int]) -> dict[str, RobotEntr
     """Each robot of ``robots.json`` from its record (the profile; ``bag_tools.robots``), the
     robots with cameras at the layout's ``image_size``. A checkpoint written before the record
     was stored whole left the layout's size out of each profile: it is read from the layout."""
-    records = _read_json(file)
+    records = read_json_file(file)
     if not isinstance(records, dict):
         msg = f'{file}: expected a mapping of robot -> {{"profile": ...}}'
         raise CheckpointError(msg)
@@ -532,7 +528,7 @@ def load_training_state(path: str | Path, optimizer: torch.optim.Optimizer) -> d
         msg = f'{path}: no training_state/ to resume from'
         raise CheckpointError(msg)
     tensors = _load_tensors(state_dir / 'optimizer.safetensors')
-    meta = _read_json(state_dir / 'optimizer.json')
+    meta = read_json_file(state_dir / 'optimizer.json')
     state: dict[int, dict[str, Any]] = {int(pid): dict(v) for pid, v in meta['state'].items()}
     for key, value in tensors.items():
         pid, name = key.split('.', 1)
@@ -542,7 +538,7 @@ def load_training_state(path: str | Path, optimizer: torch.optim.Optimizer) -> d
     except (ValueError, KeyError) as err:
         msg = f'{state_dir}: optimizer state does not fit this model: {err}'
         raise CheckpointError(msg) from err
-    info: dict[str, Any] = _read_json(state_dir / 'state.json')
+    info: dict[str, Any] = read_json_file(state_dir / 'state.json')
     rng = _load_tensors(state_dir / 'rng.safetensors')
     torch.set_rng_state(rng['torch'])
     if torch.cuda.is_available():
@@ -583,174 +579,3 @@ def load_matching(
         log.warning('%s: re-initialized %d mismatching tensor(s): %s', source, len(bad),
                     ', '.join(bad[:8]))
     return bad
-
-
-# -- run directories ------------------------------------------------------------------------
-
-def checkpoint_dirs(run_dir: str | Path) -> list[Path]:
-    """Complete periodic checkpoints of a run, oldest first."""
-    root = Path(run_dir) / 'checkpoints'
-    if not root.is_dir():
-        return []
-    dirs = [p for p in root.iterdir() if p.is_dir() and p.name.startswith(STEP_PREFIX)
-            and (p / 'config.json').is_file()]
-    return sorted(dirs, key=lambda p: int(p.name[len(STEP_PREFIX):]))
-
-
-def latest_checkpoint(run_dir: str | Path) -> Path | None:
-    dirs = checkpoint_dirs(run_dir)
-    return dirs[-1] if dirs else None
-
-
-def step_dir(run_dir: str | Path, step: int) -> Path:
-    return Path(run_dir) / 'checkpoints' / f'{STEP_PREFIX}{step:08d}'
-
-
-def prune_checkpoints(run_dir: str | Path, keep: int) -> None:
-    for old in checkpoint_dirs(run_dir)[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
-
-
-# -- what a run trains on -------------------------------------------------------------------
-#
-# ``run.json`` in a run directory records what the run was started with (its datasets, its
-# weighter, its trust file and that file's sha256), what it trains on now, and every change a
-# ``--resume --allow-change`` made, so that a resumed run cannot silently train on other data or
-# with another method than its first part.
-
-RUN_RECORD = 'run.json'
-RUN_FORMAT = 'ptr-run/1'
-_INPUT_KEYS = ('datasets', 'weighter', 'trust')
-
-
-def run_inputs(config: TrainConfig, *, hash_trust: bool = True) -> dict[str, Any]:
-    """The inputs of a run as ``run.json`` records them: datasets (resolved paths, weights),
-    weighter (name, options but the file) and trust file (resolved path, sha256) or None."""
-    trust = None
-    if config.data.trust is not None:
-        path = Path(config.data.trust).resolve()
-        digest = _sha256(path) if hash_trust and path.is_file() else None
-        trust = {'file': str(path), 'sha256': digest, 'apply': config.data.trust_apply,
-                 'level': config.data.trust_level}
-    inputs = {
-        'datasets': [{'path': str(Path(s.path).resolve()), 'weight': s.weight}
-                     for s in config.data.datasets],
-        'weighter': {'name': config.weighter.name, 'options': dict(config.weighter.options)},
-        'trust': trust,
-    }
-    return json.loads(json.dumps(inputs))  # type: ignore[no-any-return]  # plain JSON values
-
-
-def record_run_inputs(run_dir: str | Path, inputs: Mapping[str, Any]) -> None:
-    """Start ``run_dir``'s ``run.json``: a new run was started with ``inputs``."""
-    _write_run_record(Path(run_dir), {'format': RUN_FORMAT, 'started_with': dict(inputs),
-                                      'current': dict(inputs), 'changes': []})
-
-
-def check_resumed_inputs(
-    run_dir: str | Path,
-    inputs: Mapping[str, Any],
-    *,
-    previous: Mapping[str, Any],
-    step: int,
-    allow_change: bool,
-    write: bool,
-) -> None:
-    """Refuse to resume ``run_dir`` at ``step`` with other ``inputs`` than it trained on so far
-    (``run.json``'s; ``previous`` for a run directory without one) unless ``allow_change``: then
-    the change is appended to ``run.json`` (when ``write``) instead of replacing the record."""
-    run_dir = Path(run_dir)
-    record = _read_run_record(run_dir)
-    missing = record is None
-    if record is None:
-        record = {'format': RUN_FORMAT, 'started_with': dict(previous),
-                  'current': dict(previous), 'changes': []}
-    changed = _changed_inputs(record['current'], inputs)
-    if changed and not allow_change:
-        msg = (f'{run_dir}: --resume would change the run: {"; ".join(changed.values())}; '
-               f'pass --allow-change to continue with the change (recorded in {RUN_RECORD})')
-        raise ConfigError(msg)
-    if changed:
-        log.warning('%s: resumed with a change at step %d: %s', run_dir, step,
-                    '; '.join(changed.values()))
-        record['changes'].append({
-            'step': step, 'time': time.strftime('%Y-%m-%dT%H:%M:%S%z'),
-            'changed': {k: {'old': record['current'].get(k), 'new': inputs[k]} for k in changed},
-        })
-    updated = record['current'] != inputs  # a change, or a trust sha256 learnt
-    record['current'] = dict(inputs)
-    if write and (missing or updated):
-        _write_run_record(run_dir, record)
-
-
-def _changed_inputs(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, str]:
-    """Per changed key of ``_INPUT_KEYS``: 'what: old -> new' (a trust file whose recorded
-    sha256 is unknown compares by path only)."""
-    changed: dict[str, str] = {}
-    old = _as_data_trust(old)
-    if old.get('datasets') != new['datasets']:
-        changed['datasets'] = (f'datasets {_datasets_text(old.get("datasets"))} -> '
-                               f'{_datasets_text(new["datasets"])}')
-    if old.get('weighter') != new['weighter']:
-        changed['weighter'] = (f'weighter {_weighter_text(old.get("weighter"))} -> '
-                               f'{_weighter_text(new["weighter"])}')
-    was, now = old.get('trust'), new['trust']
-    if (was is None) != (now is None) or (was and now and was.get('file') != now['file']):
-        changed['trust'] = (f'trust file {was["file"] if was else "none"} -> '
-                            f'{now["file"] if now else "none"}')
-    elif was and now and was.get('sha256') not in (None, now['sha256']):
-        changed['trust'] = (f'trust file {now["file"]} content sha256 {was["sha256"][:12]} -> '
-                            f'{str(now["sha256"])[:12]}')
-    elif was and now and (was.get('apply', 'sampling'), was.get('level', 'episode')) != (
-            now['apply'], now['level']):
-        changed['trust'] = (f'trust applied by {was.get("apply", "sampling")}/'
-                            f'{was.get("level", "episode")} -> {now["apply"]}/{now["level"]}')
-    return changed
-
-
-def _as_data_trust(inputs: Mapping[str, Any]) -> Mapping[str, Any]:
-    """Inputs recorded when trust was a weighter (``weighter: trust`` with apply/level) as
-    they read now: the uniform weighter and the trust's apply/level beside its file."""
-    weighter = inputs.get('weighter')
-    if not isinstance(weighter, dict) or weighter.get('name') != 'trust':
-        return inputs
-    options = weighter.get('options') or {}
-    trust = inputs.get('trust')
-    if isinstance(trust, dict):
-        trust = {**trust, 'apply': options.get('apply', 'sampling'),
-                 'level': options.get('level', 'episode')}
-    return {**inputs, 'weighter': {'name': 'uniform', 'options': {}}, 'trust': trust}
-
-
-def _datasets_text(datasets: Any) -> str:
-    if not isinstance(datasets, list):
-        return repr(datasets)
-    return '[' + ', '.join(
-        repr(d.get('path')) + ('' if d.get('weight') == 1.0 else f' (weight {d.get("weight")})')
-        for d in datasets if isinstance(d, dict)) + ']'
-
-
-def _weighter_text(weighter: Any) -> str:
-    if not isinstance(weighter, dict):
-        return repr(weighter)
-    options = weighter.get('options') or {}
-    return f'{weighter.get("name")}' + (f' {json.dumps(options, sort_keys=True)}' if options
-                                        else '')
-
-
-def _read_run_record(run_dir: Path) -> dict[str, Any] | None:
-    file = run_dir / RUN_RECORD
-    if not file.exists():
-        return None
-    record = _read_json(file)
-    if (not isinstance(record, dict) or record.get('format') != RUN_FORMAT
-            or not isinstance(record.get('current'), dict)
-            or not isinstance(record.get('changes'), list)):
-        msg = (f'{file}: not a {RUN_FORMAT} record of what the run trains on; restore it or '
-               f'remove it to resume without the check')
-        raise CheckpointError(msg)
-    return record
-
-
-def _write_run_record(run_dir: Path, record: Mapping[str, Any]) -> None:
-    write_file_atomic(run_dir / RUN_RECORD, json.dumps(record, indent=1) + '\n')

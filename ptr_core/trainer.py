@@ -23,12 +23,10 @@ import dataclasses
 import json
 import logging
 import math
-import os
 import random
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -44,31 +42,34 @@ from bag_tools.lock import writer_lock
 from ptr_core import batch as K
 from ptr_core.checkpoint import (
     Checkpoint,
-    append_line,
-    check_resumed_inputs,
-    checkpoint_dirs,
-    latest_checkpoint,
     load_checkpoint,
     load_matching,
     load_training_state,
-    prune_checkpoints,
-    record_run_inputs,
-    run_inputs,
     save_checkpoint,
-    step_dir,
     write_file_atomic,
 )
 from ptr_core.configuration import TrainConfig, to_dict
 from ptr_core.data import DataBundle, MixtureSampler, Vocabulary, build_data, make_loader
+from ptr_core.devices import Distributed, autocast, resolve_device, setup_distributed
 from ptr_core.errors import ConfigError, PtrError
 from ptr_core.policies.output import PolicyOutput
 from ptr_core.policies.policy import ActionPolicy, build_policy
 from ptr_core.preprocess import finish_images
+from ptr_core.run_dir import (
+    MetricsWriter,
+    check_resumed_inputs,
+    checkpoint_dirs,
+    latest_checkpoint,
+    prune_checkpoints,
+    record_run_inputs,
+    run_inputs,
+    step_dir,
+)
 from ptr_core.threads import use_threads
 from ptr_core.weighting import build_weighter
 from ptr_core.weighting.base import SampleWeighter, WeightOutput, weighted_mean
 
-__all__ = ['EMA', 'TrainModule', 'TrainResult', 'lr_factor', 'resolve_device', 'train']
+__all__ = ['EMA', 'TrainModule', 'TrainResult', 'lr_factor', 'train']
 
 log = logging.getLogger(__name__)
 
@@ -142,51 +143,6 @@ def lr_factor(step: int, *, warmup: int, total: int, min_ratio: float) -> float:
     return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    if name == 'auto':
-        return torch.device(f'cuda:{local_rank}' if torch.cuda.is_available() else 'cpu')
-    device = torch.device(name)
-    if device.type == 'cuda' and not torch.cuda.is_available():
-        msg = f'device: {name!r} requested but CUDA is not available'
-        raise ConfigError(msg)
-    if device.type == 'cuda' and device.index is None:
-        device = torch.device('cuda', local_rank)
-    return device
-
-
-@dataclass
-class _Dist:
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-    owns_group: bool = False
-
-    @property
-    def enabled(self) -> bool:
-        return self.world > 1
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def _setup_distributed(device_name: str) -> _Dist:
-    """Join the ``torchrun`` process group when ``WORLD_SIZE > 1`` (gloo on CPU, nccl on CUDA)."""
-    world = int(os.environ.get('WORLD_SIZE', '1'))
-    if world <= 1:
-        return _Dist()
-    int(os.environ.get('RANK', '0'))
-    local = int(os.environ.get('LOCAL_RANK', '0'))
-    owns = False
-    if not dist.is_initialized():
-        cuda = torch.cuda.is_available() and device_name != 'cpu'
-        if cuda:
-            torch.cuda.set_device(local)
-        dist.init_process_group('nccl' if cuda else 'gloo')
-        owns = True
-    return _Dist(dist.get_rank(), dist.get_world_size(), local, owns)
-
-
 def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -211,63 +167,6 @@ def _make_optimizer(module: nn.Module, config: TrainConfig) -> torch.optim.AdamW
 
 def _to_device(batch: Mapping[str, Tensor], device: torch.device) -> dict[str, Tensor]:
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-
-
-def _autocast(config: TrainConfig, device: torch.device) -> Any:
-    use = config.amp == 'bf16' or (config.amp == 'auto' and device.type == 'cuda')
-    if not use:
-        return nullcontext()
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-
-
-class _MetricsWriter:
-    """JSONL metrics (always) and TensorBoard (when installed), rank 0 only. Every row is
-    appended whole or not at all (``append_line``)."""
-
-    def __init__(self, out_dir: Path, enabled: bool, *, start_step: int = 0) -> None:
-        self.enabled = enabled
-        self.file = out_dir / 'metrics.jsonl'
-        self.tb: Any = None
-        if not enabled:
-            return
-        if self.file.exists():
-            self._keep_until(start_step)
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.tb = SummaryWriter(str(out_dir / 'tensorboard'))
-        except ImportError:
-            log.debug('tensorboard not installed; metrics go to %s only', self.file)
-
-    def _keep_until(self, step: int) -> None:
-        """A resumed run: drop the rows a killed run logged past its checkpoint, and a row it
-        was killed writing."""
-        try:
-            lines = self.file.read_text(errors='replace').splitlines()
-        except OSError as err:
-            msg = f'{self.file}: cannot read: {err.strerror or err}'
-            raise PtrError(msg) from err
-        kept = []
-        for line in lines:
-            try:
-                row = json.loads(line)
-            except (ValueError, RecursionError):
-                continue
-            if isinstance(row, dict) and isinstance(row.get('step'), int) and row['step'] <= step:
-                kept.append(line)
-        write_file_atomic(self.file, ''.join(f'{x}\n' for x in kept))
-
-    def write(self, step: int, metrics: Mapping[str, float]) -> None:
-        if not self.enabled:
-            return
-        append_line(self.file, json.dumps({'step': step, **metrics}))
-        if self.tb is not None:
-            for k, v in metrics.items():
-                self.tb.add_scalar(k, v, step)
-
-    def close(self) -> None:
-        if self.tb is not None:
-            self.tb.close()
 
 
 @torch.no_grad()
@@ -358,7 +257,7 @@ def train(
     second ``train`` into the same ``out_dir`` fails at once.
     """
     use_threads(config.threads)
-    dinfo = _setup_distributed(config.device)
+    dinfo = setup_distributed(config.device)
     try:
         out_dir = Path(config.out_dir)
         if out_dir.exists() and not out_dir.is_dir():
@@ -379,7 +278,7 @@ def train(
 
 def _train(
     config: TrainConfig,
-    dinfo: _Dist,
+    dinfo: Distributed,
     *,
     init: str | Path | None,
     resume: bool,
@@ -411,7 +310,7 @@ class _Run:
     """What one training run holds: built by ``_setup_run``, advanced by ``_optimizer_step``."""
 
     config: TrainConfig
-    dinfo: _Dist
+    dinfo: Distributed
     device: torch.device
     out_dir: Path
     bundle: DataBundle
@@ -444,7 +343,7 @@ class _Run:
 
 
 def _setup_run(
-    config: TrainConfig, dinfo: _Dist, *, init: str | Path | None, resume: bool
+    config: TrainConfig, dinfo: Distributed, *, init: str | Path | None, resume: bool
 ) -> _Run:
     """Device, data, policy, weighter, EMA and optimizer; restored from the latest checkpoint
     when resuming, initialized from ``init`` when post-training."""
@@ -543,7 +442,7 @@ def _restore(run: _Run, resumed: Checkpoint) -> int:
 
 
 def _wrap_model(
-    module: TrainModule, config: TrainConfig, dinfo: _Dist, device: torch.device
+    module: TrainModule, config: TrainConfig, dinfo: Distributed, device: torch.device
 ) -> nn.Module:
     """``module`` in DDP (under torchrun) and ``torch.compile`` (when configured)."""
     model: nn.Module = module
@@ -580,7 +479,7 @@ def _optimizer_step(
                        min_ratio=config.optim.min_lr_ratio)
     for group in run.optimizer.param_groups:
         group['lr'] = group['base_lr'] * factor
-    with _autocast(config, run.device):
+    with autocast(config, run.device):
         out, wout = run.model(batch, run.step)
         loss_act = weighted_mean(out.loss.float(), wout.weights, distributed=run.dinfo.enabled)
         loss = loss_act + wout.aux_loss.float()
@@ -633,7 +532,7 @@ def _loop(run: _Run, loader: Any, progress: ProgressFn | None) -> dict[str, floa
     """Step until ``config.steps``: log, validate the EMA policy and save as configured.
     Returns the last logged metrics."""
     config, main = run.config, run.dinfo.main
-    writer = _MetricsWriter(run.out_dir, main, start_step=run.step)
+    writer = MetricsWriter(run.out_dir, main, start_step=run.step)
     params = run.params
     window = _Window(run.device)
     metrics: dict[str, float] = {}

@@ -17,31 +17,19 @@ PACKAGES = ('bag_tools', 'ptr_core', 'ptr_ros', 'ptr_sim', 'ptr_cli')
 MAX_LINES = 300
 
 # ``path:Class`` -> why it is still over the limit. Remove an entry once the class is under it.
-ALLOWED: dict[str, str] = {
-    'ptr_ros/policy_node.py:PolicyNode': 'the node issue (28) turns it into a managed node split '
-                                         'into timing, I/O and safety parts',
-}
+ALLOWED: dict[str, str] = {}
 
 
 MAX_FILE_LINES = 600
 
 # ``path`` -> why the file is still over MAX_FILE_LINES. Remove an entry once it is under.
 ALLOWED_FILES: dict[str, str] = {
-    'bag_tools/lerobot/reader.py': 'reads two LeRobot format versions and checks every metadata '
-                                   'field (issue 30); splits with the one ingest driver for '
-                                   'both sources (issue 25, item 4)',
-    'bag_tools/episodes.py': 'reading a bag and aligning it to the grid; splits with the one '
-                             'ingest driver for both sources (issue 25, item 4)',
-    'bag_tools/dataset.py': 'the dataset format and its one-writer, temp and adoption rules; '
-                            'the manifest-as-record work of issue 25 item 3 moves its robot '
-                            'entries out',
+    'bag_tools/dataset.py': 'the dataset format in one place: its on-disk records (TypedDicts), '
+                            'the atomic episode writer, the manifest and its one-writer and '
+                            'temp rules, the reader; the robot entries left for '
+                            'bag_tools/robots.py (issue 25 item 3)',
     'bag_tools/profile.py': 'the profile format and its parser (_Fields, _Parser): one format, '
                             'one file',
-    'ptr_core/checkpoint.py': 'checkpoint format, run files and run.json; the checkpoint shim '
-                              'and the run record leave with issue 25 item 3',
-    'ptr_core/trainer.py': 'the training loop and its run setup; split with issue 25 item 3 '
-                           '(chunk length owned by the policy config)',
-    'ptr_ros/policy_node.py': 'the node issue (28) splits it into a managed node',
 }
 
 

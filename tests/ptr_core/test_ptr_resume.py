@@ -17,7 +17,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from ptr_core.checkpoint import checkpoint_dirs
+from ptr_core.run_dir import checkpoint_dirs
 from ptr_core.synthetic import make_synthetic_dataset
 
 STEPS = 24
