@@ -13,8 +13,11 @@ A worker that dies mid-task (killed, out of memory, its node lost) is retried by
 (``land_episode``), so the dataset is the same. A unit that fails (a bad bag) is one line and
 the others land. Ray is imported here only when a runner runs: without ``--ray`` nothing of
 Ray is loaded. Usage statistics stay off (``RAY_USAGE_STATS_ENABLED=0`` before the import);
-without ``address`` a local instance is started on 127.0.0.1 with no dashboard and ``workers``
-CPUs, and stopped at the end.
+without ``address`` a local instance is started with no dashboard and ``workers`` CPUs, and
+stopped at the end. Its every server (GCS, raylet, object manager, workers, the runtime-env
+agent) listens on 127.0.0.1 only: Ray turns a ``127.0.0.1`` node address into the machine's
+own address and listens on every interface unless ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``
+(Ray's switch for single-machine use) is set before it is imported, which a local run does.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from bag_tools.dataset import DatasetWriteError
 from bag_tools.errors import BagToolsError
 from bag_tools.ingest import BagResult, BagStatus, Collect, Runner, Source, convert_unit
 
-__all__ = ['RETRIES', 'RayError', 'ray_runner']
+__all__ = ['LOOPBACK_ONLY', 'RETRIES', 'RayError', 'ray_runner']
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +54,15 @@ def ray_runner(address: str | None = None, *, workers: int = 2) -> Runner:
     return functools.partial(_run_ray, address=address or None, workers=workers)
 
 
-def _import_ray() -> ModuleType:
+#: Set before Ray is imported for a local instance: its node address is then 127.0.0.1 and every
+#: one of its servers binds there (without it Ray listens on all interfaces).
+LOOPBACK_ONLY = {'RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER': '0'}
+
+
+def _import_ray(*, local: bool) -> ModuleType:
     os.environ['RAY_USAGE_STATS_ENABLED'] = '0'  # never phone home, here or in the workers
+    if local:
+        os.environ.update(LOOPBACK_ONLY)
     try:
         import ray
     except ImportError as err:
@@ -67,6 +77,7 @@ def _connect(ray: ModuleType, address: str | None, workers: int) -> bool:
         return False
     try:
         if address is None:
+            _check_loopback(ray)
             ray.init(_node_ip_address='127.0.0.1', include_dashboard=False, num_cpus=workers,
                      logging_level=logging.WARNING)
         else:
@@ -83,11 +94,22 @@ def _connect(ray: ModuleType, address: str | None, workers: int) -> bool:
     return True
 
 
+def _check_loopback(ray: ModuleType) -> None:
+    """A local instance must not listen off the machine: refused when Ray was imported (by the
+    caller) before ``LOOPBACK_ONLY`` could be set."""
+    constants = getattr(getattr(ray, '_private', None), 'ray_constants', None)
+    if getattr(constants, 'ENABLE_RAY_CLUSTER', False):
+        msg = ('--ray: Ray was imported before ptr could keep a local instance on 127.0.0.1 '
+               '(it would listen on every interface); set RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 '
+               'before importing Ray, or start a head and pass its address')
+        raise RayError(msg)
+
+
 def _run_ray(
     source: Source, out: Path, done: frozenset[str], collect: Collect, *,
     address: str | None, workers: int,
 ) -> None:
-    ray = _import_ray()
+    ray = _import_ray(local=address is None)
     started = _connect(ray, address, workers)
     try:
         _run_tasks(ray, source, out, done, collect)

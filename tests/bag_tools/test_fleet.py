@@ -8,6 +8,8 @@ without ``--ray`` Ray is never imported.
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import os
 import signal
 import subprocess
@@ -23,6 +25,7 @@ from armbags import T0, arm_content, arm_profile, frame_pixels, snapshot
 from bagfactory import encode_jpeg, write_bag
 
 from bag_tools.dataset import Dataset
+from bag_tools.fleet import LOOPBACK_ONLY
 from bag_tools.ingest import BagResult, BagSource, BagStatus, ingest, ingest_source
 from bag_tools.lerobot.importer import import_lerobot
 from bag_tools.profile import RobotProfile
@@ -34,12 +37,14 @@ os.environ['RAY_USAGE_STATS_ENABLED'] = '0'
 # address sends it only in token mode, which Ray reads when it is imported (a local instance
 # turns the mode on for its process anyway).
 os.environ.setdefault('RAY_AUTH_MODE', 'token')
+os.environ.update(LOOPBACK_ONLY)  # the local instances started in this process, before the import
 ray = pytest.importorskip('ray', reason='Ray is installed by the set-up (the fleet extra)')
 
 #: A local Ray instance in its own process: the head the ADDRESS tests connect to.
 HEAD = """
 import os, sys
 os.environ['RAY_USAGE_STATS_ENABLED'] = '0'
+os.environ['RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER'] = '0'  # fleet.LOOPBACK_ONLY: listen on 127.0.0.1
 import ray
 ray.init(_node_ip_address='127.0.0.1', include_dashboard=False, num_cpus=2,
          logging_level='WARNING')
@@ -93,11 +98,15 @@ def bags(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return {'root': root, 'good': good, 'bad': bad, 'profile': profile, 'reference': reference}
 
 
+HEAD_PROCS: list[subprocess.Popen[str]] = []
+
+
 @pytest.fixture(scope='module')
 def head() -> Iterator[str]:
     """``127.0.0.1:<port>`` of a local Ray head with 2 CPUs (stopped after the module)."""
     proc = subprocess.Popen([sys.executable, '-c', HEAD], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, text=True)
+    HEAD_PROCS[:] = [proc]
     try:
         port = proc.stdout.readline().strip() if proc.stdout else ''
         assert port.isdigit(), 'the Ray head did not start'
@@ -110,6 +119,56 @@ def head() -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def _listening(root: int) -> set[str]:
+    """``address:port`` of every TCP socket listening in process ``root`` and its descendants
+    (read from /proc: the inodes of their socket fds against /proc/net/tcp and tcp6)."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path('/proc').iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                stat = (entry / 'stat').read_text()
+                parents.setdefault(int(stat.rsplit(')', 1)[1].split()[1]), []).append(
+                    int(entry.name))
+    pids, todo = set(), [root]
+    while todo:
+        pid = todo.pop()
+        pids.add(pid)
+        todo.extend(parents.get(pid, []))
+    inodes = set()
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for fd in Path(f'/proc/{pid}/fd').iterdir():
+                with contextlib.suppress(OSError):
+                    link = os.readlink(fd)
+                    if link.startswith('socket:['):
+                        inodes.add(link[8:-1])
+    found = set()
+    for table in ('tcp', 'tcp6'):
+        for line in Path(f'/proc/net/{table}').read_text().splitlines()[1:]:
+            cols = line.split()
+            if cols[3] == '0A' and cols[9] in inodes:  # 0A: LISTEN
+                host, port = cols[1].split(':')
+                raw = bytes.fromhex(host)
+                words = b''.join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+                found.add(f'{ipaddress.ip_address(words)}:{int(port, 16)}')
+    return found
+
+
+def _loopback(address: str) -> bool:
+    ip = ipaddress.ip_address(address.rsplit(':', 1)[0])
+    mapped = getattr(ip, 'ipv4_mapped', None)
+    return bool((mapped or ip).is_loopback)
+
+
+def test_a_local_instance_listens_on_loopback_only(head: str) -> None:
+    """Nothing of a local Ray instance is reachable off the machine: its GCS, raylet, object
+    manager, workers and agents listen on 127.0.0.1 alone."""
+    assert HEAD_PROCS, 'the Ray head did not start'
+    sockets = _listening(HEAD_PROCS[0].pid)
+    assert len(sockets) >= 3, sockets  # the GCS, the raylet, a worker at least
+    assert [s for s in sockets if not _loopback(s)] == []
 
 
 @pytest.fixture
