@@ -30,6 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 os.environ['RAY_USAGE_STATS_ENABLED'] = '0'  # before anything imports ray
+os.environ['RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER'] = '0'  # bag_tools.fleet.LOOPBACK_ONLY: 127.0.0.1
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
