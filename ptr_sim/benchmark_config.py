@@ -102,9 +102,11 @@ class BenchmarkConfig:
              f'weighters {" | ".join(METHOD_KINDS)}')
         need(all(_oracle_floor_ok(m) for m in self.methods), 'methods',
              'oracle: a trust floor in [0, 1) on a trust method')
-        need(all(_baseline_ok(m) for m in self.methods), 'methods',
+        need(all(_baseline_ok(m) and (m.options.get('keep') != 'matched'
+                                          or any(n.name == 'trust' for n in self.methods))
+                 for m in self.methods), 'methods',
              f'baseline: one of {" | ".join(BASELINES)} on a trust method (keep: a share in '
-             '(0, 1])')
+             "(0, 1] or 'matched', with a trust arm named trust)")
         names = {m.name for m in self.methods}
         need(all(m.weighter != 'trust' or (self.pretrain_tasks and self.pretrain_episodes)
                  or self.warm_start_steps > 0
@@ -205,11 +207,14 @@ def load_benchmark_config(
 
 def _baseline_ok(method: MethodSpec) -> bool:
     """A method's ``baseline`` option (an untrained check's trust: ptr_sim.benchmark.
-    baselines), when present, names a check on a trust method; its ``keep`` is in (0, 1]."""
+    baselines), when present, names a check on a trust method; its ``keep`` is in (0, 1] or
+    ``matched`` (the ``trust`` arm's frames; checked where the arms are known)."""
     opts = method.options
     if 'baseline' not in opts:
         return 'keep' not in opts
     keep = opts.get('keep', 0.5)
+    if keep == 'matched':
+        return method.weighter == 'trust' and opts['baseline'] in BASELINES
     return (method.weighter == 'trust' and opts['baseline'] in BASELINES
             and 'oracle' not in opts and isinstance(keep, (int, float))
             and not isinstance(keep, bool) and 0.0 < float(keep) <= 1.0)

@@ -15,7 +15,9 @@ options: {baseline: NAME}}``).
 
 A score becomes trust by one rule without a tuned threshold: trust 1 for the episodes above the
 best two-group split of the scores (the split that minimises the within-group variance, Otsu's
-rule), 0 for the others; ``keep: q`` keeps the best ``q`` share of the episodes instead.
+rule), 0 for the others; ``keep: q`` keeps the best ``q`` share of the episodes instead, and
+``keep: matched`` the best episodes until their frames match what the ``trust`` arm keeps (the
+same amount of data, chosen by the check: a comparison of rankings alone).
 Inverse dynamics is a scorer signal (``score: {signal: inverse_dynamics}``), not a check here.
 """
 
@@ -101,7 +103,7 @@ def _scores(name: str, ds: Any, rng: np.random.Generator) -> FloatArray:
     return np.asarray(rng.permutation(len(eps)), dtype=np.float64)  # random: a draw order
 
 
-def _random_keep(order: FloatArray, lengths: FloatArray, frames: float) -> FloatArray:
+def _keep_frames(order: FloatArray, lengths: FloatArray, frames: float) -> FloatArray:
     """Episodes drawn in ``order`` (highest first) until their frames reach ``frames``."""
     kept = np.zeros(len(order))
     total = 0.0
@@ -134,13 +136,15 @@ def baseline_trust(out: Path, cell: Cell, matched: Path | None) -> tuple[Path, d
     eps = ds.episodes()
     lengths = np.asarray([ep.length for ep in eps], dtype=np.float64)
     scores = _scores(name, ds, np.random.default_rng([cell.seed, 26]))
-    if name == 'random':
-        if matched is not None:
-            got = {e.episode_id: e.trust for e in read_trust(matched).episodes}
-            frames = sum(got.get(ep.id, 0.0) * ep.length for ep in eps)
-        else:
-            frames = float(keep if keep is not None else 0.5) * float(lengths.sum())
-        trust = _random_keep(scores, lengths, frames)
+    if matched is not None and (name == 'random' or keep == 'matched'):
+        got = {e.episode_id: e.trust for e in read_trust(matched).episodes}
+        trust = _keep_frames(scores, lengths, sum(got.get(ep.id, 0.0) * ep.length for ep in eps))
+    elif keep == 'matched':
+        msg = f'{cell.method.name}: keep: matched needs a trust arm named trust in the preset'
+        raise ValueError(msg)
+    elif name == 'random':
+        trust = _keep_frames(scores, lengths,
+                             float(keep if keep is not None else 0.5) * float(lengths.sum()))
     else:
         trust = two_group_keep(scores, None if keep is None else float(keep))
     digest = dataset_content_hash(ds)

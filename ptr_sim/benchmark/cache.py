@@ -30,7 +30,8 @@ def cell_fingerprint(cfg: BenchmarkConfig, cell: Cell, base: str | None,
     # the oracle and the baselines run no scorer (random matches the trust arm: by its file)
     if cell.method.weighter == 'trust' and not {'oracle', 'baseline'} & set(cell.method.options):
         method['options']['score'] = _resolved_score_options(cell)
-    if cell.method.options.get('baseline') == 'random':  # matched to the trust arm's frames
+    options = cell.method.options
+    if options.get('baseline') == 'random' or options.get('keep') == 'matched':  # the trust's
         method['matched'] = [_resolved_score_options(Cell(cell.task, cell.head, m, cell.seed,
                                                           cell.data))
                              for m in cfg.methods if m.name == 'trust']

@@ -217,7 +217,8 @@ def _trust_file(cfg: BenchmarkConfig, out: Path, cell: Cell,
         shipped = next((m for m in cfg.methods if m.name == 'trust' and m.weighter == 'trust'
                         and not {'oracle', 'baseline'} & set(m.options)), None)
         matched = None
-        if options['baseline'] == 'random' and shipped is not None:
+        if (options['baseline'] == 'random' or options.get('keep') == 'matched') \
+                and shipped is not None:
             matched = _trust_file(cfg, out, Cell(cell.task, cell.head, shipped, cell.seed,
                                                  cell.data), base)[0]
         return baseline_trust(out, cell, matched)

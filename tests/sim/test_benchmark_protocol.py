@@ -140,3 +140,54 @@ def _low_attribution(tag: str) -> bool:
     from ptr_sim.sources import Source
 
     return Source.parse(tag).low_attribution
+
+
+def test_baseline_trust_files_rank_a_recorded_set(tmp_path: Path) -> None:
+    """The baseline arms' trust on a real recorded set: the lag-correlation check drops the
+    flipped-axis labels; ``keep: matched`` and ``random`` keep the frames the trust arm keeps."""
+    from bag_tools.dataset import Dataset
+    from bag_tools.trust import (
+        EpisodeTrust,
+        dataset_content_hash,
+        make_trust_file,
+        read_trust,
+        write_trust,
+    )
+    from ptr_sim.benchmark import Cell
+    from ptr_sim.benchmark.baselines import baseline_trust
+    from ptr_sim.benchmark.data import _record_and_ingest
+
+    cfg = load_benchmark_config('tiny', ['record_max_steps=60'])
+    ds = Dataset.open(_record_and_ingest(cfg, 'seed0/push-v3/mix', ['push-v3'],
+                                         {'expert': 4, 'flipped_axis': 2}, 5, tmp_path,
+                                         lambda _: None))
+    source = {e['id']: e['tags']['ptr.source'] for e in ds.manifest['episodes']}
+
+    def arm(**options: object) -> dict[str, float]:
+        cell = Cell('push-v3', 'flow', MethodSpec('b', 'trust', options), 0, 'mix')
+        file, report = baseline_trust(tmp_path, cell, shipped)
+        assert set(report['trust_by_source']) == {'expert', 'flipped_axis'}
+        return {e.episode_id: e.trust for e in read_trust(file).episodes}
+
+    # the shipped trust arm's file: it keeps two episodes (whichever: only frames are matched)
+    digest = dataset_content_hash(ds)
+    eps = ds.episodes()
+    kept = [1.0, 1.0, 0.0, 0.0, 0.0, 0.0]
+    shipped = write_trust(tmp_path / 'shipped.json', make_trust_file({'x': 1}, [(ds, [
+        EpisodeTrust(digest, ep.id, w, w, 0, np.full(ep.length, w)) for ep, w in zip(eps, kept)
+    ])]))
+    frames = sum(ep.length for ep, w in zip(eps, kept) if w)
+    lag = arm(baseline='lag_correlation')
+    assert {source[i] for i, w in lag.items() if w == 0} == {'flipped_axis'}
+    assert all(lag[i] == 1 for i in source if source[i] == 'expert')
+    matched = arm(baseline='lag_correlation', keep='matched')
+    assert sum(matched.values()) == 2
+    assert {source[i] for i, w in matched.items() if w} == {'expert'}
+    drawn = arm(baseline='random')
+    lengths = {ep.id: ep.length for ep in eps}
+    assert frames <= sum(lengths[i] for i, w in drawn.items() if w) < frames + max(
+        lengths.values())
+    assert set(arm(baseline='length').values()) <= {0.0, 1.0}
+    with pytest.raises(ConfigError, match='baseline'):  # matched needs a trust arm
+        load_benchmark_config('tiny', ['methods={uniform: {weighter: uniform}, b: {weighter: '
+                                       'trust, options: {baseline: length, keep: matched}}}'])
