@@ -109,7 +109,7 @@ def test_approximate_index_finds_most_true_neighbours_and_never_its_own_episode(
     approx = approximate_neighbours(feats, 16)
     queries = torch.randperm(feats.n, generator=torch.Generator().manual_seed(0))[:600]
     truth = exact_neighbours(feats, 16, queries=queries)
-    assert recall(approx[queries], truth) >= 0.85  # measured 0.92 at 100k windows
+    assert recall(approx[queries], truth) >= 0.85  # 0.97-0.98 here (seeds 1-3)
     assert approx.min() >= 0
     assert approx.max() < feats.n
     assert not (feats.episode[approx] == feats.episode[:, None]).any()

@@ -15,6 +15,12 @@ perturbations of the recorded chunk, and random other chunks.
 averaged over ``score_draws`` fixed candidate draws. ``fit_regressor``/``regression_error`` are
 the small MLP probes behind the second signal (out-of-fold behaviour-cloning loss) and the
 inverse-dynamics baseline.
+
+Scale: every model trains and scores on ``feats.device`` (``ptr score --device``) while the
+windows stay on the CPU, where the seeded candidate draws are made, so CPU results do not depend
+on the device code. The nearest-state search never holds ``N × N`` distances
+(``nearest_state_neighbours``: exact in blocks, an inverted-file index on a CPU above
+``EXACT_WINDOWS``), and the updates per copy grow with the data (``training_steps``).
 """
 
 from __future__ import annotations
