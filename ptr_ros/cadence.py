@@ -6,8 +6,9 @@ per-minute cadence report the node publishes as diagnostics.
   ``bench/bench_latency.py`` (publication and subscriber stamps) all call it, so two columns
   never compare different statistics.
 * ``CadenceReport``: per window (a minute by default), the mean and worst of observation age,
-  inference time and publish period, the publish-period jitter and the overruns (control ticks
-  that ran late by more than a period and were skipped). The last complete window is reported
+  inference time, publish period and how late each tick woke and published after its planned
+  time, the publish-period jitter and the overruns (control ticks that ran late by more than a
+  period and were skipped). The last complete window is reported
   beside the one in progress.
 * ``horizon_warning``: a line when the executed horizon of a trajectory is shorter than the
   measured p99 publication gap (the controller would reach its last point and hold).
@@ -24,7 +25,10 @@ import numpy as np
 
 __all__ = ['CADENCE_KEYS', 'CadenceReport', 'Jitter', 'horizon_warning', 'period_jitter']
 
-CADENCE_KEYS = ('obs_age_ms', 'inference_ms', 'period_ms')
+# tick_late: the control thread's wake after its planned time; publish_late: the command's
+# publication after it (wake + sampling + limits + message); the two tell a scheduler delay
+# from work done in the tick.
+CADENCE_KEYS = ('obs_age_ms', 'inference_ms', 'period_ms', 'tick_late_ms', 'publish_late_ms')
 
 
 @dataclass(frozen=True)

@@ -160,6 +160,7 @@ class ControlLoop:
     # -- the tick -------------------------------------------------------------------------
     def tick(self, planned: float) -> None:
         """One control period, planned for ``planned`` (monotonic s)."""
+        self.cadence.add('tick_late_ms', time.monotonic() - planned, planned)
         self.check_state()
         status = self.gate.evaluate(time.monotonic())
         self._follow(status)
@@ -183,7 +184,7 @@ class ControlLoop:
                 return
             self._publish(cmd, planned)
             self.limiter.published(cmd)
-            self._published(time.monotonic())
+            self._published(time.monotonic(), planned)
 
     def _follow(self, status: SafetyStatus) -> None:
         """Track state changes: a run that stops drops its chunks; each change is logged."""
@@ -220,7 +221,8 @@ class ControlLoop:
             if self.worker.submit(job):
                 self.chunk_executor.requested(tick)
 
-    def _published(self, stamp: float) -> None:
+    def _published(self, stamp: float, planned: float) -> None:
+        self.cadence.add('publish_late_ms', stamp - planned, planned)
         self.commands_published += 1
         for received in self._unused_chunks:
             self.latency['obs_to_command_ms'].add(stamp - received)

@@ -36,6 +36,7 @@ def test_cadence_report_means_worsts_and_overruns_per_window() -> None:
     for k, age in enumerate([0.010, 0.030, 0.020]):
         report.add('obs_age_ms', age, now=k * T)
     report.add('inference_ms', 0.050, now=0.0)
+    report.add('tick_late_ms', 0.002, now=0.0)
     for t in (0.0, 0.1, 0.25, 0.35):
         report.publish(t)
     report.overrun(2, now=0.3)
@@ -43,6 +44,8 @@ def test_cadence_report_means_worsts_and_overruns_per_window() -> None:
     assert float(values['cadence.obs_age_ms.mean']) == pytest.approx(20.0, rel=1e-6)
     assert float(values['cadence.obs_age_ms.max']) == pytest.approx(30.0, rel=1e-6)
     assert float(values['cadence.inference_ms.max']) == pytest.approx(50.0, rel=1e-6)
+    assert float(values['cadence.tick_late_ms.max']) == pytest.approx(2.0, rel=1e-6)
+    assert values['cadence.publish_late_ms.max'] == 'n/a'
     assert float(values['cadence.period_ms.max']) == pytest.approx(150.0, rel=1e-6)
     assert float(values['cadence.max_gap_ms']) == pytest.approx(150.0, rel=1e-6)
     assert values['cadence.overruns'] == '2'
