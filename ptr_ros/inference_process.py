@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import signal
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -24,6 +25,9 @@ __all__ = ['ProcessRunner']
 
 
 def _serve(conn: Connection, checkpoint: str, device: str, threads: int) -> None:
+    # Ctrl-C reaches the whole process group; the node stops this child (close, then kill),
+    # so it does not die on SIGINT with a traceback in the node's log.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         import torch
 

@@ -111,3 +111,22 @@ def test_a_failed_configure_leaves_the_node_unconfigured_and_alive(
     assert lifecycle(probe, node) == 'unconfigured'
     assert policy.alive()
     wait_for(lambda: str(missing) in policy.output(), 10, 'the configure error in the log')
+
+
+@pytest.mark.slow
+def test_inference_in_a_process_drives_the_arm_and_stops_cleanly(
+    sim_run: SimRun, launch_node: Any, probe: Probe, names: dict[str, str],
+) -> None:
+    """``inference_process`` with ``control_priority`` (refused → a warning, never a fault):
+    commands flow; Ctrl-C (SIGINT to the node) ends node and child with exit 0, no traceback."""
+    sim, policy, command = start_pair(launch_node, names, sim_run, policy_params={
+        'inference_process': True, 'control_priority': 10})
+    probe.record('command', JointTrajectory, command)
+    probe.record('diagnostics', DiagnosticArray, '/diagnostics')
+    wait_for_state(probe, names['policy'], 'disabled', procs=(sim, policy))
+    assert probe.call(SetBool, f'/{names["policy"]}/enable', SetBool.Request(data=True)).success
+    wait_for(lambda: len(probe.recorded.get('command')) >= 10, 60, 'commands after enable')
+    diag = wait_for_state(probe, names['policy'], 'running', timeout=30)
+    assert float(diag['inference_ms.p50']) > 0
+    assert policy.stop() == 0, policy.output()[-3000:]
+    assert 'Traceback' not in policy.output()
