@@ -93,6 +93,8 @@ class BenchmarkConfig:
         need(bool(self.tasks), 'tasks', 'a non-empty list of Meta-World tasks')
         need(all(s in SETUPS for s in self.setups) and bool(self.setups), 'setups',
              f'a non-empty list of {sorted(SETUPS)}')
+        need(self.images or not any(SETUPS[s].cameras_only for s in self.setups), 'setups',
+             'cameras-only setups (c) with images: false (their state has no object or goal)')
         need(all(h in HEADS for h in self.heads) and bool(self.heads), 'heads',
              f'a list of {" | ".join(HEADS)}')
         need(bool(self.methods), 'methods', 'a non-empty list')

@@ -1,8 +1,10 @@
-"""The two Meta-World recording setups: which cameras, which state layout, which topics.
+"""The Meta-World recording setups: which cameras, which state layout, which topics.
 
-A real lab's data comes from several rigs. Both setups here drive the same simulated Sawyer
+A real lab's data comes from several rigs. Every setup here drives the same simulated Sawyer
 (Meta-World's arm is position-controlled at the end effector through a mocap weld, at 80 Hz), but
-they publish different things, the way two rigs with different drivers and trackers would:
+they publish different things, the way rigs with different drivers and trackers would. Setups
+``a`` and ``b`` have a tracker (the state includes the object's and the goal's poses); setup
+``c`` has cameras only:
 
 * setup ``a`` (robot ``sawyer_mw_a``, profile ``config/robots/metaworld_a.yaml``): a
   ``JointState`` with the end-effector position as three prismatic axes ``ee_x, ee_y, ee_z``
@@ -15,8 +17,16 @@ they publish different things, the way two rigs with different drivers and track
   slide joints, metres) and then ``ee_x, ee_y, ee_z``; one camera ``side`` (``corner3``); a
   motion-capture system publishing the goal pose, then the object pose
   (``geometry_msgs/PoseStamped``, orientation included).
+* setup ``c`` (robot ``sawyer_mw_c``, profile ``config/robots/metaworld_c.yaml``): cameras
+  only, the observations a real arm has: the arm's own ``JointState`` (``ee_x, ee_y, ee_z,
+  gripper_opening`` as in setup a) and cameras ``corner`` and ``wrist``, and no tracker: the
+  object's and the goal's poses are nowhere in the bag, so a policy must find both in the
+  images. Meta-World draws the goal of ``push-v3`` (green) and ``pick-place-v3`` (blue) as a
+  site sphere (2 cm radius, 1-2 pixels of the 64x64 ``corner`` view) beside the object; a
+  task whose goal is not drawn cannot be learned from these images (check a rendered frame
+  before using another task here).
 
-Both command the arm with ``std_msgs/Float64MultiArray``: Meta-World's 4-D action (end-effector
+All command the arm with ``std_msgs/Float64MultiArray``: Meta-World's 4-D action (end-effector
 displacement ``dx, dy, dz`` scaled to [-1, 1], and the gripper effort in [-1, 1]). Positions
 and poses are in the world frame (the goal has no orientation: identity). The task name (e.g.
 ``pick-place-v3``) is published once on ``/task``.
@@ -76,6 +86,11 @@ class SimSetup:
     frame_id: str = 'world'
 
     @property
+    def cameras_only(self) -> bool:
+        """No tracker: the state is the arm's own joints; object and goal are in the images."""
+        return not self.poses
+
+    @property
     def profile(self) -> Path:
         return profile_path(self.name)
 
@@ -104,6 +119,20 @@ SETUPS: dict[str, SimSetup] = {
         command_topic='/sawyer/cartesian_delta',
         cameras=(SimCamera('side', 'corner3', '/side_cam/image/compressed'),),
         poses=(('goal', '/mocap/goal_pose'), ('object', '/mocap/object_pose')),
+    ),
+    'c': SimSetup(
+        name='c',
+        robot='sawyer_mw_c',
+        joints=('ee_x', 'ee_y', 'ee_z', 'gripper_opening'),
+        state_topic='/sawyer_c/joint_states',
+        command_topic='/sawyer_c/ee_delta_command',
+        cameras=(
+            SimCamera('corner', 'corner', '/sawyer_c/corner/image_raw/compressed',
+                      rotate180=True),
+            SimCamera('wrist', 'gripperPOV', '/sawyer_c/wrist/image_raw/compressed',
+                      rotate180=True),
+        ),
+        poses=(),
     ),
 }
 

@@ -1,0 +1,68 @@
+"""Setup c, cameras only: the arm's own joints and two cameras, no tracker poses anywhere."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bag_tools.profile import load_profile
+from bag_tools.reader import open_bag
+from ptr_core.errors import ConfigError
+from ptr_sim.benchmark_config import load_benchmark_config
+from ptr_sim.env import MetaWorldEnv
+from ptr_sim.recorder import plan_episodes, record
+from ptr_sim.setups import SETUPS, flat_state, get_setup
+from ptr_sim.sources import Source, rollout
+
+TASK = 'push-v3'
+SIZE = 64
+
+
+def test_cameras_only_episode_has_no_poses_and_moving_frames(tmp_path: Path) -> None:
+    """A recorded, ingested setup-c episode: state is the 4 arm values (no object or goal
+    position), both cameras are there at 64x64 on every control step the ingest aligns, and the
+    frames change as the arm moves."""
+    from bag_tools.dataset import Dataset
+    from bag_tools.ingest import ingest
+
+    setup = get_setup('c')
+    assert setup.cameras_only
+    assert all(s.poses for s in SETUPS.values() if s.name != 'c')
+    reqs = plan_episodes([TASK], ['c'], {'expert': 1}, seed=3)
+    (ep_rec,) = record(reqs, tmp_path / 'bags', max_steps=60, image_size=SIZE)
+    with open_bag(ep_rec.path) as reader:
+        topics = set(reader.topics())
+    assert not any('tracker' in t or 'mocap' in t or 'pose' in t for t in topics)
+    assert {c.topic for c in setup.cameras} <= topics
+
+    res = ingest([tmp_path / 'bags' / 'setup_c'], load_profile(setup.profile), tmp_path / 'ds')
+    assert res.ok
+    (ep,) = list(Dataset.open(tmp_path / 'ds').episodes())
+    env = MetaWorldEnv(TASK, image_size=SIZE)
+    ro = rollout(env, setup, Source.parse('expert'), reqs[0].seed, max_steps=60, render=False)
+    env.close()
+    assert ep.state.shape[1] == len(setup.joints) == 4
+    want = np.stack([flat_state(setup, o, f) for o, f in zip(ro.obs, ro.fingers)])
+    assert want.shape[1] == 4
+    assert np.allclose(ep.state[: len(want)], want, atol=1e-6)
+    # the goal (obs 36:39) and the object (obs 4:7) are nowhere in the state
+    goal = ro.obs[0, 36:39]
+    assert not np.any(np.isclose(ep.state[0, :3], goal[None], atol=1e-4).all(axis=-1))
+    assert set(ep.images) == {'corner', 'wrist'}
+    for role, frames in ep.images.items():
+        assert frames.shape[1:] == (SIZE, SIZE, 3), role
+        assert frames.dtype == np.uint8
+        valid = frames[ep.image_valid[role]]
+        assert len(valid) >= 10
+        first, last = valid[0].astype(np.float64), valid[-1].astype(np.float64)
+        # the arm moved: the frames differ by more than JPEG noise (a few grey levels)
+        assert np.abs(last - first).mean() > 0.05 * first.mean(), role
+
+
+def test_cameras_only_setup_needs_images() -> None:
+    with pytest.raises(ConfigError, match='cameras-only'):
+        load_benchmark_config('tiny', ['setups=[c]'])
+    cfg = load_benchmark_config('tiny', ['setups=[c]', 'images=true'])
+    assert cfg.setups == ('c',)
