@@ -66,3 +66,18 @@ def test_cameras_only_setup_needs_images() -> None:
         load_benchmark_config('tiny', ['setups=[c]'])
     cfg = load_benchmark_config('tiny', ['setups=[c]', 'images=true'])
     assert cfg.setups == ('c',)
+
+
+def test_cameras_cpu_preset_is_cameras_only() -> None:
+    """The preset trains image policies on setup c at 64x64, with a pretrained base on other
+    tasks (the encoder's pretraining) and the random shift on, and refuses nothing."""
+    cfg = load_benchmark_config('cameras_cpu')
+    assert cfg.setups == ('c',)
+    assert cfg.images
+    assert cfg.image_size == 64
+    assert cfg.pretrain_tasks
+    assert cfg.pretrain_episodes > 0
+    assert not set(cfg.pretrain_tasks) & set(cfg.tasks)
+    assert set(cfg.tasks) <= {'push-v3', 'pick-place-v3'}  # goals drawn in the images
+    assert 'data.image_shift=4' in cfg.train_overrides
+    assert cfg.workers == 2
