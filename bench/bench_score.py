@@ -160,8 +160,10 @@ def _whole(args: argparse.Namespace, data: str, base: str, name: str, per_episod
     res = score_datasets([data], init=base, device=args.device)
     row = {'stage': f'ptr score ({name})', 'wall_s': time.monotonic() - t0,
            'cpu_s': time.process_time() - c0, 'peak_rss_mib': _peak_mib(),
-           'note': f'{len(res.trust.episodes)} episodes; features {res.seconds["features_s"]:.0f}'
-                   f' s, neighbours + scorer {res.seconds["scorer_s"]:.0f} s (wall)'}
+           'note': f'{len(res.trust.episodes)} episodes, {res.trust.scorer["rounds_run"]} '
+                   f'round(s) of {res.trust.scorer["folds"]} copies; features '
+                   f'{res.seconds["features_s"]:.0f} s, neighbours + scorer '
+                   f'{res.seconds["scorer_s"]:.0f} s (wall)'}
     _row(row, per=len(res.trust.episodes) if per_episode else 0)
     out.put({'rows': [row]})
 
