@@ -16,9 +16,9 @@ import torch
 import torch.multiprocessing as mp
 from safetensors.torch import load_file
 
-from ptr_core.run_dir import checkpoint_dirs
 from ptr_core.configuration import TrainConfig, to_dict
 from ptr_core.errors import CheckpointError, ConfigError
+from ptr_core.run_dir import checkpoint_dirs
 from ptr_core.trainer import lr_factor, train
 
 REPO = Path(__file__).resolve().parents[2]
