@@ -8,8 +8,9 @@
 
 The policy node is a managed (lifecycle) node: with ``autostart:=true`` (the default) it
 configures (loads and warms up the checkpoint) and activates itself; with ``autostart:=false`` it
-waits unconfigured for a lifecycle manager. Active, it still starts disabled. With ``sim:=true`` a ``sim_arm_node`` built from the
-checkpoint's robot profile publishes joint states and camera images and follows the commands.
+waits unconfigured for a lifecycle manager. Active, it still starts disabled. With
+``sim:=true`` a ``sim_arm_node`` built from the checkpoint's robot profile publishes joint
+states and camera images and follows the commands.
 """
 
 from __future__ import annotations
