@@ -70,6 +70,8 @@ ACTION_FIELDS = ('auto', 'desired', 'reference', 'output')
 
 #: Video files a camera role may read beside the bag (decoded with PyAV).
 VIDEO_SUFFIXES = ('.mp4', '.mkv', '.webm', '.mov', '.avi')
+#: What a camera's ``file:`` may name in braces: the bag's stem (``bag_stem``).
+VIDEO_PLACEHOLDERS = ('bag_stem',)
 
 
 def _extra_types() -> dict[str, tuple[str, ...]]:
@@ -649,8 +651,6 @@ class _Parser(_Fields):
     def video_file(self, value: Any, key: str) -> str:
         """A video file name relative to the bag's folder; ``{bag_stem}`` stands for each
         bag's stem (``{bag_stem}/left.mp4``: ``0/left.mp4`` beside ``0.mcap``)."""
-        from bag_tools.video import VIDEO_PLACEHOLDERS
-
         file = self.text(value, key)
         try:
             fields = {f for _, f, _, _ in string.Formatter().parse(file) if f is not None}

@@ -29,15 +29,12 @@ import numpy.typing as npt
 
 from bag_tools.errors import ImageDecodeError
 
-__all__ = ['MAX_VIDEO_SIDE', 'SIDECAR_SUFFIX', 'VIDEO_PLACEHOLDERS', 'bag_stem', 'decode_frames',
+__all__ = ['MAX_VIDEO_SIDE', 'SIDECAR_SUFFIX', 'bag_stem', 'decode_frames',
            'find_video', 'frame_pts', 'iter_frames', 'read_sidecar', 'video_name']
 
 log = logging.getLogger(__name__)
 
 SIDECAR_SUFFIX = '.stamps'
-
-#: What a camera's ``file:`` may name in braces: the bag's stem (``bag_stem``).
-VIDEO_PLACEHOLDERS = ('bag_stem',)
 
 #: The largest video side decoded (a frame is held in memory before it is resized).
 MAX_VIDEO_SIDE = 8192

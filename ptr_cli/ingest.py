@@ -132,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
         out = Path(args.out)
         created = not out.exists()
         try:
-            return run_lerobot(args)  # the driver takes the writer lock, as for bags
+            return run_lerobot(args, runner_of(args))  # the driver takes the writer lock
         finally:  # a refused import that made --out leaves nothing, not even the lock file
             if created and out.is_dir() and {p.name for p in out.iterdir()} <= {LOCK_NAME}:
                 (out / LOCK_NAME).unlink(missing_ok=True)

@@ -9,7 +9,7 @@ from tqdm import tqdm
 
 from bag_tools.dataset import Dataset
 from bag_tools.errors import ProfileError
-from bag_tools.ingest import BagResult, BagStatus
+from bag_tools.ingest import BagResult, BagStatus, Runner
 from bag_tools.lerobot import (
     LeRobotProfile,
     is_lerobot_dataset,
@@ -17,10 +17,9 @@ from bag_tools.lerobot import (
     load_lerobot_profile,
 )
 from bag_tools.lerobot.importer import import_lerobot, parse_episodes
-from ptr_cli.ingest import runner_of
 
 
-def run_lerobot(args: argparse.Namespace) -> int:
+def run_lerobot(args: argparse.Namespace, runner: Runner | None = None) -> int:
     folders = [p for p in args.bags if is_lerobot_dataset(p)]
     others = [str(p) for p in args.bags if not is_lerobot_dataset(p)]
     if others:
@@ -47,7 +46,7 @@ def run_lerobot(args: argparse.Namespace) -> int:
         try:
             result = import_lerobot(folder, profile, args.out, episodes=episodes,
                                     progress=progress, max_invalid=args.max_invalid,
-                                    runner=runner_of(args))
+                                    runner=runner)
         finally:
             bar.close()
         ok, skipped, bad = (result.count(s) for s in BagStatus)
