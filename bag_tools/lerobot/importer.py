@@ -201,8 +201,9 @@ def _import_one(src: LeRobotSource, idx: int, lp: LeRobotProfile, robot: RobotPr
             return BagResult(path, BagStatus.FAILED,
                              f'{path}: {ep.length} frames, shorter than min_episode_steps '
                              f'{lp.min_episode_steps}')
-        if max_invalid is not None:
-            check_invalid(Path(path), [ep], _valid_spans(ep, lp), max_invalid=max_invalid)
+        # a stream invalid at more than WARN_INVALID_SHARE is a warning, as for a bag; over
+        # max_invalid the episode fails and nothing of it is written
+        check_invalid(Path(path), [ep], _valid_spans(ep, lp), max_invalid=max_invalid)
         land_episode(out, ep)
     except DatasetError as err:
         return BagResult(path, BagStatus.SKIPPED, str(err)) if 'already exists' in str(err) \

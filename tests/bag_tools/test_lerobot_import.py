@@ -4,6 +4,7 @@ hand-made messy files (list<float> vs fixed-size lists, stale totals, missing vi
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from pathlib import Path
 
@@ -274,3 +275,24 @@ def test_v21_videos_under_video_are_read_there(lerobot_data: Path, tmp_path: Pat
     (ep,) = Dataset.open(tmp_path / 'ds').episodes()
     assert ep.image_valid['cam_high'].all()
     assert 30 < ep.images['cam_high'].mean() < 220
+
+
+def test_an_episode_without_its_video_is_warned_about_by_stream(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """No video at all: the episode lands (no --max-invalid) but its camera stream, invalid at
+    every step, is a warning naming it -- as a bag's would be (issue 29, item 3); with
+    ``max_invalid`` the episode fails in one line and nothing of it is written."""
+    src = tmp_path / 'toy'
+    _write_v3(src, fixed=True)
+    shutil.rmtree(src / 'videos')
+    with caplog.at_level(logging.WARNING, logger='bag_tools.validity'):
+        result = import_lerobot(src, None, tmp_path / 'ds')
+    assert result.ok, [b.reason for b in result.bags]
+    lines = [r.getMessage() for r in caplog.records if r.name == 'bag_tools.validity']
+    assert lines
+    assert all('top' in line and '100%' in line for line in lines), lines
+    refused = import_lerobot(src, None, tmp_path / 'strict', max_invalid=0.5)
+    assert not refused.ok
+    assert all('over max_invalid 0.5' in b.reason for b in refused.bags), refused.bags
+    assert not (tmp_path / 'strict').exists() or not list(Dataset.open(
+        tmp_path / 'strict').episodes())
