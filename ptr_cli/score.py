@@ -58,6 +58,7 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     from bag_tools.trust import default_trust_path, write_score_report, write_trust
+    from ptr_core.devices import resolve_device
     from ptr_core.errors import ConfigError
     from ptr_core.threads import use_threads
     from ptr_core.weighting.trust import TrustConfig, score_datasets
@@ -67,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
         msg = f'--threads: {args.threads} is invalid; expected an integer >= 0'
         raise ConfigError(msg)
     use_threads(args.threads)
-    device = resolve_device(args.device)
+    device = resolve_device(args.device, what='--device')
     out = Path(args.out) if args.out else default_trust_path(args.datasets[0])
     report = Path(args.report) if args.report else None
     check_outputs(out, report, args.datasets)  # before the pass, not after it
@@ -104,34 +105,6 @@ def run(args: argparse.Namespace) -> int:
             'warnings': result.warnings,
         })
     return 0
-
-
-def resolve_device(name: str) -> Any:
-    """The ``torch.device`` that ``--device name`` asks for; refused in one line when it is not
-    a device or this machine cannot run on it (no CUDA, no such GPU)."""
-    import torch
-
-    from ptr_core.errors import ConfigError
-
-    if name == 'auto':
-        return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
-    try:
-        device = torch.device(name)
-    except RuntimeError as err:
-        msg = f'--device {name!r}: not a device; expected cpu, cuda, cuda:N or auto'
-        raise ConfigError(msg) from err
-    if device.type not in ('cpu', 'cuda'):
-        msg = f'--device {name!r}: ptr score runs on cpu or cuda (cuda:N) or auto'
-        raise ConfigError(msg)
-    if device.type == 'cuda' and not torch.cuda.is_available():
-        msg = (f'--device {name!r}: CUDA is not available on this machine (torch '
-               f'{torch.__version__}); use --device cpu or auto')
-        raise ConfigError(msg)
-    if device.type == 'cuda' and (device.index or 0) >= torch.cuda.device_count():
-        msg = (f'--device {name!r}: this machine has {torch.cuda.device_count()} CUDA '
-               'device(s); use cuda:0 .. cuda:N-1 or auto')
-        raise ConfigError(msg)
-    return device
 
 
 def check_outputs(out: Path, report: Path | None, datasets: list[str]) -> None:

@@ -16,15 +16,30 @@ from ptr_core.errors import ConfigError
 __all__ = ['Distributed', 'autocast', 'resolve_device', 'setup_distributed']
 
 
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+def resolve_device(name: str, local_rank: int = 0, *, what: str = 'device') -> torch.device:
+    """The ``torch.device`` that ``name`` (cpu, cuda, cuda:N, auto) asks for; ``auto`` and a
+    bare ``cuda`` take GPU ``local_rank``. Refused in one line, with ``what`` (the option's
+    name) first, when it is not a device, not cpu or cuda, or this machine cannot run on it."""
     if name == 'auto':
         return torch.device(f'cuda:{local_rank}' if torch.cuda.is_available() else 'cpu')
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError as err:
+        msg = f'{what} {name!r}: not a device; expected cpu, cuda, cuda:N or auto'
+        raise ConfigError(msg) from err
+    if device.type not in ('cpu', 'cuda'):
+        msg = f'{what} {name!r}: ptr runs on cpu or cuda (cuda:N) or auto'
+        raise ConfigError(msg)
     if device.type == 'cuda' and not torch.cuda.is_available():
-        msg = f'device: {name!r} requested but CUDA is not available'
+        msg = (f'{what} {name!r}: CUDA is not available on this machine (torch '
+               f'{torch.__version__}); use cpu or auto')
         raise ConfigError(msg)
     if device.type == 'cuda' and device.index is None:
         device = torch.device('cuda', local_rank)
+    if device.type == 'cuda' and (device.index or 0) >= torch.cuda.device_count():
+        msg = (f'{what} {name!r}: this machine has {torch.cuda.device_count()} CUDA '
+               'device(s); use cuda:0 .. cuda:N-1 or auto')
+        raise ConfigError(msg)
     return device
 
 
