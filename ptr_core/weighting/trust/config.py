@@ -26,7 +26,7 @@ class TrustConfig:
 
     folds: int = 3  # K scorer copies; episode i is scored by the copy of fold(i)
     in_sample: bool = False  # ablation: one scorer trained and scored on every episode
-    steps: int = 200  # updates of each scorer copy and probe up to 51,200 windows (scorer.training_steps)
+    steps: int = 200  # updates per scorer copy and probe, to 51,200 windows (training_steps)
     # scoring rounds: round r > 1 refits every copy with its training windows drawn by the
     # previous round's out-of-fold trust (the consequence model is learned from the episodes
     # that look good, so mislabeled ones stop shaping it); 1 = a single fit
