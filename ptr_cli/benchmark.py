@@ -10,7 +10,8 @@ Presets (ptr_sim/configs/): tiny (a minute; CI), quick (minutes), full (about 2 
 CPU), ablations (issue 11's ablation and baseline arms at full scale, one seed), floor (the
 trust floor and the oracle trust, one seed), mild (milder degradations; the calibration's
 anchor, one seed), hard (50% poor but correctly labelled operators), minority (10% experts),
-gpu (larger image policies, more seeds). --set split=test for reported tables. E.g.
+cameras_cpu (cameras only, 64x64, this CPU; not yet run), gpu (larger image policies, more
+seeds). --set split=test for reported tables. E.g.
   ptr benchmark --preset quick --set seeds=[0,1,2] --set posttrain_steps=800
 """
 
@@ -23,7 +24,7 @@ import time
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--preset', default='quick',
                         help='preset name (tiny, quick, full, ablations, floor, mild, hard, '
-                        'minority, gpu) or a YAML file (default: %(default)s)')
+                        'minority, cameras_cpu, gpu) or a YAML file (default: %(default)s)')
     parser.add_argument('--out', default=None, help='output folder (default: runs/bench_<preset>)')
     parser.add_argument('--set', dest='overrides', action='append', default=[],
                         metavar='KEY=VALUE', help='override a benchmark config key (repeatable)')
