@@ -68,6 +68,34 @@ def image_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 TinyConfig = Callable[..., TrainConfig]
 
+#: The trust tests' base policy: a flow head a few steps on a state set (only its encoder is read).
+BASE = [
+    'val_every=0', 'data.val_fraction=0.0', 'policy.chunk_length=4', 'policy.head=flow',
+    'policy.unet_dims=[16,32]', 'policy.time_embed_dim=16', 'policy.encoder.state_hidden=32',
+    'policy.encoder.context_dim=32', 'device=cpu',
+]
+TrainBase = Callable[..., Path]
+
+
+@pytest.fixture(scope='session')
+def train_base() -> TrainBase:
+    """``train_base(dataset, out, steps=4, batch_size=16, log_every=2, 'key=value', ...)`` →
+    the final checkpoint of a base trained ``steps`` steps on ``dataset`` (``BASE`` settings)."""
+    from ptr_core.trainer import train
+
+    def make(dataset: Path, out: Path, *extra: str, steps: int = 4, batch_size: int = 16,
+             log_every: int = 2) -> Path:
+        cfg = load_config(None, [
+            *BASE, f'data.datasets=[{str(dataset)!r}]', f'out_dir={str(out)!r}',
+            f'steps={steps}', f'save_every={steps}', f'batch_size={batch_size}',
+            f'log_every={log_every}', *extra,
+        ])
+        result = train(cfg)
+        assert result.final is not None
+        return result.final
+
+    return make
+
 
 @pytest.fixture
 def tiny_config() -> TinyConfig:

@@ -10,6 +10,7 @@ order, ``delayed_3`` the command of three steps earlier. Seeded: the same set on
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,6 @@ import pytest
 
 from bag_tools.dataset import Dataset, EpisodeData, write_episode
 from ptr_core.synthetic import robot_entry
-from ptr_core.trainer import train
 from ptr_core.weighting.trust import TrustConfig, score_datasets
 
 KINDS = ('expert', 'expert', 'shuffled', 'expert', 'expert', 'delayed_3')
@@ -89,24 +89,17 @@ def write_camera_dataset(root: Path, *, episodes: int = 24, length: int = 40,
 
 
 @pytest.fixture(scope='module')
-def camera_set(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+def camera_set(
+    tmp_path_factory: pytest.TempPathFactory, train_base: Callable[..., Path],
+) -> tuple[Path, Path]:
     """(dataset, base): the base is a few uniform steps of an image policy; only its frozen
     encoder (a conv trunk per camera) is read."""
-    from ptr_core.configuration import load_config
 
     root = tmp_path_factory.mktemp('cameras')
     data = write_camera_dataset(root / 'data')
-    cfg = load_config(None, [
-        f'data.datasets=[{str(data)!r}]', f'out_dir={str(root / "base")!r}', 'steps=4',
-        'batch_size=16', 'val_every=0', 'save_every=4', 'log_every=2',
-        'policy.chunk_length=4', 'data.val_fraction=0.0', 'data.image_shift=0',
-        'policy.head=flow', 'policy.unet_dims=[16,32]', 'policy.time_embed_dim=16',
-        'policy.encoder.channels=[8,16]', 'policy.encoder.image_feature_dim=16',
-        'policy.encoder.state_hidden=32', 'policy.encoder.context_dim=32', 'device=cpu',
-    ])
-    result = train(cfg)
-    assert result.final is not None
-    return data, result.final
+    return data, train_base(data, root / 'base', 'data.image_shift=0',
+                            'policy.encoder.channels=[8,16]',
+                            'policy.encoder.image_feature_dim=16')
 
 
 def test_the_consequence_holds_the_joint_steps_and_the_visual_embeddings_change(

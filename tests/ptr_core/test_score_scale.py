@@ -17,7 +17,6 @@ import torch
 from torch import Tensor
 
 from ptr_core.synthetic import make_synthetic_dataset
-from ptr_core.trainer import train
 from ptr_core.weighting.trust import TrustConfig
 from ptr_core.weighting.trust.features import EpisodeInfo, WindowFeatures
 from ptr_core.weighting.trust.scorer import (
@@ -156,24 +155,16 @@ def test_a_scorer_trained_on_more_windows_takes_more_steps(
 
 
 @pytest.fixture(scope='module')
-def scored_set(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+def scored_set(
+    tmp_path_factory: pytest.TempPathFactory, train_base: Callable[..., Path],
+) -> tuple[Path, Path]:
     """(dataset, base): a synthetic reach set and a base trained two steps."""
-    from ptr_core.configuration import load_config
 
     root = tmp_path_factory.mktemp('scale')
     data = root / 'data'
     make_synthetic_dataset(data, episodes=8, length=24, state_dim=3,
                            sources=['expert', 'noisy'], seed=3)
-    cfg = load_config(None, [
-        f'data.datasets=[{str(data)!r}]', f'out_dir={str(root / "base")!r}', 'steps=2',
-        'batch_size=8', 'val_every=0', 'save_every=2', 'log_every=1', 'data.chunk_length=4',
-        'data.val_fraction=0.0', 'policy.head=flow', 'policy.unet_dims=[16,32]',
-        'policy.time_embed_dim=16', 'policy.encoder.state_hidden=32',
-        'policy.encoder.context_dim=32', 'device=cpu',
-    ])
-    result = train(cfg)
-    assert result.final is not None
-    return data, result.final
+    return data, train_base(data, root / 'base', steps=2, batch_size=8, log_every=1)
 
 
 SMALL = ['--set', 'steps=5', '--set', 'folds=2', '--set', 'hidden=16', '--set',

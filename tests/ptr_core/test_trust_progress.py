@@ -14,6 +14,7 @@ Every recorded action is the executed one, so the consequence scorer sees nothin
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -22,9 +23,7 @@ import pytest
 import torch
 
 from bag_tools.dataset import Dataset, EpisodeData, write_episode
-from ptr_core.configuration import load_config
 from ptr_core.synthetic import robot_entry
-from ptr_core.trainer import train
 from ptr_core.weighting.trust import TrustConfig, score_datasets
 from ptr_core.weighting.trust.calibrate import auroc_length_controlled
 
@@ -80,20 +79,13 @@ def write_operators_dataset(root: Path, *, episodes: int = 30, seed: int = 0,
 
 
 @pytest.fixture(scope='module')
-def operators(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+def operators(
+    tmp_path_factory: pytest.TempPathFactory, train_base: Callable[..., Path],
+) -> tuple[Path, Path]:
     """(dataset, base checkpoint): the base is a few uniform steps, only its encoder is read."""
     root = tmp_path_factory.mktemp('progress')
     data = write_operators_dataset(root / 'data')
-    cfg = load_config(None, [
-        f'data.datasets=[{str(data)!r}]', f'out_dir={str(root / "base")!r}', 'steps=4',
-        'batch_size=16', 'val_every=0', 'save_every=4', 'log_every=2',
-        'policy.chunk_length=4', 'data.val_fraction=0.0', 'policy.head=flow',
-        'policy.unet_dims=[16,32]', 'policy.time_embed_dim=16',
-        'policy.encoder.state_hidden=32', 'policy.encoder.context_dim=32', 'device=cpu',
-    ])
-    result = train(cfg)
-    assert result.final is not None
-    return data, result.final
+    return data, train_base(data, root / 'base')
 
 
 def test_progress_ranks_poor_operators_below_experts_where_attribution_does_not(

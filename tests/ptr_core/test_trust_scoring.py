@@ -9,6 +9,7 @@ same for all three, so only the action-consequence relation can tell them apart.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -67,20 +68,13 @@ def write_labels_dataset(root: Path, *, episodes: int = 16, length: int = 40, di
 
 
 @pytest.fixture(scope='module')
-def labelled(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+def labelled(
+    tmp_path_factory: pytest.TempPathFactory, train_base: Callable[..., Path],
+) -> tuple[Path, Path]:
     """(dataset, base checkpoint): the base is a few uniform steps, only its encoder is read."""
     root = tmp_path_factory.mktemp('trust')
     data = write_labels_dataset(root / 'data')
-    cfg = load_config(None, [
-        f'data.datasets=[{str(data)!r}]', f'out_dir={str(root / "base")!r}', 'steps=4',
-        'batch_size=16', 'val_every=0', 'save_every=4', 'log_every=2', 'policy.chunk_length=4',
-        'data.val_fraction=0.0', 'policy.head=flow', 'policy.unet_dims=[16,32]',
-        'policy.time_embed_dim=16', 'policy.encoder.state_hidden=32',
-        'policy.encoder.context_dim=32', 'device=cpu',
-    ])
-    result = train(cfg)
-    assert result.final is not None
-    return data, result.final
+    return data, train_base(data, root / 'base')
 
 
 def test_mixture_accepts_two_groups_and_keeps_one_group_uniform() -> None:
