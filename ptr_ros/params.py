@@ -1,6 +1,6 @@
 """Node parameters: declared with descriptions and ranges, one line each, and read into typed,
-frozen dataclasses (``PolicyNodeParams``, defined rclpy-free in ``ptr_ros.settings`` and
-re-exported here) that the node keeps instead of loose values.
+frozen dataclasses (``PolicyNodeParams`` and the rest, defined rclpy-free in
+``ptr_ros.settings``) that the node keeps instead of loose values.
 
 Defaults are never empty lists: an empty list has no element type, and Humble's rclpy would
 declare it as a byte array, which a YAML list of strings then fails to override.
@@ -23,23 +23,14 @@ from ptr_ros.settings import (
     ExtraStateParams,
     PolicyNodeParams,
     RunnerParams,
-    served_rate_warnings,
 )
 
 __all__ = [
-    'DEFAULT_COMMAND_TOPICS',
-    'INTERFACES',
-    'TRANSPORTS',
-    'CameraParams',
-    'ExtraStateParams',
-    'PolicyNodeParams',
-    'RunnerParams',
     'declare',
     'declare_arm_group_topics',
     'declare_extra_action_topics',
     'declare_policy_params',
     'declare_runner_params',
-    'served_rate_warnings',
 ]
 
 def declare(

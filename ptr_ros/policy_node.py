@@ -38,16 +38,15 @@ from ptr_ros.conversions import message_class
 from ptr_ros.inference_process import ProcessRunner
 from ptr_ros.output import CommandOutput
 from ptr_ros.params import (
-    RunnerParams,
     declare,
     declare_arm_group_topics,
     declare_extra_action_topics,
     declare_policy_params,
     declare_runner_params,
-    served_rate_warnings,
 )
 from ptr_ros.run import run_node
 from ptr_ros.safety import NodeState, command_limits, load_action_limits
+from ptr_ros.settings import RunnerParams, served_rate_warnings
 
 __all__ = ['PolicyNode', 'main']
 
