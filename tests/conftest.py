@@ -9,6 +9,7 @@ inherited and which surfaced only as a hang in an unrelated DDP test.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import random
@@ -69,20 +70,67 @@ def _policy_name(policy: tuple[int, int]) -> str:
     return f'{names.get(policy[0], policy[0])} priority {policy[1]}'
 
 
+def _real_time_threads() -> dict[int, tuple[str, int, int]]:
+    """Every thread of this process running a real-time policy: tid -> (name, policy, priority).
+
+    Read from ``/proc/self/task/*/stat`` (fields 40 and 41): a thread another thread started
+    inherits its policy, so a real-time thread left behind spreads to every thread it starts
+    later (DDS's, OpenMP's, a spawned process's).
+    """
+    found: dict[int, tuple[str, int, int]] = {}
+    for task in Path('/proc/self/task').iterdir():
+        try:
+            stat = (task / 'stat').read_text()
+        except OSError:  # the thread ended while we looked
+            continue
+        name = stat[stat.index('(') + 1:stat.rindex(')')]
+        fields = stat[stat.rindex(')') + 2:].split()  # fields[0] is field 3, the state
+        priority, policy = int(fields[37]), int(fields[38])
+        if policy in (os.SCHED_FIFO, os.SCHED_RR):
+            found[int(task.name)] = (name, policy, priority)
+    return found
+
+
+_REAL_TIME_AT_START = _real_time_threads() if hasattr(os, 'sched_getscheduler') else {}
+
+
 @pytest.fixture(autouse=True)
 def _scheduling_unchanged() -> Iterator[None]:
-    """Fail a test that leaves this thread's scheduling policy changed, after restoring it."""
+    """Fail a test that leaves this thread's scheduling policy changed, after restoring it, or
+    leaves any thread of the process running real-time (a thread pool switched by a library)."""
     if not hasattr(os, 'sched_getscheduler'):  # not Linux
         yield
         return
-    before = _scheduling()
+    from bag_tools.lerobot.video import thread_scheduling
+
+    before, c_before = _scheduling(), thread_scheduling()
     yield
-    after = _scheduling()
+    after, c_after = _scheduling(), thread_scheduling()
     if after != before:
         os.sched_setscheduler(0, before[0], os.sched_param(before[1]))
         pytest.fail(f'this test left the test thread at {_policy_name(after)} (was '
                     f'{_policy_name(before)}); every later test and the processes it starts '
                     'would inherit it. Restored.', pytrace=False)
+    if c_after != c_before:
+        from bag_tools.lerobot.video import _set_thread_scheduling
+
+        _set_thread_scheduling(*c_before)
+        pytest.fail(f"this test left glibc's copy of the test thread's scheduling at "
+                    f'{_policy_name(c_after)} (was {_policy_name(c_before)}, the kernel shows '
+                    f"{_policy_name(after)}); threads started later (DDS's) would run at it. "
+                    'Restored.', pytrace=False)
+    # against the session's start, not this test's: a session fixture set up for this test runs
+    # before this fixture does, and what it leaves would otherwise never be anyone's
+    left = {tid: v for tid, v in _real_time_threads().items() if tid not in _REAL_TIME_AT_START}
+    if left:
+        for tid in left:
+            with contextlib.suppress(OSError):  # ended meanwhile
+                os.sched_setscheduler(tid, os.SCHED_OTHER, os.sched_param(0))
+        named = ', '.join(f'{name} ({_policy_name((policy, priority))})'
+                          for name, policy, priority in left.values())
+        pytest.fail(f'this test left {len(left)} thread(s) of the test process real-time: '
+                    f'{named}; threads they start inherit it. Set back to SCHED_OTHER.',
+                    pytrace=False)
 
 
 _OUR_PACKAGES = ('bag_tools', 'ptr_core', 'ptr_ros', 'ptr_sim', 'ptr_cli')

@@ -8,6 +8,7 @@ libdav1d/libaom, MPEG-4 part 2, vp9).
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 from collections.abc import Iterator
@@ -117,6 +118,41 @@ def _decode_span(
     return kept, np.asarray(times, np.float64)
 
 
+class _SchedParam(ctypes.Structure):
+    _fields_ = [('sched_priority', ctypes.c_int)]
+
+
+def _libc() -> Any:
+    libc = ctypes.CDLL(None)
+    libc.pthread_self.restype = ctypes.c_ulong
+    return libc
+
+
+def thread_scheduling() -> tuple[int, int]:
+    """The calling thread's policy and priority as the C library holds them.
+
+    glibc keeps its own copy beside the kernel's (set by ``pthread_setschedparam``, which
+    SVT-AV1 uses; ``os.sched_setscheduler`` changes only the kernel's). A thread this one starts
+    with inherited scheduling takes glibc's copy, and Fast DDS re-applies it explicitly to every
+    thread it starts, so a stale copy puts all of DDS at real-time even while the kernel shows
+    this thread back at normal priority."""
+    libc, policy, param = _libc(), ctypes.c_int(), _SchedParam()
+    err = libc.pthread_getschedparam(ctypes.c_ulong(libc.pthread_self()), ctypes.byref(policy),
+                                     ctypes.byref(param))
+    if err:
+        raise OSError(err, os.strerror(err))
+    return policy.value, param.sched_priority
+
+
+def _set_thread_scheduling(policy: int, priority: int) -> None:
+    """Set the calling thread's policy in the kernel and in glibc's copy (thread_scheduling)."""
+    libc = _libc()
+    err = libc.pthread_setschedparam(ctypes.c_ulong(libc.pthread_self()), policy,
+                                     ctypes.byref(_SchedParam(priority)))
+    if err:
+        raise OSError(err, os.strerror(err))
+
+
 @contextmanager
 def keep_scheduling() -> Iterator[None]:
     """Restore the calling thread's scheduling policy and priority on exit.
@@ -125,7 +161,9 @@ def keep_scheduling() -> Iterator[None]:
     has the permission (root, as in containers and on many robot computers), and never switches
     back: afterwards that thread, and every process it starts (DDP ranks, nodes), runs above the
     kernel's own work. Seen here: two DDP ranks at FIFO 99 spinning on 2 cores, the allreduce
-    threads starved, a 20 s test hung for 15 min. Every encoder call goes through this."""
+    threads starved, a 20 s test hung for 15 min; and, when only the kernel's view was restored,
+    every DDS thread rclpy started later in the process at FIFO 99 (glibc's copy, see
+    ``thread_scheduling``). Both views are restored. Every encoder call goes through this."""
     if not hasattr(os, 'sched_getscheduler'):  # not Linux
         yield
         return
@@ -133,8 +171,10 @@ def keep_scheduling() -> Iterator[None]:
     try:
         yield
     finally:
-        if (os.sched_getscheduler(0), os.sched_getparam(0)) != (policy, param):
-            os.sched_setscheduler(0, policy, param)
+        wanted = (policy, param.sched_priority)
+        if (os.sched_getscheduler(0), os.sched_getparam(0)) != (policy, param) or \
+                thread_scheduling() != wanted:
+            _set_thread_scheduling(*wanted)
 
 
 @dataclass

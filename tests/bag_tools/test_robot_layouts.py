@@ -435,7 +435,7 @@ def test_av1_encoding_leaves_the_thread_scheduling_alone(tmp_path: Path) -> None
     import subprocess
     import sys
 
-    from bag_tools.lerobot.video import VideoEncoder
+    from bag_tools.lerobot.video import VideoEncoder, thread_scheduling
 
     raw = subprocess.run([sys.executable, '-c', _RAW_SVT, str(tmp_path / 'raw.mkv')],
                          capture_output=True, text=True, check=True, timeout=120)
@@ -448,4 +448,5 @@ def test_av1_encoding_leaves_the_thread_scheduling_alone(tmp_path: Path) -> None
         enc.add(np.full((64, 64, 3), 20 * k, np.uint8))
     enc.close()
     assert (os.sched_getscheduler(0), os.sched_getparam(0)) == (policy, param)
+    assert thread_scheduling() == (policy, param.sched_priority)  # glibc's copy too
     assert (tmp_path / 'enc.mp4').stat().st_size > 0
