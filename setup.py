@@ -20,7 +20,7 @@ if int(setuptools.__version__.split('.')[0]) < 61:
         'packages': find_packages(
             include=['bag_tools*', 'ptr_core*', 'ptr_ros*', 'ptr_sim*', 'ptr_cli*'],
         ),
-        'package_data': {'ptr_sim': ['configs/*.yaml']},
+        'package_data': {'ptr_sim': ['configs/*.yaml'], 'ptr_cli': ['report_page/assets/*']},
         'entry_points': {
             'console_scripts': [
                 'ptr = ptr_cli.main:main',

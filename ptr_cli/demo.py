@@ -85,6 +85,6 @@ def _print_results(result: DemoResult, ros_seconds: float) -> None:
     if checkpoint is not None:
         print(f'checkpoint: {checkpoint}  (serve it: ros2 run ptr policy_node --ros-args '
               f'-p checkpoint:={checkpoint} -p robot:={result.robot})')
-        from bag_tools.report import write_report  # the dataset + training report page
+        from ptr_cli.report_page import write_report  # the dataset + training report page
 
         print(f'report:     {write_report(out / "report", run=checkpoint)}  (open in a browser)')

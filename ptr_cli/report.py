@@ -17,7 +17,7 @@ import argparse
 from pathlib import Path
 
 from bag_tools.dataset import MANIFEST
-from bag_tools.report import ReportError, find_run, write_report
+from ptr_cli.report_page import ReportError, find_run, write_report
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

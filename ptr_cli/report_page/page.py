@@ -1,12 +1,13 @@
 """The report page: one static HTML file, CSS and JS inline, images as data URIs, no network.
 
 The page's skeleton, style and script live in ``assets/`` (``body.html``, ``report.css``,
-``report.js``) and are inlined into every page. The collected data (``bag_tools.report.collect``)
-is embedded as JSON in a ``<script type="application/json">`` block; the script builds the table
-(sort by any column, filter by text and robot), draws the plots on ``<canvas>`` and shows an
-episode's detail when its row is clicked. When everything is drawn it sets
-``document.body.dataset.rendered`` to the number of canvases drawn (what the browser test reads).
-The head's ``GENERATOR_TAG`` marks the page as ptr's own (``write_report`` replaces nothing else).
+``report.js``) and are inlined into every page. The collected data
+(``ptr_cli.report_page.collect``) is embedded as JSON in a ``<script type="application/json">``
+block; the script builds the table (sort by any column, filter by text and robot), draws the
+plots on ``<canvas>`` and shows an episode's detail when its row is clicked. When everything
+is drawn it sets ``document.body.dataset.rendered`` to the number of canvases drawn (what the
+browser test reads). The head's ``GENERATOR_TAG`` marks the page as ptr's own
+(``write_report`` replaces nothing else).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The dataset report page: one self-contained static HTML file (``ptr report``).
+"""The report page: one self-contained static HTML file (``ptr report``).
 
 ``write_report(out_dir, datasets=[...], trust=..., run=...)`` writes ``out_dir/index.html``:
 an episode table that sorts and filters, thumbnails per camera, state/action plots per episode,
@@ -17,8 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from bag_tools.fileio import read_head
-from bag_tools.report.collect import ReportError, collect_datasets, collect_training, find_run
-from bag_tools.report.page import GENERATOR_TAG, render_page
+from ptr_cli.report_page.collect import (
+    ReportError,
+    collect_datasets,
+    collect_training,
+    find_run,
+)
+from ptr_cli.report_page.page import GENERATOR_TAG, render_page
 
 __all__ = ['REPORT_FILE', 'ReportError', 'build_report', 'find_run', 'write_report']
 

@@ -18,9 +18,9 @@ from browser import Chromium, chromium_binary
 from camerabags import EPISODES, camera_dataset, trust_for
 
 from bag_tools.dataset import Dataset
-from bag_tools.report import build_report, write_report
 from bag_tools.trust import TrustError
 from ptr_cli.main import main
+from ptr_cli.report_page import build_report, write_report
 
 FIRST_TRUST = 'document.querySelector(\'#episodes tbody tr td[data-col="trust"]\').textContent'
 NEEDS_CHROMIUM = pytest.mark.skipif(

@@ -1,8 +1,8 @@
 """What the report page shows, gathered from datasets, a trust file and a training run.
 
-Everything here is plain data (JSON-ready dicts); ``bag_tools.report.page`` renders it. Arrays are
-downsampled for plotting (at most ``MAX_POINTS`` per series) and thumbnails are small JPEGs as
-data URIs, so a page for hundreds of episodes stays a few MB.
+Everything here is plain data (JSON-ready dicts); ``ptr_cli.report_page.page`` renders it.
+Arrays are downsampled for plotting (at most ``MAX_POINTS`` per series) and thumbnails are small
+JPEGs as data URIs, so a page for hundreds of episodes stays a few MB.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from browser import Chromium, chromium_binary
 from bag_tools.dataset_summary import format_sync, summarize_dataset
 from bag_tools.ingest import BagStatus, ingest
 from bag_tools.profile import RobotProfile
-from bag_tools.report import build_report, write_report
+from ptr_cli.report_page import build_report, write_report
 
 T0 = 1_700_000_000_000_000_000
 J7 = [f'joint{i}' for i in range(1, 8)]
