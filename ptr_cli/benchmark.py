@@ -32,6 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help='only write the report from the cells finished so far in OUT')
     parser.add_argument('--workers', type=int, default=None,
                         help="parallel training processes (default: the preset's)")
+    parser.add_argument('--device', default=None, metavar='DEVICE',
+                        help='cpu | cuda | cuda:N | auto: where every training run and trust '
+                        "scoring runs (default: the preset's; sets device=)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -50,6 +53,8 @@ def run(args: argparse.Namespace) -> int:
     overrides = list(args.overrides)
     if args.workers is not None:
         overrides.append(f'workers={args.workers}')
+    if args.device is not None:
+        overrides.append(f'device={args.device}')
     cfg = load_benchmark_config(args.preset, overrides)
     out = Path(args.out or f'runs/bench_{cfg.name}')
     t0 = time.monotonic()

@@ -83,6 +83,9 @@ class BenchmarkConfig:
     execute: int = 4  # actions executed per predicted chunk
     workers: int = 1  # parallel training/evaluation processes
     threads: int = 1  # torch threads per process
+    # where every training run and every trust scoring runs: cpu | cuda | cuda:N | auto (CUDA
+    # when present); '' leaves training to train_config/train_overrides and scores on the CPU
+    device: str = ''
 
     def __post_init__(self) -> None:
         def need(cond: bool, key: str, want: str) -> None:
@@ -130,6 +133,8 @@ class BenchmarkConfig:
              'control_methods', f'a subset of the methods {sorted(known)}')
         need(bool(self.seeds), 'seeds', 'a non-empty list')
         need(self.split in SPLITS, 'split', ' | '.join(SPLITS))
+        need(self.device in ('', 'cpu', 'cuda', 'auto') or self.device.startswith('cuda:'),
+             'device', "cpu | cuda | cuda:N | auto (or '': the train config's)")
         for key in ('pretrain_steps', 'posttrain_steps', 'eval_episodes', 'eval_max_steps',
                     'execute', 'workers', 'threads', 'record_max_steps'):
             need(getattr(self, key) >= 1, key, 'an integer >= 1')

@@ -47,7 +47,8 @@ def _train_fingerprint(cfg: BenchmarkConfig, steps: int) -> list[Any]:
     path = Path(cfg.train_config)
     path = path if path.is_absolute() else REPO / path
     text = path.read_text() if path.is_file() else str(path)
-    return [hashlib.sha256(text.encode()).hexdigest(), list(cfg.train_overrides), steps]
+    overrides = list(cfg.train_overrides) + ([f'device={cfg.device}'] if cfg.device else [])
+    return [hashlib.sha256(text.encode()).hexdigest(), overrides, steps]
 
 
 def _data_plan(data: Path | None) -> str | None:

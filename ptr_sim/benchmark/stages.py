@@ -42,6 +42,11 @@ from ptr_sim.setups import get_setup
 log = logging.getLogger('ptr_sim.benchmark')
 
 
+def _device_override(cfg: BenchmarkConfig) -> list[tuple[str, str]]:
+    """The run's ``device`` (the benchmark's ``device`` key wins over train_overrides)."""
+    return [('device', cfg.device)] if cfg.device else []
+
+
 def _train_config(cfg: BenchmarkConfig, out_dir: Path, *, datasets: Sequence[Path], head: str,
                   steps: int, seed: int, method: MethodSpec, threads: int = 0) -> Any:
     import yaml
@@ -55,7 +60,7 @@ def _train_config(cfg: BenchmarkConfig, out_dir: Path, *, datasets: Sequence[Pat
     apply_overrides(data, [  # values, not YAML text: a folder may hold ': ' or quotes
         *cfg.train_overrides, ('out_dir', str(out_dir)), ('steps', steps),
         ('policy.head', head), ('seed', seed), ('save_every', steps),
-        ('threads', threads or cfg.threads),
+        ('threads', threads or cfg.threads), *_device_override(cfg),
     ])
     data.setdefault('data', {})['datasets'] = [str(d) for d in datasets]
     if method.weighter == 'trust':  # trust is the data's: drawn (or loss-weighted) by the file
@@ -226,7 +231,7 @@ def _trust_file(cfg: BenchmarkConfig, out: Path, cell: Cell,
     if options.get('base') == 'uniform':  # the demo: no pretraining stage
         scorer_base = str(out / 'runs' / Cell(cell.task, cell.head, MethodSpec(
             'uniform', 'uniform'), cell.seed, cell.data).key / 'final')
-    return _score_trust(out, cell, scorer_base)
+    return _score_trust(out, cell, scorer_base, device=cfg.device)
 
 
 def _evaluate_cell(cfg: BenchmarkConfig, cell: Cell,

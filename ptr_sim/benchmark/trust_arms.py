@@ -27,11 +27,15 @@ def _trust_fields(trust: dict[str, Any]) -> dict[str, Any]:
             'trust_file': trust['file']}
 
 
-def _score_trust(out: Path, cell: Cell, base: str | None) -> tuple[Path, dict[str, Any]]:
+def _score_trust(out: Path, cell: Cell, base: str | None, *,
+                 device: str = '') -> tuple[Path, dict[str, Any]]:
     """The cell's trust file: ``ptr score`` on its data with the base of its head, seeded by
-    the cell's seed; computed once per (task, data, head, options, seed), shared by the arms
-    that apply it differently (a lock file keeps two workers from scoring it twice)."""
+    the cell's seed, on the benchmark's ``device`` (the CPU when none is set); computed once per
+    (task, data, head, options, seed), shared by the arms that apply it differently (a lock file
+    keeps two workers from scoring it twice). The device changes the scores only by float
+    rounding, so it is not part of the file's key."""
     from bag_tools.trust import write_trust
+    from ptr_core.devices import resolve_device
     from ptr_core.weighting.trust import TrustConfig, score_datasets
 
     if base is None or not (Path(base) / 'config.json').exists():
@@ -56,7 +60,8 @@ def _score_trust(out: Path, cell: Cell, base: str | None) -> tuple[Path, dict[st
         try:
             t0 = time.monotonic()
             res = score_datasets([cell.data_dir(out)], init=base,
-                                 config=TrustConfig.from_mapping(opts))
+                                 config=TrustConfig.from_mapping(opts),
+                                 device=resolve_device(device or 'cpu', what='benchmark device'))
             write_trust(file, res.trust)
             _json(report, {
                 'file': str(file), 'options': opts, 'scoring_s': time.monotonic() - t0,

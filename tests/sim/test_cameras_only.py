@@ -81,3 +81,36 @@ def test_cameras_cpu_preset_is_cameras_only() -> None:
     assert set(cfg.tasks) <= {'push-v3', 'pick-place-v3'}  # goals drawn in the images
     assert 'data.image_shift=4' in cfg.train_overrides
     assert cfg.workers == 2
+
+
+def test_gpu_preset_is_the_cameras_only_setting_at_full_size() -> None:
+    """Issue 27: the gpu preset trains the same observations as cameras_cpu (setup c), larger,
+    on one CUDA device with bf16 and torch.compile, its trust scored on that device."""
+    small, cfg = load_benchmark_config('cameras_cpu'), load_benchmark_config('gpu')
+    assert cfg.setups == small.setups == ('c',)
+    assert cfg.images
+    assert cfg.image_size > small.image_size
+    assert set(cfg.tasks) == set(small.tasks)
+    assert not set(cfg.pretrain_tasks) & set(cfg.tasks)
+    assert cfg.device == 'cuda'
+    assert {'amp=bf16', 'compile=true'} <= set(cfg.train_overrides)
+    assert set(cfg.heads) == {'flow', 'diffusion'}
+    assert len(cfg.seeds) >= 3
+
+
+def test_the_benchmark_device_reaches_every_training_run(tmp_path: Path) -> None:
+    """``device`` (``ptr benchmark --device``) wins over the preset's train_overrides and keys
+    the cell cache; '' (every preset but gpu) leaves both as they were."""
+    from ptr_sim.benchmark.cache import _train_fingerprint
+    from ptr_sim.benchmark.stages import _train_config
+
+    plain = load_benchmark_config('cameras_cpu')
+    assert plain.device == ''
+    method = plain.methods[0]
+    args = {'datasets': [tmp_path], 'head': 'flow', 'steps': 5, 'seed': 0, 'method': method}
+    assert _train_config(plain, tmp_path, **args).device == 'cpu'  # its train_overrides'
+    auto = load_benchmark_config('cameras_cpu', ['device=auto'])
+    assert _train_config(auto, tmp_path, **args).device == 'auto'
+    assert _train_fingerprint(auto, 5) != _train_fingerprint(plain, 5)
+    with pytest.raises(ConfigError, match='device'):
+        load_benchmark_config('tiny', ['device=tpu'])
