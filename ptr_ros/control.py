@@ -26,7 +26,7 @@ from bag_tools.profile import RobotProfile
 from ptr_core.errors import PtrError
 from ptr_core.history import ObservationHistory
 from ptr_core.inference import ChunkExecutor
-from ptr_ros.cadence import CadenceReport, horizon_warning, period_jitter
+from ptr_ros.cadence import CadenceLog, CadenceReport, horizon_warning, period_jitter
 from ptr_ros.observations import ObservationStore, state_sources
 from ptr_ros.safety import (
     CommandLimiter,
@@ -67,7 +67,8 @@ class ControlLoop:
     def __init__(self, runner: Any, robot: str, profile: RobotProfile, params: PolicyNodeParams,
                  *, limits: tuple[FloatArray, FloatArray], channels: dict[str, int],
                  publish: Callable[[FloatArray, float], None], log: Logger,
-                 changed: Callable[[], None] = lambda: None, model: Any = None) -> None:
+                 changed: Callable[[], None] = lambda: None, model: Any = None,
+                 checkpoint: str = '', node: str = '') -> None:
         self.runner, self.robot, self.profile, self.params = runner, robot, profile, params
         self.model = model or runner  # what infers: the runner, or a ProcessRunner of it
         self.action_names = list(profile.action_names)
@@ -93,7 +94,8 @@ class ControlLoop:
         self._horizon_logged = self._error_logged = -np.inf
         self.latency = {k: LatencyWindow() for k in (
             'inference_ms', 'obs_to_ready_ms', 'obs_to_command_ms', 'state_age_ms')}
-        self.cadence = CadenceReport(1.0 / params.rate_hz)
+        self.cadence = CadenceReport(1.0 / params.rate_hz, params.cadence_window_s,
+                                     log=self._cadence_log(checkpoint, node))
         self.commands_published = self.chunks_received = 0
         # In a thread, inference yields the CPU (nice +5); waiting on a child process, the thread
         # only takes results, and under control_priority it must not hold the GIL or the lock
@@ -155,6 +157,7 @@ class ControlLoop:
             self.limiter.hold()  # the next command ramps in from the measured position
             self._unused_chunks.clear()
             self.publish_stamps.clear()
+            self.cadence.hold()  # the pause is no publish period
             self.state, self.reason = self.gate.evaluate(time.monotonic()).state, why
 
     # -- the tick -------------------------------------------------------------------------
@@ -307,7 +310,19 @@ class ControlLoop:
             self.log.warning(warning)
         return warning
 
+    def _cadence_log(self, checkpoint: str, node: str) -> CadenceLog | None:
+        """The ``cadence_log`` file's writer (None: off), told the executed horizon."""
+        p = self.params
+        if not p.cadence_log:
+            return None
+        horizon = p.points / p.rate_hz if p.interface == 'trajectory' else None
+        return CadenceLog(p.cadence_log, period_s=1.0 / p.rate_hz, window_s=p.cadence_window_s,
+                          horizon_s=horizon, checkpoint=checkpoint, node=node,
+                          warn=self.log.warning)
+
     def close(self) -> None:
+        """Write the cadence window in progress, stop inference."""
+        self.cadence.close()
         self.worker.close()
         if self.model is not self.runner and hasattr(self.model, 'close'):
             self.model.close()

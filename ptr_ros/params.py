@@ -93,7 +93,8 @@ def declare_policy_params(
     """Declare the control and observation parameters; defaults come from ``profile`` and the
     policy's ``chunk_length`` (K = L / 2)."""
     control = _declare_control(node, profile, chunk_length)
-    return PolicyNodeParams(**control, **_declare_observations(node, profile))
+    return PolicyNodeParams(**control, **_declare_observations(node, profile),
+                            **_declare_reporting(node))
 
 
 def _declare_control(node: Node, p: RobotProfile, chunk_length: int) -> dict[str, Any]:
@@ -150,8 +151,19 @@ def _declare_control(node: Node, p: RobotProfile, chunk_length: int) -> dict[str
         'control_priority': declare(node, 'control_priority', 0, 'SCHED_FIFO priority of the '
                                     'control thread (1-99; needs CAP_SYS_NICE); 0: normal.',
                                     lo=0, hi=99),
+    }
+
+
+def _declare_reporting(node: Node) -> dict[str, Any]:
+    return {
         'diagnostics_rate_hz': declare(node, 'diagnostics_rate_hz', 2.0,
                                        '/diagnostics rate (Hz).', lo=0.1, hi=100.0),
+        'cadence_log': declare(node, 'cadence_log', '', 'A file each cadence window is '
+                               'appended to as one JSON line (ptr report --cadence); '
+                               'empty: off.'),
+        'cadence_window_s': declare(node, 'cadence_window_s', 60.0, 'Window of the cadence '
+                                    'report, in diagnostics and the cadence log (s).',
+                                    lo=0.1, hi=86400.0),
     }
 
 

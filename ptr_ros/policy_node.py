@@ -126,7 +126,8 @@ class PolicyNode(LifecycleNode):
         self.control = ControlLoop(
             runner, robot, profile, p, limits=(self.lower, self.upper),
             channels=dict(entry.get('image_channels', {})), publish=self._publish_command,
-            log=self.get_logger(), changed=self._publish_diagnostics, model=model)
+            log=self.get_logger(), changed=self._publish_diagnostics, model=model,
+            checkpoint=load.checkpoint, node=self.get_fully_qualified_name())
         self.get_logger().info(f'warm-up inference took {self.control.warm_up():.3f} s')
         self._timer = self.create_timer(1.0 / p.diagnostics_rate_hz, self._publish_diagnostics)
         self.get_logger().info(
@@ -154,6 +155,8 @@ class PolicyNode(LifecycleNode):
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._hold('deactivated: holding')
+        if self.control is not None:  # the cadence log gets the window in progress
+            self.control.cadence.end_window(time.monotonic())
         return self._entered('inactive')
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:

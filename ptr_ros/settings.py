@@ -84,6 +84,8 @@ class PolicyNodeParams:
     action_limits_file: str = ''  # YAML name: [lower, upper] for actions (ptr_ros.safety)
     allow_rate_mismatch: bool = False  # serve at a rate other than the training rate
     control_priority: int = 0  # SCHED_FIFO priority of the control thread; 0: normal
+    cadence_log: str = ''  # a JSON-lines file each cadence window is appended to; '': off
+    cadence_window_s: float = 60.0  # the cadence report's window (diagnostics, log)
 
     def __post_init__(self) -> None:
         if self.interface not in INTERFACES:
