@@ -19,11 +19,13 @@ from bag_tools.errors import BagToolsError
 __all__ = ['read_head', 'read_json', 'read_yaml', 'write_atomic']
 
 
-def _text(path: Path, what: str, error: type[Exception]) -> str:
+def _text(path: Path, what: str, error: type[Exception], missing: str = '') -> str:
     cause: Exception
     try:
         return path.read_text(encoding='utf-8')
     except FileNotFoundError as err:
+        if missing:
+            raise error(missing) from err
         reason, cause = 'no such file', err
     except IsADirectoryError as err:
         reason, cause = 'a folder, not a file', err
@@ -58,11 +60,12 @@ def read_head(path: str | Path, size: int = 4096) -> bytes | None:
 
 
 def read_json(path: str | Path, what: str = 'JSON file', *, want: type | None = dict,
-              error: type[Exception] = BagToolsError) -> Any:
+              error: type[Exception] = BagToolsError, missing: str = '') -> Any:
     """The parsed JSON of ``path`` (``what`` names it in errors), a ``want`` at the top level
-    (None: anything)."""
+    (None: anything); ``missing``, when given, is the whole message for a file that is not
+    there (what to do about it)."""
     path = Path(path)
-    text = _text(path, what, error)
+    text = _text(path, what, error, missing)
     try:
         data = json.loads(text)
     except (ValueError, RecursionError) as err:

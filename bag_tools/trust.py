@@ -49,7 +49,7 @@ import numpy.typing as npt
 
 from bag_tools.dataset import MANIFEST, Dataset
 from bag_tools.errors import BagToolsError
-from bag_tools.fileio import read_head, write_atomic
+from bag_tools.fileio import read_head, read_json, write_atomic
 
 __all__ = [
     'DROP_TRUST',
@@ -489,15 +489,6 @@ def _write_atomic(path: Path, text: str, what: str) -> Path:
 def read_trust(path: str | Path) -> TrustFile:
     """Read and validate a trust file; every error names ``path``."""
     path = Path(path)
-    try:
-        obj = json.loads(path.read_text())
-    except FileNotFoundError as err:
-        msg = f'{path}: no such trust file (write one with `ptr score`)'
-        raise TrustError(msg) from err
-    except (OSError, ValueError, RecursionError) as err:
-        msg = f'{path}: not a readable JSON trust file: {" ".join(str(err).split())[:200]}'
-        raise TrustError(msg) from err
-    if not isinstance(obj, dict):
-        msg = f'{path}: not a trust file (top level is not an object)'
-        raise TrustError(msg)
+    obj = read_json(path, 'trust file', error=TrustError,
+                    missing=f'{path}: no such trust file (write one with `ptr score`)')
     return TrustFile.from_json(obj, source=str(path))

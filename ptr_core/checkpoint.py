@@ -52,7 +52,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from bag_tools.errors import DatasetError
-from bag_tools.fileio import write_atomic
+from bag_tools.fileio import read_json, write_atomic
 from bag_tools.lifetime import pid_alive
 from bag_tools.robots import RobotEntry, read_robot, robot_record, shared_image_size
 from ptr_core.configuration import SCHEMA_VERSION, TrainConfig, from_dict, to_dict
@@ -183,14 +183,8 @@ def _load_tensors(file: Path) -> dict[str, Tensor]:
 
 def read_json_file(file: Path) -> Any:
     """A checkpoint's JSON file; unreadable or malformed is a ``CheckpointError`` naming it."""
-    try:
-        return json.loads(file.read_text())
-    except FileNotFoundError as err:
-        msg = f'{file.parent}: not a ptr checkpoint (no {file.name})'
-        raise CheckpointError(msg) from err
-    except (OSError, ValueError, RecursionError) as err:
-        msg = f'{file}: unreadable JSON: {err}'
-        raise CheckpointError(msg) from err
+    return read_json(file, 'checkpoint JSON file', want=None, error=CheckpointError,
+                     missing=f'{file.parent}: not a ptr checkpoint (no {file.name})')
 
 
 # -- saving ---------------------------------------------------------------------------------
