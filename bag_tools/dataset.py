@@ -58,6 +58,7 @@ import numpy as np
 import numpy.typing as npt
 
 from bag_tools.errors import DatasetError
+from bag_tools.fileio import read_json
 from bag_tools.lifetime import pid_alive
 from bag_tools.lock import LOCK_NAME, refuse_if_busy, writer_lock
 from bag_tools.robots import RobotEntry, read_robot, robot_record
@@ -195,12 +196,9 @@ class Episode:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        try:
-            self.meta: dict[str, Any] = json.loads((path / 'meta.json').read_text())
-        except (OSError, ValueError, RecursionError) as err:
-            msg = f'{path}: unreadable episode meta.json: {err}'
-            raise DatasetError(msg) from err
-        if not isinstance(self.meta, dict) or 'id' not in self.meta or 'robot' not in self.meta:
+        self.meta: dict[str, Any] = read_json(path / 'meta.json', 'episode meta.json',
+                                              error=DatasetError)
+        if 'id' not in self.meta or 'robot' not in self.meta:
             msg = f'{path}: meta.json lacks id or robot'
             raise DatasetError(msg)
         self.id: str = check_episode_id(self.meta['id'], where=str(path / 'meta.json'))
@@ -564,12 +562,8 @@ class Dataset:
         if not file.is_file():
             msg = f'{root}: not a ptr dataset (no {MANIFEST})'
             raise DatasetError(msg)
-        try:
-            manifest: Manifest = json.loads(file.read_text())
-        except (OSError, ValueError, RecursionError) as err:
-            msg = f'{file}: not valid JSON: {err}'
-            raise DatasetError(msg) from err
-        version = manifest.get('schema_version') if isinstance(manifest, dict) else None
+        manifest: Manifest = read_json(file, 'dataset manifest', error=DatasetError)
+        version = manifest.get('schema_version')
         if version != SCHEMA_VERSION:
             msg = f'{file}: schema_version {version!r}, this ptr reads {SCHEMA_VERSION}'
             raise DatasetError(msg)
