@@ -111,6 +111,7 @@ class _Window:
         self.last = last  # the previous publication (monotonic s); None after a hold
         self.published = 0
         self.overruns = 0
+        self.end = -math.inf  # the newest sample's time (monotonic s)
 
     def add(self, key: str, ms: float) -> None:
         self.sums[key] += ms
@@ -141,6 +142,7 @@ class CadenceReport:
             # a gap across the boundary counts in the new window
             self._last, self._current = self._current, _Window(self._current.last)
             self._started = now
+        self._current.end = max(self._current.end, now)
         return self._current
 
     def add(self, key: str, seconds: float, now: float) -> None:
@@ -169,17 +171,17 @@ class CadenceReport:
         with self._lock:
             self._roll(now).overruns += ticks
 
-    def end_window(self, now: float) -> None:
-        """End the window in progress at ``now`` (the node deactivates or stops): the log gets
-        it, marked incomplete, and the next sample starts a new window."""
+    def end_window(self) -> None:
+        """End the window in progress at its newest sample (the node deactivates or stops): the
+        log gets it, marked incomplete, and the next sample starts a new window."""
         with self._lock:
             if self._started is not None and self.log is not None:
-                self.log.put(self._current, self._started, now, complete=False)
+                self.log.put(self._current, self._started, self._current.end, complete=False)
             self._current, self._started = _Window(), None
 
     def close(self) -> None:
         """End the window in progress and close the log (its last lines written)."""
-        self.end_window(time.monotonic())
+        self.end_window()
         if self.log is not None:
             self.log.close()
 

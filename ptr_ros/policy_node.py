@@ -156,7 +156,7 @@ class PolicyNode(LifecycleNode):
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._hold('deactivated: holding')
         if self.control is not None:  # the cadence log gets the window in progress
-            self.control.cadence.end_window(time.monotonic())
+            self.control.cadence.end_window()
         return self._entered('inactive')
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
