@@ -3,7 +3,8 @@
 ``write_report(out_dir, datasets=[...], trust=..., run=...)`` writes ``out_dir/index.html``:
 an episode table that sorts and filters, thumbnails per camera, state/action plots per episode,
 trust per episode and per source, the episodes to look at first and, for a training run, its
-curves and diagnostics. No torch: datasets are read with numpy, runs from their JSON files.
+curves and diagnostics; with ``cadence=``, a policy node's cadence log (``ptr_ros.cadence``).
+No torch: datasets are read with numpy, runs and cadence logs from their JSON files.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 from bag_tools.fileio import read_head
 from ptr_cli.report_page.collect import (
     ReportError,
+    collect_cadence,
     collect_datasets,
     collect_training,
     find_run,
@@ -37,12 +39,14 @@ def build_report(
     *,
     trust: str | Path | None = None,
     run: str | Path | None = None,
+    cadence: str | Path | None = None,
     max_details: int = 200,
 ) -> str:
     """The page's HTML for ``datasets`` (and/or a training ``run``; its datasets are added
     when they exist and none are given, and the trust file it trained with when ``trust`` is
-    not given and that file still matches the datasets)."""
+    not given and that file still matches the datasets), with the ``cadence`` log's section."""
     training = collect_training(run) if run is not None else None
+    timing = collect_cadence(cadence) if cadence is not None else None  # read before the rest
     paths = list(datasets)
     if not paths and training is not None:
         paths = [p for p in training['datasets'] if (Path(p) / 'manifest.json').is_file()]
@@ -59,6 +63,7 @@ def build_report(
     if data is None:
         data = collect_datasets(paths, trust=tf, max_details=max_details)
     data['training'] = training
+    data['cadence'] = timing
     names = ', '.join(str(p) for p in paths) or 'no dataset'
     title = f'ptr report: {Path(str(run)).name if run is not None else names}'
     now = datetime.now(timezone.utc).isoformat(timespec='seconds')

@@ -1,6 +1,7 @@
 """What the report page shows, gathered from datasets, a trust file and a training run.
 
 Everything here is plain data (JSON-ready dicts); ``ptr_cli.report_page.page`` renders it.
+A policy node's cadence log is read with ``ptr_ros.cadence`` (rclpy-free, no torch).
 Arrays are downsampled for plotting (at most ``MAX_POINTS`` per series) and thumbnails are small
 JPEGs as data URIs, so a page for hundreds of episodes stays a few MB.
 """
@@ -20,10 +21,12 @@ import numpy.typing as npt
 
 from bag_tools.dataset import MANIFEST, Dataset, Episode
 from bag_tools.errors import BagToolsError
+from ptr_ros.cadence import CadenceWindow, read_cadence_log
 
 __all__ = [
     'MAX_POINTS',
     'ReportError',
+    'collect_cadence',
     'collect_datasets',
     'collect_training',
     'find_run',
@@ -34,6 +37,7 @@ MAX_POINTS = 160  # per plotted series
 THUMBS = 6  # frames per camera strip
 THUMB_HEIGHT = 64  # px
 LOW_TRUST = 0.5  # an episode below this trust is listed under "look at these first"
+MAX_CADENCE_WINDOWS = 5000  # the newest windows of a cadence log shown (a week of minutes: 10k)
 
 
 class ReportError(BagToolsError):
@@ -293,3 +297,44 @@ def collect_training(path: str | Path) -> dict[str, Any]:
     return {'run': str(run), 'checkpoint': str(path), 'curves': curves, 'final': final,
             'steps': len(records), 'config': summary, 'result': result, 'datasets': datasets,
             'trust_file': str(trust) if trust else None}
+
+
+# -- the policy node's cadence log -------------------------------------------------------------
+
+def collect_cadence(path: str | Path) -> dict[str, Any]:
+    """The windows of a cadence log (``policy_node``'s ``cadence_log``, the newest
+    ``MAX_CADENCE_WINDOWS``) as table rows, each with its flags, and one summary per node run."""
+    windows = read_cadence_log(path)
+    rows = [_cadence_row(w) for w in windows[-MAX_CADENCE_WINDOWS:]]
+    runs: dict[str, dict[str, Any]] = {}
+    for w, r in zip(windows[-MAX_CADENCE_WINDOWS:], rows):
+        run = runs.setdefault(w['run'], {
+            'run': w['run'], 'node': w['node'], 'checkpoint': w['checkpoint'],
+            'started': w['run_started'], 'rate_hz': w['rate_hz'], 'horizon_ms': w['horizon_ms'],
+            'window_s': w['window_s'], 'windows': 0, 'flagged': 0})
+        run['windows'] += 1
+        run['flagged'] += bool(r['flags'])
+    return {'file': str(path), 'windows': len(windows), 'rows': rows,
+            'runs': list(runs.values()), 'flagged': sum(bool(r['flags']) for r in rows)}
+
+
+def _cadence_row(w: CadenceWindow) -> dict[str, Any]:
+    """One window's row: start, ticks, the means and worsts, jitter, gap, overruns, flags."""
+    gap, horizon = w['max_gap_ms'], w['horizon_ms']
+    flags = []
+    if gap is not None and horizon is not None and gap > horizon:
+        flags.append(f'longest gap {gap:.0f} ms > executed horizon {horizon:.0f} ms: the '
+                     'controller reached its last point and held')
+    if w['overruns']:
+        flags.append(f'{w["overruns"]} overrun(s): control ticks skipped, the control thread '
+                     'woke a period late')
+    return {
+        'run': w['run'], 'start': w['start'], 't': w['start_unix'],
+        'duration_s': w['duration_s'], 'complete': w['complete'], 'ticks': w['ticks'],
+        'commands': w['commands'],
+        'obs_age_mean': w['obs_age_ms']['mean'], 'obs_age_max': w['obs_age_ms']['max'],
+        'inference_mean': w['inference_ms']['mean'], 'inference_max': w['inference_ms']['max'],
+        'period_mean': w['period_ms']['mean'], 'period_max': w['period_ms']['max'],
+        'jitter_p99': w['period_jitter_p99_ms'], 'max_gap': gap, 'horizon_ms': horizon,
+        'overruns': w['overruns'], 'flags': flags,
+    }

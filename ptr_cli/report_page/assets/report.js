@@ -275,6 +275,70 @@
     for (const [k, v] of rows) { const r = el('tr'); r.append(el('td', {}, k), el('td', {}, v)); dt.append(r); }
   }
 
+  // -- the policy node's cadence log --------------------------------------------------------
+  function cadence(C) {
+    const sec = $('#cadence');
+    sec.style.display = '';
+    const rows = C.rows;
+    const shown = rows.length < C.windows ? ' (the newest ' + rows.length + ' shown)' : '';
+    $('#cadence-file').textContent = C.file + ' \u00b7 ' + C.windows + ' windows' + shown +
+      ' \u00b7 ' + C.runs.map((r) => r.node + ' from ' + r.started.replace('T', ' ').slice(0, 19) + ' UTC at ' + r.rate_hz + ' Hz, ' +
+        (r.horizon_ms === null ? 'forward commands' : 'horizon ' + fmt(r.horizon_ms, 0) + ' ms') +
+        ', ' + r.windows + ' windows of ' + r.window_s + ' s').join('; ');
+    add('cadence windows flagged', C.flagged + ' / ' + rows.length);
+    const flags = $('#cadence-flags');
+    const bad = rows.map((r, i) => [r, i]).filter(([r]) => r.flags.length);
+    if (!bad.length) flags.append(el('li', {class: 'muted'}, 'no window flagged: no gap longer than the executed horizon, no overrun'));
+    for (const [r, i] of bad.slice(0, 12)) {
+      const li = el('li');
+      const a = el('a', {'data-row': String(i)}, r.start.replace('T', ' ').slice(0, 19));
+      a.addEventListener('click', () => { const tr = $('#cadence-table tbody').children[i]; tr.classList.add('sel'); tr.scrollIntoView({block: 'center'}); });
+      li.append(a, document.createTextNode(' \u2014 ' + r.flags.join('; ')));
+      flags.append(li);
+    }
+    if (bad.length > 12) flags.append(el('li', {class: 'muted'}, (bad.length - 12) + ' more flagged windows in the table'));
+    // x: minutes the node ran, its runs back to back (hours off between runs take no room);
+    // a new run breaks the lines
+    const xs = [], pick = {};
+    const KEYS = ['jitter_p99', 'max_gap', 'horizon_ms', 'inference_mean', 'inference_max', 'obs_age_mean', 'obs_age_max'];
+    for (const k of KEYS) pick[k] = [];
+    let ran = 0;
+    rows.forEach((r, i) => {
+      if (i && r.run !== rows[i - 1].run) { xs.push(ran / 60); for (const k of KEYS) pick[k].push(null); }
+      xs.push(ran / 60);
+      for (const k of KEYS) pick[k].push(r[k]);
+      ran += r.duration_s;
+    });
+    const grid = $('#cadence-plots');
+    const plot = (title, names, keys) => plotBox(grid, title, {t: xs, names: names, series: keys.map((k) => pick[k])}, {xlabel: 'min running', ymin: 0});
+    plot('publish period jitter p99 and longest gap (ms)', ['jitter p99', 'longest gap', 'executed horizon'], ['jitter_p99', 'max_gap', 'horizon_ms']);
+    plot('inference (ms)', ['mean', 'max'], ['inference_mean', 'inference_max']);
+    plot('observation age (ms)', ['mean', 'max'], ['obs_age_mean', 'obs_age_max']);
+    const COLS = [['start', 'start'], ['ticks', 'ticks'], ['obs_age_mean', 'obs age mean'], ['obs_age_max', 'max'],
+      ['inference_mean', 'inference mean'], ['inference_max', 'max'], ['period_mean', 'period mean'], ['period_max', 'max'],
+      ['jitter_p99', 'jitter p99'], ['max_gap', 'longest gap'], ['overruns', 'overruns'], ['flags', 'flags']];
+    const head = $('#cadence-table thead tr');
+    for (const [key, label] of COLS) head.append(el('th', {'data-col': key, class: key === 'start' || key === 'flags' ? '' : 'num'}, label));
+    const body = $('#cadence-table tbody');
+    for (const r of rows) {
+      const tr = el('tr', {'data-run': r.run});
+      if (r.flags.length) tr.dataset.flagged = '1';
+      for (const [key] of COLS) {
+        let v = r[key];
+        if (key === 'start') v = r.start.replace('T', ' ').slice(0, 19) + (r.complete ? '' : ' (ended early)');
+        else if (key === 'flags') v = r.flags.join('; ');
+        else if (typeof v === 'number' && key !== 'ticks' && key !== 'overruns') v = fmt(v, 1);
+        const td = el('td', {'data-col': key, class: key === 'start' || key === 'flags' ? '' : 'num'}, v);
+        if (key === 'max_gap' && r.horizon_ms !== null && r.max_gap !== null && r.max_gap > r.horizon_ms) td.classList.add('bad');
+        if (key === 'overruns' && r.overruns > 0) td.classList.add('bad');
+        if (key === 'flags' || (key === 'start' && r.flags.length)) td.classList.add('warn');
+        tr.append(td);
+      }
+      body.append(tr);
+    }
+  }
+  if (D.cadence) cadence(D.cadence);
+
   render();
   const first = D.look_first.length ? D.look_first[0].key : (eps.length ? eps[0].key : null);
   if (first) select(first, false);
