@@ -4,6 +4,7 @@
   ros2 launch ptr policy.launch.py checkpoint:=runs/pick/final sim:=true       # + simulated arm
   ros2 service call /policy_node/enable std_srvs/srv/SetBool "{data: true}"    # then it moves
   ros2 launch ptr policy.launch.py checkpoint:=runs/pick/final autostart:=false
+  ros2 launch ptr policy.launch.py checkpoint:=runs/pick/final cadence_log:=logs/cadence.jsonl
   ros2 lifecycle set /policy_node configure && ros2 lifecycle set /policy_node activate
 
 The policy node is a managed (lifecycle) node: with ``autostart:=true`` (the default) it
@@ -19,6 +20,7 @@ from launch.actions import DeclareLaunchArgument
 from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
+from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 
 from launch import LaunchDescription
@@ -41,6 +43,7 @@ def generate_launch_description() -> LaunchDescription:
                 'device': LaunchConfiguration('device'),
                 'command_interface': LaunchConfiguration('command_interface'),
                 'autostart': LaunchConfiguration('autostart'),
+                'cadence_log': ParameterValue(LaunchConfiguration('cadence_log'), value_type=str),
             },
         ],
         arguments=log_level, sigterm_timeout=grace,
@@ -69,6 +72,10 @@ def generate_launch_description() -> LaunchDescription:
             description='true: policy_node configures and activates itself; false: it waits '
                         'unconfigured for lifecycle transitions (ros2 lifecycle set, a '
                         'lifecycle manager).'),
+        DeclareLaunchArgument(
+            'cadence_log', default_value='',
+            description='A file policy_node appends its cadence to, one JSON line per window '
+                        '(ptr report --cadence FILE); empty: off. Wins over params_file.'),
         DeclareLaunchArgument(
             'sim', default_value='false', choices=['true', 'false'],
             description="Also start sim_arm_node (a kinematic arm with the checkpoint's "
