@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -103,6 +105,14 @@ def test_cli_adds_the_section_and_a_bad_log_is_one_line(
     err = capsys.readouterr().err.strip()
     assert f'{other}: line 1: schema None' in err
     assert len(err.splitlines()) == 1
+
+
+def test_the_page_reads_the_log_without_rclpy_or_torch() -> None:
+    code = ('import sys, ptr_cli.report_page; '
+            'print(sorted(m for m in ("rclpy", "torch") if m in sys.modules))')
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                         check=True, timeout=120).stdout
+    assert out.strip() == '[]'
 
 
 @NEEDS_CHROMIUM
