@@ -148,8 +148,9 @@ def _declare_control(node: Node, p: RobotProfile, chunk_length: int) -> dict[str
         'action_limits_file': declare(node, 'action_limits_file', '', 'YAML file of '
                                       'name: [lower, upper] command limits, for action '
                                       'dimensions that are not joints (and tighter bounds).'),
-        'control_priority': declare(node, 'control_priority', 0, 'SCHED_FIFO priority of the '
-                                    'control thread (1-99; needs CAP_SYS_NICE); 0: normal.',
+        'control_priority': declare(node, 'control_priority', 50, 'SCHED_FIFO priority of '
+                                    'the control thread (1-99; needs CAP_SYS_NICE or an rtprio '
+                                    'limit, else a warning and normal priority); 0: normal.',
                                     lo=0, hi=99),
     }
 

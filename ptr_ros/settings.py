@@ -83,7 +83,9 @@ class PolicyNodeParams:
     joint_limit_tolerance: float = 0.05  # a measured state further outside the limits: fault
     action_limits_file: str = ''  # YAML name: [lower, upper] for actions (ptr_ros.safety)
     allow_rate_mismatch: bool = False  # serve at a rate other than the training rate
-    control_priority: int = 0  # SCHED_FIFO priority of the control thread; 0: normal
+    # SCHED_FIFO priority of the control thread (ros2_control's default for its update loop);
+    # refused without CAP_SYS_NICE or an rtprio limit: a warning, normal priority; 0: normal
+    control_priority: int = 50
     cadence_log: str = ''  # a JSON-lines file each cadence window is appended to; '': off
     cadence_window_s: float = 60.0  # the cadence report's window (diagnostics, log)
 

@@ -75,8 +75,27 @@ def test_params_file_values_reach_the_node(context: Any, sim_run: SimRun) -> Non
         assert node.action_names == ['joint_1', 'joint_2', 'joint_3']
         assert node.params.state_topic == '/joint_states'
         assert node.params.execution.ensemble is True  # temporal_ensembling: true
+        # the tick asks for real-time (ros2_control's priority) unless told otherwise, in the
+        # declared default and in the shipped file alike
+        assert node.params.control_priority == 50
+        assert node.get_parameter('cadence_log').value == ''
     finally:
         node.destroy_node()
+
+
+def test_the_tick_asks_for_real_time_without_a_params_file(sim_run: SimRun) -> None:
+    """The declared default, not only the shipped file: ros2_control's priority 50."""
+    ctx = rclpy.context.Context()
+    rclpy.init(context=ctx)
+    try:
+        node = make(ctx, sim_run)
+        try:
+            assert node.params.control_priority == 50
+            assert node.params.cadence_log == ''
+        finally:
+            node.destroy_node()
+    finally:
+        ctx.try_shutdown()
 
 
 def test_out_of_range_and_unknown_choices_are_refused(context: Any, sim_run: SimRun) -> None:
