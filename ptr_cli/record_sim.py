@@ -6,9 +6,16 @@ task name; its metadata carries ptr.source, ptr.success, ptr.task and ptr.setup.
 setup's folder with its profile, which is also copied to OUT/profiles/metaworld_<s>.yaml
 (without cameras when --no-images).
 
-Sources: expert, noisy_<sigma> (executed action noise), recovery (pushed off course, then the
-expert recovers), and low-attribution labels: random_labels, shuffled_labels (another episode's
+Sources (every name in ``ptr_sim.sources.SOURCES``; an unknown tag lists them): expert,
+noisy_<sigma> (executed action noise), recovery (pushed off course, then the expert recovers),
+graded operators (slow, hesitant, jerky, detour), structural defects (early release, grasp
+miss, wrong target), partial episodes, near-right labels (delayed_<k>, gain, flipped axis,
+gripper sign) and low-attribution labels: random_labels, shuffled_labels (another episode's
 actions), delayed_<k> (labels k steps late).
+
+Every episode runs to --max-steps (the source keeps acting after success: the expert holds the
+object at the goal), as the benchmark records, so episode length says nothing about success;
+--stop-after-success N ends each episode N steps after its first success instead.
 
 Example:
   ptr record-sim --tasks pick-place-v3 --setups a,b \\
@@ -39,6 +46,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--seed', type=int, default=0, help='base seed for goals and noise')
     parser.add_argument('--max-steps', type=int, default=150,
                         help='episode cap in 80 Hz control steps (default: %(default)s)')
+    parser.add_argument('--stop-after-success', type=int, default=None, metavar='N',
+                        help='end each episode N steps after its first success (default: '
+                        'every episode runs to --max-steps, a fixed horizon)')
     parser.add_argument('--camera-stride', type=int, default=4,
                         help='render cameras every N control steps (default: %(default)s = '
                         '20 Hz)')
@@ -51,6 +61,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from ptr_core.errors import PtrError
+
+    if args.stop_after_success is not None and args.stop_after_success < 0:
+        msg = f'--stop-after-success: {args.stop_after_success} is not a step count >= 0'
+        raise PtrError(msg)
     mix = parse_mix(args.mix)
     tasks = [t.strip() for t in args.tasks.split(',') if t.strip()]
     setups = [s.strip() for s in args.setups.split(',') if s.strip()]
@@ -65,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.monotonic()
     record(requests, args.out, image_size=args.image_size, camera_stride=args.camera_stride,
            max_steps=args.max_steps, render=not args.no_images, workers=args.workers,
-           on_episode=on_episode)
+           settle_steps=args.stop_after_success, on_episode=on_episode)
     bar.close()
     print(f'recorded {len(requests)} episodes in {time.monotonic() - t0:.1f} s → {args.out}')
     print(f'{"source":<18} {"episodes":>8} {"success":>8}')

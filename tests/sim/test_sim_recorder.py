@@ -307,3 +307,23 @@ def test_near_right_labels_are_almost_what_ran(env: MetaWorldEnv) -> None:
         Source.parse('gain_1')
     with pytest.raises(PtrError, match='speed'):
         Source.parse('slow_1.5')
+
+
+def test_record_sim_runs_to_a_fixed_horizon_unless_told(tmp_path: Path) -> None:
+    """``ptr record-sim`` records as the benchmark does: to --max-steps past success;
+    --stop-after-success N ends each episode N steps after it (the older recordings)."""
+    from ptr_cli.main import main
+
+    counts = {}
+    for name, extra in (('fixed', []), ('stop', ['--stop-after-success', '5'])):
+        out = tmp_path / name
+        assert main(['record-sim', '--out', str(out), '--tasks', TASK, '--setups', 'a',
+                     '--mix', 'expert:1', '--no-images', '--max-steps', '120', *extra]) == 0
+        (bag,) = (out / 'setup_a').iterdir()
+        with open_bag(bag) as reader:
+            assert reader.custom_data()['ptr.success'] == 'true'
+            counts[name] = reader.topics()[get_setup('a').command_topic].msgcount
+    assert counts['fixed'] == 120
+    assert counts['stop'] < 120
+    assert main(['record-sim', '--out', str(tmp_path / 'x'), '--stop-after-success', '-1']) == 2
+    assert not (tmp_path / 'x').exists()
