@@ -382,5 +382,8 @@ def test_refinement_refits_on_the_trusted_episodes(labelled: tuple[Path, Path]) 
     assert res.aurocs()['trust']['random_labels'] >= 0.9
     one = score_datasets([data], init=base, config=dataclasses.replace(config, rounds=1))
     assert one.trust.scorer['rounds_run'] == 1
+    # the file says where and how long each copy trained (steps grow with the data)
+    assert one.trust.scorer['device'] == 'cpu'
+    assert one.trust.scorer['steps_per_copy'] >= config.steps
     assert 'inverse_dynamics' not in one.aurocs()  # baselines off: those probes never ran
     assert [e.score for e in one.trust.episodes] != [e.score for e in res.trust.episodes]

@@ -64,6 +64,7 @@ from ptr_core.weighting.trust.scorer import (
     nearest_state_neighbours,
     regression_error,
     score_windows,
+    training_steps,
 )
 
 __all__ = ['SIGNALS', 'ScoreResult', 'refit_trust', 'score_datasets', 'signal_aurocs']
@@ -246,7 +247,8 @@ def score_datasets(
         **config.to_dict(), 'init': str(Path(init).resolve()),
         'init_hash': _checkpoint_hash(Path(init)), 'chunk_length': feats.chunk_length,
         'delta': data_cfg.delta(feats.chunk_length), 'candidates': config.candidates,
-        'rounds_run': 1 + refined,
+        'rounds_run': 1 + refined, 'device': str(feats.device),
+        'steps_per_copy': training_steps(config, len(rows)),
         'combine': f'P_{drive}*P_{post.second}' if post.use_second else f'P_{drive}',
         f'mixture_{drive}': mix_a.to_json(), f'mixture_{post.second}': mix_b.to_json(),
     }
