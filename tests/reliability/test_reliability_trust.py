@@ -137,7 +137,7 @@ def test_scores_at_chance_are_not_split_but_a_real_bad_group_is() -> None:
         after += cal.accepted
         assert cal.accepted or np.all(cal.posterior_good(means) == 1.0)
     assert before >= 6  # measured 22 % of 300 sets
-    assert after <= 2
+    assert after <= 3  # 2 with the calibration before 2026-12-07, 3 with a 2-episode reference
     # six episodes three nats above the rest: a bad group, split as before (p at its floor)
     values, ep, frame, means = _chance_windows(rng, 12, shift=np.r_[np.full(6, 3.0),
                                                                    np.zeros(6)])
@@ -162,13 +162,16 @@ def test_expert_only_set_keeps_every_episode_and_says_why(
     trust = read_trust(out)
     assert [ep.trust for ep in trust.episodes] == [1.0] * 12
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    mixture = trust.scorer['mixture_attribution']
+    assert mixture['signal_p'] > 0.01
+    if not mixture['refused']:  # the calibration proposed no split at all (since 2026-12-07)
+        assert not mixture['accepted'], mixture
+        assert warnings == [], warnings
+        return
     assert len(warnings) == 1, warnings
     assert 'refused to split' in warnings[0]
     assert 'signal_alpha' in warnings[0]
     assert '\n' not in warnings[0]
-    mixture = trust.scorer['mixture_attribution']
-    assert mixture['refused'] is True
-    assert mixture['signal_p'] > 0.01
 
 
 def test_score_and_train_warn_when_most_episodes_are_dropped(

@@ -2,26 +2,35 @@
 
 ``fit_mixture(scores)`` fits mixtures of 1 to ``MAX_COMPONENTS`` Gaussians, each with its own
 variance, by EM from several starts each (evenly spread quantiles, a centre in one tail or both,
-seeded random draws; the best likelihood wins), and keeps the number of components BIC prefers.
+seeded random draws; the best likelihood wins), and keeps the number of components BIC prefers
+(its penalty scaled by ``BIC_PENALTY``: full BIC merged 4 experts into 28 poorer operators).
 Bad demonstrations come in severities — random labels far below chance, shuffled labels about
 it, delayed ones a little above — and good ones in styles, so two Gaussians were too few: a
 10 % minority of experts among wrong labels of three severities was split right in 66 % of
 synthetic sets, three quality levels in 1 %, and a good second style scoring 0.65 against 1.4
 was cut in 82 % (docs/results/2026-12-06-trust-calibration.md). The components are then dealt
-into a good and a bad side: the *reference* is the highest component holding ``min_share`` and
-two episodes; with a chance level (``anchor``: 0 for the attribution score ``T``) a component
-is bad when its centre is closer to chance than ``anchor_fraction`` (``ANCHOR_FRACTION``) of the
-way to the reference's, without one when it lies ``separation`` (Ashman's D) below it; every
-component below a bad one is bad too. No share of good episodes is assumed anywhere.
+into a good and a bad side by what the score means, not by size: the *reference* is the highest
+component holding ``min_share`` and two episodes (``MIN_REFERENCE``: 10 % experts of 20 are
+two); with a chance level (``anchor``: 0 for the attribution score ``T``) a component is bad when
+its centre is closer to chance than ``anchor_fraction`` (``ANCHOR_FRACTION``) of the way to the
+reference's by at least ``CENTRE_SE`` standard errors of that centre (a good second style of
+4-10 episodes at 0.46 of the way was cut when its centre's noise crossed the line), without one
+when it lies ``separation`` (Ashman's D) below it; every component below a bad one is bad too.
+No share of good episodes is assumed anywhere.
 ``P(good)`` is the posterior of the good components, clamped to [the lowest bad centre, the
 highest good one] and made monotone (a running maximum) in the score.
 
 The split is *accepted* only when the data show a distinct bad group: the two sides are
 separated (Ashman's ``D = |mu_hi - mu_lo| / sqrt((s_lo² + s_hi²) / 2) >= separation``, each
 spread ``s`` measured on the side of its group that faces the other: see
-``Mixture.separation``), BIC prefers the mixture to one Gaussian and the smaller side holds at
-least ``min_share`` of the episodes. Otherwise every episode keeps trust 1: a skewed but
-unimodal spread of good demonstrations (expert-only data) is not reweighted.
+``Mixture.separation``), BIC prefers the mixture to one Gaussian, the smaller side holds at
+least ``min_share`` of the episodes and the bad side more than two (``MIN_BAD``), and the fitted
+density dips between the sides (``Mixture.dip <= MAX_DIP``). Otherwise every episode keeps
+trust 1: a skewed but unimodal spread of good demonstrations (expert-only data, a long low tail
+of good episodes that reaches chance) is not reweighted. Two or three stragglers at chance
+below a good group cannot be told from two or three bad episodes by their scores; they are
+left whole. The dev and test rates of every case: bench/bench_calibration.py,
+docs/results/2026-12-07-calibration.md.
 
 ``fit_calibration`` fits the episodes that the good side claims again, and so on while a split
 is accepted (at most ``max_splits``); ``P(good)`` is the product of the accepted splits'
@@ -71,6 +80,16 @@ _RANDOM_STARTS = 3
 # 100k frames (linear in them: 1000 episodes x 500 steps would take ~90 s, with 112 MB in each
 # [starts, components, frames] array of the EM); on a sample of 4000, 0.7 s at 500k
 FIT_SAMPLE = 4000
+# The choices below were made on the dev score sets of bench/bench_calibration.py (seeds 0-199)
+# and frozen before its test sets ran (docs/results/2026-12-07-calibration.md).
+BIC_PENALTY = 0.75  # BIC's log(n) per parameter, scaled: at 20-40 episodes full BIC merged
+#                     4 experts into 28 poorer operators (three quality levels: 87 -> 92 % right)
+MIN_REFERENCE = 1.5  # episodes' weight of the reference component: two experts' summed
+#                      responsibilities fall a hair under 2 (10 % experts: 82 -> 93.5 % right)
+CENTRE_SE = 1.0  # a component is bad only when its centre is this many standard errors below
+#                  the anchor line (a good second style at 0.46 of the way, 4-10 episodes)
+MIN_BAD = 2.5  # episodes' weight the bad side must hold: two episodes make no group
+MAX_DIP = 0.9  # the mixture density must dip between the sides (a long low tail does not)
 
 
 class Component(NamedTuple):
@@ -115,6 +134,22 @@ class Mixture:
         pooled = math.sqrt(0.5 * (s_lo**2 + s_hi**2))
         return (self.mu_hi - self.mu_lo) / max(pooled, 1e-12)
 
+    @property
+    def dip(self) -> float:
+        """The fitted density's lowest point between the highest bad centre and the lowest good
+        one, over the lower of its values at those two centres: 1 when the density only climbs
+        from the bad side to the good one (a shoulder: a long low tail of good episodes), near 0
+        when a gap parts them (1.0 without two sides)."""
+        bad = [c for c in self.components if not c.good]
+        good = [c for c in self.components if c.good]
+        if not bad or not good:
+            return 1.0
+        w, mu, sd = (np.asarray([getattr(c, f) for c in self.components])
+                     for f in ('weight', 'mu', 'sigma'))
+        grid = np.linspace(max(c.mu for c in bad), min(c.mu for c in good), 257)
+        f = (w / sd * np.exp(-0.5 * ((grid[:, None] - mu) / sd) ** 2)).sum(axis=1)
+        return float(f.min() / max(min(f[0], f[-1]), 1e-300))
+
     def _raw_good(self, x: Array) -> Array:
         """P(a good component | x) under the fitted mixture."""
         comps = self.components
@@ -148,7 +183,7 @@ class Mixture:
                 'sigma_hi': self.sigma_hi, 'share_lo': self.share_lo,
                 'inner_lo': self.sigma_lo if self.inner_lo is None else self.inner_lo,
                 'inner_hi': self.sigma_hi if self.inner_hi is None else self.inner_hi,
-                'separation': self.separation, 'bic_gain': self.bic_gain,
+                'separation': self.separation, 'bic_gain': self.bic_gain, 'dip': self.dip,
                 'accepted': self.accepted,
                 'components': [c._asdict() for c in self.components]}
 
@@ -232,14 +267,16 @@ def _good_side(mu: Array, w: Array, var: Array, n: int, *, min_share: float,
                separation: float, anchor: float | None, anchor_fraction: float,
                ) -> npt.NDArray[np.bool_]:
     """Which components (centres ascending) are good. The reference is the highest component
-    holding at least ``min_share`` and two episodes; with an ``anchor`` (chance), a component
-    is bad when its centre is closer to chance than ``anchor_fraction`` of the way to the
-    reference's, without one when it lies ``separation`` (Ashman's D) below the reference.
-    Everything up to the highest bad component is bad."""
-    big = np.flatnonzero((w >= min_share) & (w * n >= 2.0))
+    holding at least ``min_share`` and ``MIN_REFERENCE`` episodes; with an ``anchor`` (chance),
+    a component is bad when its centre is closer to chance than ``anchor_fraction`` of the way
+    to the reference's by ``CENTRE_SE`` standard errors, without one when it lies
+    ``separation`` (Ashman's D) below the reference. Everything up to the highest bad component
+    is bad."""
+    big = np.flatnonzero((w >= min_share) & (w * n >= MIN_REFERENCE))
     ref = int(big[-1]) if len(big) else int(np.argmax(w))
     if anchor is not None:
-        bad = mu < anchor + anchor_fraction * (mu[ref] - anchor)
+        se = np.sqrt(var / np.maximum(w * n, 1.0))  # of each centre
+        bad = mu + CENTRE_SE * se < anchor + anchor_fraction * (mu[ref] - anchor)
     else:
         d = (mu[ref] - mu) / np.sqrt(0.5 * (var + var[ref]))
         bad = d >= separation
@@ -266,7 +303,7 @@ def fit_mixture(
         x = np.random.default_rng(len(x)).choice(x, FIT_SAMPLE, replace=False)
     n = len(x)
     fits = [_em(x, k, iters) for k in range(1, min(MAX_COMPONENTS, n // 4) + 1)]
-    bic = [-2.0 * ll + (3 * len(w) - 1) * math.log(n) for ll, w, _, _ in fits]
+    bic = [-2.0 * ll + BIC_PENALTY * (3 * len(w) - 1) * math.log(n) for ll, w, _, _ in fits]
     best = int(np.argmin(bic))
     _, w, mu, var = fits[best]
     good = _good_side(mu, w, var, n, min_share=min_share, separation=separation,
@@ -288,7 +325,8 @@ def fit_mixture(
                   bic[0] - bic[best], inner_lo=_side_sigma(x, r_lo, lo, x > lo, var_lo),
                   inner_hi=_side_sigma(x, r_hi, hi, x < hi, var_hi), components=comps)
     accepted = (mix.separation >= separation and mix.bic_gain > 0
-                and min(share, 1 - share) >= min_share)
+                and min(share, 1 - share) >= min_share
+                and share * n >= MIN_BAD and mix.dip <= MAX_DIP)
     return dataclasses.replace(mix, accepted=bool(accepted))
 
 

@@ -73,7 +73,9 @@ class TrustConfig:
     # to the good episodes. 0.25 kept a milder bad group (0.31 of the way after the first
     # round, pick-place, diffusion base) at trust 1; 0.5 cut a good second style scoring 0.65
     # against 1.4 in 89 % of synthetic sets; 0.4 splits the first and keeps the second
-    # (calibrate.ANCHOR_FRACTION: docs/results/2026-12-06-trust-calibration.md)
+    # (calibrate.ANCHOR_FRACTION: docs/results/2026-12-06-trust-calibration.md). The centre
+    # must lie under the line by a standard error (calibrate.CENTRE_SE), and the other
+    # acceptance rules are calibrate's constants, chosen on bench/bench_calibration.py's dev sets
     anchor_fraction: float = ANCHOR_FRACTION
     # ... and the episodes' scores differ more than their own noise: the permutation p-value
     # of the between-episode F on block means of L windows (calibrate.episode_noise_p) is at
