@@ -123,11 +123,15 @@ def _mean_trust_by_source(sources: Sequence[str], episodes: Sequence[Any]) -> di
 
 
 def _resolved_score_options(cell: Cell) -> dict[str, Any]:
-    """A trust cell's ``ptr score`` options with every default filled in (and its seed)."""
+    """A trust cell's ``ptr score`` options with every default filled in (and its seed, and the
+    calibration's version)."""
     from ptr_core.weighting.trust import TrustConfig
+    from ptr_core.weighting.trust.calibrate import CALIBRATION_VERSION
 
     opts = {**dict(cell.method.options.get('score', {})), 'seed': cell.seed}
     resolved: dict[str, Any] = TrustConfig.from_mapping(opts).to_dict()
+    # the calibration's rules are code, not options: a new version is a new trust file
+    resolved['calibration'] = CALIBRATION_VERSION
     return resolved
 
 

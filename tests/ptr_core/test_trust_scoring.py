@@ -25,6 +25,7 @@ from ptr_core.synthetic import robot_entry
 from ptr_core.trainer import train
 from ptr_core.weighting.trust import TrustConfig, score_datasets
 from ptr_core.weighting.trust.calibrate import (
+    CALIBRATION_VERSION,
     auroc,
     auroc_length_controlled,
     fit_calibration,
@@ -385,5 +386,6 @@ def test_refinement_refits_on_the_trusted_episodes(labelled: tuple[Path, Path]) 
     # the file says where and how long each copy trained (steps grow with the data)
     assert one.trust.scorer['device'] == 'cpu'
     assert one.trust.scorer['steps_per_copy'] >= config.steps
+    assert one.trust.scorer['calibration'] == CALIBRATION_VERSION  # which rules split it
     assert 'inverse_dynamics' not in one.aurocs()  # baselines off: those probes never ran
     assert [e.score for e in one.trust.episodes] != [e.score for e in res.trust.episodes]

@@ -325,6 +325,14 @@ def test_a_resumed_cell_is_reused_only_when_trained_with_the_same_settings(
     oracle = Cell(trust.task, trust.head, MethodSpec('oracle', 'trust', {'oracle': 0.0}),
                   trust.seed, trust.data)
     oracle_fp = cell_fingerprint(cfg, oracle, base)
+    # new calibration rules (code, not options): the trust cell re-runs, the oracle does not
+    import ptr_core.weighting.trust.calibrate as calibrate
+
+    monkeypatch.setattr(calibrate, 'CALIBRATION_VERSION', calibrate.CALIBRATION_VERSION + 1)
+    assert cell_fingerprint(cfg, trust, base) != fp
+    assert cell_fingerprint(cfg, oracle, base) == oracle_fp
+    monkeypatch.undo()
+    assert cell_fingerprint(cfg, trust, base) == fp
     import ptr_sim.benchmark.cache as bench
 
     resolved = bench._resolved_score_options

@@ -68,11 +68,16 @@ from typing import Any, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ['ANCHOR_FRACTION', 'Calibration', 'Component', 'Mixture', 'auroc',
-           'auroc_length_controlled', 'episode_noise_p', 'fit_calibration', 'fit_mixture']
+__all__ = ['ANCHOR_FRACTION', 'CALIBRATION_VERSION', 'Calibration', 'Component', 'Mixture',
+           'auroc', 'auroc_length_controlled', 'episode_noise_p', 'fit_calibration',
+           'fit_mixture']
 
 Array = npt.NDArray[np.float64]
 
+# Raised whenever a rule or constant here changes what a set of scores calibrates to: the trust
+# file's scorer record and the benchmark's trust-cell keys carry it, so a resumed benchmark never
+# reuses trust calibrated by older rules (2: 2026-12-07, the reference by meaning, the dip, ...)
+CALIBRATION_VERSION = 2
 MAX_COMPONENTS = 4  # bad groups come in severities: random, shuffled, delayed labels
 ANCHOR_FRACTION = 0.4
 _RANDOM_STARTS = 3

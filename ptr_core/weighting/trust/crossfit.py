@@ -48,6 +48,7 @@ from bag_tools.trust import (
 )
 from ptr_core.data import open_datasets
 from ptr_core.weighting.trust.calibrate import (
+    CALIBRATION_VERSION,
     Calibration,
     auroc,
     auroc_length_controlled,
@@ -248,6 +249,7 @@ def score_datasets(
         'init_hash': _checkpoint_hash(Path(init)), 'chunk_length': feats.chunk_length,
         'delta': data_cfg.delta(feats.chunk_length), 'candidates': config.candidates,
         'rounds_run': 1 + refined, 'device': str(feats.device),
+        'calibration': CALIBRATION_VERSION,
         'steps_per_copy': training_steps(config, len(rows)),
         'combine': f'P_{drive}*P_{post.second}' if post.use_second else f'P_{drive}',
         f'mixture_{drive}': mix_a.to_json(), f'mixture_{post.second}': mix_b.to_json(),
