@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import shutil
 import subprocess
 import tempfile
@@ -159,6 +160,14 @@ class Chromium:
         page.send('Page.navigate', url=file.resolve().as_uri())
         page.wait_for('Page.loadEventFired')
         return page
+
+
+def report_data(page: str) -> dict[str, Any]:
+    """The data a ``ptr report`` page embeds (its ``report-data`` JSON block), parsed."""
+    m = re.search(r'<script type="application/json" id="report-data">(.*?)</script>', page, re.S)
+    assert m is not None, 'no report-data block in the page'
+    data: dict[str, Any] = json.loads(m.group(1).replace('<\\/', '</'))
+    return data
 
 
 def check_report_page(file: Path, *, episodes: int, screenshot: Path | None = None) -> Page:

@@ -7,14 +7,12 @@ from __future__ import annotations
 import base64
 import json
 import os
-import re
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
 import pytest
-from browser import Chromium, chromium_binary
+from browser import Chromium, chromium_binary, report_data
 from camerabags import EPISODES, camera_dataset, trust_for
 
 from bag_tools.dataset import Dataset
@@ -57,18 +55,11 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory, dataset: Path, trust_file:
     return run / 'final'
 
 
-def _data(page: str) -> dict[str, Any]:
-    m = re.search(r'<script type="application/json" id="report-data">(.*?)</script>', page, re.S)
-    assert m is not None
-    data: dict[str, Any] = json.loads(m.group(1).replace('<\\/', '</'))
-    return data
-
-
 def test_page_content(dataset: Path, trust_file: Path) -> None:
     page = build_report([dataset], trust=trust_file)
     assert 'http://' not in page
     assert 'https://' not in page
-    data = _data(page)
+    data = report_data(page)
     ds = Dataset.open(dataset)
     assert len(data['episodes']) == len(ds) == 3
     trust = json.loads(trust_file.read_text())
@@ -97,7 +88,7 @@ def test_page_content(dataset: Path, trust_file: Path) -> None:
 
 
 def test_run_brings_its_datasets_and_trust(run_dir: Path, dataset: Path) -> None:
-    data = _data(build_report(run=run_dir))
+    data = report_data(build_report(run=run_dir))
     assert data['datasets'][0]['path'] == str(dataset)
     assert sorted(e['trust'] for e in data['episodes']) == [0.3, 0.7, 0.9]
     assert data['training']['steps'] == 10

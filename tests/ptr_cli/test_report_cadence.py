@@ -5,15 +5,13 @@ rows and flags in the page data, the command line, and the section in headless C
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
-from browser import Chromium, chromium_binary
+from browser import Chromium, chromium_binary, report_data
 
 from ptr_cli.main import main
 from ptr_cli.report_page import build_report, write_report
@@ -64,15 +62,8 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return run
 
 
-def _data(page: str) -> dict[str, Any]:
-    m = re.search(r'<script type="application/json" id="report-data">(.*?)</script>', page, re.S)
-    assert m is not None
-    data: dict[str, Any] = json.loads(m.group(1).replace('<\\/', '</'))
-    return data
-
-
 def test_rows_flags_and_runs(run_dir: Path, cadence_log: Path) -> None:
-    c = _data(build_report(run=run_dir, cadence=cadence_log))['cadence']
+    c = report_data(build_report(run=run_dir, cadence=cadence_log))['cadence']
     assert c['file'] == str(cadence_log)
     assert c['windows'] == len(c['rows']) == 7 + 3  # each run: whole minutes + the one it ended
     assert [r['windows'] for r in c['runs']] == [7, 3]
@@ -97,7 +88,7 @@ def test_cli_adds_the_section_and_a_bad_log_is_one_line(
 ) -> None:
     out = tmp_path / 'page'
     assert main(['report', str(run_dir), '--cadence', str(cadence_log), '--out', str(out)]) == 0
-    assert _data((out / 'index.html').read_text())['cadence']['windows'] == 10
+    assert report_data((out / 'index.html').read_text())['cadence']['windows'] == 10
     other = tmp_path / 'metrics.jsonl'
     other.write_text('{"step": 1, "loss": 0.5}\n')
     capsys.readouterr()

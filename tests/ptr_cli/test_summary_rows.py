@@ -5,15 +5,13 @@ two summary rows."""
 
 from __future__ import annotations
 
-import json
-import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 from bagfactory import BagContent, write_bag, write_video
-from browser import Chromium, chromium_binary
+from browser import Chromium, chromium_binary, report_data
 
 from bag_tools.dataset_summary import format_sync, summarize_dataset
 from bag_tools.ingest import BagStatus, ingest
@@ -23,14 +21,6 @@ from ptr_cli.report_page import build_report, write_report
 T0 = 1_700_000_000_000_000_000
 J7 = [f'joint{i}' for i in range(1, 8)]
 CMD_HZ = 25.0  # commands every 40 ms on a 20 Hz grid: up to 40 ms old, within one 50 ms step
-
-
-def _data(page: str) -> dict[str, Any]:
-    """The JSON the report page carries."""
-    m = re.search(r'<script type="application/json" id="report-data">(.*?)</script>', page, re.S)
-    assert m is not None
-    data: dict[str, Any] = json.loads(m.group(1).replace('<\\/', '</'))
-    return data
 
 
 def _rig(tmp: Path) -> Path:
@@ -72,7 +62,7 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_arm_group_commands_are_not_late_within_one_step(rig: Path) -> None:
-    (row,) = _data(build_report([rig]))['episodes']
+    (row,) = report_data(build_report([rig]))['episodes']
     sync = summarize_dataset(rig)['robots']['rig']['sync']
     # held commands are up to 40 ms old: over the half step (25 ms), within the step (50 ms)
     assert 0.025 < sync['/left/command']['max_offset_s'] < 0.05

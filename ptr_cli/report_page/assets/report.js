@@ -17,14 +17,20 @@
   const fmt = (v, d) => (v === null || v === undefined) ? '' :
     (typeof v === 'number' ? v.toFixed(d === undefined ? 3 : d) : String(v));
 
-  function lines(canvas, xs, series, opts) {
-    const o = opts || {};
+  // A cleared 2-D context at the canvas's CSS size, sharp on high-DPI screens.
+  function sized(canvas) {
     const ctx = canvas.getContext('2d');
     const dpr = window.devicePixelRatio || 1;
     const w = canvas.clientWidth || 320, h = canvas.clientHeight || 200;
     canvas.width = Math.round(w * dpr); canvas.height = Math.round(h * dpr);
     ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
     ctx.clearRect(0, 0, w, h);
+    return {ctx, w, h};
+  }
+
+  function lines(canvas, xs, series, opts) {
+    const o = opts || {};
+    const {ctx, w, h} = sized(canvas);
     const pad = {l: 44, r: 8, t: 8, b: 20};
     let lo = Infinity, hi = -Infinity;
     for (const s of series) for (const v of s) if (v !== null) { lo = Math.min(lo, v); hi = Math.max(hi, v); }
@@ -62,12 +68,7 @@
 
   function bars(canvas, labels, values, opts) {
     const o = opts || {};
-    const ctx = canvas.getContext('2d');
-    const dpr = window.devicePixelRatio || 1;
-    const w = canvas.clientWidth || 320, h = canvas.clientHeight || 200;
-    canvas.width = Math.round(w * dpr); canvas.height = Math.round(h * dpr);
-    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
-    ctx.clearRect(0, 0, w, h);
+    const {ctx, w, h} = sized(canvas);
     const pad = {l: 36, r: 8, t: 8, b: o.rotate ? 8 : 34};
     const hi = Math.max(o.ymax || 0, ...values.map((v) => v || 0)) || 1;
     const bw = (w - pad.l - pad.r) / Math.max(values.length, 1);
