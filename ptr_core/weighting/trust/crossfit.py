@@ -244,16 +244,8 @@ def score_datasets(
     digests = [dataset_content_hash(ds) for ds in datasets]
     per_dataset, sources, lengths = _episode_trusts(feats, post, folds, digests, config)
     drive, mix_a, mix_b = post.drive, post.mix_a, post.mix_b
-    scorer = {
-        **config.to_dict(), 'init': str(Path(init).resolve()),
-        'init_hash': _checkpoint_hash(Path(init)), 'chunk_length': feats.chunk_length,
-        'delta': data_cfg.delta(feats.chunk_length), 'candidates': config.candidates,
-        'rounds_run': 1 + refined, 'device': str(feats.device),
-        'calibration': CALIBRATION_VERSION,
-        'steps_per_copy': training_steps(config, len(rows)),
-        'combine': f'P_{drive}*P_{post.second}' if post.use_second else f'P_{drive}',
-        f'mixture_{drive}': mix_a.to_json(), f'mixture_{post.second}': mix_b.to_json(),
-    }
+    scorer = {**_scorer_record(init, feats, post, config, windows=len(rows)),
+              'delta': data_cfg.delta(feats.chunk_length), 'rounds_run': 1 + refined}
     trust = make_trust_file(scorer, list(zip(datasets, per_dataset)))
     warnings = _warnings(post, trust, config)
     t_end = time.monotonic()
@@ -265,6 +257,21 @@ def score_datasets(
              n_ep, len(rows), seconds['total_s'], mix_a.to_json())
     return ScoreResult(trust, sources, lengths, seconds, len(rows),
                        {drive: mix_a.to_json(), post.second: mix_b.to_json()}, warnings)
+
+
+def _scorer_record(init: str | Path, feats: WindowFeatures, post: _Posteriors,
+                   config: TrustConfig, *, windows: int) -> dict[str, Any]:
+    """What the trust file says of its scorer: every option, the base it read, where and how
+    long each copy trained, the calibration's version and the fitted mixtures."""
+    drive, second = post.drive, post.second
+    return {
+        **config.to_dict(), 'init': str(Path(init).resolve()),
+        'init_hash': _checkpoint_hash(Path(init)), 'chunk_length': feats.chunk_length,
+        'candidates': config.candidates, 'device': str(feats.device),
+        'calibration': CALIBRATION_VERSION, 'steps_per_copy': training_steps(config, windows),
+        'combine': f'P_{drive}*P_{second}' if post.use_second else f'P_{drive}',
+        f'mixture_{drive}': post.mix_a.to_json(), f'mixture_{second}': post.mix_b.to_json(),
+    }
 
 
 def _warnings(post: _Posteriors, trust: TrustFile, config: TrustConfig) -> list[str]:
