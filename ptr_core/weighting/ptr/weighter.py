@@ -54,13 +54,11 @@ from ptr_core.weighting.ptr.scorer import (
     ptr_weight,
     rank_loss,
 )
+from ptr_core.weighting.ptr.target import FUTURE_PREFIX, target_pass
 
 __all__ = ['FUTURE_PREFIX', 'PTRWeighter', 'ScoredBatch']
 
 log = logging.getLogger(__name__)
-
-FUTURE_PREFIX = 'future.'
-OBS_PREFIX = 'obs.'
 
 
 @dataclass
@@ -342,13 +340,9 @@ class PTRWeighter(SampleWeighter):
         return a, b, y, pred_loss
 
     def _target(self, batch: dict[str, Tensor]) -> Tensor:
-        encoder = self.target_encoder
-        assert encoder is not None
-        feature: Tensor = encoder.target_feature(batch, FUTURE_PREFIX)  # type: ignore[operator]
-        if self.config.target == 'delta':
-            current: Tensor = encoder.target_feature(batch, OBS_PREFIX)  # type: ignore[operator]
-            feature = feature - current
-        return feature
+        assert self.target_encoder is not None
+        return target_pass(self.target_encoder, batch, target=self.config.target,
+                           size=self.config.target_size)
 
     def _window(self, batch: dict[str, Tensor]) -> int:
         """Frames around a sample masked as negatives: ``mask_window``, else the chunk length
