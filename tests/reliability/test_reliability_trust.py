@@ -162,16 +162,40 @@ def test_expert_only_set_keeps_every_episode_and_says_why(
     trust = read_trust(out)
     assert [ep.trust for ep in trust.episodes] == [1.0] * 12
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    mixture = trust.scorer['mixture_attribution']
-    assert mixture['signal_p'] > 0.01
-    if not mixture['refused']:  # the calibration proposed no split at all (since 2026-12-07)
-        assert not mixture['accepted'], mixture
-        assert warnings == [], warnings
-        return
-    assert len(warnings) == 1, warnings
-    assert 'refused to split' in warnings[0]
-    assert 'signal_alpha' in warnings[0]
-    assert '\n' not in warnings[0]
+    # 12 episodes are too few for the behaviour-cloning consensus (the default second signal):
+    # the trust is the attribution's alone, which either proposes no split at all (since
+    # 2026-12-07) or is refused with one line saying why
+    assert trust.scorer['combine'] == 'P_attribution'
+    refused = []
+    for name in ('attribution',):
+        mixture = trust.scorer[f'mixture_{name}']
+        if mixture['refused']:
+            assert mixture['signal_p'] > 0.01, mixture
+            refused.append(name)
+        else:
+            assert not mixture['accepted'], (name, mixture)
+    assert len(warnings) == len(refused), warnings
+    for name, line in zip(refused, warnings):
+        assert f'refused to split the episodes by {name}' in line
+        assert 'signal_alpha' in line
+        assert '\n' not in line
+
+
+def test_the_consensus_second_signal_learns_from_the_episodes_the_attribution_keeps(
+    tmp_path: Path,
+) -> None:
+    """The default rule multiplies in the behaviour-cloning probe's out-of-fold loss (a
+    disagreement with the set's consensus). Its consensus is learnt from the episodes the
+    attribution keeps, so wrong labels do not set it, and the experts keep their trust."""
+    data = _labels_dataset(tmp_path / 'data', ['expert'] * 24 + ['random_labels'] * 8, seed=3)
+    base = _base(data, tmp_path / 'base')
+    out = tmp_path / 'consensus.trust.json'
+    assert main(['score', str(data), '--init', str(base), '--out', str(out),
+                 '--no-progress']) == 0
+    trust = read_trust(out)
+    assert trust.scorer['second_signal'] == 'bc_loss'
+    assert trust.scorer['combine'] == 'P_attribution*P_bc_loss'
+    assert [ep.trust >= 0.5 for ep in trust.episodes] == [True] * 24 + [False] * 8
 
 
 def test_score_and_train_warn_when_most_episodes_are_dropped(

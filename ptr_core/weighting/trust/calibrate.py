@@ -76,8 +76,9 @@ Array = npt.NDArray[np.float64]
 
 # Raised whenever a rule or constant here changes what a set of scores calibrates to: the trust
 # file's scorer record and the benchmark's trust-cell keys carry it, so a resumed benchmark never
-# reuses trust calibrated by older rules (2: 2026-12-07, the reference by meaning, the dip, ...)
-CALIBRATION_VERSION = 2
+# reuses trust calibrated by older rules (2: 2026-12-07, the reference by meaning, the dip, ...;
+# 3: the second signal's consensus learnt from the episodes the attribution keeps, and its guard)
+CALIBRATION_VERSION = 3
 MAX_COMPONENTS = 4  # bad groups come in severities: random, shuffled, delayed labels
 ANCHOR_FRACTION = 0.4
 _RANDOM_STARTS = 3

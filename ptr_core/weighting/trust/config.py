@@ -52,10 +52,12 @@ class TrustConfig:
     score_draws: int = 4  # candidate draws averaged when scoring
     consequence: str = 'steps'  # steps: per-step state change + encoder delta; delta: only the
     #                             change of the encoder's target feature over the chunk
-    # none | bc_loss: out-of-fold loss of a behaviour-cloning probe | progress: the rate of
-    # progress toward the episode's own end state against the nearest-state consensus
-    # (``progress``: slow, hesitant, detouring operators whose labels are right)
-    second_signal: str = 'none'
+    # what label consistency cannot see (operators whose labels are right but who act poorly),
+    # multiplied into the attribution's P(good): bc_loss (default): the out-of-fold loss of a
+    # behaviour-cloning probe, disagreement with the set's consensus policy | progress: the
+    # rate of progress toward the episode's own end state | none: attribution alone. The
+    # default was chosen on dev data and goals only (docs/ptr.md, "second signal")
+    second_signal: str = 'bc_loss'
     signal: str = 'attribution'  # what drives the trust; the others are baselines (benchmark)
     # also fit the baseline probes (inverse dynamics, bc_loss) and store their episode signals
     # for AUROC tables (the benchmark); off, only the probes the trust needs run

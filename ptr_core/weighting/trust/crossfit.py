@@ -79,6 +79,11 @@ EXPERT = 'expert'
 # each signal's chance level, the calibration's anchor (none: no natural one)
 ANCHORS = {'attribution': 0.0, 'progress': 0.0}
 FRACTIONS = {'progress': PROGRESS_FRACTION}  # the others: ``anchor_fraction``
+# the behaviour-cloning probe's out-of-fold loss says "disagrees with the consensus" only when
+# the probe learned a consensus: from fewer episodes it ranks no better than chance (4 experts
+# of 12 episodes, 40-step base: AUROC 0.53) yet a tight pair of outliers passes the mixture's
+# tests. A guard, not a tuned value: below it the trust is the attribution's alone
+CONSENSUS_MIN_EPISODES = 20
 
 
 @dataclass
@@ -187,11 +192,15 @@ def _posteriors(
 def _oof_regression(
     x: Tensor, y: Tensor, mask: Tensor, rows: Tensor, fold_of_row: npt.NDArray[np.int64],
     config: TrustConfig, *, seed: int, device: torch.device | None = None,
+    learn_from: npt.NDArray[np.bool_] | None = None,
 ) -> Tensor:
-    """Out-of-fold (or in-sample) per-row masked MSE of the probe ``x → y`` on ``rows``."""
+    """Out-of-fold (or in-sample) per-row masked MSE of the probe ``x → y`` on ``rows``,
+    each copy fitted on the ``learn_from`` rows of the other folds (all of them if none)."""
     err = torch.zeros(len(rows))
-    groups = [(rows, rows)] if config.in_sample else [
-        (rows[torch.from_numpy(fold_of_row != k)], rows[torch.from_numpy(fold_of_row == k)])
+    learn = np.ones(len(rows), bool) if learn_from is None else learn_from
+    groups = [(rows[torch.from_numpy(learn)], rows)] if config.in_sample else [
+        (rows[torch.from_numpy(_fit_rows(fold_of_row != k, learn))],
+         rows[torch.from_numpy(fold_of_row == k)])
         for k in range(config.folds)]
     for k, (train, test) in enumerate(groups):
         if not len(test):
@@ -202,6 +211,15 @@ def _oof_regression(
         err[where] = regression_error(model, x[rows[where]], y[rows[where]], mask[rows[where]],
                                       device=device)
     return err
+
+
+def _fit_rows(
+    other_folds: npt.NDArray[np.bool_], learn: npt.NDArray[np.bool_],
+) -> npt.NDArray[np.bool_]:
+    """A copy's training rows: the other folds' ``learn`` rows, or all of the other folds'
+    when none of them is one (a fold of wrong labels only)."""
+    both = other_folds & learn
+    return both if both.any() else other_folds
 
 
 def score_datasets(
@@ -237,10 +255,14 @@ def score_datasets(
     fold_of_row = folds[feats.episode[rows].numpy()]
     score, refined = _rounds(feats, rows, fold_of_row, neighbours, config, progress)
     t_fit, cpu_fit = time.monotonic(), time.process_time()
-    bc_err, inv_err = _probe_errors(feats, rows, fold_of_row, config)
+    consensus = _consensus_rows(feats, rows, score, config)
+    bc_err, inv_err = _probe_errors(feats, rows, fold_of_row, config, consensus=consensus)
     t_probe, cpu_probe = time.monotonic(), time.process_time()
     rate, moving = progress_rates(feats, span=feats.chunk_length)
-    post = _signal_posteriors(feats, rows, score, bc_err, inv_err, (rate, moving), config)
+    learned_from = len(feats.episodes) if consensus is None else len(
+        np.unique(feats.episode[rows].numpy()[consensus]))
+    post = _signal_posteriors(feats, rows, score, bc_err, inv_err, (rate, moving), config,
+                              consensus_episodes=learned_from)
     digests = [dataset_content_hash(ds) for ds in datasets]
     per_dataset, sources, lengths = _episode_trusts(feats, post, folds, digests, config)
     drive, mix_a, mix_b = post.drive, post.mix_a, post.mix_b
@@ -372,17 +394,42 @@ def _attribution(
     return score
 
 
+def _consensus_rows(
+    feats: WindowFeatures, rows: Tensor, score: Tensor, config: TrustConfig,
+) -> npt.NDArray[np.bool_] | None:
+    """The rows the behaviour-cloning probe (the second signal) learns the set's consensus
+    from: those of the episodes the attribution keeps (P(good) >= 0.5), so that wrong labels,
+    which label consistency already sees, do not make the consensus the good episodes are
+    measured against (4 experts among 8 random-label episodes: 3 experts cut without this).
+    ``None`` (every row) when the attribution does not drive the trust or keeps every episode."""
+    if config.signal != 'attribution' or config.second_signal != 'bc_loss':
+        return None
+    width = config.smooth or feats.chunk_length
+    _, p_ep, _ = _posteriors(_episode_mean(score, feats, rows),
+                             _frame_series(score, feats, rows, width), config,
+                             anchor=ANCHORS.get('attribution'),
+                             signal_p=_noise_p(score, feats, rows, config),
+                             fraction=FRACTIONS.get('attribution'))
+    keep = p_ep >= 0.5
+    if keep.all() or not keep.any():
+        return None
+    out: npt.NDArray[np.bool_] = keep[feats.episode[rows].numpy()]
+    return out
+
+
 def _probe_errors(
     feats: WindowFeatures, rows: Tensor, fold_of_row: npt.NDArray[np.int64],
-    config: TrustConfig,
+    config: TrustConfig, *, consensus: npt.NDArray[np.bool_] | None = None,
 ) -> tuple[Tensor, Tensor]:
     """The second signal and the inverse-dynamics baseline: out-of-fold probe errors (NaN,
-    and left out of the trust file, when neither the trust nor ``baselines`` needs them)."""
+    and left out of the trust file, when neither the trust nor ``baselines`` needs them). The
+    behaviour-cloning probe learns only from the ``consensus`` rows (``_consensus_rows``)."""
     nan = torch.full((len(rows),), float('nan'))
     bc_err = inv_err = nan
     if config.baselines or 'bc_loss' in (config.second_signal, config.signal):
         bc_err = _oof_regression(feats.h, feats.action, _chunk_mask(feats), rows, fold_of_row,
-                                 config, seed=config.seed + 500, device=feats.device)
+                                 config, seed=config.seed + 500, device=feats.device,
+                                 learn_from=consensus)
     if config.baselines or config.signal == 'inverse_dynamics':
         inv_x = torch.cat([feats.state, feats.next_state_delta], dim=1)
         inv_err = _oof_regression(inv_x, feats.first_action, feats.dim_mask, rows,
@@ -411,11 +458,12 @@ class _Posteriors:
 
 def _signal_posteriors(
     feats: WindowFeatures, rows: Tensor, score: Tensor, bc_err: Tensor, inv_err: Tensor,
-    progress: tuple[Tensor, Tensor], config: TrustConfig,
+    progress: tuple[Tensor, Tensor], config: TrustConfig, *, consensus_episodes: int,
 ) -> _Posteriors:
     """Per-episode signals, and episode and frame P(good) of the driving and the second
     signal (``progress``: ``progress.progress_rates`` of every window; an episode's progress
-    is its moving windows' mean)."""
+    is its moving windows' mean; ``bc_loss`` only when its probe learned from at least
+    ``CONSENSUS_MIN_EPISODES`` episodes)."""
     rate, moving = progress[0][rows], progress[1][rows]
     width = config.smooth or feats.chunk_length
     attribution = _episode_mean(score, feats, rows)
@@ -432,7 +480,8 @@ def _signal_posteriors(
                    'smoothness': smooth}
     drive = config.signal  # the baselines can drive the trust too (benchmark arms)
     second = 'bc_loss' if config.second_signal == 'none' else config.second_signal
-    use_second = config.second_signal != 'none' and drive != second
+    use_second = config.second_signal != 'none' and drive != second and (
+        second != 'bc_loss' or consensus_episodes >= CONSENSUS_MIN_EPISODES)
     p_drive = float('nan')  # an episode-level signal (length, smoothness): no window noise
     if drive in per_window:
         frames_a = _frame_series(per_window[drive], feats, rows, width)
