@@ -39,7 +39,7 @@ from ptr_core.weighting.base import SampleWeighter, weighted_mean
 ARMS: dict[str, tuple[str, dict[str, Any]]] = {
     'uniform': ('uniform', {}),
     'ptr action, delta (default)': ('ptr', {'warmup_steps': 0}),
-    'ptr delta, full-size target': ('ptr', {'warmup_steps': 0, 'target_size': 0}),
+    'ptr delta, target_size 32': ('ptr', {'warmup_steps': 0, 'target_size': 32}),
     'ptr action, residual target': ('ptr', {'warmup_steps': 0, 'target': 'residual'}),
     'ptr action, future target': ('ptr', {'warmup_steps': 0, 'target': 'future'}),
     'ptr future, random negatives': ('ptr', {'warmup_steps': 0, 'score_mode': 'future',

@@ -94,7 +94,7 @@ def test_one_trunk_call_per_camera_over_a_quarter_of_the_pixels() -> None:
 
 
 def test_the_factor_keeps_the_shorter_side_at_least_target_size() -> None:
-    assert PTRConfig().target_size == 32
+    assert PTRConfig().target_size == 0  # full size unless asked: 32 px costs ranking
     got = {side: pool_factor(side, side, 32) for side in (16, 32, 63, 64, 84, 96, 224)}
     assert got == {16: 1, 32: 1, 63: 1, 64: 2, 84: 2, 96: 3, 224: 7}
     assert pool_factor(480, 640, 32) == 15  # the shorter side decides: 32 x 42

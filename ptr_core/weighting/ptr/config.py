@@ -7,9 +7,7 @@ Our heads' action summary ``e`` is FiLM-conditioned on the context, so with the 
 target the action score identifies the candidate by its context and saturates (docs/ptr.md).
 ``PAPER_DEFAULTS`` holds the paper's own setting (``future`` score and target, no centring,
 β = 1.5, clip [0.25, 4]); the two YAML presets ``config/train/ptr.yaml`` and
-``config/train/ptr_paper.yaml`` are these two dictionaries. One default is a cost choice: the
-target encoder reads camera frames box-filtered down to about 32 px (``target_size``;
-``target.py``).
+``config/train/ptr_paper.yaml`` are these two dictionaries.
 """
 
 from __future__ import annotations
@@ -54,7 +52,7 @@ class PTRConfig:
     target: str = 'delta'  # 'future' (paper) | 'delta' | 'residual'; see docs/ptr.md
     ema_decay: float = 0.999
     frozen_target: bool = False  # ablation: g is a frozen copy of the encoder at bind time
-    target_size: int = 32  # g reads frames box-filtered down to about this side; 0: full size
+    target_size: int = 0  # > 0: g reads frames box-filtered down to about this side (cheaper)
     # -- candidate pool (step 3) -------------------------------------------------------------
     queue_size: int = 1024
     queue_draws: int = 64  # per sample, from the queue (future mode)

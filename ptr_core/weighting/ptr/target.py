@@ -1,16 +1,17 @@
 """The target pass: ``g(o_{t+Δ})`` and, for ``target: delta``, ``g(o_t)`` of the EMA encoder.
 
 With cameras this pass is the online weighter's main cost: a no-grad trunk pass per camera over
-the future frame and, for ``delta``, over the current frame (the last observation step). Two
-things make it cheap, both here and nowhere else:
+the future frame and, for ``delta``, over the current frame (the last observation step): about
+a third of the trunk's forward and backward in the policy step. What bears on that cost is here:
 
-- one trunk call per camera over ``[future; current]`` (``2B`` frames) instead of two calls;
-- ``target_size``: the frames are average-pooled by the largest whole factor ``k`` that keeps
-  their shorter side at least ``target_size`` (32: 96 px frames → 32, 64 → 32, 84 → 42,
-  224 → 32; 0 or frames already that small: ``k = 1``, full size). The trunk's work falls by
-  ``k²`` and no longer grows with the camera resolution. The trunk ends in a spatial mean, so
-  ``g`` reads a coarser view of the same scene with the same weights; the delta is taken between
-  two frames pooled alike.
+- one trunk call per camera over ``[future; current]`` (``2B`` frames) instead of two calls
+  (half the kernel launches; on a CPU the same arithmetic, so the same time);
+- ``target_size`` (opt-in; default 0 = full size): the frames are average-pooled by the largest
+  whole factor ``k`` that keeps their shorter side at least ``target_size`` (32: 96 px frames
+  → 32, 64 → 32, 84 → 42, 224 → 32). The trunk's work falls by ``k²``; ``g`` reads a coarser
+  view of the same scene with the same weights, the delta between two frames pooled alike. It
+  costs ranking: at 32 px on 64 px Meta-World frames the score stopped telling shuffled labels
+  from the expert's (docs/results/2026-12-07-weighter-image-step.md), so it is not the default.
 
 State-only batches (no image keys) take the encoder's two state passes exactly as before, so a
 state policy's weights do not depend on ``target_size``.
