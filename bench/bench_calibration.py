@@ -37,9 +37,18 @@ others (- for the cases without others); *trust* -- mean trust per group (good /
 wrong). The coupling row scores the same 16 episodes (8 experts at 1.0 +- 0.1, 8 delayed labels
 at 0.2 +- 0.1) beside 24 more experts, 24 random labels (-3 +- 1) or 24 shuffled ones
 (-0.1 +- 0.1): the share of seeds where some episode's trust moves by more than 0.1 between
-the three sets. Usage::
+the three sets.
+
+``--rule combined`` scores each set as ``ptr score``'s default rule does: the attribution's
+P(good) times that of the behaviour-cloning second signal, whose scores are an independent
+draw of the same case mapped onto a loss scale (``as_loss``) and calibrated with that signal's
+own anchor (none). Only the all-good cases and the second style mean something there (how
+often two chances to split add up); the cases with bad groups are drawn for the attribution
+only. Usage::
 
     OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python bench/bench_calibration.py --split dev
+    OMP_NUM_THREADS=1 .venv/bin/python bench/bench_calibration.py --rule combined \
+        --cases all_good all_good_tail all_good_long_tail all_good_t2 second_style
 """
 
 from __future__ import annotations
@@ -59,6 +68,7 @@ sys.path.insert(0, str(REPO))
 
 from ptr_core.weighting.trust.calibrate import fit_calibration  # noqa: E402
 from ptr_core.weighting.trust.config import TrustConfig  # noqa: E402
+from ptr_core.weighting.trust.crossfit import ANCHORS, FRACTIONS  # noqa: E402
 
 Array = npt.NDArray[np.float64]
 Labels = npt.NDArray[np.int64]  # 0: good (should keep trust), 1: middle, 2: wrong labels
@@ -92,10 +102,12 @@ def _groups(*counts: int) -> Labels:
     return np.repeat(np.arange(len(counts)), counts).astype(np.int64)
 
 
-def draw(case: str, seed: int) -> ScoreSet:
-    """Set ``seed`` of ``case`` (module docstring)."""
-    rng = np.random.default_rng((seed, CASES.index(case)))
-    n = int(rng.choice(SIZES))
+def draw(case: str, seed: int, *, second: int | None = None) -> ScoreSet:
+    """Set ``seed`` of ``case`` (module docstring); ``second=n``: the second signal's scores
+    of the same ``n`` episodes, an independent draw of the same shape."""
+    key = (seed, CASES.index(case)) if second is None else (seed, CASES.index(case), 1)
+    rng = np.random.default_rng(key)
+    n = int(rng.choice(SIZES)) if second is None else second
     g = float(rng.uniform(0.8, 1.5))
     sd = float(rng.uniform(0.08, 0.15)) * g
 
@@ -131,13 +143,37 @@ def draw(case: str, seed: int) -> ScoreSet:
     raise ValueError(msg)
 
 
-def trust_of(scores: Array) -> tuple[bool, Array]:
-    """(split accepted, P(good)) of the shipped calibration (``ptr score``'s options, chance
-    anchor 0)."""
+def trust_of(scores: Array, *, signal: str = 'attribution') -> tuple[bool, Array]:
+    """(split accepted, P(good)) of the shipped calibration of ``signal`` (``ptr score``'s
+    options and the signal's anchor and fraction)."""
     cfg = TrustConfig()
     cal = fit_calibration(scores, separation=cfg.separation, min_share=cfg.min_share,
-                          anchor=0.0, anchor_fraction=cfg.anchor_fraction)
+                          anchor=ANCHORS.get(signal),
+                          anchor_fraction=FRACTIONS.get(signal, cfg.anchor_fraction))
     return cal.accepted, cal.posterior_good(scores)
+
+
+def as_loss(s: ScoreSet) -> Array:
+    """A draw mapped onto the behaviour-cloning signal's scale (minus a loss, 0 = perfect): the
+    good centre at loss 1, ``loss = exp(3 (1 - x / G))`` -- the experts' losses spread with a
+    log-sd of about 0.33, as on the dev expert-only sets (0.32 push, 0.36 pick-place)."""
+    g = float(np.median(s.scores[s.group == 0]))
+    out: Array = -np.exp(np.clip(3.0 * (1.0 - s.scores / g), -20.0, 20.0))
+    return out
+
+
+def rule_trust(case: str, seed: int, rule: str) -> tuple[ScoreSet, bool, Array]:
+    """Set ``seed`` of ``case`` and its (accepted, P(good)) under ``rule``: ``attribution``
+    alone, or ``combined``, ``ptr score``'s default: times the P(good) of an independent
+    second-signal draw of the same shape calibrated without an anchor (the all-good cases:
+    how often two chances to split add up)."""
+    s = draw(case, seed)
+    acc, p = trust_of(s.scores)
+    if rule == 'combined':
+        acc_b, p_b = trust_of(as_loss(draw(case, seed, second=len(s.scores))),
+                              signal='bc_loss')
+        acc, p = acc or acc_b, p * p_b
+    return s, acc, p
 
 
 class Row(NamedTuple):
@@ -147,13 +183,12 @@ class Row(NamedTuple):
     trust: tuple[float, float, float]  # mean per group (NaN: none in the case)
 
 
-def case_row(case: str, seeds: range | list[int]) -> Row:
+def case_row(case: str, seeds: range | list[int], rule: str = 'attribution') -> Row:
     """The table row of ``case`` over the sets ``seeds``."""
     accepted = cut = right = 0.0
     sums, counts = np.zeros(3), np.zeros(3)
     for seed in seeds:
-        s = draw(case, seed)
-        acc, p = trust_of(s.scores)
+        s, acc, p = rule_trust(case, seed, rule)
         accepted += acc
         cut += bool((p < 0.5).any())
         first, rest = s.group == 0, s.group > 0
@@ -191,14 +226,18 @@ def main() -> None:
     parser.add_argument('--split', choices=sorted(SPLITS), default='dev')
     parser.add_argument('--sets', type=int, default=200, help='sets per case (from the first)')
     parser.add_argument('--cases', nargs='*', default=list(CASES))
+    parser.add_argument('--rule', choices=['attribution', 'combined'], default='attribution',
+                        help='combined: times an independent second-signal draw (no anchor); '
+                        'meaningful for the all-good cases only')
     args = parser.parse_args()
     seeds = list(SPLITS[args.split])[: args.sets]
     start = time.perf_counter()
-    print(f'split {args.split}: seeds {seeds[0]}-{seeds[-1]} ({len(seeds)} sets per case)\n')
+    print(f'split {args.split}: seeds {seeds[0]}-{seeds[-1]} ({len(seeds)} sets per case), '
+          f'rule {args.rule}\n')
     print('| case | accepted | cut | right | trust good / middle / wrong | target |')
     print('|---|---|---|---|---|---|')
     for case in args.cases:
-        row = case_row(case, seeds)
+        row = case_row(case, seeds, args.rule)
         trust = ' / '.join('-' if np.isnan(t) else f'{t:.2f}' for t in row.trust)
         col, bound = TARGETS.get(case, ('', float('nan')))
         if col:
