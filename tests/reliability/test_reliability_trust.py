@@ -39,7 +39,10 @@ from bag_tools.trust import (
     write_trust,
 )
 from ptr_cli.main import main
+from ptr_core.configuration import DataConfig, DatasetSpec
+from ptr_core.data import build_data
 from ptr_core.synthetic import make_synthetic_dataset, robot_entry
+from ptr_core.weighting.trust import windows as trust_windows
 from ptr_core.weighting.trust.calibrate import episode_noise_p, fit_calibration
 
 REPO = Path(__file__).resolve().parents[2]
@@ -491,3 +494,31 @@ def test_score_options_of_the_wrong_type_are_refused(key: str, value: object, wa
 
     with pytest.raises(ConfigError, match=re.escape(want)):
         TrustConfig.from_mapping({key: value})
+
+
+@pytest.mark.parametrize(('combine', 'level', 'warned'), [
+    ('P_attribution*P_bc_loss', 'frame', True),
+    ('P_attribution*P_bc_loss', 'episode', False),
+    ('P_attribution', 'frame', False),
+])
+def test_frame_level_on_a_bc_loss_trust_is_said_once(
+    experts: tuple[Path, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture,
+    combine: str, level: str, warned: bool,
+) -> None:
+    """A frame's behaviour-cloning loss follows the phase of the motion (docs/ptr.md): the
+    frame level on such a trust would cut the experts' approaches, and training says so."""
+    data, _ = experts
+    obj = _trust_json(data, tmp_path)
+    obj['scorer']['combine'] = combine
+    path = tmp_path / 'combined.trust.json'
+    path.write_text(json.dumps(obj))
+    config = DataConfig(datasets=[DatasetSpec(str(data))], trust=str(path), trust_level=level,
+                        val_fraction=0.0)
+    with caplog.at_level(logging.WARNING):
+        build_data(config, chunk_length=4, seed=0)
+    lines = [r.getMessage() for r in caplog.records
+             if r.name == trust_windows.__name__ and 'trust_level frame' in r.getMessage()]
+    assert len(lines) == int(warned), lines
+    if warned:
+        assert lines[0].startswith(str(path))
+        assert '\n' not in lines[0]

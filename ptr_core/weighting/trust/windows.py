@@ -5,7 +5,9 @@ Each window ``(episode ref, t)`` gets its episode's trust (``data.trust_level: e
 ``min(episode trust, frame trust at t)`` (``frame``: partial bad stretches). The file is refused
 when a dataset's content hash is not in it (``bag_tools.trust``); a trust that drops more than
 half of the training episodes is said in one WARNING naming the file
-(``bag_tools.trust.drop_warning``): the run goes on, since the user may mean it.
+(``bag_tools.trust.drop_warning``): the run goes on, since the user may mean it; so is the
+frame level on a trust whose second signal is the behaviour-cloning loss (its frame series
+follows the phase of the motion, docs/ptr.md).
 """
 
 from __future__ import annotations
@@ -41,6 +43,10 @@ def window_trust(
         tables = [trust.for_dataset(Dataset.open(p)) for p in dataset_paths]
     except BagToolsError as err:
         raise PtrError(str(err)) from err
+    if level == 'frame' and 'bc_loss' in str(trust.scorer.get('combine', '')):
+        log.warning('%s: data.trust_level frame with a trust whose second signal is bc_loss: a '
+                    "frame's behaviour-cloning loss tracks the phase, not the operator, so the "
+                    "experts' approach frames lose trust; use data.trust_level episode", path)
     by_ref, values = [], []
     for ref in refs:
         value, frames = tables[ref.dataset_id][ref.episode.id]
