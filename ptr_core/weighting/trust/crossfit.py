@@ -84,6 +84,8 @@ FRACTIONS = {'progress': PROGRESS_FRACTION}  # the others: ``anchor_fraction``
 # of 12 episodes, 40-step base: AUROC 0.53) yet a tight pair of outliers passes the mixture's
 # tests. A guard, not a tuned value: below it the trust is the attribution's alone
 CONSENSUS_MIN_EPISODES = 20
+# a signal's calibration: the mixture, the episodes' P(good), each episode's frame P(good)
+_Fit = tuple[Calibration, npt.NDArray[np.float64], list[npt.NDArray[np.float64]]]
 
 
 @dataclass
@@ -174,7 +176,7 @@ def _posteriors(
     episode_scores: npt.NDArray[np.float64], frames: list[npt.NDArray[np.float64]],
     config: TrustConfig, *, anchor: float | None, signal_p: float = float('nan'),
     fraction: float | None = None,
-) -> tuple[Calibration, npt.NDArray[np.float64], list[npt.NDArray[np.float64]]]:
+) -> _Fit:
     """Episode and frame P(good) from one signal (NaN scores count as good; no split when
     ``signal_p`` exceeds ``config.signal_alpha``)."""
     mix = _calibrate(episode_scores, config, anchor, signal_p, fraction)
@@ -255,14 +257,14 @@ def score_datasets(
     fold_of_row = folds[feats.episode[rows].numpy()]
     score, refined = _rounds(feats, rows, fold_of_row, neighbours, config, progress)
     t_fit, cpu_fit = time.monotonic(), time.process_time()
-    consensus = _consensus_rows(feats, rows, score, config)
+    attribution = None if config.signal != 'attribution' else _drive_fit(
+        'attribution', score, _episode_mean(score, feats, rows), feats, rows, config)
+    consensus, learned_from = _consensus_rows(feats, rows, attribution, config)
     bc_err, inv_err = _probe_errors(feats, rows, fold_of_row, config, consensus=consensus)
     t_probe, cpu_probe = time.monotonic(), time.process_time()
     rate, moving = progress_rates(feats, span=feats.chunk_length)
-    learned_from = len(feats.episodes) if consensus is None else len(
-        np.unique(feats.episode[rows].numpy()[consensus]))
     post = _signal_posteriors(feats, rows, score, bc_err, inv_err, (rate, moving), config,
-                              consensus_episodes=learned_from)
+                              consensus_episodes=learned_from, drive_fit=attribution)
     digests = [dataset_content_hash(ds) for ds in datasets]
     per_dataset, sources, lengths = _episode_trusts(feats, post, folds, digests, config)
     drive, mix_a, mix_b = post.drive, post.mix_a, post.mix_b
@@ -394,27 +396,40 @@ def _attribution(
     return score
 
 
+def _drive_fit(
+    drive: str, window_values: Tensor | None, episode_values: npt.NDArray[np.float64],
+    feats: WindowFeatures, rows: Tensor, config: TrustConfig,
+) -> _Fit:
+    """The calibrated episode and frame P(good) of the signal that drives the trust (an
+    episode-level one -- length, smoothness -- has no windows: no frame series, no noise
+    test)."""
+    if window_values is None:
+        frames = [np.full(e.length, v) for e, v in zip(feats.episodes, episode_values)]
+        signal_p = float('nan')
+    else:
+        frames = _frame_series(window_values, feats, rows, config.smooth or feats.chunk_length)
+        signal_p = _noise_p(window_values, feats, rows, config)
+    return _posteriors(episode_values, frames, config, signal_p=signal_p,
+                       anchor=ANCHORS.get(drive), fraction=FRACTIONS.get(drive))
+
+
 def _consensus_rows(
-    feats: WindowFeatures, rows: Tensor, score: Tensor, config: TrustConfig,
-) -> npt.NDArray[np.bool_] | None:
+    feats: WindowFeatures, rows: Tensor, attribution: _Fit | None, config: TrustConfig,
+) -> tuple[npt.NDArray[np.bool_] | None, int]:
     """The rows the behaviour-cloning probe (the second signal) learns the set's consensus
-    from: those of the episodes the attribution keeps (P(good) >= 0.5), so that wrong labels,
-    which label consistency already sees, do not make the consensus the good episodes are
-    measured against (4 experts among 8 random-label episodes: 3 experts cut without this).
-    ``None`` (every row) when the attribution does not drive the trust or keeps every episode."""
-    if config.signal != 'attribution' or config.second_signal != 'bc_loss':
-        return None
-    width = config.smooth or feats.chunk_length
-    _, p_ep, _ = _posteriors(_episode_mean(score, feats, rows),
-                             _frame_series(score, feats, rows, width), config,
-                             anchor=ANCHORS.get('attribution'),
-                             signal_p=_noise_p(score, feats, rows, config),
-                             fraction=FRACTIONS.get('attribution'))
-    keep = p_ep >= 0.5
+    from, and from how many episodes: those the attribution keeps (P(good) >= 0.5), so that
+    wrong labels, which label consistency already sees, do not make the consensus the good
+    episodes are measured against (4 experts among 8 random-label episodes: 3 experts cut
+    without this). ``None`` (every row) when the attribution does not drive the trust, the
+    second signal is another, or the attribution keeps every episode (or none)."""
+    n_episodes = len(feats.episodes)
+    if attribution is None or config.second_signal != 'bc_loss':
+        return None, n_episodes
+    keep = attribution[1] >= 0.5
     if keep.all() or not keep.any():
-        return None
+        return None, n_episodes
     out: npt.NDArray[np.bool_] = keep[feats.episode[rows].numpy()]
-    return out
+    return out, int(keep.sum())
 
 
 def _probe_errors(
@@ -459,11 +474,12 @@ class _Posteriors:
 def _signal_posteriors(
     feats: WindowFeatures, rows: Tensor, score: Tensor, bc_err: Tensor, inv_err: Tensor,
     progress: tuple[Tensor, Tensor], config: TrustConfig, *, consensus_episodes: int,
+    drive_fit: _Fit | None = None,
 ) -> _Posteriors:
-    """Per-episode signals, and episode and frame P(good) of the driving and the second
-    signal (``progress``: ``progress.progress_rates`` of every window; an episode's progress
-    is its moving windows' mean; ``bc_loss`` only when its probe learned from at least
-    ``CONSENSUS_MIN_EPISODES`` episodes)."""
+    """Per-episode signals, and episode and frame P(good) of the driving (``drive_fit`` when
+    already fitted) and the second signal (``progress``: ``progress.progress_rates`` of every
+    window; an episode's progress is its moving windows' mean; ``bc_loss`` only when its probe
+    learned from at least ``CONSENSUS_MIN_EPISODES`` episodes)."""
     rate, moving = progress[0][rows], progress[1][rows]
     width = config.smooth or feats.chunk_length
     attribution = _episode_mean(score, feats, rows)
@@ -482,14 +498,8 @@ def _signal_posteriors(
     second = 'bc_loss' if config.second_signal == 'none' else config.second_signal
     use_second = config.second_signal != 'none' and drive != second and (
         second != 'bc_loss' or consensus_episodes >= CONSENSUS_MIN_EPISODES)
-    p_drive = float('nan')  # an episode-level signal (length, smoothness): no window noise
-    if drive in per_window:
-        frames_a = _frame_series(per_window[drive], feats, rows, width)
-        p_drive = _noise_p(per_window[drive], feats, rows, config)
-    else:
-        frames_a = [np.full(e.length, v) for e, v in zip(feats.episodes, per_episode[drive])]
-    mix_a, p_a, pf_a = _posteriors(per_episode[drive], frames_a, config, signal_p=p_drive,
-                                   anchor=ANCHORS.get(drive), fraction=FRACTIONS.get(drive))
+    mix_a, p_a, pf_a = drive_fit or _drive_fit(drive, per_window.get(drive), per_episode[drive],
+                                               feats, rows, config)
     values = per_window[second]
     # progress is computed from the states, not learnt: no scorer that learned nothing to
     # guard against, and its windows vary along the way by design (the test refused a
